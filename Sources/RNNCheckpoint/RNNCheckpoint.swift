@@ -1,0 +1,1 @@
+// RNNCheckpoint: placeholder until its issue lands.

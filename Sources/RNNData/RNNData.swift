@@ -1,0 +1,1 @@
+// RNNData: placeholder until its issue lands.

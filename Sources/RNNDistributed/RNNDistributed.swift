@@ -1,0 +1,1 @@
+// RNNDistributed: placeholder until its issue lands.

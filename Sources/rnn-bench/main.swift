@@ -1,0 +1,1 @@
+print("rnn-bench: not built yet")

@@ -1,0 +1,1 @@
+print("rnn-coord: not built yet")

@@ -1,0 +1,1 @@
+print("rnn-data: not built yet")

@@ -1,0 +1,1 @@
+print("rnn-worker: not built yet")

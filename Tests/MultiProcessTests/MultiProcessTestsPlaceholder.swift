@@ -1,0 +1,2 @@
+import XCTest
+final class MultiProcessTestsPlaceholder: XCTestCase { func testPlaceholder() {} }

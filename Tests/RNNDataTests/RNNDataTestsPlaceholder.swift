@@ -1,0 +1,2 @@
+import XCTest
+final class RNNDataTestsPlaceholder: XCTestCase { func testPlaceholder() {} }

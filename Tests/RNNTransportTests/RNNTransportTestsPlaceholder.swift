@@ -1,0 +1,2 @@
+import XCTest
+final class RNNTransportTestsPlaceholder: XCTestCase { func testPlaceholder() {} }
