@@ -79,6 +79,9 @@ public final class PackedMatrix: @unchecked Sendable {
 
     deinit { storage.deallocate() }
 
+    /// Bytes of packed storage currently held (grows only, never shrinks).
+    public var capacityBytes: Int { capacity * MemoryLayout<Float>.stride }
+
     /// Floats needed to pack a (k, n) op(B).
     public static func packedCount(k: Int, n: Int) -> Int {
         k * ((n + GemmBlocking.nr - 1) / GemmBlocking.nr) * GemmBlocking.nr
@@ -160,6 +163,11 @@ public final class GemmEngine {
     /// below that the ~25 µs of a Dispatch fork/join eats the gain (PLATFORM.md).
     public var minFlopsPerThread: Int = 24_000_000
 
+    /// Products with op(A) = A (not transposed) and at most this many columns read A in
+    /// place instead of packing it: packing costs about as much as the arithmetic it feeds
+    /// when few column panels reuse each packed A panel.
+    public var directAMaxColumns: Int = 256
+
     private var workspaces: [GemmWorkspace] = []
 
     public init(threads: Int = 1) {
@@ -209,6 +217,12 @@ public final class GemmEngine {
             beta: beta, c: c, ldc: ldc)
     }
 
+    /// Bytes held by the packing buffers of all threads (they grow to the largest product
+    /// seen and are reused afterwards).
+    public var packingBufferBytes: Int {
+        workspaces.reduce(0) { $0 + ($1.aCapacity + $1.bCapacity) * MemoryLayout<Float>.stride }
+    }
+
     private func workspace(_ i: Int) -> GemmWorkspace {
         while workspaces.count <= i { workspaces.append(GemmWorkspace()) }
         return workspaces[i]
@@ -228,7 +242,7 @@ public final class GemmEngine {
         if t <= 1 {
             let ws = workspace(0)
             gemmBlocked(ws: ws, transA: transA, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
-                        b: b, beta: beta, c: c, ldc: ldc)
+                        b: b, beta: beta, c: c, ldc: ldc, directA: !transA && n <= directAMaxColumns)
             return
         }
         var parts: [GemmPart] = []
@@ -246,7 +260,8 @@ public final class GemmEngine {
                                       a: a, b: b.offsetColumns(j0), c: c + j0))
             }
         }
-        let job = GemmJob(parts: parts, transA: transA, k: k, alpha: alpha, lda: lda, beta: beta, ldc: ldc)
+        let job = GemmJob(parts: parts, transA: transA, k: k, alpha: alpha, lda: lda, beta: beta, ldc: ldc,
+                          directAMaxColumns: directAMaxColumns)
         DispatchQueue.concurrentPerform(iterations: t) { i in
             job.run(i)
         }
@@ -285,9 +300,10 @@ struct GemmPart {
 /// and owns its workspace, so sharing it across the fork/join is race free.
 final class GemmJob: @unchecked Sendable {
     let parts: [GemmPart]
-    let transA: Bool, k: Int, alpha: Float, lda: Int, beta: Float, ldc: Int
+    let transA: Bool, k: Int, alpha: Float, lda: Int, beta: Float, ldc: Int, directAMaxColumns: Int
 
-    init(parts: [GemmPart], transA: Bool, k: Int, alpha: Float, lda: Int, beta: Float, ldc: Int) {
+    init(parts: [GemmPart], transA: Bool, k: Int, alpha: Float, lda: Int, beta: Float, ldc: Int, directAMaxColumns: Int) {
+        self.directAMaxColumns = directAMaxColumns
         self.parts = parts
         self.transA = transA
         self.k = k
@@ -300,7 +316,7 @@ final class GemmJob: @unchecked Sendable {
     func run(_ i: Int) {
         let p = parts[i]
         gemmBlocked(ws: p.ws, transA: transA, m: p.m, n: p.n, k: k, alpha: alpha, a: p.a, lda: lda,
-                    b: p.b, beta: beta, c: p.c, ldc: ldc)
+                    b: p.b, beta: beta, c: p.c, ldc: ldc, directA: !transA && p.n <= directAMaxColumns)
     }
 }
 
@@ -331,8 +347,9 @@ func gemmOffsetA(_ a: UnsafePointer<Float>, transA: Bool, lda: Int, i: Int, p: I
 func gemmBlocked(
     ws: GemmWorkspace, transA: Bool, m: Int, n: Int, k: Int, alpha: Float,
     a: UnsafePointer<Float>, lda: Int, b: GemmBSource,
-    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, directA: Bool
 ) {
+    assert(!directA || !transA)
     let mr = GemmBlocking.mr, nr = GemmBlocking.nr
     let kcMax = min(GemmBlocking.kc, k)
     let mcMax = min(GemmBlocking.mc, (m + mr - 1) / mr * mr)
@@ -363,10 +380,15 @@ func gemmBlocked(
             var ic = 0
             while ic < m {
                 let mc = min(GemmBlocking.mc, m - ic)
-                gemmPackA(transA: transA, mc: mc, kc: kc,
-                          a: gemmOffsetA(a, transA: transA, lda: lda, i: ic, p: pc), lda: lda, dst: bufA)
-                gemmMacroKernel(mc: mc, nc: nc, kc: kc, a: UnsafePointer(bufA), b: blockB,
-                                alpha: alpha, beta: betaHere, c: c + ic * ldc + jc, ldc: ldc)
+                if directA {
+                    gemmMacroKernel(mc: mc, nc: nc, kc: kc, a: a + ic * lda + pc, aRow: lda, aStep: 1, aPanel: lda,
+                                    b: blockB, alpha: alpha, beta: betaHere, c: c + ic * ldc + jc, ldc: ldc)
+                } else {
+                    gemmPackA(transA: transA, mc: mc, kc: kc,
+                              a: gemmOffsetA(a, transA: transA, lda: lda, i: ic, p: pc), lda: lda, dst: bufA)
+                    gemmMacroKernel(mc: mc, nc: nc, kc: kc, a: UnsafePointer(bufA), aRow: 1, aStep: mr, aPanel: kc,
+                                    b: blockB, alpha: alpha, beta: betaHere, c: c + ic * ldc + jc, ldc: ldc)
+                }
                 ic += mc
             }
             pc += kc
@@ -379,7 +401,7 @@ func gemmBlocked(
 /// (NR panels), both `kc` deep.
 @inline(__always)
 func gemmMacroKernel(
-    mc: Int, nc: Int, kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+    mc: Int, nc: Int, kc: Int, a: UnsafePointer<Float>, aRow: Int, aStep: Int, aPanel: Int, b: UnsafePointer<Float>,
     alpha: Float, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
 ) {
     let mr = GemmBlocking.mr, nr = GemmBlocking.nr
@@ -390,7 +412,7 @@ func gemmMacroKernel(
         var ir = 0
         while ir < mc {
             let mEdge = min(mr, mc - ir)
-            gemmMicroKernel(rows: mEdge, cols: nEdge, kc: kc, a: a + ir * kc, b: bp,
+            gemmMicroKernel(rows: mEdge, cols: nEdge, kc: kc, a: a + ir * aPanel, aRow: aRow, aStep: aStep, b: bp,
                             alpha: alpha, beta: beta, c: c + ir * ldc + jr, ldc: ldc)
             ir += mr
         }

@@ -122,16 +122,16 @@ func gemmPackB(transB: Bool, kc: Int, nc: Int, b: UnsafePointer<Float>, ldb: Int
 /// One register tile: C[0 ..< rows, 0 ..< cols] = alpha * Apanel * Bpanel + beta * C.
 @inline(__always)
 func gemmMicroKernel(
-    rows: Int, cols: Int, kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+    rows: Int, cols: Int, kc: Int, a: UnsafePointer<Float>, aRow: Int, aStep: Int, b: UnsafePointer<Float>,
     alpha: Float, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
 ) {
     switch rows {
-    case 6: gemmTile(6, cols: cols, kc: kc, a: a, b: b, alpha: alpha, beta: beta, c: c, ldc: ldc)
-    case 5: gemmTile(5, cols: cols, kc: kc, a: a, b: b, alpha: alpha, beta: beta, c: c, ldc: ldc)
-    case 4: gemmTile(4, cols: cols, kc: kc, a: a, b: b, alpha: alpha, beta: beta, c: c, ldc: ldc)
-    case 3: gemmTile(3, cols: cols, kc: kc, a: a, b: b, alpha: alpha, beta: beta, c: c, ldc: ldc)
-    case 2: gemmTile(2, cols: cols, kc: kc, a: a, b: b, alpha: alpha, beta: beta, c: c, ldc: ldc)
-    default: gemmTile(1, cols: cols, kc: kc, a: a, b: b, alpha: alpha, beta: beta, c: c, ldc: ldc)
+    case 6: gemmTile(6, cols: cols, kc: kc, a: a, aRow: aRow, aStep: aStep, b: b, alpha: alpha, beta: beta, c: c, ldc: ldc)
+    case 5: gemmTile(5, cols: cols, kc: kc, a: a, aRow: aRow, aStep: aStep, b: b, alpha: alpha, beta: beta, c: c, ldc: ldc)
+    case 4: gemmTile(4, cols: cols, kc: kc, a: a, aRow: aRow, aStep: aStep, b: b, alpha: alpha, beta: beta, c: c, ldc: ldc)
+    case 3: gemmTile(3, cols: cols, kc: kc, a: a, aRow: aRow, aStep: aStep, b: b, alpha: alpha, beta: beta, c: c, ldc: ldc)
+    case 2: gemmTile(2, cols: cols, kc: kc, a: a, aRow: aRow, aStep: aStep, b: b, alpha: alpha, beta: beta, c: c, ldc: ldc)
+    default: gemmTile(1, cols: cols, kc: kc, a: a, aRow: aRow, aStep: aStep, b: b, alpha: alpha, beta: beta, c: c, ldc: ldc)
     }
 }
 
@@ -139,7 +139,7 @@ func gemmMicroKernel(
 /// R SIMD16 accumulators, one B vector load and R broadcast-FMAs per step of K.
 @inline(__always)
 func gemmTile(
-    _ R: Int, cols: Int, kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+    _ R: Int, cols: Int, kc: Int, a: UnsafePointer<Float>, aRow: Int, aStep: Int, b: UnsafePointer<Float>,
     alpha: Float, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
 ) {
     let mr = GemmBlocking.mr, nr = GemmBlocking.nr
@@ -152,30 +152,30 @@ func gemmTile(
     while p + 2 <= kc {
         let b0 = UnsafeRawPointer(bp).loadUnaligned(as: SIMD16<Float>.self)
         c0 = c0.addingProduct(SIMD16(repeating: ap[0]), b0)
-        if R > 1 { c1 = c1.addingProduct(SIMD16(repeating: ap[1]), b0) }
-        if R > 2 { c2 = c2.addingProduct(SIMD16(repeating: ap[2]), b0) }
-        if R > 3 { c3 = c3.addingProduct(SIMD16(repeating: ap[3]), b0) }
-        if R > 4 { c4 = c4.addingProduct(SIMD16(repeating: ap[4]), b0) }
-        if R > 5 { c5 = c5.addingProduct(SIMD16(repeating: ap[5]), b0) }
+        if R > 1 { c1 = c1.addingProduct(SIMD16(repeating: ap[1 * aRow]), b0) }
+        if R > 2 { c2 = c2.addingProduct(SIMD16(repeating: ap[2 * aRow]), b0) }
+        if R > 3 { c3 = c3.addingProduct(SIMD16(repeating: ap[3 * aRow]), b0) }
+        if R > 4 { c4 = c4.addingProduct(SIMD16(repeating: ap[4 * aRow]), b0) }
+        if R > 5 { c5 = c5.addingProduct(SIMD16(repeating: ap[5 * aRow]), b0) }
         let b1 = UnsafeRawPointer(bp + nr).loadUnaligned(as: SIMD16<Float>.self)
-        c0 = c0.addingProduct(SIMD16(repeating: ap[mr]), b1)
-        if R > 1 { c1 = c1.addingProduct(SIMD16(repeating: ap[mr + 1]), b1) }
-        if R > 2 { c2 = c2.addingProduct(SIMD16(repeating: ap[mr + 2]), b1) }
-        if R > 3 { c3 = c3.addingProduct(SIMD16(repeating: ap[mr + 3]), b1) }
-        if R > 4 { c4 = c4.addingProduct(SIMD16(repeating: ap[mr + 4]), b1) }
-        if R > 5 { c5 = c5.addingProduct(SIMD16(repeating: ap[mr + 5]), b1) }
-        ap += 2 * mr
+        c0 = c0.addingProduct(SIMD16(repeating: ap[aStep]), b1)
+        if R > 1 { c1 = c1.addingProduct(SIMD16(repeating: ap[aStep + 1 * aRow]), b1) }
+        if R > 2 { c2 = c2.addingProduct(SIMD16(repeating: ap[aStep + 2 * aRow]), b1) }
+        if R > 3 { c3 = c3.addingProduct(SIMD16(repeating: ap[aStep + 3 * aRow]), b1) }
+        if R > 4 { c4 = c4.addingProduct(SIMD16(repeating: ap[aStep + 4 * aRow]), b1) }
+        if R > 5 { c5 = c5.addingProduct(SIMD16(repeating: ap[aStep + 5 * aRow]), b1) }
+        ap += 2 * aStep
         bp += 2 * nr
         p += 2
     }
     if p < kc {
         let b0 = UnsafeRawPointer(bp).loadUnaligned(as: SIMD16<Float>.self)
         c0 = c0.addingProduct(SIMD16(repeating: ap[0]), b0)
-        if R > 1 { c1 = c1.addingProduct(SIMD16(repeating: ap[1]), b0) }
-        if R > 2 { c2 = c2.addingProduct(SIMD16(repeating: ap[2]), b0) }
-        if R > 3 { c3 = c3.addingProduct(SIMD16(repeating: ap[3]), b0) }
-        if R > 4 { c4 = c4.addingProduct(SIMD16(repeating: ap[4]), b0) }
-        if R > 5 { c5 = c5.addingProduct(SIMD16(repeating: ap[5]), b0) }
+        if R > 1 { c1 = c1.addingProduct(SIMD16(repeating: ap[1 * aRow]), b0) }
+        if R > 2 { c2 = c2.addingProduct(SIMD16(repeating: ap[2 * aRow]), b0) }
+        if R > 3 { c3 = c3.addingProduct(SIMD16(repeating: ap[3 * aRow]), b0) }
+        if R > 4 { c4 = c4.addingProduct(SIMD16(repeating: ap[4 * aRow]), b0) }
+        if R > 5 { c5 = c5.addingProduct(SIMD16(repeating: ap[5 * aRow]), b0) }
     }
     if cols == nr {
         gemmStoreRow(c0, c, alpha: alpha, beta: beta)

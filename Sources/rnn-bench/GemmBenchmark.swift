@@ -30,10 +30,11 @@ let gemmBenchmarkShapes: [GemmShape] = [
 ]
 
 /// Prints one line per shape: median GFLOP/s over repetitions of >= 20 ms each, after warm-up.
-func runGemmBenchmark(threads: Int) {
+func runGemmBenchmark(threads: Int, directAMaxColumns: Int? = nil) {
     print("GemmEngine, threads=\(threads) (median of 7 timed repetitions, each >= 20 ms)")
     print(pad("shape", 34) + pad("GFLOP/s", 10, left: true) + pad("µs/call", 12, left: true))
     let engine = GemmEngine(threads: threads)
+    if let d = directAMaxColumns { engine.directAMaxColumns = d }
     var generator = SplitMix(seed: 42)
     for shape in gemmBenchmarkShapes {
         let rowsA = shape.transA ? shape.k : shape.m, colsA = shape.transA ? shape.m : shape.k

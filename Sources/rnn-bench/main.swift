@@ -23,7 +23,8 @@ func intOption(_ name: String, default value: Int) -> Int {
 
 switch arguments.first {
 case "gemm":
-    runGemmBenchmark(threads: intOption("--threads", default: 1))
+    let direct = arguments.contains("--direct-a") ? intOption("--direct-a", default: 256) : nil
+    runGemmBenchmark(threads: intOption("--threads", default: 1), directAMaxColumns: direct)
 case let other?:
     usage("unknown subcommand '\(other)'")
 case nil:
