@@ -163,7 +163,9 @@ public final class RNNNetwork {
     private let layerOffsets: [LayerOffsets]
     private let headWeight: Int
     private let headBias: Int
-    private var workspace: Workspace?
+    /// The activation and scratch buffers, created on first use and replaced only when a larger
+    /// (batch, steps) shape arrives (internal so tests can check it is reused).
+    private(set) var workspace: Workspace?
     /// Shape of the last forward pass (what `finalState` and `initialStateGradient` describe).
     private var lastBatch = 0
     private var lastSteps = 0
