@@ -8,7 +8,11 @@ import Darwin
 let arguments = Array(CommandLine.arguments.dropFirst())
 
 func usage(_ problem: String) -> Never {
-    print("rnn-bench: \(problem)\nusage: rnn-bench gemm [--threads N]")
+    print("""
+        rnn-bench: \(problem)
+        usage: rnn-bench gemm [--threads N]
+               rnn-bench train [--threads N] [--config NAME[,NAME]] [--seconds S]
+        """)
     exit(2)
 }
 
@@ -21,10 +25,22 @@ func intOption(_ name: String, default value: Int) -> Int {
     return v
 }
 
+func stringOption(_ name: String) -> String? {
+    guard let i = arguments.firstIndex(of: name) else { return nil }
+    guard i + 1 < arguments.count else { usage("'\(name)' expects a value, found nothing") }
+    return arguments[i + 1]
+}
+
 switch arguments.first {
 case "gemm":
     let direct = arguments.contains("--direct-a") ? intOption("--direct-a", default: 256) : nil
     runGemmBenchmark(threads: intOption("--threads", default: 1), directAMaxColumns: direct)
+case "train":
+    let seconds = stringOption("--seconds").map { text -> Double in
+        guard let s = Double(text), s > 0 else { usage("'--seconds' expects a positive number, found '\(text)'") }
+        return s
+    } ?? 3
+    runTrainBenchmark(threads: intOption("--threads", default: 1), only: stringOption("--config"), seconds: seconds)
 case let other?:
     usage("unknown subcommand '\(other)'")
 case nil:

@@ -1,0 +1,205 @@
+// Fused per-step gate kernels of the recurrent cells, forward and backward.
+//
+// Dimension legend: B batch rows of one time step, H hidden units, G gates
+// (RNN 1, LSTM 4 in order i,f,g,o, GRU 3 in order r,z,n). Every buffer of one time step is
+// row-major with B rows: gates (B, G*H), states (B, H). The kernels walk each row in chunks
+// of 8 lanes; the tail of a row is loaded into a zero-padded vector so that every element
+// goes through the same vectorised activation (VectorMath) and results do not depend on H % 8.
+
+@inline(__always)
+func loadLanes(_ p: UnsafePointer<Float>, _ i: Int, _ n: Int) -> SIMD8<Float> {
+    if n == 8 { return UnsafeRawPointer(p + i).loadUnaligned(as: SIMD8<Float>.self) }
+    var v = SIMD8<Float>()
+    for k in 0..<n { v[k] = p[i + k] }
+    return v
+}
+
+@inline(__always)
+func loadLanes(_ p: UnsafeMutablePointer<Float>, _ i: Int, _ n: Int) -> SIMD8<Float> {
+    loadLanes(UnsafePointer(p), i, n)
+}
+
+@inline(__always)
+func storeLanes(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>, _ i: Int, _ n: Int) {
+    if n == 8 {
+        UnsafeMutableRawPointer(p + i).storeBytes(of: v, as: SIMD8<Float>.self)
+        return
+    }
+    for k in 0..<n { p[i + k] = v[k] }
+}
+
+enum CellKernels {
+    // MARK: Simple RNN, h = act(pre)
+
+    /// h (n) = tanh or relu of pre (n), with n = B*H (G = 1, so one step is contiguous).
+    static func rnnForward(relu: Bool, pre: UnsafePointer<Float>, h: UnsafeMutablePointer<Float>, count n: Int) {
+        var i = 0
+        while i < n {
+            let w = min(8, n - i)
+            let x = loadLanes(pre, i, w)
+            let y = relu ? x.replacing(with: 0, where: x .< 0) : VectorMath.tanh(x)
+            storeLanes(y, h, i, w)
+            i += 8
+        }
+    }
+
+    /// dPre (n) = (dOut + carry) * act'(h); act' from the output: tanh 1-h^2, relu [h > 0].
+    /// dOut: (B, H) gradient from above (head or next layer); carry: (B, H) from step t+1.
+    static func rnnBackward(
+        relu: Bool, h: UnsafePointer<Float>, dOut: UnsafePointer<Float>, carry: UnsafePointer<Float>,
+        dPre: UnsafeMutablePointer<Float>, count n: Int
+    ) {
+        var i = 0
+        while i < n {
+            let w = min(8, n - i)
+            let hv = loadLanes(h, i, w)
+            let dh = loadLanes(dOut, i, w) + loadLanes(carry, i, w)
+            let d: SIMD8<Float>
+            if relu {
+                d = SIMD8<Float>(repeating: 0).replacing(with: dh, where: hv .> 0)
+            } else {
+                d = dh * (1 - hv * hv)
+            }
+            storeLanes(d, dPre, i, w)
+            i += 8
+        }
+    }
+
+    // MARK: LSTM, gates i,f,g,o
+
+    /// gates (B, 4H): pre-activations in, activations i,f,g,o out (kept for backward).
+    /// c = f*cPrev + i*g, tc = tanh(c), h = o*tc; cPrev, c, tc, h: (B, H).
+    static func lstmForward(
+        gates: UnsafeMutablePointer<Float>, cPrev: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>,
+        tanhC: UnsafeMutablePointer<Float>, h: UnsafeMutablePointer<Float>, batch: Int, hidden H: Int
+    ) {
+        for b in 0..<batch {
+            let g = gates + b * 4 * H
+            let row = b * H
+            var j = 0
+            while j < H {
+                let w = min(8, H - j)
+                let iv = VectorMath.sigmoid(loadLanes(g, j, w))
+                let fv = VectorMath.sigmoid(loadLanes(g, H + j, w))
+                let gv = VectorMath.tanh(loadLanes(g, 2 * H + j, w))
+                let ov = VectorMath.sigmoid(loadLanes(g, 3 * H + j, w))
+                let cv = (fv * loadLanes(cPrev, row + j, w)).addingProduct(iv, gv)
+                let tc = VectorMath.tanh(cv)
+                storeLanes(iv, g, j, w)
+                storeLanes(fv, g, H + j, w)
+                storeLanes(gv, g, 2 * H + j, w)
+                storeLanes(ov, g, 3 * H + j, w)
+                storeLanes(cv, c, row + j, w)
+                storeLanes(tc, tanhC, row + j, w)
+                storeLanes(ov * tc, h, row + j, w)
+                j += 8
+            }
+        }
+    }
+
+    /// Backward of one LSTM step. dh = dOut + dhCarry; dc = dcCarry + dh*o*(1-tc^2);
+    /// dGates (B, 4H) = pre-activation gradients of i,f,g,o; dcCarry becomes dc*f (for t-1).
+    static func lstmBackward(
+        gates: UnsafePointer<Float>, cPrev: UnsafePointer<Float>, tanhC: UnsafePointer<Float>,
+        dOut: UnsafePointer<Float>, dhCarry: UnsafePointer<Float>, dcCarry: UnsafeMutablePointer<Float>,
+        dGates: UnsafeMutablePointer<Float>, batch: Int, hidden H: Int
+    ) {
+        for b in 0..<batch {
+            let g = gates + b * 4 * H
+            let dg = dGates + b * 4 * H
+            let row = b * H
+            var j = 0
+            while j < H {
+                let w = min(8, H - j)
+                let iv = loadLanes(g, j, w)
+                let fv = loadLanes(g, H + j, w)
+                let gv = loadLanes(g, 2 * H + j, w)
+                let ov = loadLanes(g, 3 * H + j, w)
+                let tc = loadLanes(tanhC, row + j, w)
+                let dh = loadLanes(dOut, row + j, w) + loadLanes(dhCarry, row + j, w)
+                let dc = loadLanes(dcCarry, row + j, w) + dh * ov * (1 - tc * tc)
+                let di = dc * gv * iv * (1 - iv)
+                let df = dc * loadLanes(cPrev, row + j, w) * fv * (1 - fv)
+                let dgg = dc * iv * (1 - gv * gv)
+                let dov = dh * tc * ov * (1 - ov)
+                storeLanes(di, dg, j, w)
+                storeLanes(df, dg, H + j, w)
+                storeLanes(dgg, dg, 2 * H + j, w)
+                storeLanes(dov, dg, 3 * H + j, w)
+                storeLanes(dc * fv, dcCarry, row + j, w)
+                j += 8
+            }
+        }
+    }
+
+    // MARK: GRU, gates r,z,n
+
+    /// gates (B, 3H): input projections in (x W_ih^T + b_ih, with b_hr, b_hz already added to
+    /// the r and z parts), activations r,z,n out. hh (B, 3H): h_prev W_hh^T without bias.
+    /// r = sig(gx_r + hh_r), z = sig(gx_z + hh_z), hn = hh_n + b_hn, n = tanh(gx_n + r*hn),
+    /// h = (1-z)*n + z*hPrev. hn (B, H) is kept for backward.
+    static func gruForward(
+        gates: UnsafeMutablePointer<Float>, hh: UnsafePointer<Float>, biasHN: UnsafePointer<Float>,
+        hPrev: UnsafePointer<Float>, hn: UnsafeMutablePointer<Float>, h: UnsafeMutablePointer<Float>,
+        batch: Int, hidden H: Int
+    ) {
+        for b in 0..<batch {
+            let g = gates + b * 3 * H
+            let r3 = hh + b * 3 * H
+            let row = b * H
+            var j = 0
+            while j < H {
+                let w = min(8, H - j)
+                let rv = VectorMath.sigmoid(loadLanes(g, j, w) + loadLanes(r3, j, w))
+                let zv = VectorMath.sigmoid(loadLanes(g, H + j, w) + loadLanes(r3, H + j, w))
+                let hnv = loadLanes(r3, 2 * H + j, w) + loadLanes(biasHN, j, w)
+                let nv = VectorMath.tanh(loadLanes(g, 2 * H + j, w).addingProduct(rv, hnv))
+                let hp = loadLanes(hPrev, row + j, w)
+                storeLanes(rv, g, j, w)
+                storeLanes(zv, g, H + j, w)
+                storeLanes(nv, g, 2 * H + j, w)
+                storeLanes(hnv, hn, row + j, w)
+                storeLanes(nv.addingProduct(zv, hp - nv), h, row + j, w)
+                j += 8
+            }
+        }
+    }
+
+    /// Backward of one GRU step. dh = dOut + dhCarry.
+    /// dGx (B, 3H) = pre-activation gradients seen by W_ih, b_ih and the input: r, z, n.
+    /// dGh (B, 3H) = gradients seen by W_hh, b_hh: r, z, and r*dn for the hn part.
+    /// dhCarry becomes dh*z, the direct path to h_{t-1} (the caller adds dGh W_hh).
+    static func gruBackward(
+        gates: UnsafePointer<Float>, hn: UnsafePointer<Float>, hPrev: UnsafePointer<Float>,
+        dOut: UnsafePointer<Float>, dhCarry: UnsafeMutablePointer<Float>,
+        dGx: UnsafeMutablePointer<Float>, dGh: UnsafeMutablePointer<Float>, batch: Int, hidden H: Int
+    ) {
+        for b in 0..<batch {
+            let g = gates + b * 3 * H
+            let dx = dGx + b * 3 * H
+            let dhh = dGh + b * 3 * H
+            let row = b * H
+            var j = 0
+            while j < H {
+                let w = min(8, H - j)
+                let rv = loadLanes(g, j, w)
+                let zv = loadLanes(g, H + j, w)
+                let nv = loadLanes(g, 2 * H + j, w)
+                let hnv = loadLanes(hn, row + j, w)
+                let hp = loadLanes(hPrev, row + j, w)
+                let dh = loadLanes(dOut, row + j, w) + loadLanes(dhCarry, row + j, w)
+                let dnPre = dh * (1 - zv) * (1 - nv * nv)
+                let dzPre = dh * (hp - nv) * zv * (1 - zv)
+                let drPre = dnPre * hnv * rv * (1 - rv)
+                storeLanes(drPre, dx, j, w)
+                storeLanes(dzPre, dx, H + j, w)
+                storeLanes(dnPre, dx, 2 * H + j, w)
+                storeLanes(drPre, dhh, j, w)
+                storeLanes(dzPre, dhh, H + j, w)
+                storeLanes(dnPre * rv, dhh, 2 * H + j, w)
+                storeLanes(dh * zv, dhCarry, row + j, w)
+                j += 8
+            }
+        }
+    }
+}

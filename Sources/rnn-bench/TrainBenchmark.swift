@@ -1,0 +1,98 @@
+// `rnn-bench train`: samples/s and GFLOP/s of a full training step (forward, loss, backward,
+// Adam) for the configurations of issue 2; scripts/bench_torch_train.py runs the same steps
+// with PyTorch and scripts/bench_train.sh prints the ratios side by side.
+import RNNCore
+
+/// One benchmark configuration (sequence classification: last-step head, cross-entropy).
+struct TrainBenchConfig {
+    var name: String
+    var cell: CellKind
+    var input: Int
+    var hidden: Int
+    var layers: Int
+    var steps: Int
+    var batch: Int
+    var classes: Int
+}
+
+let trainBenchConfigs: [TrainBenchConfig] = [
+    TrainBenchConfig(name: "seed-small", cell: .rnnTanh, input: 5, hidden: 64, layers: 1, steps: 10, batch: 32, classes: 2),
+    TrainBenchConfig(name: "lstm-med", cell: .lstm, input: 64, hidden: 256, layers: 1, steps: 50, batch: 64, classes: 10),
+    TrainBenchConfig(name: "gru-med", cell: .gru, input: 64, hidden: 256, layers: 1, steps: 50, batch: 64, classes: 10),
+    TrainBenchConfig(name: "lstm-large", cell: .lstm, input: 128, hidden: 512, layers: 2, steps: 100, batch: 64, classes: 10),
+]
+
+/// Runs every configuration (or only `only`, a comma-separated list of names) for about
+/// `seconds` each after a warm-up step, and prints one row per configuration:
+/// `name  samples/s  GFLOP/s  ms/step  steps`.
+func runTrainBenchmark(threads: Int, only: String? = nil, seconds: Double = 3) {
+    let wanted = only.map { Set($0.split(separator: ",").map(String.init)) }
+    print("# rnn-bench train: full step (forward, loss, backward, Adam), threads=\(threads)")
+    print("config        samples/s    GFLOP/s    ms/step  steps")
+    for bench in trainBenchConfigs where wanted?.contains(bench.name) ?? true {
+        let config = ModelConfig(cell: bench.cell, inputSize: bench.input, hiddenSize: bench.hidden,
+                                 layers: bench.layers, outputSize: bench.classes, head: .lastStep, loss: .crossEntropy)
+        let network: RNNNetwork
+        do {
+            network = try RNNNetwork(config: config, threads: threads)
+        } catch {
+            print("\(bench.name): cannot build the network: \(error)")
+            continue
+        }
+        var parameters = ParameterTable.initialParameters(config: config, seed: 1)
+        var gradient = [Float](repeating: 0, count: parameters.count)
+        var optimizer = AdamOptimizer(config: OptimizerConfig(kind: .adam, lr: 1e-3), parameterCount: parameters.count)
+        var rng = SeededGenerator(seed: 2)
+        let x = (0..<(bench.batch * bench.steps * bench.input)).map { _ in rng.nextFloat(in: -1, 1) }
+        let targets = Targets.classIds((0..<bench.batch).map { _ in Int32(rng.next() % UInt64(bench.classes)) })
+
+        func trainStep() -> Bool {
+            for i in gradient.indices { gradient[i] = 0 }
+            do {
+                let stats = try network.accumulateGradients(parameters: parameters, input: x, batch: bench.batch,
+                                                            steps: bench.steps, targets: targets, gradient: &gradient)
+                let scale = 1 / Float(stats.scoredCount)
+                for i in gradient.indices { gradient[i] *= scale }
+            } catch {
+                print("\(bench.name): \(error)")
+                return false
+            }
+            optimizer.step(parameters: &parameters, gradient: &gradient)
+            return true
+        }
+
+        guard trainStep() else { continue } // warm-up: workspace allocation, first touch
+        let clock = ContinuousClock()
+        let start = clock.now
+        var done = 0
+        var elapsed = 0.0
+        repeat {
+            guard trainStep() else { break }
+            done += 1
+            let d = clock.now - start
+            elapsed = Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
+        } while elapsed < seconds
+        let perStep = elapsed / Double(done)
+        let samples = Double(bench.batch) / perStep
+        let gflops = network.trainingFlops(batch: bench.batch, steps: bench.steps) / perStep / 1e9
+        print(pad(bench.name, 12) + pad(fixed(samples, 1), 11, right: true) + pad(fixed(gflops, 2), 11, right: true)
+              + pad(fixed(perStep * 1e3, 2), 11, right: true) + pad("\(done)", 7, right: true))
+    }
+}
+
+private func fixed(_ value: Double, _ digits: Int) -> String {
+    var scale = 1.0
+    for _ in 0..<digits { scale *= 10 }
+    let rounded = (value * scale).rounded() / scale
+    var text = "\(rounded)"
+    if let dot = text.firstIndex(of: ".") {
+        let decimals = text.distance(from: dot, to: text.endIndex) - 1
+        if decimals < digits { text += String(repeating: "0", count: digits - decimals) }
+    }
+    return text
+}
+
+private func pad(_ text: String, _ width: Int, right: Bool = false) -> String {
+    let fill = String(repeating: " ", count: max(0, width - text.count))
+    return right ? fill + text : text + fill
+}

@@ -1,0 +1,64 @@
+// Adam/AdamW and clipping on hand-checkable values (the 3-step PyTorch comparison is in ParityTests).
+import XCTest
+@testable import RNNCore
+
+final class OptimizerTests: XCTestCase {
+    func testFirstAdamStepMovesEachParameterByLearningRate() {
+        var adam = AdamOptimizer(config: OptimizerConfig(kind: .adam, lr: 0.01), parameterCount: 4)
+        var p: [Float] = [1, -2, 0.5, 3]
+        var g: [Float] = [0.3, -0.02, 4, 0]
+        adam.step(parameters: &p, gradient: &g)
+        // m_hat = g, v_hat = g^2: update = lr * g / (|g| + eps); zero gradient leaves the value.
+        XCTAssertEqual(p[0], 0.99, accuracy: 1e-6)
+        XCTAssertEqual(p[1], -1.99, accuracy: 1e-6)
+        XCTAssertEqual(p[2], 0.49, accuracy: 1e-6)
+        XCTAssertEqual(p[3], 3)
+        XCTAssertEqual(adam.stepCount, 1)
+        XCTAssertEqual(adam.expAvg[0], 0.03, accuracy: 1e-7)
+        XCTAssertEqual(adam.expAvgSq[2], 0.016, accuracy: 1e-6) // (1 - 0.999) in Float is 0.00099999
+    }
+
+    func testAdamWDecaysDecoupledAndAdamAddsL2() {
+        var adamw = AdamOptimizer(config: OptimizerConfig(kind: .adamw, lr: 0.1, weightDecay: 0.5), parameterCount: 2)
+        var p: [Float] = [2, -4]
+        var g: [Float] = [0, 0]
+        adamw.step(parameters: &p, gradient: &g)
+        XCTAssertEqual(p, [2 * 0.95, -4 * 0.95])
+        var adam = AdamOptimizer(config: OptimizerConfig(kind: .adam, lr: 0.1, weightDecay: 0.5), parameterCount: 2)
+        p = [2, -4]
+        adam.step(parameters: &p, gradient: &g)
+        // L2 turns the zero gradient into 0.5 * p, so the first step is -lr * sign(p).
+        XCTAssertEqual(p[0], 1.9, accuracy: 1e-6)
+        XCTAssertEqual(p[1], -3.9, accuracy: 1e-6)
+    }
+
+    func testClippingScalesToMaxNormOnlyWhenAbove() {
+        var g: [Float] = [3, 4]
+        let norm = g.withUnsafeMutableBufferPointer { clipGradientNorm($0, maxNorm: 1) }
+        XCTAssertEqual(norm, 5)
+        XCTAssertEqual(g[0], 0.6, accuracy: 1e-6)
+        XCTAssertEqual(g[1], 0.8, accuracy: 1e-6)
+        var small: [Float] = [0.3, 0.4]
+        _ = small.withUnsafeMutableBufferPointer { clipGradientNorm($0, maxNorm: 1) }
+        XCTAssertEqual(small, [0.3, 0.4])
+    }
+
+    func testRestoredStateContinuesBitwise() throws {
+        let config = OptimizerConfig(kind: .adamw, lr: 0.01, weightDecay: 0.1, clipNorm: 1)
+        var rng = SeededGenerator(seed: 1)
+        var a = AdamOptimizer(config: config, parameterCount: 37)
+        var pa = (0..<37).map { _ in rng.nextFloat(in: -1, 1) }
+        let grads = (0..<4).map { _ in (0..<37).map { _ in rng.nextFloat(in: -2, 2) } }
+        for s in 0..<2 { var g = grads[s]; a.step(parameters: &pa, gradient: &g) }
+        var b = try AdamOptimizer(config: config, expAvg: a.expAvg, expAvgSq: a.expAvgSq, stepCount: a.stepCount)
+        var pb = pa
+        for s in 2..<4 {
+            var g1 = grads[s], g2 = grads[s]
+            a.step(parameters: &pa, gradient: &g1)
+            b.step(parameters: &pb, gradient: &g2)
+        }
+        XCTAssertEqual(pa, pb)
+        XCTAssertEqual(a, b)
+        XCTAssertThrowsError(try AdamOptimizer(config: config, expAvg: [0], expAvgSq: [0, 0], stepCount: 1))
+    }
+}

@@ -1,2 +1,0 @@
-import XCTest
-final class RNNCoreTestsPlaceholder: XCTestCase { func testPlaceholder() {} }
