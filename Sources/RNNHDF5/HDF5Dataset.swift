@@ -18,8 +18,8 @@ public final class HDF5Dataset: HDF5Object, @unchecked Sendable {
     public var rowCount: Int { shape.first ?? 1 }
     public var elementCount: Int { shape.reduce(1, *) }
 
-    init(id: hid_t, filePath: String, path: String) throws(HDF5Error) {
-        let context = "describing \(path) in \(filePath)"
+    init(id: hid_t, owner: HDF5File, path: String) throws(HDF5Error) {
+        let context = "describing \(path) in \(owner.path)"
         do {
             let space = try h5Call("H5Dget_space", context) { H5Dget_space(id) }
             defer { H5Sclose(space) }
@@ -73,7 +73,7 @@ public final class HDF5Dataset: HDF5Object, @unchecked Sendable {
             H5Dclose(id)
             throw error
         }
-        super.init(id: id, filePath: filePath, path: path, closer: { H5Dclose($0) })
+        super.init(id: id, owner: owner, path: path, closer: { H5Dclose($0) })
     }
 
     // MARK: selections

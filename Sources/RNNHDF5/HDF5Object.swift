@@ -8,14 +8,16 @@ import CHDF5
 public class HDF5Object: @unchecked Sendable {
     let id: hid_t
     private let closer: @Sendable (hid_t) -> herr_t
+    /// Keeps the file open while any of its objects is alive.
+    let owner: HDF5File
     /// The file this object lives in (as given when the file was opened).
-    public let filePath: String
+    public var filePath: String { owner.path }
     /// The object's path inside the file, e.g. `/model/fc.bias`.
     public let path: String
 
-    init(id: hid_t, filePath: String, path: String, closer: @escaping @Sendable (hid_t) -> herr_t) {
+    init(id: hid_t, owner: HDF5File, path: String, closer: @escaping @Sendable (hid_t) -> herr_t) {
         self.id = id
-        self.filePath = filePath
+        self.owner = owner
         self.path = path
         self.closer = closer
     }
@@ -99,7 +101,7 @@ public final class HDF5File: @unchecked Sendable {
     /// The root group `/`.
     public func root() throws(HDF5Error) -> HDF5Group {
         let gid = try h5Call("H5Gopen2", "opening / in \(path)") { H5Gopen2(id, "/", CHDF5_H5P_DEFAULT()) }
-        return HDF5Group(id: gid, filePath: path, path: "/")
+        return HDF5Group(id: gid, owner: self, path: "/")
     }
 
     /// Writes all buffered data and metadata to the operating system.
@@ -125,8 +127,8 @@ public final class HDF5File: @unchecked Sendable {
 
 /// A group: a folder of datasets and groups.
 public final class HDF5Group: HDF5Object, @unchecked Sendable {
-    init(id: hid_t, filePath: String, path: String) {
-        super.init(id: id, filePath: filePath, path: path, closer: { H5Gclose($0) })
+    init(id: hid_t, owner: HDF5File, path: String) {
+        super.init(id: id, owner: owner, path: path, closer: { H5Gclose($0) })
     }
 
     /// Whether a link `name` (may contain `/`) exists below this group.
@@ -173,7 +175,7 @@ public final class HDF5Group: HDF5Object, @unchecked Sendable {
     /// Opens a child group.
     public func openGroup(_ name: String) throws(HDF5Error) -> HDF5Group {
         let gid = try h5Call("H5Gopen2", "opening group \(childPath(name)) in \(filePath)") { H5Gopen2(id, name, CHDF5_H5P_DEFAULT()) }
-        return HDF5Group(id: gid, filePath: filePath, path: childPath(name))
+        return HDF5Group(id: gid, owner: owner, path: childPath(name))
     }
 
     /// Creates a child group.
@@ -181,7 +183,7 @@ public final class HDF5Group: HDF5Object, @unchecked Sendable {
         let gid = try h5Call("H5Gcreate2", "creating group \(childPath(name)) in \(filePath)") {
             H5Gcreate2(id, name, CHDF5_H5P_DEFAULT(), CHDF5_H5P_DEFAULT(), CHDF5_H5P_DEFAULT())
         }
-        return HDF5Group(id: gid, filePath: filePath, path: childPath(name))
+        return HDF5Group(id: gid, owner: owner, path: childPath(name))
     }
 
     /// Opens a dataset. `chunkCacheBytes` sets the raw-data chunk cache of this handle
@@ -198,7 +200,7 @@ public final class HDF5Group: HDF5Object, @unchecked Sendable {
             }
         }
         let did = try h5Call("H5Dopen2", context) { H5Dopen2(id, name, dapl) }
-        return try HDF5Dataset(id: did, filePath: filePath, path: childPath(name))
+        return try HDF5Dataset(id: did, owner: owner, path: childPath(name))
     }
 
     /// Creates a dataset of `shape` storing `type` (native byte order unless
@@ -237,7 +239,7 @@ public final class HDF5Group: HDF5Object, @unchecked Sendable {
         let did = try h5Call("H5Dcreate2", context) {
             H5Dcreate2(id, name, fileType, space, CHDF5_H5P_DEFAULT(), dcpl, CHDF5_H5P_DEFAULT())
         }
-        return try HDF5Dataset(id: did, filePath: filePath, path: childPath(name))
+        return try HDF5Dataset(id: did, owner: owner, path: childPath(name))
     }
 
     /// Creates a dataset and writes `values` (row-major, `shape`) into it.
