@@ -72,3 +72,34 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         try JSONDecoder().decode(TrainingConfig.self, from: Data(text.utf8))
     }
 }
+
+import RNNData
+
+extension TrainingConfig {
+    /// A config whose input size, output size, head and loss come from the training data
+    /// (X's features, Y's classes or outputs, per-sequence or per-step targets).
+    public static func forDataset(
+        files: [String], valFiles: [String] = [], xName: String = "X", yName: String = "Y",
+        cell: CellKind, hiddenSize: Int, layers: Int, optimizer: OptimizerConfig,
+        batchSize: Int, epochs: Int, seed: UInt64, shuffle: Bool, dropLast: Bool = false,
+        maxSteps: Int? = nil, workerThreads: Int = 1, hashEvery: Int = 10
+    ) throws -> TrainingConfig {
+        let absolute = files.map(absolutePath)
+        let dataset = try TensorDataset.open(paths: absolute, options: TensorDatasetOptions(xName: xName, yName: yName, memoryBudgetBytes: 0))
+        let model = ModelConfig(cell: cell, inputSize: dataset.inputSize, hiddenSize: hiddenSize, layers: layers,
+                                outputSize: dataset.targetKind.outputSize, head: dataset.targetKind.head,
+                                loss: dataset.targetKind.loss)
+        let config = TrainingConfig(model: model, optimizer: optimizer, dataFiles: absolute, valFiles: valFiles.map(absolutePath),
+                                    xName: xName, yName: yName, batchSize: batchSize, epochs: epochs, seed: seed,
+                                    shuffle: shuffle, dropLast: dropLast, maxSteps: maxSteps, workerThreads: workerThreads,
+                                    hashEvery: hashEvery)
+        try config.validate()
+        return config
+    }
+}
+
+/// `path` made absolute against the current folder (workers may start elsewhere).
+func absolutePath(_ path: String) -> String {
+    if path.hasPrefix("/") { return path }
+    return URL(fileURLWithPath: path, relativeTo: URL(fileURLWithPath: FileManager.default.currentDirectoryPath)).standardizedFileURL.path
+}
