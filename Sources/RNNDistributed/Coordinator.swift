@@ -336,7 +336,8 @@ public final class Coordinator: @unchecked Sendable {
         let configJSON = options.config.jsonString()
         for m in members {
             let welcome = WelcomeMessage(rank: m.rank, world: members.count, configJSON: configJSON,
-                                         ringTimeoutMilliseconds: Int(options.ringTimeout * 1000),
+                                         // No worker waits on its ring longer than the coordinator waits for a step.
+                                         ringTimeoutMilliseconds: Int(min(options.ringTimeout, options.stepTimeout) * 1000),
                                          coordinatorTimeoutMilliseconds: Int(options.workerIdleTimeout * 1000), state: state)
             try send(welcome, to: m)
         }

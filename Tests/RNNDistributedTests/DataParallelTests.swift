@@ -127,15 +127,15 @@ final class DataParallelTests: XCTestCase {
                     default: // truncated header
                         bytes = Array(Frame(header: FrameHeader(kind: .heartbeat, runID: 0)).encoded.prefix(Int(rng.next() % 40)))
                     }
-                    if (try? s.send(bytes, deadline: .after(milliseconds: 200))) != nil { sent.set(sent.get() + 1) }
+                    if (try? s.send(bytes, deadline: .after(milliseconds: 200))) != nil { sent.update { $0 += 1 } }
                 }
             }
             Thread.sleep(forTimeInterval: 0.3)
         })
-        XCTAssertGreaterThan(sent.get(), 500)
+        XCTAssertGreaterThan(sent.get, 500)
         XCTAssertGreaterThan(disturbed.summary.rejectedFrames, 0)
         XCTAssertTrue(disturbed.summary.parameters == clean.summary.parameters,
                       "foreign frames changed the training result")
-        print("garbage frames sent: \(sent.get()), rejected by the coordinator: \(disturbed.summary.rejectedFrames)")
+        print("garbage frames sent: \(sent.get), rejected by the coordinator: \(disturbed.summary.rejectedFrames)")
     }
 }

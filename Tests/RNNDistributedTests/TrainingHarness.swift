@@ -13,14 +13,6 @@ func makeTemporaryDirectory(_ name: String) throws -> String {
     return dir
 }
 
-final class Box<T>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value: T
-    init(_ value: T) { self.value = value }
-    func set(_ v: T) { lock.lock(); value = v; lock.unlock() }
-    func get() -> T { lock.lock(); defer { lock.unlock() }; return value }
-}
-
 struct InProcessRun {
     var summary: TrainingSummary
     var workers: [WorkerSummary]
@@ -42,7 +34,8 @@ func trainInProcess(
     let workerResults = Box<[Int: Result<WorkerSummary, Error>]>([:])
     group.enter()
     Thread.detachNewThread {
-        summary.set(Result { try coordinator.run() })
+        let r = Result { try coordinator.run() }
+        summary.update { $0 = r }
         group.leave()
     }
     for i in 0..<world {
@@ -51,9 +44,7 @@ func trainInProcess(
         Thread.detachNewThread {
             let worker = Worker(options: WorkerOptions(connect: endpoint, joinTimeout: timeout))
             let r = Result { try worker.run() }
-            var all = workerResults.get()
-            all[i] = r
-            workerResults.set(all)
+            workerResults.update { $0[i] = r }
             group.leave()
         }
     }
@@ -61,8 +52,8 @@ func trainInProcess(
         struct Hung: Error, CustomStringConvertible { var description: String }
         throw Hung(description: "the in-process run with \(world) worker(s) did not finish within \(Int(timeout + 10)) s")
     }
-    let result = try summary.get()!.get()
-    let workers = try workerResults.get().values.map { try $0.get() }.sorted { $0.rank < $1.rank }
+    let result = try summary.get!.get()
+    let workers = try workerResults.get.values.map { try $0.get() }.sorted { $0.rank < $1.rank }
     return InProcessRun(summary: result, workers: workers)
 }
 
