@@ -30,13 +30,11 @@ public struct CoordinatorOptions: Sendable {
     public var ringTimeout: Double
     /// Seconds a worker waits for the coordinator's next message.
     public var workerIdleTimeout: Double
-    /// A progress line every this many steps (0: only per epoch).
-    public var logEvery: Int
 
     public init(config: TrainingConfig, bind: String = "tcp://127.0.0.1:5555", workers: Int = 1,
                 checkpointDir: String? = nil, checkpointEvery: Int = 0, keep: Int = 3, resume: String? = nil,
                 joinTimeout: Double = 120, stepTimeout: Double = 600, ringTimeout: Double = 60,
-                workerIdleTimeout: Double = 120, logEvery: Int = 0) {
+                workerIdleTimeout: Double = 120) {
         self.config = config
         self.bind = bind
         self.workers = workers
@@ -48,7 +46,6 @@ public struct CoordinatorOptions: Sendable {
         self.stepTimeout = stepTimeout
         self.ringTimeout = ringTimeout
         self.workerIdleTimeout = workerIdleTimeout
-        self.logEvery = logEvery
     }
 
     public func validate() throws {
@@ -102,7 +99,7 @@ struct Member {
 
 public final class Coordinator: @unchecked Sendable {
     public let options: CoordinatorOptions
-    private let log: @Sendable (String) -> Void
+    private let report: @Sendable (TrainingEvent) -> Void
     private let context: ZMQContext
     private let router: ZMQSocket
     /// The resolved control endpoint (with the real port when bound to `*`).
@@ -112,10 +109,11 @@ public final class Coordinator: @unchecked Sendable {
     private var members: [Member] = []
 
     /// Binds the control socket; workers may connect from now on.
-    public init(options: CoordinatorOptions, log: @escaping @Sendable (String) -> Void = { print($0) }) throws {
+    /// `events` receives progress (see `plainLineReporter`); the coordinator prints nothing itself.
+    public init(options: CoordinatorOptions, events: @escaping @Sendable (TrainingEvent) -> Void = { _ in }) throws {
         try options.validate()
         self.options = options
-        self.log = log
+        self.report = events
         var generator = SystemRandomNumberGenerator()
         var id: UInt64 = 0
         while id == 0 { id = generator.next() }
@@ -179,7 +177,7 @@ public final class Coordinator: @unchecked Sendable {
         var history = MetricsHistory(steps: [], loss: [], accuracy: config.model.loss == .crossEntropy ? [] : nil)
         if let dir = options.resume {
             let found = CheckpointStore.newest(in: dir, table: table)
-            for w in found.warnings { log("warning: \(w)") }
+            for w in found.warnings { report(.message(.warning, w)) }
             guard let ckpt = found.checkpoint, let path = found.path else {
                 throw CoordinatorError("--resume \(dir): no valid checkpoint found")
             }
@@ -193,17 +191,17 @@ public final class Coordinator: @unchecked Sendable {
             startStep = ckpt.metadata.stepInEpoch
             globalStep = ckpt.metadata.globalStep
             history = ckpt.metrics
-            log("Resuming from \(path): global step \(globalStep), epoch \(startEpoch + 1), step \(startStep)")
+            report(.message(.info, "Resuming from \(path): global step \(globalStep), epoch \(startEpoch + 1), step \(startStep)"))
         }
         let store = try options.checkpointDir.map { dir throws in try CheckpointStore(directory: dir, keep: options.keep) }
         let metricsFile = options.checkpointDir.map { MetricsLog(path: ($0 as NSString).appendingPathComponent("metrics.jsonl")) }
 
-        log("Coordinator listening on \(endpoint) (run \(String(runID, radix: 16))); waiting for \(options.workers) worker(s)")
+        report(.message(.info, "Coordinator listening on \(endpoint) (run \(String(runID, radix: 16))); waiting for \(options.workers) worker(s)"))
         try handshake(state: state)
         let world = members.count
-        log("Training \(config.model.cell.rawValue) H=\(config.model.hiddenSize) L=\(config.model.layers) on \(dataset.count) samples "
+        report(.message(.info, "Training \(config.model.cell.rawValue) H=\(config.model.hiddenSize) L=\(config.model.layers) on \(dataset.count) samples "
             + "(T=\(dataset.steps), I=\(dataset.inputSize), \(dataset.targetKind)), \(world) worker(s), batch \(config.batchSize), "
-            + "\(plan.stepsPerEpoch) steps/epoch")
+            + "\(plan.stepsPerEpoch) steps/epoch"))
 
         var checkpoints: [String] = []
         var lastEpoch = EvalResult(loss: .nan, accuracy: nil)
@@ -226,7 +224,7 @@ public final class Coordinator: @unchecked Sendable {
                 metrics: history)
             let path = try store.write(ckpt, table: table)
             if checkpoints.last != path { checkpoints.append(path) }
-            log("Checkpoint \(path)")
+            report(.message(.info, "Checkpoint \(path)"))
         }
 
         training: for epoch in startEpoch..<config.epochs {
@@ -253,16 +251,17 @@ public final class Coordinator: @unchecked Sendable {
                 history.loss.append(Float(stats.meanLoss))
                 if history.accuracy != nil { history.accuracy!.append(Float(stats.accuracy)) }
                 let elapsed = Double(monotonicNanoseconds() - epochStarted) / 1e9
-                let rate = Double(epochStats.scoredCount == 0 ? 0 : samplesInEpoch(order, upTo: s - first + 1, from: first)) / max(elapsed, 1e-9)
+                let rate = Double(samplesInEpoch(order, upTo: s - first + 1, from: first)) / max(elapsed, 1e-9)
+                let eta = Double(order.steps - s - 1) / Double(s - first + 1) * elapsed
+                let reduceSeconds = results.map(\.reduceSeconds).max() ?? 0
                 metricsFile?.append(["kind": "step", "global_step": globalStep, "epoch": epoch + 1, "step": s + 1,
                                      "loss": stats.meanLoss, "accuracy": history.accuracy == nil ? nil : stats.accuracy,
                                      "samples_per_s": rate,
-                                     "reduce_s": results.map(\.reduceSeconds).max() ?? 0])
-                if options.logEvery > 0 && (s + 1) % options.logEvery == 0 && s + 1 < order.steps {
-                    let left = Double(order.steps - s - 1) / Double(s - first + 1) * elapsed
-                    log("Epoch [\(epoch + 1)/\(config.epochs)], Step [\(s + 1)/\(order.steps)], Loss: \(fmt(stats.meanLoss))"
-                        + accuracyText(stats, config) + ", \(Int(rate)) samples/s, ETA \(Int(left)) s")
-                }
+                                     "reduce_s": reduceSeconds])
+                report(.step(StepProgress(epoch: epoch + 1, epochs: config.epochs, step: s + 1, stepsPerEpoch: order.steps,
+                                          globalStep: globalStep, loss: stats.meanLoss,
+                                          accuracy: history.accuracy == nil ? nil : stats.accuracy,
+                                          samplesPerSecond: rate, etaSeconds: eta, reduceSeconds: reduceSeconds)))
                 if options.checkpointEvery > 0 && globalStep % options.checkpointEvery == 0 {
                     let next = s + 1 < order.steps ? (epoch, s + 1) : (epoch + 1, 0)
                     try saveCheckpoint(epoch: next.0, stepInEpoch: next.1)
@@ -270,18 +269,20 @@ public final class Coordinator: @unchecked Sendable {
             }
             let seconds = Double(monotonicNanoseconds() - epochStarted) / 1e9
             lastEpoch = EvalResult(loss: epochStats.meanLoss, accuracy: config.model.loss == .crossEntropy ? epochStats.accuracy : nil)
-            var line = "Epoch [\(epoch + 1)/\(config.epochs)], Loss: \(fmt(epochStats.meanLoss))" + accuracyText(epochStats, config)
             var record: [String: Any?] = ["kind": "epoch", "epoch": epoch + 1, "global_step": globalStep,
                                           "loss": epochStats.meanLoss, "accuracy": lastEpoch.accuracy, "seconds": seconds]
             if let validation {
                 state = try fetchState(globalStep: globalStep)
                 let v = try evaluate(evaluator, parameters: state.parameters, on: validation)
                 lastValidation = v
-                line += ", Val Loss: \(fmt(v.loss))" + (v.accuracy.map { ", Val Accuracy: \(String(format: "%.2f", $0 * 100))%" } ?? "")
                 record["val_loss"] = v.loss
                 record["val_accuracy"] = v.accuracy
             }
-            log(line)
+            let epochSamples = samplesInEpoch(order, upTo: order.steps - first, from: first)
+            report(.epoch(EpochProgress(epoch: epoch + 1, epochs: config.epochs, globalStep: globalStep, loss: epochStats.meanLoss,
+                                        accuracy: lastEpoch.accuracy, validationLoss: lastValidation?.loss,
+                                        validationAccuracy: lastValidation?.accuracy, seconds: seconds,
+                                        samplesPerSecond: Double(epochSamples) / max(seconds, 1e-9))))
             metricsFile?.append(record)
             epochsCompleted = epoch + 1
         }
@@ -331,7 +332,7 @@ public final class Coordinator: @unchecked Sendable {
             }
             let member = Member(identity: identity, rank: members.count, host: hello.host, pid: hello.pid)
             members.append(member)
-            log("Worker \(member.name) joined (\(members.count)/\(options.workers))")
+            report(.message(.info, "Worker \(member.name) joined (\(members.count)/\(options.workers))"))
         }
         let configJSON = options.config.jsonString()
         for m in members {
@@ -477,9 +478,6 @@ public final class Coordinator: @unchecked Sendable {
 
 func fmt(_ x: Double) -> String { String(format: "%.4f", x) }
 
-private func accuracyText(_ s: LossStats, _ c: TrainingConfig) -> String {
-    c.model.loss == .crossEntropy ? ", Accuracy: \(String(format: "%.2f", s.accuracy * 100))%" : ""
-}
 
 /// Appends one JSON object per line to a file (created on first use).
 final class MetricsLog {

@@ -120,8 +120,8 @@ struct Start: ParsableCommand {
             let options = CoordinatorOptions(
                 config: config, bind: bind, workers: workers ?? localWorkers, checkpointDir: checkpointDir,
                 checkpointEvery: checkpointEvery, keep: keep, resume: resume, joinTimeout: joinTimeout,
-                stepTimeout: stepTimeout, logEvery: logEvery)
-            let coordinator = try Coordinator(options: options, log: printLine)
+                stepTimeout: stepTimeout)
+            let coordinator = try Coordinator(options: options, events: plainLineReporter(logEvery: logEvery, write: printLine))
             var group: LocalWorkerGroup?
             if localWorkers > 0 {
                 group = try LocalWorkerGroup(count: localWorkers, executable: LocalWorkerGroup.siblingExecutable(),

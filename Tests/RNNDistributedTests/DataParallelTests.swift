@@ -83,7 +83,7 @@ final class DataParallelTests: XCTestCase {
     func testMissingWorkersFailWithinTheJoinTimeout() throws {
         let config = try makeConfig(cell: .gru, shuffle: false)
         let options = CoordinatorOptions(config: config, bind: "tcp://127.0.0.1:*", workers: 2, joinTimeout: 1)
-        let coordinator = try Coordinator(options: options, log: { _ in })
+        let coordinator = try Coordinator(options: options)
         let start = Date()
         XCTAssertThrowsError(try coordinator.run()) { error in
             XCTAssertTrue("\(error)".contains("only 0 of 2 workers joined"), "\(error)")
@@ -107,28 +107,31 @@ final class DataParallelTests: XCTestCase {
         let config = try makeConfig(cell: .lstm, shuffle: true)
         let clean = try trainInProcess(config, world: 2)
         let sent = Box(0)
+        let ctx = try ZMQContext()
+        defer { ctx.shutdown() }
+        let s = try ZMQSocket(ctx, type: .dealer, lingerMilliseconds: 0)
+        defer { s.close() }
+        var rng = SeededGenerator(seed: 99)
+        func garbage(_ i: Int) -> [UInt8] {
+            switch i % 4 {
+            case 0: // random bytes
+                return (0..<Int(rng.next() % 100)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            case 1: // a valid header of another run
+                return Frame(header: FrameHeader(kind: .metrics, runID: rng.next(), payloadLength: 4), payload: [1, 2, 3, 4]).encoded
+            case 2: // wrong version
+                var h = FrameHeader(kind: .hello, runID: 0)
+                h.version = 77
+                return Frame(header: h).encoded
+            default: // truncated header
+                return Array(Frame(header: FrameHeader(kind: .heartbeat, runID: 0)).encoded.prefix(Int(rng.next() % 40)))
+            }
+        }
         let disturbed = try trainInProcess(config, world: 2, beforeWorkers: { endpoint in
-            Thread.detachNewThread {
-                guard let ctx = try? ZMQContext(), let s = try? ZMQSocket(ctx, type: .dealer, lingerMilliseconds: 0) else { return }
-                defer { s.close(); ctx.shutdown() }
-                try? s.connect(endpoint)
-                var rng = SeededGenerator(seed: 99)
-                for i in 0..<600 {
-                    var bytes: [UInt8]
-                    switch i % 4 {
-                    case 0: // random bytes
-                        bytes = (0..<Int(rng.next() % 100)).map { _ in UInt8.random(in: 0...255, using: &rng) }
-                    case 1: // a valid header of another run
-                        bytes = Frame(header: FrameHeader(kind: .metrics, runID: rng.next(), payloadLength: 4), payload: [1, 2, 3, 4]).encoded
-                    case 2: // wrong version
-                        var h = FrameHeader(kind: .hello, runID: 0)
-                        h.version = 77
-                        bytes = Frame(header: h).encoded
-                    default: // truncated header
-                        bytes = Array(Frame(header: FrameHeader(kind: .heartbeat, runID: 0)).encoded.prefix(Int(rng.next() % 40)))
-                    }
-                    if (try? s.send(bytes, deadline: .after(milliseconds: 200))) != nil { sent.update { $0 += 1 } }
-                }
+            // Queued at the coordinator before the workers join: read during the handshake
+            // and the first steps, interleaved with the workers' frames.
+            try? s.connect(endpoint)
+            for i in 0..<600 where (try? s.send(garbage(i), deadline: .after(milliseconds: 500))) != nil {
+                sent.update { $0 += 1 }
             }
             Thread.sleep(forTimeInterval: 0.3)
         })

@@ -27,7 +27,7 @@ func trainInProcess(
                                      checkpointDir: checkpointDir, checkpointEvery: checkpointEvery, resume: resume,
                                      joinTimeout: timeout, stepTimeout: timeout, ringTimeout: timeout / 2,
                                      workerIdleTimeout: timeout)
-    let coordinator = try Coordinator(options: options, log: { _ in })
+    let coordinator = try Coordinator(options: options)
     beforeWorkers?(coordinator.endpoint)
     let group = DispatchGroup()
     let summary = Box<Result<TrainingSummary, Error>?>(nil)
