@@ -55,6 +55,18 @@ public enum GemmBlocking {
 /// past N zero. Storage is 64-byte aligned and reused by `pack` when large enough.
 ///
 /// Not thread-safe while being packed; many engines may read it at the same time otherwise.
+///
+/// Typical RNN use (weights change once per optimizer step, so pack once per step):
+/// ```
+/// // forward: gates_t (B, G*H) += h_{t-1} (B, H) x weight_hh^T, weight_hh is (G*H, H)
+/// whhT.pack(transB: true, k: H, n: G * H, b: weightHH, ldb: H)
+/// for t in 0..<T {
+///     engine.multiply(transA: false, m: B, a: hPrev, lda: H, packedB: whhT,
+///                     beta: 1, c: gates + t * B * G * H, ldc: G * H)
+/// }
+/// // backward: dh (B, H) += dGates_t (B, G*H) x weight_hh (G*H, H)
+/// whh.pack(transB: false, k: G * H, n: H, b: weightHH, ldb: H)
+/// ```
 public final class PackedMatrix: @unchecked Sendable {
     /// Rows of op(B) (the K of the products it serves).
     public private(set) var k: Int = 0

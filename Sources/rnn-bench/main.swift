@@ -8,7 +8,7 @@ import Darwin
 let arguments = Array(CommandLine.arguments.dropFirst())
 
 func usage(_ problem: String) -> Never {
-    print("rnn-bench: \(problem)\nusage: rnn-bench gemm [--threads N]")
+    print("rnn-bench: \(problem)\nusage: rnn-bench gemm [--threads N] [--only NAME-PART] [--direct-a MAX-COLUMNS]")
     exit(2)
 }
 
@@ -24,7 +24,8 @@ func intOption(_ name: String, default value: Int) -> Int {
 switch arguments.first {
 case "gemm":
     let direct = arguments.contains("--direct-a") ? intOption("--direct-a", default: 256) : nil
-    runGemmBenchmark(threads: intOption("--threads", default: 1), directAMaxColumns: direct)
+    let only = arguments.firstIndex(of: "--only").flatMap { $0 + 1 < arguments.count ? arguments[$0 + 1] : nil }
+    runGemmBenchmark(threads: intOption("--threads", default: 1), directAMaxColumns: direct, only: only)
 case let other?:
     usage("unknown subcommand '\(other)'")
 case nil:
