@@ -129,6 +129,8 @@ final class GemmWorkspace {
     var aCapacity = 0
     var b: UnsafeMutablePointer<Float>
     var bCapacity = 0
+    /// alpha, beta of the current K slice, handed to the micro-kernel through memory.
+    let scale = UnsafeMutablePointer<Float>.allocate(capacity: 2)
 
     init() {
         a = gemmAllocate(0)
@@ -138,6 +140,7 @@ final class GemmWorkspace {
     deinit {
         a.deallocate()
         b.deallocate()
+        scale.deallocate()
     }
 
     func reserve(a countA: Int, b countB: Int) {
@@ -179,6 +182,14 @@ public final class GemmEngine {
     /// place instead of packing it: packing costs about as much as the arithmetic it feeds
     /// when few column panels reuse each packed A panel.
     public var directAMaxColumns: Int = 256
+    /// Rows of op(A) packed per block (MC, a multiple of 6; default `GemmBlocking.mc`).
+    public var rowBlock: Int = GemmBlocking.mc {
+        didSet { precondition(rowBlock >= GemmBlocking.mr && rowBlock % GemmBlocking.mr == 0, "GemmEngine.rowBlock must be a positive multiple of \(GemmBlocking.mr), found \(rowBlock)") }
+    }
+    /// Columns of op(B) packed per block (NC, a multiple of 16; default `GemmBlocking.nc`).
+    public var columnBlock: Int = GemmBlocking.nc {
+        didSet { precondition(columnBlock >= GemmBlocking.nr && columnBlock % GemmBlocking.nr == 0, "GemmEngine.columnBlock must be a positive multiple of \(GemmBlocking.nr), found \(columnBlock)") }
+    }
 
     private var workspaces: [GemmWorkspace] = []
 
@@ -254,7 +265,8 @@ public final class GemmEngine {
         if t <= 1 {
             let ws = workspace(0)
             gemmBlocked(ws: ws, transA: transA, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
-                        b: b, beta: beta, c: c, ldc: ldc, directA: !transA && n <= directAMaxColumns)
+                        b: b, beta: beta, c: c, ldc: ldc, directA: !transA && n <= directAMaxColumns,
+                        mcBlock: rowBlock, ncBlock: columnBlock)
             return
         }
         var parts: [GemmPart] = []
@@ -273,7 +285,7 @@ public final class GemmEngine {
             }
         }
         let job = GemmJob(parts: parts, transA: transA, k: k, alpha: alpha, lda: lda, beta: beta, ldc: ldc,
-                          directAMaxColumns: directAMaxColumns)
+                          directAMaxColumns: directAMaxColumns, mcBlock: rowBlock, ncBlock: columnBlock)
         DispatchQueue.concurrentPerform(iterations: t) { i in
             job.run(i)
         }
@@ -313,8 +325,12 @@ struct GemmPart {
 final class GemmJob: @unchecked Sendable {
     let parts: [GemmPart]
     let transA: Bool, k: Int, alpha: Float, lda: Int, beta: Float, ldc: Int, directAMaxColumns: Int
+    let mcBlock: Int, ncBlock: Int
 
-    init(parts: [GemmPart], transA: Bool, k: Int, alpha: Float, lda: Int, beta: Float, ldc: Int, directAMaxColumns: Int) {
+    init(parts: [GemmPart], transA: Bool, k: Int, alpha: Float, lda: Int, beta: Float, ldc: Int, directAMaxColumns: Int,
+         mcBlock: Int, ncBlock: Int) {
+        self.mcBlock = mcBlock
+        self.ncBlock = ncBlock
         self.directAMaxColumns = directAMaxColumns
         self.parts = parts
         self.transA = transA
@@ -328,7 +344,8 @@ final class GemmJob: @unchecked Sendable {
     func run(_ i: Int) {
         let p = parts[i]
         gemmBlocked(ws: p.ws, transA: transA, m: p.m, n: p.n, k: k, alpha: alpha, a: p.a, lda: lda,
-                    b: p.b, beta: beta, c: p.c, ldc: ldc, directA: !transA && p.n <= directAMaxColumns)
+                    b: p.b, beta: beta, c: p.c, ldc: ldc, directA: !transA && p.n <= directAMaxColumns,
+                    mcBlock: mcBlock, ncBlock: ncBlock)
     }
 }
 
@@ -359,13 +376,14 @@ func gemmOffsetA(_ a: UnsafePointer<Float>, transA: Bool, lda: Int, i: Int, p: I
 func gemmBlocked(
     ws: GemmWorkspace, transA: Bool, m: Int, n: Int, k: Int, alpha: Float,
     a: UnsafePointer<Float>, lda: Int, b: GemmBSource,
-    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, directA: Bool
+    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, directA: Bool,
+    mcBlock: Int = GemmBlocking.mc, ncBlock: Int = GemmBlocking.nc
 ) {
     assert(!directA || !transA)
     let mr = GemmBlocking.mr, nr = GemmBlocking.nr
     let kcMax = min(GemmBlocking.kc, k)
-    let mcMax = min(GemmBlocking.mc, (m + mr - 1) / mr * mr)
-    let ncMax = min(GemmBlocking.nc, (n + nr - 1) / nr * nr)
+    let mcMax = min(mcBlock, (m + mr - 1) / mr * mr)
+    let ncMax = min(ncBlock, (n + nr - 1) / nr * nr)
     if case .raw = b {
         ws.reserve(a: mcMax * kcMax, b: kcMax * ncMax)
     } else {
@@ -375,7 +393,7 @@ func gemmBlocked(
 
     var jc = 0
     while jc < n {
-        let nc = min(GemmBlocking.nc, n - jc)
+        let nc = min(ncBlock, n - jc)
         var pc = 0
         while pc < k {
             let kc = min(GemmBlocking.kc, k - pc)
@@ -388,18 +406,20 @@ func gemmBlocked(
             case let .packed(bp, panels, offset):
                 blockB = bp + pc * panels * nr + (offset + jc / nr) * kc * nr
             }
-            let betaHere: Float = pc == 0 ? beta : 1
+            ws.scale[0] = alpha
+            ws.scale[1] = pc == 0 ? beta : 1
+            let scale = UnsafePointer(ws.scale)
             var ic = 0
             while ic < m {
-                let mc = min(GemmBlocking.mc, m - ic)
+                let mc = min(mcBlock, m - ic)
                 if directA {
-                    gemmMacroKernel(mc: mc, nc: nc, kc: kc, a: a + ic * lda + pc, aRow: lda, aStep: 1, aPanel: lda,
-                                    b: blockB, alpha: alpha, beta: betaHere, c: c + ic * ldc + jc, ldc: ldc)
+                    gemmMacroKernel(GemmDirectA.self, mc: mc, nc: nc, kc: kc, a: a + ic * lda + pc, lda: lda,
+                                    b: blockB, scale: scale, c: c + ic * ldc + jc, ldc: ldc)
                 } else {
                     gemmPackA(transA: transA, mc: mc, kc: kc,
                               a: gemmOffsetA(a, transA: transA, lda: lda, i: ic, p: pc), lda: lda, dst: bufA)
-                    gemmMacroKernel(mc: mc, nc: nc, kc: kc, a: UnsafePointer(bufA), aRow: 1, aStep: mr, aPanel: kc,
-                                    b: blockB, alpha: alpha, beta: betaHere, c: c + ic * ldc + jc, ldc: ldc)
+                    gemmMacroKernel(GemmPackedA.self, mc: mc, nc: nc, kc: kc, a: UnsafePointer(bufA), lda: lda,
+                                    b: blockB, scale: scale, c: c + ic * ldc + jc, ldc: ldc)
                 }
                 ic += mc
             }
@@ -412,9 +432,9 @@ func gemmBlocked(
 /// All register tiles of one (MC, NC) block of C from packed A (MR panels) and packed B
 /// (NR panels), both `kc` deep.
 @inline(__always)
-func gemmMacroKernel(
-    mc: Int, nc: Int, kc: Int, a: UnsafePointer<Float>, aRow: Int, aStep: Int, aPanel: Int, b: UnsafePointer<Float>,
-    alpha: Float, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+func gemmMacroKernel<L: GemmALayout>(
+    _ layout: L.Type, mc: Int, nc: Int, kc: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>,
+    scale: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int
 ) {
     let mr = GemmBlocking.mr, nr = GemmBlocking.nr
     var jr = 0
@@ -424,8 +444,8 @@ func gemmMacroKernel(
         var ir = 0
         while ir < mc {
             let mEdge = min(mr, mc - ir)
-            gemmMicroKernel(rows: mEdge, cols: nEdge, kc: kc, a: a + ir * aPanel, aRow: aRow, aStep: aStep, b: bp,
-                            alpha: alpha, beta: beta, c: c + ir * ldc + jr, ldc: ldc)
+            gemmMicroKernel(L.self, rows: mEdge, cols: nEdge, kc: kc, a: a + ir * (L.packed ? kc : lda), lda: lda, b: bp,
+                            scale: scale, c: c + ir * ldc + jr, ldc: ldc)
             ir += mr
         }
         jr += nr

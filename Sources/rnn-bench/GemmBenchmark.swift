@@ -34,16 +34,41 @@ let gemmBenchmarkShapes: [GemmShape] = [
     GemmShape(name: "tiny input proj 320x64x5 tB", transA: false, transB: true, m: 320, n: 64, k: 5, beta: 0, packedB: false),
 ]
 
+/// `rnn-bench gemm [--threads N]`, plus tuning flags for experiments:
+/// `--only NAME-PART`, `--direct-a MAX-COLUMNS`, `--mc ROWS`, `--nc COLUMNS`.
+func runGemmBenchmarkCommand(_ arguments: [String]) {
+    var values: [String: String] = [:]
+    var i = 0
+    while i < arguments.count {
+        let flag = arguments[i]
+        guard ["--threads", "--only", "--direct-a", "--mc", "--nc"].contains(flag) else {
+            benchUsage("unknown option '\(flag)' for 'gemm'")
+        }
+        guard i + 1 < arguments.count else { benchUsage("'\(flag)' expects a value, found nothing") }
+        values[flag] = arguments[i + 1]
+        i += 2
+    }
+    func positive(_ flag: String) -> Int? {
+        guard let text = values[flag] else { return nil }
+        guard let v = Int(text), v >= 1 else { benchUsage("'\(flag)' expects a positive integer, found '\(text)'") }
+        return v
+    }
+    runGemmBenchmark(threads: positive("--threads") ?? 1, directAMaxColumns: positive("--direct-a"),
+                     rowBlock: positive("--mc"), columnBlock: positive("--nc"), only: values["--only"])
+}
+
 /// Prints one line per shape: median GFLOP/s over repetitions of >= 20 ms each, after warm-up.
 ///
 /// Tuning knobs (not needed for the comparison): `directAMaxColumns` overrides the engine's
 /// in-place-A threshold, `only` keeps the shapes whose name contains it.
-func runGemmBenchmark(threads: Int, directAMaxColumns: Int? = nil, only: String? = nil) {
+func runGemmBenchmark(threads: Int, directAMaxColumns: Int? = nil, rowBlock: Int? = nil, columnBlock: Int? = nil, only: String? = nil) {
     let clockName = threads == 1 ? "thread CPU time" : "wall time"
     print("GemmEngine, threads=\(threads) (\(clockName), median of 7 timed repetitions, each >= 20 ms)")
     print(pad("shape", 34) + pad("GFLOP/s", 10, left: true) + pad("µs/call", 12, left: true))
     let engine = GemmEngine(threads: threads)
     if let d = directAMaxColumns { engine.directAMaxColumns = d }
+    if let mc = rowBlock { engine.rowBlock = mc }
+    if let nc = columnBlock { engine.columnBlock = nc }
     var generator = SplitMix(seed: 42)
     for shape in gemmBenchmarkShapes where only.map({ shape.name.contains($0) }) ?? true {
         let rowsA = shape.transA ? shape.k : shape.m, colsA = shape.transA ? shape.m : shape.k
