@@ -1,11 +1,12 @@
 // GEMM: C = alpha * op(A) * op(B) + beta * C on row-major float32 matrices.
 // Dimension legend: op(A) is (M, K), op(B) is (K, N), C is (M, N).
 //
-// Layout of the optimised path (the classic Goto/BLIS scheme):
-//   for each NC-wide column block of C
-//     for each KC-deep slice of K      -> op(B) slice packed into NR-wide panels (or taken
-//                                         from a `PackedMatrix` packed once by the caller)
-//       for each MC-tall row block     -> op(A) block packed into MR-tall panels
+// Layout of the optimised path (Goto/BLIS packing, C-block-resident loop order):
+//   for each NC-wide column block of C -> op(B)[:, block] packed into NR-wide panels, all of
+//                                         K (or taken from a `PackedMatrix` packed once)
+//     for each MC-tall row block of C
+//       for each KC-deep slice of K    -> op(A) block packed into MR-tall panels (or read
+//                                         in place when N is small)
 //         for each NR panel, each MR panel: the MR x NR register-blocked micro-kernel
 // MR = 6 rows x NR = 16 columns: 12 accumulators of SIMD8 (6 SIMD16) + 2 B vectors +
 // 1 broadcast = 15 of the 16 ymm registers of AVX2. The kernels themselves live in
@@ -42,8 +43,11 @@ public enum GemmBlocking {
     public static let kc = 256
     /// Rows of one packed A block (MC x KC = 144 KiB stays in L2).
     public static let mc = 144
-    /// Columns of one packed B block (KC x NC = 4 MiB, L3).
+    /// Columns of one packed B block at most.
     public static let nc = 4096
+    /// Floats of op(B) packed at once by an unpacked product (4 MiB, L3-resident): NC is
+    /// lowered to budget / K for deep products.
+    public static let packedBBudget = 1 << 20
 }
 
 /// op(B) of a product packed once into the GEMM's panel layout, to be reused by many
@@ -373,57 +377,113 @@ func gemmOffsetA(_ a: UnsafePointer<Float>, transA: Bool, lda: Int, i: Int, p: I
 }
 
 /// The single-threaded blocked loop nest over one (sub-)product.
+///
+/// Two loop orders inside each NC column block; both move about the same number of bytes
+/// (C once per K slice vs packed op(B) once per MC row block: ratio 2 MC / KC), but from
+/// different places:
+/// - C-resident (when M > K, e.g. dX = dGates x W with k = G*H): op(B) for the whole K of the
+///   column block is packed once (or taken from the `PackedMatrix`), then each MC row block
+///   of C runs through all K slices while it stays in L2, and the packed B streams from L3.
+///   NC shrinks so that the packed column block holds at most `bBudget` floats.
+/// - B-slice-resident (otherwise, e.g. dW with k = B*T): K slices outside, the packed
+///   KC x NC slice of op(B) stays in L2 while all row blocks of C stream past it.
 func gemmBlocked(
     ws: GemmWorkspace, transA: Bool, m: Int, n: Int, k: Int, alpha: Float,
     a: UnsafePointer<Float>, lda: Int, b: GemmBSource,
     beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, directA: Bool,
-    mcBlock: Int = GemmBlocking.mc, ncBlock: Int = GemmBlocking.nc
+    mcBlock: Int = GemmBlocking.mc, ncBlock: Int = GemmBlocking.nc, bBudget: Int = GemmBlocking.packedBBudget
 ) {
     assert(!directA || !transA)
-    let mr = GemmBlocking.mr, nr = GemmBlocking.nr
-    let kcMax = min(GemmBlocking.kc, k)
+    let mr = GemmBlocking.mr, nr = GemmBlocking.nr, kcBlock = GemmBlocking.kc
+    let kcMax = min(kcBlock, k)
     let mcMax = min(mcBlock, (m + mr - 1) / mr * mr)
-    let ncMax = min(ncBlock, (n + nr - 1) / nr * nr)
+    let cResident = m > k
+    var ncStep = ncBlock
+    if case .raw = b, cResident {
+        ncStep = min(ncBlock, max(nr, bBudget / k / nr * nr))
+    }
+    let ncMax = min(ncStep, (n + nr - 1) / nr * nr)
     if case .raw = b {
-        ws.reserve(a: mcMax * kcMax, b: kcMax * ncMax)
+        ws.reserve(a: directA ? 0 : mcMax * kcMax, b: (cResident ? k : kcMax) * ncMax)
     } else {
-        ws.reserve(a: mcMax * kcMax, b: 0)
+        ws.reserve(a: directA ? 0 : mcMax * kcMax, b: 0)
     }
     let bufA = ws.a, bufB = ws.b
+    let scale = UnsafePointer(ws.scale)
+    ws.scale[0] = alpha
+
+    /// The register tiles of C[ic ..< ic + mc, jc ..< jc + nc] for K slice [pc, pc + kc).
+    @inline(__always)
+    func block(ic: Int, mc: Int, jc: Int, nc: Int, pc: Int, kc: Int, sliceB: UnsafePointer<Float>) {
+        ws.scale[1] = pc == 0 ? beta : 1
+        if directA {
+            gemmMacroKernel(GemmDirectA.self, mc: mc, nc: nc, kc: kc, a: a + ic * lda + pc, lda: lda,
+                            b: sliceB, scale: scale, c: c + ic * ldc + jc, ldc: ldc)
+        } else {
+            gemmPackA(transA: transA, mc: mc, kc: kc,
+                      a: gemmOffsetA(a, transA: transA, lda: lda, i: ic, p: pc), lda: lda, dst: bufA)
+            gemmMacroKernel(GemmPackedA.self, mc: mc, nc: nc, kc: kc, a: UnsafePointer(bufA), lda: lda,
+                            b: sliceB, scale: scale, c: c + ic * ldc + jc, ldc: ldc)
+        }
+    }
 
     var jc = 0
     while jc < n {
-        let nc = min(ncBlock, n - jc)
-        var pc = 0
-        while pc < k {
-            let kc = min(GemmBlocking.kc, k - pc)
-            let blockB: UnsafePointer<Float>
+        let nc = min(ncStep, n - jc)
+        if cResident {
+            // Packed op(B)[:, jc ..< jc + nc]: slice pc starts at blockB + pc * panelsHere * 16.
+            let panelsHere: Int, panelOffset: Int, blockB: UnsafePointer<Float>
             switch b {
             case let .raw(bp, ldb, transB):
-                gemmPackB(transB: transB, kc: kc, nc: nc,
-                          b: gemmOffsetB(bp, transB: transB, ldb: ldb, p: pc, j: jc), ldb: ldb, dst: bufB)
+                panelsHere = (nc + nr - 1) / nr
+                panelOffset = 0
+                var pc = 0
+                while pc < k {
+                    let kc = min(kcBlock, k - pc)
+                    gemmPackB(transB: transB, kc: kc, nc: nc,
+                              b: gemmOffsetB(bp, transB: transB, ldb: ldb, p: pc, j: jc), ldb: ldb,
+                              dst: bufB + pc * panelsHere * nr)
+                    pc += kc
+                }
                 blockB = UnsafePointer(bufB)
             case let .packed(bp, panels, offset):
-                blockB = bp + pc * panels * nr + (offset + jc / nr) * kc * nr
+                panelsHere = panels
+                panelOffset = offset + jc / nr
+                blockB = bp
             }
-            ws.scale[0] = alpha
-            ws.scale[1] = pc == 0 ? beta : 1
-            let scale = UnsafePointer(ws.scale)
             var ic = 0
             while ic < m {
                 let mc = min(mcBlock, m - ic)
-                if directA {
-                    gemmMacroKernel(GemmDirectA.self, mc: mc, nc: nc, kc: kc, a: a + ic * lda + pc, lda: lda,
-                                    b: blockB, scale: scale, c: c + ic * ldc + jc, ldc: ldc)
-                } else {
-                    gemmPackA(transA: transA, mc: mc, kc: kc,
-                              a: gemmOffsetA(a, transA: transA, lda: lda, i: ic, p: pc), lda: lda, dst: bufA)
-                    gemmMacroKernel(GemmPackedA.self, mc: mc, nc: nc, kc: kc, a: UnsafePointer(bufA), lda: lda,
-                                    b: blockB, scale: scale, c: c + ic * ldc + jc, ldc: ldc)
+                var pc = 0
+                while pc < k {
+                    let kc = min(kcBlock, k - pc)
+                    block(ic: ic, mc: mc, jc: jc, nc: nc, pc: pc, kc: kc,
+                          sliceB: blockB + pc * panelsHere * nr + panelOffset * kc * nr)
+                    pc += kc
                 }
                 ic += mc
             }
-            pc += kc
+        } else {
+            var pc = 0
+            while pc < k {
+                let kc = min(kcBlock, k - pc)
+                let sliceB: UnsafePointer<Float>
+                switch b {
+                case let .raw(bp, ldb, transB):
+                    gemmPackB(transB: transB, kc: kc, nc: nc,
+                              b: gemmOffsetB(bp, transB: transB, ldb: ldb, p: pc, j: jc), ldb: ldb, dst: bufB)
+                    sliceB = UnsafePointer(bufB)
+                case let .packed(bp, panels, offset):
+                    sliceB = bp + pc * panels * nr + (offset + jc / nr) * kc * nr
+                }
+                var ic = 0
+                while ic < m {
+                    let mc = min(mcBlock, m - ic)
+                    block(ic: ic, mc: mc, jc: jc, nc: nc, pc: pc, kc: kc, sliceB: sliceB)
+                    ic += mc
+                }
+                pc += kc
+            }
         }
         jc += nc
     }
