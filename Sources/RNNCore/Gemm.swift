@@ -195,6 +195,12 @@ public final class GemmEngine {
         didSet { precondition(columnBlock >= GemmBlocking.nr && columnBlock % GemmBlocking.nr == 0, "GemmEngine.columnBlock must be a positive multiple of \(GemmBlocking.nr), found \(columnBlock)") }
     }
 
+    /// Floats of op(B) an unpacked product may pack at once in the C-resident loop order
+    /// (default `GemmBlocking.packedBBudget`); NC is lowered to budget / K to respect it.
+    public var packedBBudget: Int = GemmBlocking.packedBBudget {
+        didSet { precondition(packedBBudget >= 1, "GemmEngine.packedBBudget must be positive, found \(packedBBudget)") }
+    }
+
     private var workspaces: [GemmWorkspace] = []
 
     public init(threads: Int = 1) {
@@ -270,7 +276,7 @@ public final class GemmEngine {
             let ws = workspace(0)
             gemmBlocked(ws: ws, transA: transA, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
                         b: b, beta: beta, c: c, ldc: ldc, directA: !transA && n <= directAMaxColumns,
-                        mcBlock: rowBlock, ncBlock: columnBlock)
+                        mcBlock: rowBlock, ncBlock: columnBlock, bBudget: packedBBudget)
             return
         }
         var parts: [GemmPart] = []
@@ -289,7 +295,8 @@ public final class GemmEngine {
             }
         }
         let job = GemmJob(parts: parts, transA: transA, k: k, alpha: alpha, lda: lda, beta: beta, ldc: ldc,
-                          directAMaxColumns: directAMaxColumns, mcBlock: rowBlock, ncBlock: columnBlock)
+                          directAMaxColumns: directAMaxColumns, mcBlock: rowBlock, ncBlock: columnBlock,
+                          bBudget: packedBBudget)
         DispatchQueue.concurrentPerform(iterations: t) { i in
             job.run(i)
         }
@@ -329,10 +336,11 @@ struct GemmPart {
 final class GemmJob: @unchecked Sendable {
     let parts: [GemmPart]
     let transA: Bool, k: Int, alpha: Float, lda: Int, beta: Float, ldc: Int, directAMaxColumns: Int
-    let mcBlock: Int, ncBlock: Int
+    let mcBlock: Int, ncBlock: Int, bBudget: Int
 
     init(parts: [GemmPart], transA: Bool, k: Int, alpha: Float, lda: Int, beta: Float, ldc: Int, directAMaxColumns: Int,
-         mcBlock: Int, ncBlock: Int) {
+         mcBlock: Int, ncBlock: Int, bBudget: Int) {
+        self.bBudget = bBudget
         self.mcBlock = mcBlock
         self.ncBlock = ncBlock
         self.directAMaxColumns = directAMaxColumns
@@ -349,7 +357,7 @@ final class GemmJob: @unchecked Sendable {
         let p = parts[i]
         gemmBlocked(ws: p.ws, transA: transA, m: p.m, n: p.n, k: k, alpha: alpha, a: p.a, lda: lda,
                     b: p.b, beta: beta, c: p.c, ldc: ldc, directA: !transA && p.n <= directAMaxColumns,
-                    mcBlock: mcBlock, ncBlock: ncBlock)
+                    mcBlock: mcBlock, ncBlock: ncBlock, bBudget: bBudget)
     }
 }
 
