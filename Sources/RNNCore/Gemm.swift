@@ -202,6 +202,7 @@ public final class GemmEngine {
     }
 
     private var workspaces: [GemmWorkspace] = []
+    private let job = GemmJob()
 
     public init(threads: Int = 1) {
         precondition(threads >= 1, "GemmEngine needs at least one thread")
@@ -279,24 +280,32 @@ public final class GemmEngine {
                         mcBlock: rowBlock, ncBlock: columnBlock, bBudget: packedBBudget)
             return
         }
-        var parts: [GemmPart] = []
-        parts.reserveCapacity(t)
+        // The job object and its parts array are reused: no allocation once warmed up.
+        job.parts.removeAll(keepingCapacity: true)
         for i in 0..<t {
             let u0 = units * i / t, u1 = units * (i + 1) / t
             if splitM {
                 let i0 = u0 * GemmBlocking.mr, i1 = min(m, u1 * GemmBlocking.mr)
                 let aOff = transA ? a + i0 : a + i0 * lda
-                parts.append(GemmPart(ws: workspace(i), m: i1 - i0, n: n,
+                job.parts.append(GemmPart(ws: workspace(i), m: i1 - i0, n: n,
                                       a: aOff, b: b, c: c + i0 * ldc))
             } else {
                 let j0 = u0 * GemmBlocking.nr, j1 = min(n, u1 * GemmBlocking.nr)
-                parts.append(GemmPart(ws: workspace(i), m: m, n: j1 - j0,
+                job.parts.append(GemmPart(ws: workspace(i), m: m, n: j1 - j0,
                                       a: a, b: b.offsetColumns(j0), c: c + j0))
             }
         }
-        let job = GemmJob(parts: parts, transA: transA, k: k, alpha: alpha, lda: lda, beta: beta, ldc: ldc,
-                          directAMaxColumns: directAMaxColumns, mcBlock: rowBlock, ncBlock: columnBlock,
-                          bBudget: packedBBudget)
+        job.transA = transA
+        job.k = k
+        job.alpha = alpha
+        job.lda = lda
+        job.beta = beta
+        job.ldc = ldc
+        job.directAMaxColumns = directAMaxColumns
+        job.mcBlock = rowBlock
+        job.ncBlock = columnBlock
+        job.bBudget = packedBBudget
+        let job = self.job
         DispatchQueue.concurrentPerform(iterations: t) { i in
             job.run(i)
         }
@@ -331,27 +340,12 @@ struct GemmPart {
     let c: UnsafeMutablePointer<Float>
 }
 
-/// A split product handed to `concurrentPerform`. Each part writes a disjoint block of C
-/// and owns its workspace, so sharing it across the fork/join is race free.
+/// A split product handed to `concurrentPerform` (one per engine, reused). Each part writes a
+/// disjoint block of C and owns its workspace, so sharing it across the fork/join is race free.
 final class GemmJob: @unchecked Sendable {
-    let parts: [GemmPart]
-    let transA: Bool, k: Int, alpha: Float, lda: Int, beta: Float, ldc: Int, directAMaxColumns: Int
-    let mcBlock: Int, ncBlock: Int, bBudget: Int
-
-    init(parts: [GemmPart], transA: Bool, k: Int, alpha: Float, lda: Int, beta: Float, ldc: Int, directAMaxColumns: Int,
-         mcBlock: Int, ncBlock: Int, bBudget: Int) {
-        self.bBudget = bBudget
-        self.mcBlock = mcBlock
-        self.ncBlock = ncBlock
-        self.directAMaxColumns = directAMaxColumns
-        self.parts = parts
-        self.transA = transA
-        self.k = k
-        self.alpha = alpha
-        self.lda = lda
-        self.beta = beta
-        self.ldc = ldc
-    }
+    var parts: [GemmPart] = []
+    var transA = false, k = 0, alpha: Float = 1, lda = 1, beta: Float = 0, ldc = 1, directAMaxColumns = 0
+    var mcBlock = GemmBlocking.mc, ncBlock = GemmBlocking.nc, bBudget = GemmBlocking.packedBBudget
 
     func run(_ i: Int) {
         let p = parts[i]
