@@ -5,9 +5,11 @@ import Glibc
 import Darwin
 #endif
 
-let arguments = Array(CommandLine.arguments.dropFirst())
+let benchArguments = Array(CommandLine.arguments.dropFirst())
+let arguments = benchArguments
 
-func usage(_ problem: String) -> Never {
+/// Prints the problem and the usage, exits with status 2.
+func benchUsage(_ problem: String) -> Never {
     print("""
         rnn-bench: \(problem)
         usage: rnn-bench gemm [--threads N]
@@ -15,6 +17,8 @@ func usage(_ problem: String) -> Never {
         """)
     exit(2)
 }
+
+func usage(_ problem: String) -> Never { benchUsage(problem) }
 
 func intOption(_ name: String, default value: Int) -> Int {
     guard let i = arguments.firstIndex(of: name) else { return value }
@@ -31,10 +35,9 @@ func stringOption(_ name: String) -> String? {
     return arguments[i + 1]
 }
 
-switch arguments.first {
+switch benchArguments.first {
 case "gemm":
-    let direct = arguments.contains("--direct-a") ? intOption("--direct-a", default: 256) : nil
-    runGemmBenchmark(threads: intOption("--threads", default: 1), directAMaxColumns: direct)
+    runGemmBenchmarkCommand(Array(benchArguments.dropFirst()))
 case "train":
     let seconds = stringOption("--seconds").map { text -> Double in
         guard let s = Double(text), s > 0 else { usage("'--seconds' expects a positive number, found '\(text)'") }
@@ -42,7 +45,7 @@ case "train":
     } ?? 3
     runTrainBenchmark(threads: intOption("--threads", default: 1), only: stringOption("--config"), seconds: seconds)
 case let other?:
-    usage("unknown subcommand '\(other)'")
+    benchUsage("unknown subcommand '\(other)'")
 case nil:
-    usage("missing subcommand")
+    benchUsage("missing subcommand")
 }
