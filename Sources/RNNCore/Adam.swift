@@ -59,20 +59,42 @@ public struct AdamOptimizer: Sendable, Equatable {
         let oneMinusBeta2 = 1 - c.beta2
         let beta2 = c.beta2
         let eps = c.eps
+        let count = parameters.count
         parameters.withUnsafeMutableBufferPointer { p in
             gradient.withUnsafeBufferPointer { g in
                 expAvg.withUnsafeMutableBufferPointer { m in
                     expAvgSq.withUnsafeMutableBufferPointer { v in
-                        for i in 0..<p.count {
-                            var param = p[i]
-                            if decoupled { param *= shrink }
-                            let grad = l2 == 0 ? g[i] : g[i] + l2 * param
-                            let mi = m[i] + oneMinusBeta1 * (grad - m[i])
-                            let vi = v[i] * beta2 + oneMinusBeta2 * grad * grad
+                        let p = p.baseAddress!, g = g.baseAddress!, m = m.baseAddress!, v = v.baseAddress!
+                        // The update of one group of lanes; SIMD8 for the body, SIMD1-like scalars
+                        // (the same IEEE operations, so the same results) for the tail.
+                        @inline(__always)
+                        func update<V: SIMD>(_ param: V, _ grad: V, _ m: V, _ v: V) -> (p: V, m: V, v: V)
+                        where V.Scalar == Float {
+                            let param = decoupled ? param * shrink : param
+                            let grad = l2 == 0 ? grad : grad + l2 * param
+                            let mi = m + oneMinusBeta1 * (grad - m)
+                            let vi = v * beta2 + oneMinusBeta2 * grad * grad
                             let denom = vi.squareRoot() / bias2SqrtF + eps
-                            m[i] = mi
-                            v[i] = vi
-                            p[i] = param - stepSize * (mi / denom)
+                            return (param - stepSize * (mi / denom), mi, vi)
+                        }
+
+                        var i = 0
+                        while i + 8 <= count {
+                            func load(_ q: UnsafeMutablePointer<Float>) -> SIMD8<Float> {
+                                UnsafeRawPointer(q + i).loadUnaligned(as: SIMD8<Float>.self)
+                            }
+                            let r = update(load(p), UnsafeRawPointer(g + i).loadUnaligned(as: SIMD8<Float>.self), load(m), load(v))
+                            UnsafeMutableRawPointer(p + i).storeBytes(of: r.p, as: SIMD8<Float>.self)
+                            UnsafeMutableRawPointer(m + i).storeBytes(of: r.m, as: SIMD8<Float>.self)
+                            UnsafeMutableRawPointer(v + i).storeBytes(of: r.v, as: SIMD8<Float>.self)
+                            i += 8
+                        }
+                        while i < count {
+                            let r = update(SIMD2(repeating: p[i]), SIMD2(repeating: g[i]), SIMD2(repeating: m[i]), SIMD2(repeating: v[i]))
+                            p[i] = r.p[0]
+                            m[i] = r.m[0]
+                            v[i] = r.v[0]
+                            i += 1
                         }
                     }
                 }
@@ -86,12 +108,32 @@ public struct AdamOptimizer: Sendable, Equatable {
 /// min(1, maxNorm / (norm + 1e-6)) exactly like `torch.nn.utils.clip_grad_norm_`.
 @discardableResult
 public func clipGradientNorm(_ gradient: UnsafeMutableBufferPointer<Float>, maxNorm: Float?) -> Float {
+    guard let base = gradient.baseAddress else { return 0 }
+    let count = gradient.count
+    // Squares summed in float lanes over blocks of 1024 values, blocks summed in double.
     var sum: Double = 0
-    for x in gradient { sum += Double(x) * Double(x) }
+    var start = 0
+    while start < count {
+        let end = min(start + 1024, count)
+        var lanes = SIMD8<Float>()
+        var i = start
+        while i + 8 <= end {
+            let x = UnsafeRawPointer(base + i).loadUnaligned(as: SIMD8<Float>.self)
+            lanes.addProduct(x, x)
+            i += 8
+        }
+        var block = Double(lanes.sum())
+        while i < end {
+            block += Double(base[i]) * Double(base[i])
+            i += 1
+        }
+        sum += block
+        start = end
+    }
     let norm = Float(sum.squareRoot())
     if let maxNorm {
         let coefficient = min(Float(1), maxNorm / (norm + 1e-6))
-        for i in gradient.indices { gradient[i] *= coefficient }
+        for i in 0..<count { base[i] *= coefficient }
     }
     return norm
 }
