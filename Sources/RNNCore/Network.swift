@@ -170,6 +170,9 @@ public final class RNNNetwork {
     private var lastBatch = 0
     private var lastSteps = 0
     private var hasGradientOfInitialState = false
+    /// Whether the last forward pass started from a caller-given state (else from zeros, and
+    /// the products with h0 = 0 are skipped).
+    private var hasInitialState = false
 
     /// A network for `config`, splitting large GEMMs across `threads` threads.
     public init(config: ModelConfig, threads: Int = 1) throws(ConfigError) {
@@ -319,8 +322,9 @@ public final class RNNNetwork {
         return RecurrentState(h: h, c: c)
     }
 
-    /// The gradient of the last backward pass with respect to the initial state h0 (and c0),
-    /// (L, B, H), scaled like the parameter gradient (sum or mean). Empty before any backward.
+    /// The gradient of the last backward pass with respect to the caller-given initial state h0
+    /// (and c0), (L, B, H), scaled like the parameter gradient (sum or mean). Empty before any
+    /// backward and when the last pass started from zeros (no initial state given).
     public func initialStateGradient() -> RecurrentState {
         guard let ws = workspace, hasGradientOfInitialState else { return RecurrentState(h: []) }
         let n = config.layers * lastBatch * config.hiddenSize
@@ -422,6 +426,7 @@ public final class RNNNetwork {
         }
         lastBatch = B
         lastSteps = T
+        hasInitialState = initialState != nil
         hasGradientOfInitialState = false
     }
 
@@ -454,7 +459,7 @@ public final class RNNNetwork {
         }
         if let gradient {
             backward(p, gradient, batch: B, steps: T)
-            hasGradientOfInitialState = true
+            hasGradientOfInitialState = hasInitialState
         }
         return stats
     }
@@ -500,17 +505,23 @@ public final class RNNNetwork {
                 let hPrev = UnsafePointer(hs + t * BH)
                 let hOut = hs + (t + 1) * BH
                 let g = gates + t * B * GH
+                // h0 = 0 (no initial state): the recurrent product of step 0 is zero.
+                let recurrent = t > 0 || hasInitialState
                 switch config.cell {
                 case .rnnTanh, .rnnRelu:
-                    gemm(false, true, B, H, H, hPrev, H, whh, H, 1, g, GH)
+                    if recurrent { gemm(false, true, B, H, H, hPrev, H, whh, H, 1, g, GH) }
                     CellKernels.rnnForward(relu: config.cell == .rnnRelu, pre: g, h: hOut, count: BH)
                 case .lstm:
-                    gemm(false, true, B, GH, H, hPrev, H, whh, H, 1, g, GH)
+                    if recurrent { gemm(false, true, B, GH, H, hPrev, H, whh, H, 1, g, GH) }
                     let cs = ws.cs[l].pointer
                     CellKernels.lstmForward(gates: g, cPrev: cs + t * BH, c: cs + (t + 1) * BH,
                                             tanhC: ws.tanhC[l].pointer + t * BH, h: hOut, batch: B, hidden: H)
                 case .gru:
-                    gemm(false, true, B, GH, H, hPrev, H, whh, H, 0, ws.hh.pointer, GH)
+                    if recurrent {
+                        gemm(false, true, B, GH, H, hPrev, H, whh, H, 0, ws.hh.pointer, GH)
+                    } else {
+                        ws.hh.pointer.update(repeating: 0, count: B * GH)
+                    }
                     CellKernels.gruForward(gates: g, hh: ws.hh.pointer, biasHN: p + o.biasHH + 2 * H, hPrev: hPrev,
                                            hn: ws.hn[l].pointer + t * BH, h: hOut, batch: B, hidden: H)
                 }
@@ -563,22 +574,24 @@ public final class RNNNetwork {
             for t in stride(from: T - 1, through: 0, by: -1) {
                 let dOutT = UnsafePointer(dOut + t * BH)
                 let dG = dGx + t * B * GH
+                // The gradient reaching h0 is needed only for a caller-given initial state.
+                let recurrent = t > 0 || hasInitialState
                 switch config.cell {
                 case .rnnTanh, .rnnRelu:
                     CellKernels.rnnBackward(relu: config.cell == .rnnRelu, h: hs + (t + 1) * BH, dOut: dOutT,
                                             carry: dhCarry, dPre: dG, count: BH)
-                    gemm(false, false, B, H, GH, dG, GH, whh, H, 0, dhCarry, H)
+                    if recurrent { gemm(false, false, B, H, GH, dG, GH, whh, H, 0, dhCarry, H) }
                 case .lstm:
                     CellKernels.lstmBackward(gates: gates + t * B * GH, cPrev: ws.cs[l].pointer + t * BH,
                                              tanhC: ws.tanhC[l].pointer + t * BH, dOut: dOutT, dhCarry: dhCarry,
                                              dcCarry: dcCarry, dGates: dG, batch: B, hidden: H)
-                    gemm(false, false, B, H, GH, dG, GH, whh, H, 0, dhCarry, H)
+                    if recurrent { gemm(false, false, B, H, GH, dG, GH, whh, H, 0, dhCarry, H) }
                 case .gru:
                     let dGhT = ws.dGh.pointer + t * B * GH
                     CellKernels.gruBackward(gates: gates + t * B * GH, hn: ws.hn[l].pointer + t * BH,
                                             hPrev: hs + t * BH, dOut: dOutT, dhCarry: dhCarry,
                                             dGx: dG, dGh: dGhT, batch: B, hidden: H)
-                    gemm(false, false, B, H, GH, dGhT, GH, whh, H, 1, dhCarry, H)
+                    if recurrent { gemm(false, false, B, H, GH, dGhT, GH, whh, H, 1, dhCarry, H) }
                 }
             }
             (ws.dh0.pointer + l * BH).update(from: dhCarry, count: BH)
@@ -587,7 +600,9 @@ public final class RNNNetwork {
             let input = l == 0 ? UnsafePointer(ws.xT.pointer) : UnsafePointer(ws.hs[l - 1].pointer + BH)
             let dGh = UnsafePointer(config.cell == .gru ? ws.dGh.pointer : dGx)
             gemm(true, false, GH, o.inputs, N, dGx, GH, input, o.inputs, 1, g + o.weightIH, o.inputs)
-            gemm(true, false, GH, H, N, dGh, GH, hs, H, 1, g + o.weightHH, H)
+            // Without an initial state h[0] = 0 contributes nothing: skip step 0's rows.
+            let skip = hasInitialState ? 0 : B
+            gemm(true, false, GH, H, N - skip, dGh + skip * GH, GH, hs + skip * H, H, 1, g + o.weightHH, H)
             addColumnSums(dGx, rows: N, columns: GH, into: g + o.biasIH)
             addColumnSums(dGh, rows: N, columns: GH, into: g + o.biasHH)
             if l > 0 {
