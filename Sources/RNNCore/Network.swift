@@ -440,8 +440,7 @@ public final class RNNNetwork {
         let rows = config.head == .lastStep ? B : B * T
         let O = config.outputSize
         let lastStep = config.head == .lastStep
-        // Logits row r is (t*B + b) for a per-step head; targets are batch-first (b*T + t).
-        let targetIndex: (Int) -> Int = lastStep ? { $0 } : { r in (r % B) * T + r / B }
+        let targetIndex = TargetRows(perStep: !lastStep, batch: B, steps: T)
         let dLogits = gradient == nil ? nil : ws.dLogits.pointer
         let stats: LossStats
         switch targets {

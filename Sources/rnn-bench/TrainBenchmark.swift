@@ -38,7 +38,9 @@ let trainBenchConfigs: [TrainBenchConfig] = [
 /// Runs every configuration (or only `only`, a comma-separated list of names) for about
 /// `seconds` each after a warm-up step, and prints one row per configuration:
 /// `name  samples/s  GFLOP/s  ms/step  steps  cpu-ms/step` (the last is process CPU time).
-func runTrainBenchmark(threads: Int, only: String? = nil, seconds: Double = 3) {
+/// `fixedSteps` runs exactly that many timed steps instead (e.g. to count allocations under
+/// valgrind: the count must not grow with the steps).
+func runTrainBenchmark(threads: Int, only: String? = nil, seconds: Double = 3, fixedSteps: Int? = nil) {
     let wanted = only.map { Set($0.split(separator: ",").map(String.init)) }
     print("# rnn-bench train: full step (forward, loss, backward, Adam), threads=\(threads)")
     print("config        samples/s    GFLOP/s    ms/step  steps  cpu-ms/step")
@@ -85,7 +87,7 @@ func runTrainBenchmark(threads: Int, only: String? = nil, seconds: Double = 3) {
             done += 1
             let d = clock.now - start
             elapsed = Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
-        } while elapsed < seconds
+        } while fixedSteps.map { done < $0 } ?? (elapsed < seconds)
         let perStep = elapsed / Double(done)
         let cpuPerStep = (processCPUSeconds() - cpuStart) / Double(done)
         let samples = Double(bench.batch) / perStep

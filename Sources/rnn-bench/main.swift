@@ -8,7 +8,7 @@ import Darwin
 let arguments = Array(CommandLine.arguments.dropFirst())
 
 func usage(_ problem: String) -> Never {
-    print("rnn-bench: \(problem)\nusage: rnn-bench train [--threads N] [--config NAME[,NAME]] [--seconds S]")
+    print("rnn-bench: \(problem)\nusage: rnn-bench train [--threads N] [--config NAME[,NAME]] [--seconds S | --steps N]")
     exit(2)
 }
 
@@ -33,7 +33,9 @@ case "train":
         guard let s = Double(text), s > 0 else { usage("'--seconds' expects a positive number, found '\(text)'") }
         return s
     } ?? 3
-    runTrainBenchmark(threads: intOption("--threads", default: 1), only: stringOption("--config"), seconds: seconds)
+    let steps = arguments.contains("--steps") ? intOption("--steps", default: 1) : nil
+    runTrainBenchmark(threads: intOption("--threads", default: 1), only: stringOption("--config"), seconds: seconds,
+                      fixedSteps: steps)
 case let other?:
     usage("unknown subcommand '\(other)'")
 case nil:
