@@ -102,6 +102,8 @@ final class Workspace {
     let dLogits: AlignedBuffer
     /// Gate bias row (G*H) added to every input-projection row.
     let biasRow: AlignedBuffer
+    /// dW_ih^T (I, G*H) of layer 0 when I is narrower than a GEMM register tile.
+    let weightGradientT: AlignedBuffer
     /// Gradients of the initial state, (L, B, H) each.
     let dh0: AlignedBuffer
     let dc0: AlignedBuffer
@@ -129,6 +131,7 @@ final class Workspace {
         logits = AlignedBuffer(count: headRows * config.outputSize)
         dLogits = AlignedBuffer(count: headRows * config.outputSize)
         biasRow = AlignedBuffer(count: GH)
+        weightGradientT = AlignedBuffer(count: config.inputSize < RNNNetwork.narrowInput ? config.inputSize * GH : 0)
         dh0 = AlignedBuffer(count: L * batch * H)
         dc0 = AlignedBuffer(count: isLSTM ? L * batch * H : 0)
     }
@@ -350,6 +353,9 @@ public final class RNNNetwork {
         }
         return 3 * forward
     }
+
+    /// Inputs narrower than this take the transposed dW_ih product (see `backward`).
+    static let narrowInput = 16
 
     // MARK: Validation
 
@@ -598,7 +604,18 @@ public final class RNNNetwork {
             // Weights over all steps: dW_ih (GH, I_l) += dGx^T X_l; dW_hh (GH, H) += dGh^T H_prev.
             let input = l == 0 ? UnsafePointer(ws.xT.pointer) : UnsafePointer(ws.hs[l - 1].pointer + BH)
             let dGh = UnsafePointer(config.cell == .gru ? ws.dGh.pointer : dGx)
-            gemm(true, false, GH, o.inputs, N, dGx, GH, input, o.inputs, 1, g + o.weightIH, o.inputs)
+            if l == 0 && o.inputs < Self.narrowInput {
+                // A narrow input (e.g. I = 5) makes (GH, I) a poor GEMM shape: compute
+                // dW_ih^T (I, GH) = X^T dGx instead and add it transposed.
+                let t = ws.weightGradientT.pointer
+                gemm(true, false, o.inputs, GH, N, input, o.inputs, dGx, GH, 0, t, GH)
+                let dW = g + o.weightIH
+                for j in 0..<GH {
+                    for i in 0..<o.inputs { dW[j * o.inputs + i] += t[i * GH + j] }
+                }
+            } else {
+                gemm(true, false, GH, o.inputs, N, dGx, GH, input, o.inputs, 1, g + o.weightIH, o.inputs)
+            }
             // Without an initial state h[0] = 0 contributes nothing: skip step 0's rows.
             let skip = hasInitialState ? 0 : B
             gemm(true, false, GH, H, N - skip, dGh + skip * GH, GH, hs + skip * H, H, 1, g + o.weightHH, H)
