@@ -1,5 +1,16 @@
 // GEMM: C = alpha * op(A) * op(B) + beta * C on row-major float32 matrices.
 // Dimension legend: op(A) is (M, K), op(B) is (K, N), C is (M, N).
+//
+// Layout of the optimised path (the classic Goto/BLIS scheme):
+//   for each NC-wide column block of C
+//     for each KC-deep slice of K      -> op(B) slice packed into NR-wide panels (or taken
+//                                         from a `PackedMatrix` packed once by the caller)
+//       for each MC-tall row block     -> op(A) block packed into MR-tall panels
+//         for each NR panel, each MR panel: the MR x NR register-blocked micro-kernel
+// MR = 6 rows x NR = 16 columns: 12 accumulators of SIMD8 (6 SIMD16) + 2 B vectors +
+// 1 broadcast = 15 of the 16 ymm registers of AVX2. The kernels themselves live in
+// KernelGemm.swift.
+import Dispatch
 
 /// The scalar reference GEMM every optimised kernel is tested against.
 public func gemmReference(
@@ -21,12 +32,143 @@ public func gemmReference(
     }
 }
 
+/// Blocking parameters of the optimised GEMM (in elements).
+public enum GemmBlocking {
+    /// Rows of the register tile.
+    public static let mr = 6
+    /// Columns of the register tile (one SIMD16, two AVX2 registers).
+    public static let nr = 16
+    /// Depth of one packed slice of K (B panel of 16 KiB stays in L1).
+    public static let kc = 256
+    /// Rows of one packed A block (MC x KC = 144 KiB stays in L2).
+    public static let mc = 144
+    /// Columns of one packed B block (KC x NC = 4 MiB, L3).
+    public static let nc = 4096
+}
+
+/// op(B) of a product packed once into the GEMM's panel layout, to be reused by many
+/// `GemmEngine.multiply(transA:m:alpha:a:lda:packedB:beta:c:ldc:)` calls: the RNN recurrent
+/// product `h (B, H) x W_hh^T` runs T times per forward pass with the same weights.
+///
+/// Layout: for each KC-deep slice of K (depth `kc_s`), all ceil(N / 16) panels of that slice,
+/// each panel `kc_s x 16` floats (row p of the panel = op(B)[p, 16 j ..< 16 j + 16]), columns
+/// past N zero. Storage is 64-byte aligned and reused by `pack` when large enough.
+///
+/// Not thread-safe while being packed; many engines may read it at the same time otherwise.
+public final class PackedMatrix: @unchecked Sendable {
+    /// Rows of op(B) (the K of the products it serves).
+    public private(set) var k: Int = 0
+    /// Columns of op(B) (the N of the products it serves).
+    public private(set) var n: Int = 0
+    @usableFromInline var storage: UnsafeMutablePointer<Float>
+    @usableFromInline var capacity: Int
+
+    /// An empty packed matrix (k = n = 0); call `pack` to fill it.
+    public init() {
+        capacity = 0
+        storage = gemmAllocate(0)
+    }
+
+    /// Packs op(B) (K, N): `transB == false` reads B as (K, N) row-major with leading
+    /// dimension `ldb`; `transB == true` reads B as (N, K), e.g. a PyTorch weight matrix
+    /// `weight_hh (G*H, H)` for the product `h x weight_hh^T` (k = H, n = G*H, ldb = H).
+    public convenience init(transB: Bool, k: Int, n: Int, b: UnsafePointer<Float>, ldb: Int) {
+        self.init()
+        pack(transB: transB, k: k, n: n, b: b, ldb: ldb)
+    }
+
+    deinit { storage.deallocate() }
+
+    /// Bytes of packed storage currently held (grows only, never shrinks).
+    public var capacityBytes: Int { capacity * MemoryLayout<Float>.stride }
+
+    /// Floats needed to pack a (k, n) op(B).
+    public static func packedCount(k: Int, n: Int) -> Int {
+        k * ((n + GemmBlocking.nr - 1) / GemmBlocking.nr) * GemmBlocking.nr
+    }
+
+    /// Re-packs (e.g. after an optimizer step); allocates only when the new size is larger
+    /// than any packed before.
+    public func pack(transB: Bool, k: Int, n: Int, b: UnsafePointer<Float>, ldb: Int) {
+        precondition(k >= 0 && n >= 0, "PackedMatrix.pack: negative size k=\(k) n=\(n)")
+        precondition(ldb >= max(1, transB ? k : n), "PackedMatrix.pack: ldb=\(ldb) too small for \(transB ? "transposed " : "")B with k=\(k) n=\(n)")
+        let need = PackedMatrix.packedCount(k: k, n: n)
+        if need > capacity {
+            storage.deallocate()
+            storage = gemmAllocate(need)
+            capacity = need
+        }
+        self.k = k
+        self.n = n
+        let panels = (n + GemmBlocking.nr - 1) / GemmBlocking.nr
+        var pc = 0
+        while pc < k {
+            let kc = min(GemmBlocking.kc, k - pc)
+            gemmPackB(transB: transB, kc: kc, nc: n, b: gemmOffsetB(b, transB: transB, ldb: ldb, p: pc, j: 0),
+                      ldb: ldb, dst: storage + pc * panels * GemmBlocking.nr)
+            pc += kc
+        }
+    }
+}
+
+/// Packing buffers of one thread of a `GemmEngine`.
+final class GemmWorkspace {
+    var a: UnsafeMutablePointer<Float>
+    var aCapacity = 0
+    var b: UnsafeMutablePointer<Float>
+    var bCapacity = 0
+
+    init() {
+        a = gemmAllocate(0)
+        b = gemmAllocate(0)
+    }
+
+    deinit {
+        a.deallocate()
+        b.deallocate()
+    }
+
+    func reserve(a countA: Int, b countB: Int) {
+        if countA > aCapacity {
+            a.deallocate()
+            a = gemmAllocate(countA)
+            aCapacity = countA
+        }
+        if countB > bCapacity {
+            b.deallocate()
+            b = gemmAllocate(countB)
+            bCapacity = countB
+        }
+    }
+}
+
+/// 64-byte aligned float storage (avoids the 4 KiB-aliasing memcpy trap of PLATFORM.md and
+/// keeps panels on cache-line boundaries).
+@usableFromInline
+func gemmAllocate(_ count: Int) -> UnsafeMutablePointer<Float> {
+    let raw = UnsafeMutableRawPointer.allocate(byteCount: max(count, 16) * MemoryLayout<Float>.stride, alignment: 64)
+    return raw.bindMemory(to: Float.self, capacity: max(count, 16))
+}
+
 /// An optimised GEMM with reusable packing buffers (no allocation once warmed up) and a
 /// thread count for splitting large products across cores.
 /// Not thread-safe: one engine per thread of control.
 public final class GemmEngine {
     /// Threads a single large product may be split across (1 = the calling thread only).
-    public var threads: Int
+    public var threads: Int {
+        didSet { precondition(threads >= 1, "GemmEngine needs at least one thread") }
+    }
+    /// A product is split only when every thread gets at least this many flops
+    /// (2 * M * N * K / threads). The default, 24 MFLOP, is about 0.3 ms of one core:
+    /// below that the ~25 µs of a Dispatch fork/join eats the gain (PLATFORM.md).
+    public var minFlopsPerThread: Int = 24_000_000
+
+    /// Products with op(A) = A (not transposed) and at most this many columns read A in
+    /// place instead of packing it: packing costs about as much as the arithmetic it feeds
+    /// when few column panels reuse each packed A panel.
+    public var directAMaxColumns: Int = 256
+
+    private var workspaces: [GemmWorkspace] = []
 
     public init(threads: Int = 1) {
         precondition(threads >= 1, "GemmEngine needs at least one thread")
@@ -40,8 +182,240 @@ public final class GemmEngine {
         a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
         beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
     ) {
-        // Placeholder until the blocked SIMD kernel lands.
-        gemmReference(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
-                      a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+        precondition(m >= 0 && n >= 0 && k >= 0, "GemmEngine.multiply: negative size m=\(m) n=\(n) k=\(k)")
+        precondition(lda >= max(1, transA ? m : k), "GemmEngine.multiply: lda=\(lda) too small for \(transA ? "transposed " : "")A with m=\(m) k=\(k)")
+        precondition(ldb >= max(1, transB ? k : n), "GemmEngine.multiply: ldb=\(ldb) too small for \(transB ? "transposed " : "")B with k=\(k) n=\(n)")
+        precondition(ldc >= max(1, n), "GemmEngine.multiply: ldc=\(ldc) smaller than n=\(n)")
+        if m == 0 || n == 0 { return }
+        if k == 0 || alpha == 0 {
+            gemmScale(m: m, n: n, beta: beta, c: c, ldc: ldc)
+            return
+        }
+        run(transA: transA, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+            b: .raw(b, ldb: ldb, transB: transB), beta: beta, c: c, ldc: ldc)
+    }
+
+    /// C (M, N) = alpha * op(A) * B + beta * C with op(B) (K, N) packed beforehand;
+    /// K and N are the packed matrix's. Same semantics as the unpacked `multiply`.
+    public func multiply(
+        transA: Bool, m: Int, alpha: Float = 1,
+        a: UnsafePointer<Float>, lda: Int, packedB: PackedMatrix,
+        beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
+        let n = packedB.n, k = packedB.k
+        precondition(m >= 0, "GemmEngine.multiply: negative size m=\(m)")
+        precondition(lda >= max(1, transA ? m : k), "GemmEngine.multiply: lda=\(lda) too small for \(transA ? "transposed " : "")A with m=\(m) k=\(k)")
+        precondition(ldc >= max(1, n), "GemmEngine.multiply: ldc=\(ldc) smaller than n=\(n)")
+        if m == 0 || n == 0 { return }
+        if k == 0 || alpha == 0 {
+            gemmScale(m: m, n: n, beta: beta, c: c, ldc: ldc)
+            return
+        }
+        let panels = (n + GemmBlocking.nr - 1) / GemmBlocking.nr
+        run(transA: transA, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+            b: .packed(UnsafePointer(packedB.storage), panels: panels, panelOffset: 0),
+            beta: beta, c: c, ldc: ldc)
+    }
+
+    /// Bytes held by the packing buffers of all threads (they grow to the largest product
+    /// seen and are reused afterwards).
+    public var packingBufferBytes: Int {
+        workspaces.reduce(0) { $0 + ($1.aCapacity + $1.bCapacity) * MemoryLayout<Float>.stride }
+    }
+
+    private func workspace(_ i: Int) -> GemmWorkspace {
+        while workspaces.count <= i { workspaces.append(GemmWorkspace()) }
+        return workspaces[i]
+    }
+
+    private func run(
+        transA: Bool, m: Int, n: Int, k: Int, alpha: Float,
+        a: UnsafePointer<Float>, lda: Int, b: GemmBSource,
+        beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
+        // How many threads the work deserves.
+        let flops = 2 * m * n * k
+        var t = min(threads, max(1, flops / max(1, minFlopsPerThread)))
+        let splitM = m >= n
+        let units = splitM ? (m + GemmBlocking.mr - 1) / GemmBlocking.mr : (n + GemmBlocking.nr - 1) / GemmBlocking.nr
+        t = min(t, units)
+        if t <= 1 {
+            let ws = workspace(0)
+            gemmBlocked(ws: ws, transA: transA, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                        b: b, beta: beta, c: c, ldc: ldc, directA: !transA && n <= directAMaxColumns)
+            return
+        }
+        var parts: [GemmPart] = []
+        parts.reserveCapacity(t)
+        for i in 0..<t {
+            let u0 = units * i / t, u1 = units * (i + 1) / t
+            if splitM {
+                let i0 = u0 * GemmBlocking.mr, i1 = min(m, u1 * GemmBlocking.mr)
+                let aOff = transA ? a + i0 : a + i0 * lda
+                parts.append(GemmPart(ws: workspace(i), m: i1 - i0, n: n,
+                                      a: aOff, b: b, c: c + i0 * ldc))
+            } else {
+                let j0 = u0 * GemmBlocking.nr, j1 = min(n, u1 * GemmBlocking.nr)
+                parts.append(GemmPart(ws: workspace(i), m: m, n: j1 - j0,
+                                      a: a, b: b.offsetColumns(j0), c: c + j0))
+            }
+        }
+        let job = GemmJob(parts: parts, transA: transA, k: k, alpha: alpha, lda: lda, beta: beta, ldc: ldc,
+                          directAMaxColumns: directAMaxColumns)
+        DispatchQueue.concurrentPerform(iterations: t) { i in
+            job.run(i)
+        }
+    }
+}
+
+/// Where the blocked loop gets op(B)'s panels from.
+enum GemmBSource {
+    /// B in memory, packed slice by slice into the workspace.
+    case raw(UnsafePointer<Float>, ldb: Int, transB: Bool)
+    /// Already packed (a `PackedMatrix`): `panels` per K slice, starting at `panelOffset`.
+    case packed(UnsafePointer<Float>, panels: Int, panelOffset: Int)
+
+    func offsetColumns(_ j: Int) -> GemmBSource {
+        switch self {
+        case let .raw(b, ldb, transB):
+            return .raw(transB ? b + j * ldb : b + j, ldb: ldb, transB: transB)
+        case let .packed(p, panels, offset):
+            assert(j % GemmBlocking.nr == 0)
+            return .packed(p, panels: panels, panelOffset: offset + j / GemmBlocking.nr)
+        }
+    }
+}
+
+/// One thread's share of a split product.
+struct GemmPart {
+    let ws: GemmWorkspace
+    let m: Int
+    let n: Int
+    let a: UnsafePointer<Float>
+    let b: GemmBSource
+    let c: UnsafeMutablePointer<Float>
+}
+
+/// A split product handed to `concurrentPerform`. Each part writes a disjoint block of C
+/// and owns its workspace, so sharing it across the fork/join is race free.
+final class GemmJob: @unchecked Sendable {
+    let parts: [GemmPart]
+    let transA: Bool, k: Int, alpha: Float, lda: Int, beta: Float, ldc: Int, directAMaxColumns: Int
+
+    init(parts: [GemmPart], transA: Bool, k: Int, alpha: Float, lda: Int, beta: Float, ldc: Int, directAMaxColumns: Int) {
+        self.directAMaxColumns = directAMaxColumns
+        self.parts = parts
+        self.transA = transA
+        self.k = k
+        self.alpha = alpha
+        self.lda = lda
+        self.beta = beta
+        self.ldc = ldc
+    }
+
+    func run(_ i: Int) {
+        let p = parts[i]
+        gemmBlocked(ws: p.ws, transA: transA, m: p.m, n: p.n, k: k, alpha: alpha, a: p.a, lda: lda,
+                    b: p.b, beta: beta, c: p.c, ldc: ldc, directA: !transA && p.n <= directAMaxColumns)
+    }
+}
+
+/// C = beta * C (beta == 0 writes zeros, ignoring NaN).
+func gemmScale(m: Int, n: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    if beta == 1 { return }
+    for i in 0..<m {
+        let row = c + i * ldc
+        if beta == 0 {
+            row.update(repeating: 0, count: n)
+        } else {
+            for j in 0..<n { row[j] *= beta }
+        }
+    }
+}
+
+@inline(__always)
+func gemmOffsetB(_ b: UnsafePointer<Float>, transB: Bool, ldb: Int, p: Int, j: Int) -> UnsafePointer<Float> {
+    transB ? b + j * ldb + p : b + p * ldb + j
+}
+
+@inline(__always)
+func gemmOffsetA(_ a: UnsafePointer<Float>, transA: Bool, lda: Int, i: Int, p: Int) -> UnsafePointer<Float> {
+    transA ? a + p * lda + i : a + i * lda + p
+}
+
+/// The single-threaded blocked loop nest over one (sub-)product.
+func gemmBlocked(
+    ws: GemmWorkspace, transA: Bool, m: Int, n: Int, k: Int, alpha: Float,
+    a: UnsafePointer<Float>, lda: Int, b: GemmBSource,
+    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, directA: Bool
+) {
+    assert(!directA || !transA)
+    let mr = GemmBlocking.mr, nr = GemmBlocking.nr
+    let kcMax = min(GemmBlocking.kc, k)
+    let mcMax = min(GemmBlocking.mc, (m + mr - 1) / mr * mr)
+    let ncMax = min(GemmBlocking.nc, (n + nr - 1) / nr * nr)
+    if case .raw = b {
+        ws.reserve(a: mcMax * kcMax, b: kcMax * ncMax)
+    } else {
+        ws.reserve(a: mcMax * kcMax, b: 0)
+    }
+    let bufA = ws.a, bufB = ws.b
+
+    var jc = 0
+    while jc < n {
+        let nc = min(GemmBlocking.nc, n - jc)
+        var pc = 0
+        while pc < k {
+            let kc = min(GemmBlocking.kc, k - pc)
+            let blockB: UnsafePointer<Float>
+            switch b {
+            case let .raw(bp, ldb, transB):
+                gemmPackB(transB: transB, kc: kc, nc: nc,
+                          b: gemmOffsetB(bp, transB: transB, ldb: ldb, p: pc, j: jc), ldb: ldb, dst: bufB)
+                blockB = UnsafePointer(bufB)
+            case let .packed(bp, panels, offset):
+                blockB = bp + pc * panels * nr + (offset + jc / nr) * kc * nr
+            }
+            let betaHere: Float = pc == 0 ? beta : 1
+            var ic = 0
+            while ic < m {
+                let mc = min(GemmBlocking.mc, m - ic)
+                if directA {
+                    gemmMacroKernel(mc: mc, nc: nc, kc: kc, a: a + ic * lda + pc, aRow: lda, aStep: 1, aPanel: lda,
+                                    b: blockB, alpha: alpha, beta: betaHere, c: c + ic * ldc + jc, ldc: ldc)
+                } else {
+                    gemmPackA(transA: transA, mc: mc, kc: kc,
+                              a: gemmOffsetA(a, transA: transA, lda: lda, i: ic, p: pc), lda: lda, dst: bufA)
+                    gemmMacroKernel(mc: mc, nc: nc, kc: kc, a: UnsafePointer(bufA), aRow: 1, aStep: mr, aPanel: kc,
+                                    b: blockB, alpha: alpha, beta: betaHere, c: c + ic * ldc + jc, ldc: ldc)
+                }
+                ic += mc
+            }
+            pc += kc
+        }
+        jc += nc
+    }
+}
+
+/// All register tiles of one (MC, NC) block of C from packed A (MR panels) and packed B
+/// (NR panels), both `kc` deep.
+@inline(__always)
+func gemmMacroKernel(
+    mc: Int, nc: Int, kc: Int, a: UnsafePointer<Float>, aRow: Int, aStep: Int, aPanel: Int, b: UnsafePointer<Float>,
+    alpha: Float, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+) {
+    let mr = GemmBlocking.mr, nr = GemmBlocking.nr
+    var jr = 0
+    while jr < nc {
+        let nEdge = min(nr, nc - jr)
+        let bp = b + jr * kc
+        var ir = 0
+        while ir < mc {
+            let mEdge = min(mr, mc - ir)
+            gemmMicroKernel(rows: mEdge, cols: nEdge, kc: kc, a: a + ir * aPanel, aRow: aRow, aStep: aStep, b: bp,
+                            alpha: alpha, beta: beta, c: c + ir * ldc + jr, ldc: ldc)
+            ir += mr
+        }
+        jr += nr
     }
 }

@@ -1,18 +1,183 @@
-// Vectorised activations. Placeholder lane-wise versions until the approximations land.
+// Vectorised activations on SIMD8/SIMD16<Float> and on float buffers, in pure Swift.
+// The standard library's (and RealModule's) exp/tanh on SIMD vectors run lane by lane;
+// these evaluate all lanes at once with a range-reduced exponential.
+//
+// Accuracy (measured by VectorMathTests against Double-precision RealModule on a dense grid
+// over [-20, 20], every float in [-1, 1] near zero, and extremes):
+//   exp(x)      relative error <= 2 ulp (2.4e-7) for x in [-87.3, 88.7] (normal results);
+//               gradual underflow below, 0 below -104, +inf above 88.72
+//   sigmoid(x)  absolute error <= 1.2e-7, relative error <= 3 ulp (3.6e-7) for x >= -87
+//   tanh(x)     absolute error <= 1.2e-7, relative error <= 2 ulp (2.4e-7) everywhere
+// Saturation: sigmoid(x) is exactly 1 for x >= 17, tanh(x) exactly +-1 for |x| >= 9.1;
+// sigmoid(-inf) = 0, sigmoid(+inf) = 1, tanh(+-inf) = +-1, tanh(-0) = -0; NaN in, NaN out.
 import RealModule
 
 public enum VectorMath {
+    // MARK: exp
+
+    /// e^x on eight lanes: x = n ln2 + r with |r| <= ln2 / 2 (Cody-Waite, two constants),
+    /// e^r by a degree-6 polynomial (fitted on that interval, 3.6e-9 relative), 2^n built in
+    /// the exponent bits as two factors so that n in [-150, 128] neither overflows early nor
+    /// flushes subnormal results.
     @inlinable @inline(__always)
-    public static func sigmoid(_ x: SIMD8<Float>) -> SIMD8<Float> {
-        var r = SIMD8<Float>()
-        for i in 0..<8 { r[i] = 1 / (1 + Float.exp(-x[i])) }
-        return r
+    public static func exp(_ x: SIMD8<Float>) -> SIMD8<Float> {
+        let xc = pointwiseMax(pointwiseMin(x, SIMD8(repeating: 88.72284)), SIMD8(repeating: -104))
+        var y = expCore(xc)
+        y.replace(with: .infinity, where: x .> 88.72283)
+        y.replace(with: x, where: x .!= x)
+        return y
     }
 
+    /// e^x on sixteen lanes (two SIMD8 halves); same accuracy as the SIMD8 version.
+    @inlinable @inline(__always)
+    public static func exp(_ x: SIMD16<Float>) -> SIMD16<Float> {
+        SIMD16(lowHalf: exp(x.lowHalf), highHalf: exp(x.highHalf))
+    }
+
+    /// e^x for x already clamped to [-104, 88.72284] (NaN-free input gives finite output).
+    @inlinable @inline(__always)
+    static func expCore(_ x: SIMD8<Float>) -> SIMD8<Float> {
+        // t = x / ln2 + 1.5 * 2^23 rounds x / ln2 to an integer n held in t's low mantissa bits.
+        let magic = SIMD8<Float>(repeating: 12_582_912)
+        let t = magic.addingProduct(x, SIMD8(repeating: 1.442_695_04))
+        let n = t - magic
+        // r = x - n ln2, ln2 split in a part exact in float (ln2Hi * n exact for |n| < 2^9)
+        // and the rest.
+        var r = x.addingProduct(n, SIMD8(repeating: -0.693_145_752))
+        r = r.addingProduct(n, SIMD8(repeating: -1.428_606_82e-6))
+        // e^r = 1 + r + r^2 (c2 + c3 r + c4 r^2 + c5 r^3 + c6 r^4)
+        var q = SIMD8<Float>(repeating: 0.001_375_140_7)
+        q = SIMD8(repeating: 0.008_368_916).addingProduct(q, r)
+        q = SIMD8(repeating: 0.041_669_533).addingProduct(q, r)
+        q = SIMD8(repeating: 0.166_665_18).addingProduct(q, r)
+        q = SIMD8(repeating: 0.499_999_88).addingProduct(q, r)
+        let p = (r + 1).addingProduct(r * r, q)
+        // 2^n = 2^(n >> 1) * 2^(n - (n >> 1)), each factor a normal float.
+        let ni = unsafeBitCast(t, to: SIMD8<Int32>.self) &- 0x4B40_0000
+        let n1 = ni &>> 1
+        let n2 = ni &- n1
+        let s1 = unsafeBitCast((n1 &+ 127) &<< 23, to: SIMD8<Float>.self)
+        let s2 = unsafeBitCast((n2 &+ 127) &<< 23, to: SIMD8<Float>.self)
+        return p * s1 * s2
+    }
+
+    // MARK: sigmoid
+
+    /// The logistic function 1 / (1 + e^-x) on eight lanes, computed from e = e^-|x| <= 1
+    /// (no overflow): 1 / (1 + e) for x >= 0, e / (1 + e) for x < 0.
+    @inlinable @inline(__always)
+    public static func sigmoid(_ x: SIMD8<Float>) -> SIMD8<Float> {
+        let ax = pointwiseMin(abs8(x), SIMD8(repeating: 104))
+        let e = expCore(-ax)
+        let numerator = SIMD8<Float>(repeating: 1).replacing(with: e, where: x .< 0)
+        var y = numerator / (1 + e)
+        y.replace(with: x, where: x .!= x)
+        return y
+    }
+
+    /// The logistic function on sixteen lanes.
+    @inlinable @inline(__always)
+    public static func sigmoid(_ x: SIMD16<Float>) -> SIMD16<Float> {
+        SIMD16(lowHalf: sigmoid(x.lowHalf), highHalf: sigmoid(x.highHalf))
+    }
+
+    // MARK: tanh
+
+    /// Hyperbolic tangent on eight lanes: an odd polynomial x + x^3 P(x^2) (fitted, 4.6e-9
+    /// relative) for |x| < 0.625, where the exponential form would cancel, and
+    /// (1 - e) / (1 + e) with e = e^(-2|x|) above; the sign is copied from x.
     @inlinable @inline(__always)
     public static func tanh(_ x: SIMD8<Float>) -> SIMD8<Float> {
-        var r = SIMD8<Float>()
-        for i in 0..<8 { r[i] = Float.tanh(x[i]) }
-        return r
+        let ax = abs8(x)
+        // Large |x|: e <= 0.287, so 1 - e and 1 + e lose nothing.
+        let e = expCore(-2 * pointwiseMin(ax, SIMD8(repeating: 52)))
+        let large = (1 - e) / (1 + e)
+        // Small |x|.
+        let t = ax * ax
+        var q = SIMD8<Float>(repeating: -0.005_718_962_8)
+        q = SIMD8(repeating: 0.020_653_125).addingProduct(q, t)
+        q = SIMD8(repeating: -0.053_744_659).addingProduct(q, t)
+        q = SIMD8(repeating: 0.133_315_13).addingProduct(q, t)
+        q = SIMD8(repeating: -0.333_332_87).addingProduct(q, t)
+        let small = ax.addingProduct(ax * t, q)
+        let magnitude = large.replacing(with: small, where: ax .< 0.625)
+        let signBit = unsafeBitCast(x, to: SIMD8<UInt32>.self) & 0x8000_0000
+        var y = unsafeBitCast(unsafeBitCast(magnitude, to: SIMD8<UInt32>.self) | signBit, to: SIMD8<Float>.self)
+        y.replace(with: x, where: x .!= x)
+        return y
+    }
+
+    /// Hyperbolic tangent on sixteen lanes.
+    @inlinable @inline(__always)
+    public static func tanh(_ x: SIMD16<Float>) -> SIMD16<Float> {
+        SIMD16(lowHalf: tanh(x.lowHalf), highHalf: tanh(x.highHalf))
+    }
+
+    /// |x| by clearing the sign bit (NaN stays NaN).
+    @inlinable @inline(__always)
+    static func abs8(_ x: SIMD8<Float>) -> SIMD8<Float> {
+        unsafeBitCast(unsafeBitCast(x, to: SIMD8<UInt32>.self) & 0x7FFF_FFFF, to: SIMD8<Float>.self)
+    }
+
+    // MARK: scalars (the same approximation, for code paths that handle one value)
+
+    /// `sigmoid` of one value, bit-identical to a lane of the vector version.
+    @inlinable
+    public static func sigmoid(_ x: Float) -> Float { sigmoid(SIMD8(repeating: x))[0] }
+
+    /// `tanh` of one value, bit-identical to a lane of the vector version.
+    @inlinable
+    public static func tanh(_ x: Float) -> Float { tanh(SIMD8(repeating: x))[0] }
+
+    /// `exp` of one value, bit-identical to a lane of the vector version.
+    @inlinable
+    public static func exp(_ x: Float) -> Float { exp(SIMD8(repeating: x))[0] }
+
+    // MARK: buffers
+
+    /// p[i] = sigmoid(p[i]) for i in 0..<count. The tail (count % 8) goes through the same
+    /// vector code on a partly filled vector, so every element gets identical results
+    /// wherever it sits in the buffer.
+    @inlinable
+    public static func sigmoid(_ p: UnsafeMutablePointer<Float>, count: Int) {
+        apply(p, count: count) { sigmoid($0) }
+    }
+
+    /// p[i] = tanh(p[i]) for i in 0..<count (tail as in `sigmoid(_:count:)`).
+    @inlinable
+    public static func tanh(_ p: UnsafeMutablePointer<Float>, count: Int) {
+        apply(p, count: count) { tanh($0) }
+    }
+
+    /// p[i] = exp(p[i]) for i in 0..<count (tail as in `sigmoid(_:count:)`).
+    @inlinable
+    public static func exp(_ p: UnsafeMutablePointer<Float>, count: Int) {
+        apply(p, count: count) { exp($0) }
+    }
+
+    /// p[i] = max(p[i], 0) for i in 0..<count; NaN stays NaN (as torch.relu).
+    @inlinable
+    public static func relu(_ p: UnsafeMutablePointer<Float>, count: Int) {
+        apply(p, count: count) { x in
+            x.replacing(with: 0, where: x .< 0)
+        }
+    }
+
+    /// Applies a lane-wise function to a buffer, 8 floats at a time plus a scalar tail.
+    @inlinable @inline(__always)
+    static func apply(_ p: UnsafeMutablePointer<Float>, count: Int, _ f: (SIMD8<Float>) -> SIMD8<Float>) {
+        precondition(count >= 0, "VectorMath: negative count \(count)")
+        var i = 0
+        while i + 8 <= count {
+            let raw = UnsafeMutableRawPointer(p + i)
+            raw.storeBytes(of: f(raw.loadUnaligned(as: SIMD8<Float>.self)), as: SIMD8<Float>.self)
+            i += 8
+        }
+        if i < count {
+            var v = SIMD8<Float>()
+            for l in 0..<(count - i) { v[l] = p[i + l] }
+            let r = f(v)
+            for l in 0..<(count - i) { p[i + l] = r[l] }
+        }
     }
 }

@@ -92,8 +92,8 @@ func runTrainBenchmark(threads: Int, only: String? = nil, seconds: Double = 3, f
         let cpuPerStep = (processCPUSeconds() - cpuStart) / Double(done)
         let samples = Double(bench.batch) / perStep
         let gflops = network.trainingFlops(batch: bench.batch, steps: bench.steps) / perStep / 1e9
-        print(pad(bench.name, 12) + pad(fixed(samples, 1), 11, right: true) + pad(fixed(gflops, 2), 11, right: true)
-              + pad(fixed(perStep * 1e3, 2), 11, right: true) + pad("\(done)", 7, right: true) + pad(fixed(cpuPerStep * 1e3, 2), 13, right: true))
+        print(padColumn(bench.name, 12) + padColumn(fixed(samples, 1), 11, right: true) + padColumn(fixed(gflops, 2), 11, right: true)
+              + padColumn(fixed(perStep * 1e3, 2), 11, right: true) + padColumn("\(done)", 7, right: true) + padColumn(fixed(cpuPerStep * 1e3, 2), 13, right: true))
     }
 }
 
@@ -109,7 +109,7 @@ private func fixed(_ value: Double, _ digits: Int) -> String {
     return text
 }
 
-private func pad(_ text: String, _ width: Int, right: Bool = false) -> String {
+private func padColumn(_ text: String, _ width: Int, right: Bool = false) -> String {
     let fill = String(repeating: " ", count: max(0, width - text.count))
     return right ? fill + text : text + fill
 }

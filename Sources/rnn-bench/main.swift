@@ -8,7 +8,11 @@ import Darwin
 let arguments = Array(CommandLine.arguments.dropFirst())
 
 func usage(_ problem: String) -> Never {
-    print("rnn-bench: \(problem)\nusage: rnn-bench train [--threads N] [--config NAME[,NAME]] [--seconds S | --steps N]")
+    print("""
+        rnn-bench: \(problem)
+        usage: rnn-bench gemm [--threads N]
+               rnn-bench train [--threads N] [--config NAME[,NAME]] [--seconds S | --steps N]
+        """)
     exit(2)
 }
 
@@ -28,6 +32,9 @@ func stringOption(_ name: String) -> String? {
 }
 
 switch arguments.first {
+case "gemm":
+    let direct = arguments.contains("--direct-a") ? intOption("--direct-a", default: 256) : nil
+    runGemmBenchmark(threads: intOption("--threads", default: 1), directAMaxColumns: direct)
 case "train":
     let seconds = stringOption("--seconds").map { text -> Double in
         guard let s = Double(text), s > 0 else { usage("'--seconds' expects a positive number, found '\(text)'") }

@@ -1,1 +1,0 @@
-// RNNCheckpoint: placeholder until its issue lands.

@@ -1,0 +1,174 @@
+// Writing TensorDataset files (used by `rnn-data make` and by tests that need real files).
+
+import Foundation
+import RNNCore
+import RNNHDF5
+
+/// Features to write.
+public enum FeatureData: Sendable {
+    /// Float features (N, T, I), row-major.
+    case dense([Float], count: Int, steps: Int, features: Int)
+    /// Token ids (N, T), row-major; stored as uint8 when V <= 256, else int32, with attribute vocab_size.
+    case tokens([Int32], count: Int, steps: Int, vocabularySize: Int)
+}
+
+/// Targets to write.
+public enum TargetData: Sendable {
+    /// Class ids with shape (N) or (N, T); stored as int64 (numpy's default integer).
+    case classes([Int32], shape: [Int])
+    /// Float targets with shape (N, O) or (N, T, O).
+    case values([Float], shape: [Int])
+}
+
+/// A whole dataset in memory, ready to be written as one HDF5 file.
+public struct DatasetContents: Sendable {
+    public var x: FeatureData
+    public var y: TargetData
+    /// Root attribute `classes`.
+    public var classes: Int?
+    /// Root attribute `vocab`: the i-th Unicode scalar is the character of id i.
+    public var vocabulary: String?
+    /// Root attribute `description`.
+    public var description: String?
+
+    public init(x: FeatureData, y: TargetData, classes: Int? = nil, vocabulary: String? = nil, description: String? = nil) {
+        self.x = x
+        self.y = y
+        self.classes = classes
+        self.vocabulary = vocabulary
+        self.description = description
+    }
+
+    /// Samples N.
+    public var count: Int {
+        switch x {
+        case .dense(_, let n, _, _), .tokens(_, let n, _, _): return n
+        }
+    }
+
+    /// Writes `/X`, `/Y` (or the given names) and the root attributes. `compress` stores
+    /// both datasets chunked with shuffle + gzip level 4, as h5py's `compression="gzip"`.
+    public func write(to path: String, xName: String = "X", yName: String = "Y", compress: Bool = true) throws(DataError) {
+        let storage = compress ? HDF5DatasetOptions(gzipLevel: 4, shuffle: true) : HDF5DatasetOptions()
+        do {
+            let file = try HDF5File.create(path)
+            let root = try file.root()
+            switch x {
+            case .dense(let values, let n, let t, let i):
+                try root.writeDataset(xName, shape: [n, t, i], values: values, options: storage)
+            case .tokens(let ids, let n, let t, let v):
+                let dataset: HDF5Dataset
+                if v <= 256 {
+                    dataset = try root.writeDataset(xName, shape: [n, t], values: ids.map { UInt8(truncatingIfNeeded: $0) }, options: storage)
+                } else {
+                    dataset = try root.writeDataset(xName, shape: [n, t], values: ids, options: storage)
+                }
+                try dataset.setAttribute("vocab_size", Int64(v))
+            }
+            switch y {
+            case .classes(let ids, let shape):
+                try root.writeDataset(yName, shape: shape, values: ids.map { Int64($0) }, options: storage)
+            case .values(let values, let shape):
+                try root.writeDataset(yName, shape: shape, values: values, options: storage)
+            }
+            if let classes { try root.setAttribute("classes", Int64(classes)) }
+            if let vocabulary { try root.setAttribute("vocab", vocabulary) }
+            if let description { try root.setAttribute("description", description) }
+            try file.close()
+        } catch {
+            throw DataError.io(error, file: path, doing: "writing the dataset")
+        }
+    }
+}
+
+/// The datasets `rnn-data make` produces.
+public enum SyntheticData {
+    /// The "hello" -> "elloh" sequence-to-sequence example: X = token ids of "hello"
+    /// (vocab "helo", V = 4), Y = per-step targets "elloh" (each character's successor,
+    /// wrapping around). `copies` repeats the one sample so that it can be split among workers.
+    public static func hello(copies: Int = 1) -> DatasetContents {
+        let vocab = Array("helo".unicodeScalars)
+        func ids(_ s: String) -> [Int32] { s.unicodeScalars.map { Int32(vocab.firstIndex(of: $0)!) } }
+        let x = Array(repeating: ids("hello"), count: copies).flatMap { $0 }
+        let y = Array(repeating: ids("elloh"), count: copies).flatMap { $0 }
+        return DatasetContents(
+            x: .tokens(x, count: copies, steps: 5, vocabularySize: 4),
+            y: .classes(y, shape: [copies, 5]), classes: 4, vocabulary: "helo",
+            description: "hello -> elloh: predict the next character of \"hello\" at every step (wrapping around); \(copies) copies")
+    }
+
+    /// Random sequences as in the tutorial (X ~ N(0, 1) with shape (N, T, I)) with a
+    /// learnable label: the sum of all T*I features of a sequence, bucketed into `classes`
+    /// equally populated classes by rank (for 2 classes: below or above the median sum).
+    public static func random(count: Int, steps: Int, features: Int, classes: Int, seed: UInt64) -> DatasetContents {
+        var generator = SeededGeneratorBridge(seed: seed)
+        let elements = steps * features
+        var x = [Float](repeating: 0, count: count * elements)
+        var i = 0
+        while i < x.count {
+            let (a, b) = generator.normalPair()
+            x[i] = a
+            if i + 1 < x.count { x[i + 1] = b }
+            i += 2
+        }
+        var sums = [Double](repeating: 0, count: count)
+        for n in 0..<count {
+            var s = 0.0
+            for e in 0..<elements { s += Double(x[n * elements + e]) }
+            sums[n] = s
+        }
+        let ranked = (0..<count).sorted { sums[$0] != sums[$1] ? sums[$0] < sums[$1] : $0 < $1 }
+        var y = [Int32](repeating: 0, count: count)
+        for (rank, n) in ranked.enumerated() { y[n] = Int32(rank * classes / count) }
+        return DatasetContents(
+            x: .dense(x, count: count, steps: steps, features: features),
+            y: .classes(y, shape: [count]), classes: classes,
+            description: "random sequences X ~ N(0,1) (N=\(count), T=\(steps), I=\(features)), seed \(seed); label = rank bucket of the sum of all features into \(classes) equal classes")
+    }
+
+    /// A character language model over `text`: the vocabulary is the sorted set of its
+    /// Unicode scalars; sample n covers scalars [n*stride, n*stride + T) (X) and the same
+    /// window shifted by one (Y, the next character at every step).
+    public static func text(_ text: String, steps: Int, stride: Int? = nil, source: String = "") throws(DataError) -> DatasetContents {
+        let scalars = Array(text.unicodeScalars)
+        let stride = stride ?? steps
+        if steps < 1 || stride < 1 {
+            throw DataError(.badRequest, file: source, expected: "--seq-len and stride of at least 1", found: "seq-len \(steps), stride \(stride)")
+        }
+        if scalars.count < steps + 1 {
+            throw DataError(.empty, file: source, expected: "at least \(steps + 1) characters for one sequence of \(steps) steps", found: "\(scalars.count) characters")
+        }
+        let vocab = Array(Set(scalars)).sorted { $0.value < $1.value }
+        var index: [Unicode.Scalar: Int32] = [:]
+        for (i, s) in vocab.enumerated() { index[s] = Int32(i) }
+        let ids = scalars.map { index[$0]! }
+        let count = (ids.count - 1 - steps) / stride + 1
+        var x = [Int32](repeating: 0, count: count * steps)
+        var y = [Int32](repeating: 0, count: count * steps)
+        for n in 0..<count {
+            for t in 0..<steps {
+                x[n * steps + t] = ids[n * stride + t]
+                y[n * steps + t] = ids[n * stride + t + 1]
+            }
+        }
+        var vocabText = String.UnicodeScalarView()
+        vocabText.append(contentsOf: vocab)
+        return DatasetContents(
+            x: .tokens(x, count: count, steps: steps, vocabularySize: vocab.count),
+            y: .classes(y, shape: [count, steps]), classes: vocab.count, vocabulary: String(vocabText),
+            description: "character language model\(source.isEmpty ? "" : " over \(source)"): \(count) windows of \(steps) characters, stride \(stride); Y = next character")
+    }
+}
+
+/// Normal variates from the project's seeded generator (Box-Muller on 24-bit uniforms).
+struct SeededGeneratorBridge {
+    var generator: SeededGenerator
+    init(seed: UInt64) { generator = SeededGenerator(seed: seed, stream: 0) }
+    mutating func normalPair() -> (Float, Float) {
+        var u1 = Double(generator.next() >> 11) * 0x1p-53
+        if u1 < 1e-300 { u1 = 1e-300 }
+        let u2 = Double(generator.next() >> 11) * 0x1p-53
+        let r = (-2 * log(u1)).squareRoot()
+        return (Float(r * cos(2 * Double.pi * u2)), Float(r * sin(2 * Double.pi * u2)))
+    }
+}

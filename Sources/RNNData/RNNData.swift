@@ -1,1 +1,0 @@
-// RNNData: placeholder until its issue lands.

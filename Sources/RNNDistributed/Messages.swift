@@ -1,0 +1,343 @@
+// Control-plane messages between the coordinator (ROUTER) and the workers (DEALER).
+//
+// Handshake:  worker HELLO -> coordinator WELCOME (rank, world, run, config, state)
+//             -> worker READY (its bound data endpoint) -> coordinator RING (generation, all
+//             endpoints): the ring is formed and training starts.
+// Each step:  coordinator STEP (rows of this worker) -> worker METRICS (loss sum, counts, hash).
+// On demand:  coordinator STATE_REQUEST -> worker STATE (parameters + Adam state).
+// The end:    coordinator BYE -> worker exits 0. A named failure travels as ERROR.
+//
+// Every message is one ZeroMQ frame: the checked `FrameHeader` followed by the payload
+// encoded here with `BinaryWriter`; decoding is bounds-checked and never trusts a length.
+import RNNTransport
+
+/// A payload of one `MessageKind`.
+protocol ControlMessage {
+    static var kind: MessageKind { get }
+    func encode(into writer: inout BinaryWriter)
+    init(from reader: inout BinaryReader) throws(PayloadError)
+}
+
+extension ControlMessage {
+    /// The whole frame: header (run, generation, sender, step) + payload.
+    func frame(runID: UInt64, generation: UInt32 = 0, sender: UInt32 = FrameHeader.noRank, step: UInt64 = 0) -> Frame {
+        var w = BinaryWriter()
+        encode(into: &w)
+        let header = FrameHeader(kind: Self.kind, runID: runID, generation: generation, sender: sender,
+                                 step: step, payloadLength: w.bytes.count)
+        return Frame(header: header, payload: w.bytes)
+    }
+
+    /// Decodes the payload of `frame`, which must be of this kind and fully consumed.
+    static func decode(_ frame: Frame) throws(FrameError) -> Self {
+        guard frame.header.kind == kind else {
+            throw .unexpected("expected a \(kind) message, found \(frame.header.kind)")
+        }
+        var r = BinaryReader(frame.payload)
+        do {
+            let value = try Self(from: &r)
+            try r.finish()
+            return value
+        } catch {
+            throw .malformedPayload(kind: kind, reason: error.description)
+        }
+    }
+}
+
+/// The protocol version both sides must speak (also in every frame header).
+public let protocolVersion = Int(FrameHeader.currentVersion)
+
+struct HelloMessage: ControlMessage, Equatable {
+    static let kind = MessageKind.hello
+    var protocolVersion: Int
+    var host: String
+    var pid: Int
+    /// Free-form capability words, e.g. "simd-avx2", "threads=2".
+    var capabilities: [String]
+    /// The run token (loopback security); empty when the coordinator asks none.
+    var token: String
+
+    func encode(into w: inout BinaryWriter) {
+        w.write(protocolVersion)
+        w.write(host)
+        w.write(pid)
+        w.write(capabilities.joined(separator: "\n"))
+        w.write(token)
+    }
+
+    init(protocolVersion: Int, host: String, pid: Int, capabilities: [String], token: String) {
+        self.protocolVersion = protocolVersion
+        self.host = host
+        self.pid = pid
+        self.capabilities = capabilities
+        self.token = token
+    }
+
+    init(from r: inout BinaryReader) throws(PayloadError) {
+        protocolVersion = try r.readInt("protocol version")
+        host = try r.readString("host")
+        pid = try r.readInt("pid")
+        let caps = try r.readString("capabilities")
+        capabilities = caps.isEmpty ? [] : caps.split(separator: "\n").map(String.init)
+        token = try r.readString("token")
+    }
+}
+
+/// The replicated training state: parameters and Adam's moments and step count.
+struct ReplicaState: Equatable {
+    var parameters: [Float]
+    var expAvg: [Float]
+    var expAvgSq: [Float]
+    var optimizerStep: Int
+
+    func encode(into w: inout BinaryWriter) {
+        w.write(floats: parameters)
+        w.write(floats: expAvg)
+        w.write(floats: expAvgSq)
+        w.write(optimizerStep)
+    }
+
+    init(parameters: [Float], expAvg: [Float], expAvgSq: [Float], optimizerStep: Int) {
+        self.parameters = parameters
+        self.expAvg = expAvg
+        self.expAvgSq = expAvgSq
+        self.optimizerStep = optimizerStep
+    }
+
+    init(from r: inout BinaryReader) throws(PayloadError) {
+        parameters = try r.readFloats("parameters")
+        expAvg = try r.readFloats("exp_avg")
+        expAvgSq = try r.readFloats("exp_avg_sq")
+        optimizerStep = try r.readInt("optimizer step")
+    }
+}
+
+struct WelcomeMessage: ControlMessage {
+    static let kind = MessageKind.welcome
+    var rank: Int
+    var world: Int
+    /// The run's `TrainingConfig` as JSON.
+    var configJSON: String
+    /// Milliseconds a worker waits for any single ring frame.
+    var ringTimeoutMilliseconds: Int
+    /// Milliseconds a worker waits for the coordinator's next message.
+    var coordinatorTimeoutMilliseconds: Int
+    var state: ReplicaState
+
+    func encode(into w: inout BinaryWriter) {
+        w.write(rank)
+        w.write(world)
+        w.write(configJSON)
+        w.write(ringTimeoutMilliseconds)
+        w.write(coordinatorTimeoutMilliseconds)
+        state.encode(into: &w)
+    }
+
+    init(rank: Int, world: Int, configJSON: String, ringTimeoutMilliseconds: Int,
+         coordinatorTimeoutMilliseconds: Int, state: ReplicaState) {
+        self.rank = rank
+        self.world = world
+        self.configJSON = configJSON
+        self.ringTimeoutMilliseconds = ringTimeoutMilliseconds
+        self.coordinatorTimeoutMilliseconds = coordinatorTimeoutMilliseconds
+        self.state = state
+    }
+
+    init(from r: inout BinaryReader) throws(PayloadError) {
+        rank = try r.readInt("rank")
+        world = try r.readInt("world")
+        configJSON = try r.readString("config")
+        ringTimeoutMilliseconds = try r.readInt("ring timeout")
+        coordinatorTimeoutMilliseconds = try r.readInt("coordinator timeout")
+        state = try ReplicaState(from: &r)
+    }
+}
+
+struct ReadyMessage: ControlMessage, Equatable {
+    static let kind = MessageKind.ready
+    /// The worker's bound ring endpoint, as its peers must dial it.
+    var dataEndpoint: String
+
+    func encode(into w: inout BinaryWriter) { w.write(dataEndpoint) }
+    init(dataEndpoint: String) { self.dataEndpoint = dataEndpoint }
+    init(from r: inout BinaryReader) throws(PayloadError) { dataEndpoint = try r.readString("data endpoint") }
+}
+
+struct RingMessage: ControlMessage, Equatable {
+    static let kind = MessageKind.ringUpdate
+    var generation: UInt32
+    /// endpoints[k] is rank k's data endpoint.
+    var endpoints: [String]
+
+    func encode(into w: inout BinaryWriter) {
+        w.write(generation)
+        w.write(endpoints.count)
+        for e in endpoints { w.write(e) }
+    }
+
+    init(generation: UInt32, endpoints: [String]) {
+        self.generation = generation
+        self.endpoints = endpoints
+    }
+
+    init(from r: inout BinaryReader) throws(PayloadError) {
+        generation = try r.readUInt32("generation")
+        let n = try r.readInt("endpoint count")
+        guard n >= 0 && n <= 65_536 else { throw PayloadError.invalidValue(field: "endpoint count", found: "\(n) (expected 0...65536)") }
+        endpoints = []
+        for _ in 0..<n { endpoints.append(try r.readString("endpoint")) }
+    }
+}
+
+struct StepMessage: ControlMessage, Equatable {
+    static let kind = MessageKind.stepAssignment
+    var epoch: Int
+    var stepInEpoch: Int
+    var globalStep: Int
+    /// The dataset rows this worker computes (may be empty when the batch is smaller than W).
+    var rows: [Int]
+    /// Report a hash of the parameters after the update.
+    var wantHash: Bool
+
+    func encode(into w: inout BinaryWriter) {
+        w.write(epoch)
+        w.write(stepInEpoch)
+        w.write(globalStep)
+        w.write(wantHash)
+        w.write(rows.count)
+        for r in rows { w.write(Int64(r)) }
+    }
+
+    init(epoch: Int, stepInEpoch: Int, globalStep: Int, rows: [Int], wantHash: Bool) {
+        self.epoch = epoch
+        self.stepInEpoch = stepInEpoch
+        self.globalStep = globalStep
+        self.rows = rows
+        self.wantHash = wantHash
+    }
+
+    init(from r: inout BinaryReader) throws(PayloadError) {
+        epoch = try r.readInt("epoch")
+        stepInEpoch = try r.readInt("step in epoch")
+        globalStep = try r.readInt("global step")
+        wantHash = try r.readBool("want hash")
+        let n = try r.readInt("row count")
+        guard n >= 0 && n <= r.remaining / 8 else {
+            throw PayloadError.invalidValue(field: "row count", found: "\(n) rows in \(r.remaining) bytes")
+        }
+        rows = []
+        rows.reserveCapacity(n)
+        for _ in 0..<n { rows.append(try r.readInt("row")) }
+    }
+}
+
+struct MetricsMessage: ControlMessage, Equatable {
+    static let kind = MessageKind.metrics
+    var globalStep: Int
+    /// Sum of the loss over this worker's scored elements.
+    var lossSum: Double
+    var scored: Int
+    var correct: Int
+    var samples: Int
+    /// The global scored count the gradient was divided by (after the all-reduce).
+    var globalScored: Int
+    /// FNV-1a hash of the parameters after the update (0 when not asked).
+    var parameterHash: UInt64
+    var computeSeconds: Double
+    var reduceSeconds: Double
+
+    func encode(into w: inout BinaryWriter) {
+        w.write(globalStep)
+        w.write(lossSum)
+        w.write(scored)
+        w.write(correct)
+        w.write(samples)
+        w.write(globalScored)
+        w.write(parameterHash)
+        w.write(computeSeconds)
+        w.write(reduceSeconds)
+    }
+
+    init(globalStep: Int, lossSum: Double, scored: Int, correct: Int, samples: Int, globalScored: Int,
+         parameterHash: UInt64, computeSeconds: Double, reduceSeconds: Double) {
+        self.globalStep = globalStep
+        self.lossSum = lossSum
+        self.scored = scored
+        self.correct = correct
+        self.samples = samples
+        self.globalScored = globalScored
+        self.parameterHash = parameterHash
+        self.computeSeconds = computeSeconds
+        self.reduceSeconds = reduceSeconds
+    }
+
+    init(from r: inout BinaryReader) throws(PayloadError) {
+        globalStep = try r.readInt("global step")
+        lossSum = try r.readDouble("loss sum")
+        scored = try r.readInt("scored")
+        correct = try r.readInt("correct")
+        samples = try r.readInt("samples")
+        globalScored = try r.readInt("global scored")
+        parameterHash = try r.readUInt64("parameter hash")
+        computeSeconds = try r.readDouble("compute seconds")
+        reduceSeconds = try r.readDouble("reduce seconds")
+    }
+}
+
+struct StateRequestMessage: ControlMessage, Equatable {
+    static let kind = MessageKind.stateRequest
+    func encode(into w: inout BinaryWriter) {}
+    init() {}
+    init(from r: inout BinaryReader) throws(PayloadError) {}
+}
+
+struct StateMessage: ControlMessage, Equatable {
+    static let kind = MessageKind.state
+    var globalStep: Int
+    var state: ReplicaState
+
+    func encode(into w: inout BinaryWriter) {
+        w.write(globalStep)
+        state.encode(into: &w)
+    }
+
+    init(globalStep: Int, state: ReplicaState) {
+        self.globalStep = globalStep
+        self.state = state
+    }
+
+    init(from r: inout BinaryReader) throws(PayloadError) {
+        globalStep = try r.readInt("global step")
+        state = try ReplicaState(from: &r)
+    }
+}
+
+struct ByeMessage: ControlMessage, Equatable {
+    static let kind = MessageKind.bye
+    var reason: String
+    func encode(into w: inout BinaryWriter) { w.write(reason) }
+    init(reason: String) { self.reason = reason }
+    init(from r: inout BinaryReader) throws(PayloadError) { reason = try r.readString("reason") }
+}
+
+struct ErrorMessage: ControlMessage, Equatable {
+    static let kind = MessageKind.error
+    var text: String
+    func encode(into w: inout BinaryWriter) { w.write(text) }
+    init(text: String) { self.text = text }
+    init(from r: inout BinaryReader) throws(PayloadError) { text = try r.readString("text") }
+}
+
+/// FNV-1a over the bit patterns of `values`: equal hashes for bitwise-equal replicas.
+func parameterHash(_ values: [Float]) -> UInt64 {
+    var h: UInt64 = 0xCBF2_9CE4_8422_2325
+    for v in values {
+        var bits = v.bitPattern
+        for _ in 0..<4 {
+            h ^= UInt64(bits & 0xFF)
+            h &*= 0x0000_0100_0000_01B3
+            bits >>= 8
+        }
+    }
+    return h
+}

@@ -1,1 +1,0 @@
-// RNNDistributed: placeholder until its issue lands.

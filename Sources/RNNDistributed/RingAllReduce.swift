@@ -1,0 +1,403 @@
+// Ring all-reduce (sum) of one contiguous float32 buffer over ZeroMQ.
+//
+// Topology: rank r binds a PULL data socket (its announced endpoint) and connects a PUSH
+// socket to rank (r + 1) % W. Data flows only to the right; each rank receives only from
+// its left neighbour (r - 1 + W) % W. TCP keeps the order of frames between two ranks.
+//
+// Algorithms (all ranks pick the same one from (W, n, algorithm), so they always agree):
+//  - W = 1: nothing to do.
+//  - exchange: every rank forwards whole buffers around the ring for W - 1 steps, then sums
+//    the W contributions in rank order (0, 1, ..., W-1), so every rank computes the same
+//    bits. For W = 2 this is one direct exchange and the sum is done on receipt
+//    (a + b == b + a exactly in IEEE 754). Used for W = 2 and for tiny buffers.
+//  - ring: reduce-scatter then all-gather in W chunks, 2 (W - 1) steps. Each chunk is reduced
+//    exactly once (at its final owner) and then copied to everyone, so all ranks hold
+//    bitwise identical results.
+// Both are pipelined: a chunk is split into sub-chunks of `subChunkBytes`; a sub-chunk is
+// forwarded as soon as it has been reduced, so the link stays busy while ranks compute.
+//
+// Every frame carries the standard header (run id, generation, step, kind GRADIENT_CHUNK,
+// sender rank, sequence = step_in_schedule * S + sub_chunk). Frames of an older generation
+// or step are stale leftovers of an aborted exchange: dropped and counted. Every receive
+// has a deadline; a silent left neighbour yields `AllReduceError.timeout` naming its rank.
+//
+// Extra scalars (sample count, loss sum, ...) are reduced by appending them to the same
+// buffer; `AllReduceBuffer` lays out gradients followed by scalars in one 64-byte aligned
+// allocation.
+import RNNTransport
+
+/// A failed all-reduce. The exchange is then incomplete: the caller must not use the
+/// buffer, and re-forms the ring with a new generation before retrying.
+public enum AllReduceError: Error, CustomStringConvertible, Sendable {
+    /// The peer did not deliver (receive) or accept (send) a frame within the deadline.
+    case timeout(operation: String, peerRank: Int, endpoint: String?, milliseconds: Int, generation: UInt32, step: UInt64)
+    /// The peer sent a well-formed frame that breaks the exchange (future step, wrong
+    /// sequence, wrong size...).
+    case protocolViolation(peerRank: Int, FrameError)
+    /// A libzmq call failed.
+    case transport(ZMQError)
+    /// `allReduce` was called before `connect(peerEndpoints:)`.
+    case notConnected(rank: Int)
+
+    public var description: String {
+        switch self {
+        case .timeout(let op, let peer, let ep, let ms, let g, let s):
+            return "all-reduce \(op) timed out after \(ms) ms waiting for rank \(peer)"
+                + (ep.map { " (\($0))" } ?? "") + " at generation \(g) step \(s)"
+        case .protocolViolation(let peer, let e):
+            return "all-reduce protocol violation by rank \(peer): \(e)"
+        case .transport(let e):
+            return "all-reduce transport failure: \(e)"
+        case .notConnected(let r):
+            return "all-reduce on rank \(r) called before connect(peerEndpoints:)"
+        }
+    }
+}
+
+/// Which algorithm to run.
+public enum AllReduceAlgorithm: Sendable {
+    /// exchange for W = 2 or buffers up to `smallMessageBytes`, ring otherwise.
+    case automatic
+    /// Reduce-scatter + all-gather.
+    case ring
+    /// Forward whole buffers, sum in rank order.
+    case exchange
+}
+
+/// One rank's endpoint of the ring. Use from one thread at a time (it owns ZeroMQ sockets);
+/// it may be created on one thread and then handed to another.
+public final class RingAllReduce: @unchecked Sendable {
+    public let rank: Int
+    public let world: Int
+    public let runID: UInt64
+    /// Frames of an older generation are dropped as stale.
+    public private(set) var generation: UInt32
+    /// The endpoint other ranks connect to (resolved: a `*` port is replaced by the real one).
+    public let localEndpoint: String
+    /// Longest wait for any single frame to arrive or leave, in milliseconds.
+    public var timeoutMilliseconds: Int
+    /// Pipelining granularity in bytes (payload of one frame, at most).
+    public var subChunkBytes: Int = 256 * 1024
+    /// Buffers up to this size use the exchange path when W > 2.
+    public var smallMessageBytes: Int = 16 * 1024
+    public var algorithm: AllReduceAlgorithm = .automatic
+    /// Rejected and stale frames by reason.
+    public let rejects: RejectCounter
+
+    private let receiver: ZMQSocket
+    private var sender: ZMQSocket?
+    private var rightEndpoint: String?
+    private let decoder: FrameDecoder
+    private let incoming = ZMQMessage()
+    private var scratch: AlignedFloats?
+
+    public var leftRank: Int { (rank + world - 1) % world }
+    public var rightRank: Int { (rank + 1) % world }
+
+    /// Binds this rank's data socket at `bindEndpoint` (e.g. `tcp://127.0.0.1:*` or
+    /// `inproc://ring-3`). Announce `localEndpoint`, then call `connect(peerEndpoints:)`.
+    public init(context: ZMQContext, rank: Int, world: Int, runID: UInt64, generation: UInt32 = 0,
+                bindEndpoint: String, timeoutMilliseconds: Int = 10_000,
+                rejects: RejectCounter = RejectCounter()) throws(ZMQError) {
+        precondition(world >= 1 && rank >= 0 && rank < world, "rank \(rank) outside world of \(world)")
+        self.rank = rank
+        self.world = world
+        self.runID = runID
+        self.generation = generation
+        self.timeoutMilliseconds = timeoutMilliseconds
+        self.rejects = rejects
+        self.decoder = FrameDecoder(expectedRunID: runID, maxPayloadBytes: Int(Int32.max), rejects: rejects)
+        let pull = try ZMQSocket(context, type: .pull, lingerMilliseconds: 0)
+        try pull.setReceiveHighWaterMark(0)
+        try pull.bind(bindEndpoint)
+        self.receiver = pull
+        self.localEndpoint = bindEndpoint.hasPrefix("tcp://") ? try pull.lastEndpoint() : bindEndpoint
+    }
+
+    /// Connects to the right neighbour. `peerEndpoints[k]` is rank k's `localEndpoint`.
+    public func connect(peerEndpoints: [String]) throws(ZMQError) {
+        precondition(peerEndpoints.count == world, "need \(world) endpoints, got \(peerEndpoints.count)")
+        sender?.close(discardPending: true)
+        sender = nil
+        guard world > 1 else { return }
+        let push = try ZMQSocket(receiver.context, type: .push, lingerMilliseconds: 0)
+        try push.setSendHighWaterMark(0)
+        let ep = peerEndpoints[rightRank]
+        try push.connect(ep)
+        sender = push
+        rightEndpoint = ep
+    }
+
+    /// Starts a new generation (after a failure): frames of older generations are dropped.
+    public func setGeneration(_ g: UInt32) { generation = g }
+
+    /// Closes both sockets now, discarding anything unsent.
+    public func close() {
+        sender?.close(discardPending: true)
+        receiver.close(discardPending: true)
+    }
+
+    /// Sums `buffer` element-wise across all ranks, in place. On return every rank holds the
+    /// same bits. `step` tags the frames (stale ones are dropped); all ranks pass the same.
+    public func allReduceSum(_ buffer: UnsafeMutableBufferPointer<Float>, step: UInt64) throws(AllReduceError) {
+        guard world > 1, buffer.count > 0 else { return }
+        guard let sender else { throw .notConnected(rank: rank) }
+        var ctx = Exchange(owner: self, sender: sender, step: step)
+        let n = buffer.count
+        let base = buffer.baseAddress!
+        let useExchange: Bool
+        switch algorithm {
+        case .automatic: useExchange = world == 2 || n * 4 <= smallMessageBytes
+        case .ring: useExchange = false
+        case .exchange: useExchange = true
+        }
+        if useExchange {
+            try exchangeAll(base, n, &ctx)
+        } else {
+            try ring(base, n, &ctx)
+        }
+    }
+
+    /// Array convenience for `allReduceSum(_:step:)`.
+    public func allReduceSum(_ array: inout [Float], step: UInt64) throws(AllReduceError) {
+        let result: Result<Void, AllReduceError> = array.withUnsafeMutableBufferPointer { buf in
+            do throws(AllReduceError) { try allReduceSum(buf, step: step); return .success(()) } catch { return .failure(error) }
+        }
+        try result.get()
+    }
+
+    // MARK: schedule
+
+    /// Split of `count` floats into `parts` ranges whose boundaries fall on 16-float (64-byte)
+    /// multiples where possible.
+    @inline(__always)
+    static func split(_ count: Int, parts: Int, index: Int) -> Range<Int> {
+        let blocks = (count + 15) / 16
+        let per = blocks / parts, extra = blocks % parts
+        let lo = (index * per + min(index, extra)) * 16
+        let hi = ((index + 1) * per + min(index + 1, extra)) * 16
+        return min(lo, count)..<min(hi, count)
+    }
+
+    private struct Exchange {
+        let owner: RingAllReduce
+        let sender: ZMQSocket
+        let step: UInt64
+    }
+
+    /// Ring reduce-scatter + all-gather over W chunks of S sub-chunks each.
+    private func ring(_ base: UnsafeMutablePointer<Float>, _ n: Int, _ ctx: inout Exchange) throws(AllReduceError) {
+        let W = world
+        let largestChunk = Self.split(n, parts: W, index: 0).count
+        let S = max(1, (largestChunk * 4 + subChunkBytes - 1) / subChunkBytes)
+        let steps = 2 * (W - 1)
+        func sub(_ chunk: Int, _ j: Int) -> Range<Int> {
+            let c = Self.split(n, parts: W, index: chunk)
+            let s = Self.split(c.count, parts: S, index: j)
+            return (c.lowerBound + s.lowerBound)..<(c.lowerBound + s.upperBound)
+        }
+        func sendChunk(_ t: Int) -> Int { ((rank - t) % W + W) % W }
+        func recvChunk(_ t: Int) -> Int { ((rank - t - 1) % W + W) % W }
+        for j in 0..<S {
+            try send(base, sub(sendChunk(0), j), sequence: UInt32(j), ctx)
+        }
+        for t in 0..<steps {
+            let chunk = recvChunk(t)
+            for j in 0..<S {
+                let range = sub(chunk, j)
+                try receive(into: base, range, add: t < W - 1, sequence: UInt32(t * S + j), ctx)
+                if t + 1 < steps {
+                    try send(base, range, sequence: UInt32((t + 1) * S + j), ctx)
+                }
+            }
+        }
+    }
+
+    /// Whole-buffer exchange around the ring, then a rank-ordered sum.
+    private func exchangeAll(_ base: UnsafeMutablePointer<Float>, _ n: Int, _ ctx: inout Exchange) throws(AllReduceError) {
+        let W = world
+        let S = max(1, (n * 4 + subChunkBytes - 1) / subChunkBytes)
+        if W == 2 {
+            // One step: send mine, add theirs as it arrives (commutative, so both ranks agree).
+            // All sends go first; sub-chunk j is read before it is overwritten.
+            // Careful: the add overwrites base[range] while later sub-chunks still must be
+            // sent from the original values, so send everything before receiving.
+            for j in 0..<S { try send(base, Self.split(n, parts: S, index: j), sequence: UInt32(j), ctx) }
+            for j in 0..<S {
+                try receive(into: base, Self.split(n, parts: S, index: j), add: true, sequence: UInt32(j), ctx)
+            }
+            return
+        }
+        // Slot k holds rank k's contribution; slot `rank` is the caller's buffer itself.
+        if scratch == nil || scratch!.count < W * n { scratch = AlignedFloats(count: W * n) }
+        let slots = scratch!.base
+        func slot(_ k: Int) -> UnsafeMutablePointer<Float> { k == rank ? base : slots + k * n }
+        let steps = W - 1
+        for j in 0..<S { try send(slot(rank), Self.split(n, parts: S, index: j), sequence: UInt32(j), ctx) }
+        for t in 0..<steps {
+            let from = ((rank - t - 1) % W + W) % W
+            for j in 0..<S {
+                let range = Self.split(n, parts: S, index: j)
+                try receive(into: slot(from), range, add: false, sequence: UInt32(t * S + j), ctx)
+                if t + 1 < steps { try send(slot(from), range, sequence: UInt32((t + 1) * S + j), ctx) }
+            }
+        }
+        // Rank-ordered sum: ((s0 + s1) + s2) + ..., the same on every rank.
+        for i in 0..<n {
+            var acc = slot(0)[i]
+            for k in 1..<W { acc += slot(k)[i] }
+            base[i] = acc
+        }
+    }
+
+    // MARK: frames
+
+    private func send(_ base: UnsafeMutablePointer<Float>, _ range: Range<Int>, sequence: UInt32, _ ctx: Exchange) throws(AllReduceError) {
+        let bytes = range.count * 4
+        let header = FrameHeader(kind: .gradientChunk, runID: runID, generation: generation, sender: UInt32(rank),
+                                 step: ctx.step, sequence: sequence, payloadLength: bytes)
+        do {
+            let m = try ZMQMessage(size: FrameHeader.size + bytes)
+            m.withUnsafeMutableBytes { dst in
+                header.encode(to: dst.baseAddress!)
+                if bytes > 0 {
+                    (dst.baseAddress! + FrameHeader.size).copyMemory(from: base + range.lowerBound, byteCount: bytes)
+                }
+            }
+            try ctx.sender.send(m, deadline: .after(milliseconds: timeoutMilliseconds))
+        } catch let e as ZMQTimeout {
+            throw .timeout(operation: "send", peerRank: rightRank, endpoint: rightEndpoint, milliseconds: e.milliseconds,
+                           generation: generation, step: ctx.step)
+        } catch let e as ZMQError {
+            throw .transport(e)
+        } catch {
+            throw .transport(ZMQError(call: "zmq_msg_send (\(error))", endpoint: rightEndpoint, errno: 0))
+        }
+    }
+
+    /// Receives the frame `sequence` of this exchange and adds (or copies) its floats into
+    /// `base[range]`. Stale frames are dropped; every wait is bounded.
+    private func receive(into base: UnsafeMutablePointer<Float>, _ range: Range<Int>, add: Bool, sequence: UInt32,
+                         _ ctx: Exchange) throws(AllReduceError) {
+        let started = monotonicNanoseconds()
+        let deadline = Deadline(nanoseconds: started &+ UInt64(timeoutMilliseconds) &* 1_000_000)
+        while true {
+            let got: Bool
+            do { got = try receiver.receive(into: incoming, deadline: deadline) } catch { throw .transport(error) }
+            guard got else {
+                throw .timeout(operation: "receive", peerRank: leftRank, endpoint: nil,
+                               milliseconds: Int((monotonicNanoseconds() - started) / 1_000_000),
+                               generation: generation, step: ctx.step)
+            }
+            let outcome: Result<Bool, FrameError> = incoming.withUnsafeBytes { frame in
+                do throws(FrameError) {
+                    let h = try decoder.decodeHeader(frame)
+                    guard h.kind == .gradientChunk else {
+                        throw decoder.reject(.unexpected("\(h.kind) on the all-reduce data socket"))
+                    }
+                    if h.generation < generation || (h.generation == generation && h.step < ctx.step) {
+                        _ = decoder.reject(.stale(kind: h.kind, generation: h.generation, step: h.step,
+                                                  expectedGeneration: generation, expectedStep: ctx.step))
+                        return .success(false)
+                    }
+                    guard h.generation == generation, h.step == ctx.step, h.sender == UInt32(leftRank),
+                          h.sequence == sequence, h.payloadLength == UInt64(range.count * 4) else {
+                        throw decoder.reject(.unexpected(
+                            "frame gen \(h.generation) step \(h.step) sender \(h.sender) seq \(h.sequence) len \(h.payloadLength); "
+                            + "expected gen \(generation) step \(ctx.step) sender \(leftRank) seq \(sequence) len \(range.count * 4)"))
+                    }
+                    let src = UnsafeRawPointer(frame.baseAddress! + FrameHeader.size)
+                    if add {
+                        addUnaligned(base + range.lowerBound, src, range.count)
+                    } else if range.count > 0 {
+                        UnsafeMutableRawPointer(base + range.lowerBound).copyMemory(from: src, byteCount: range.count * 4)
+                    }
+                    return .success(true)
+                } catch {
+                    return .failure(error)
+                }
+            }
+            switch outcome {
+            case .success(true): return
+            case .success(false): continue
+            case .failure(let e):
+                // Garbage (bad magic, other run...) is counted and dropped; a well-formed frame
+                // of this run that does not fit the schedule breaks the exchange.
+                if case .unexpected = e { throw .protocolViolation(peerRank: leftRank, e) }
+                continue
+            }
+        }
+    }
+}
+
+/// dst[i] += src[i] for `count` floats; `src` may be unaligned (ZeroMQ frame data).
+@inline(__always)
+func addUnaligned(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafeRawPointer, _ count: Int) {
+    let d = UnsafeMutableRawPointer(dst)
+    var i = 0
+    while i + 16 <= count {
+        let a = d.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self)
+        let b = src.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self)
+        d.storeBytes(of: a + b, toByteOffset: i * 4, as: SIMD16<Float>.self)
+        i += 16
+    }
+    while i < count {
+        dst[i] += src.loadUnaligned(fromByteOffset: i * 4, as: Float.self)
+        i += 1
+    }
+}
+
+/// A 64-byte aligned float allocation (avoids the glibc memcpy 4 KiB-aliasing trap).
+final class AlignedFloats {
+    let base: UnsafeMutablePointer<Float>
+    let count: Int
+
+    init(count: Int) {
+        self.count = count
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: max(1, count) * 4, alignment: 64)
+        base = raw.initializeMemory(as: Float.self, repeating: 0, count: max(1, count))
+    }
+
+    deinit { base.deallocate() }
+}
+
+/// The buffer handed to the all-reduce: `gradientCount` gradients followed by
+/// `scalarCount` extra scalars (e.g. sample count, loss sum) reduced in the same exchange.
+/// One 64-byte aligned allocation, zero-initialised.
+public final class AllReduceBuffer: @unchecked Sendable {
+    public let gradientCount: Int
+    public let scalarCount: Int
+    private let storage: AlignedFloats
+
+    public init(gradientCount: Int, scalarCount: Int) {
+        self.gradientCount = gradientCount
+        self.scalarCount = scalarCount
+        storage = AlignedFloats(count: gradientCount + scalarCount)
+    }
+
+    public var count: Int { gradientCount + scalarCount }
+
+    /// All floats (gradients then scalars): pass this to `allReduceSum`.
+    public func withUnsafeMutableBufferPointer<R>(_ body: (UnsafeMutableBufferPointer<Float>) throws -> R) rethrows -> R {
+        try body(UnsafeMutableBufferPointer(start: storage.base, count: count))
+    }
+
+    /// The gradient part.
+    public func withGradients<R>(_ body: (UnsafeMutableBufferPointer<Float>) throws -> R) rethrows -> R {
+        try body(UnsafeMutableBufferPointer(start: storage.base, count: gradientCount))
+    }
+
+    /// Extra scalar `i` (after the gradients).
+    public subscript(scalar i: Int) -> Float {
+        get { precondition(i >= 0 && i < scalarCount); return storage.base[gradientCount + i] }
+        set { precondition(i >= 0 && i < scalarCount); storage.base[gradientCount + i] = newValue }
+    }
+
+    /// Sets every float to zero.
+    public func zero() { storage.base.update(repeating: 0, count: max(1, count)) }
+
+    /// Runs the all-reduce over gradients and scalars together.
+    public func allReduce(with ring: RingAllReduce, step: UInt64) throws(AllReduceError) {
+        try ring.allReduceSum(UnsafeMutableBufferPointer(start: storage.base, count: count), step: step)
+    }
+}

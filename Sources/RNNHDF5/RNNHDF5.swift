@@ -1,2 +1,0 @@
-// RNNHDF5: placeholder until its issue lands.
-import CHDF5

@@ -1,2 +1,0 @@
-// RNNTransport: placeholder until its issue lands.
-import CZeroMQ

@@ -1,0 +1,128 @@
+// GEMM throughput of RNNCore's GemmEngine on square and RNN-shaped products.
+// scripts/bench_gemm_numpy.py runs the same shapes through OpenBLAS; scripts/bench_gemm.sh
+// prints both side by side.
+import RNNCore
+
+/// One benchmarked product. Shapes of the RNN cases come from the lstm-large baseline
+/// (B=64, T=100, I=128, H=512, G=4) and the tutorial's SimpleRNN (B=32, T=10, I=5, H=64).
+struct GemmShape {
+    let name: String
+    let transA: Bool
+    let transB: Bool
+    let m: Int, n: Int, k: Int
+    let beta: Float
+    /// Multiply through a `PackedMatrix` packed once outside the timed loop.
+    let packedB: Bool
+}
+
+let gemmBenchmarkShapes: [GemmShape] = [
+    GemmShape(name: "square 256^3", transA: false, transB: false, m: 256, n: 256, k: 256, beta: 0, packedB: false),
+    GemmShape(name: "square 512^3", transA: false, transB: false, m: 512, n: 512, k: 512, beta: 0, packedB: false),
+    GemmShape(name: "recurrent-like 64x1024x512 tB", transA: false, transB: true, m: 64, n: 1024, k: 512, beta: 0, packedB: false),
+    GemmShape(name: "recurrent-like 64x2048x512 tB", transA: false, transB: true, m: 64, n: 2048, k: 512, beta: 0, packedB: false),
+    GemmShape(name: "(a) input proj 6400x2048x128 tB", transA: false, transB: true, m: 6400, n: 2048, k: 128, beta: 0, packedB: false),
+    GemmShape(name: "(b) recurrent 64x2048x512 packed", transA: false, transB: true, m: 64, n: 2048, k: 512, beta: 0, packedB: true),
+    GemmShape(name: "(c) dW 2048x128x6400 tA b=1", transA: true, transB: false, m: 2048, n: 128, k: 6400, beta: 1, packedB: false),
+    GemmShape(name: "(d) dX 6400x128x2048", transA: false, transB: false, m: 6400, n: 128, k: 2048, beta: 0, packedB: false),
+    GemmShape(name: "(e) dh step 64x512x2048 packed", transA: false, transB: false, m: 64, n: 512, k: 2048, beta: 1, packedB: true),
+    GemmShape(name: "tiny recurrent 32x64x64 packed", transA: false, transB: true, m: 32, n: 64, k: 64, beta: 0, packedB: true),
+    GemmShape(name: "tiny input proj 320x64x5 tB", transA: false, transB: true, m: 320, n: 64, k: 5, beta: 0, packedB: false),
+]
+
+/// Prints one line per shape: median GFLOP/s over repetitions of >= 20 ms each, after warm-up.
+func runGemmBenchmark(threads: Int, directAMaxColumns: Int? = nil) {
+    print("GemmEngine, threads=\(threads) (median of 7 timed repetitions, each >= 20 ms)")
+    print(pad("shape", 34) + pad("GFLOP/s", 10, left: true) + pad("µs/call", 12, left: true))
+    let engine = GemmEngine(threads: threads)
+    if let d = directAMaxColumns { engine.directAMaxColumns = d }
+    var generator = SplitMix(seed: 42)
+    for shape in gemmBenchmarkShapes {
+        let rowsA = shape.transA ? shape.k : shape.m, colsA = shape.transA ? shape.m : shape.k
+        let rowsB = shape.transB ? shape.n : shape.k, colsB = shape.transB ? shape.k : shape.n
+        var a = [Float](repeating: 0, count: rowsA * colsA)
+        var b = [Float](repeating: 0, count: rowsB * colsB)
+        var c = [Float](repeating: 0, count: shape.m * shape.n)
+        for i in a.indices { a[i] = generator.nextUniform() }
+        for i in b.indices { b[i] = generator.nextUniform() }
+        for i in c.indices { c[i] = generator.nextUniform() * 0.01 }
+        let packed = PackedMatrix()
+        let seconds: Double = a.withUnsafeBufferPointer { ap in
+            b.withUnsafeBufferPointer { bp in
+                c.withUnsafeMutableBufferPointer { cp in
+                    if shape.packedB {
+                        packed.pack(transB: shape.transB, k: shape.k, n: shape.n, b: bp.baseAddress!, ldb: colsB)
+                    }
+                    let call = {
+                        if shape.packedB {
+                            engine.multiply(transA: shape.transA, m: shape.m, a: ap.baseAddress!, lda: colsA,
+                                            packedB: packed, beta: shape.beta, c: cp.baseAddress!, ldc: shape.n)
+                        } else {
+                            engine.multiply(transA: shape.transA, transB: shape.transB, m: shape.m, n: shape.n, k: shape.k,
+                                            a: ap.baseAddress!, lda: colsA, b: bp.baseAddress!, ldb: colsB,
+                                            beta: shape.beta, c: cp.baseAddress!, ldc: shape.n)
+                        }
+                    }
+                    return medianSecondsPerCall(call)
+                }
+            }
+        }
+        let gflops = 2 * Double(shape.m) * Double(shape.n) * Double(shape.k) / seconds / 1e9
+        print(pad(shape.name, 34) + pad(format(gflops, 1), 10, left: true) + pad(format(seconds * 1e6, 1), 12, left: true))
+    }
+}
+
+/// Median over 7 repetitions of the mean time per call; each repetition runs enough calls
+/// for >= 20 ms. Warm-up: 0.1 s of calls first (first touch, packing buffers, caches).
+func medianSecondsPerCall(_ call: () -> Void) -> Double {
+    let clock = ContinuousClock()
+    var calls = 1
+    let warmStart = clock.now
+    while clock.now - warmStart < .milliseconds(100) { call() }
+    while true {
+        let t = clock.now
+        for _ in 0..<calls { call() }
+        if clock.now - t >= .milliseconds(20) { break }
+        calls *= 2
+    }
+    var samples: [Double] = []
+    for _ in 0..<7 {
+        let t = clock.now
+        for _ in 0..<calls { call() }
+        let d = clock.now - t
+        let secs = Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
+        samples.append(secs / Double(calls))
+    }
+    samples.sort()
+    return samples[samples.count / 2]
+}
+
+/// Deterministic uniform(-1, 1) numbers for the benchmark operands.
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func nextUniform() -> Float {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        z ^= z >> 31
+        return Float(z >> 40) / Float(1 << 24) * 2 - 1
+    }
+}
+
+func pad(_ s: String, _ width: Int, left: Bool = false) -> String {
+    let fill = String(repeating: " ", count: max(0, width - s.count))
+    return left ? fill + s : s + fill
+}
+
+func format(_ x: Double, _ decimals: Int) -> String {
+    var scale = 1.0
+    for _ in 0..<decimals { scale *= 10 }
+    let r = (x * scale).rounded() / scale
+    var s = String(r)
+    if let dot = s.firstIndex(of: ".") {
+        let have = s.distance(from: dot, to: s.endIndex) - 1
+        if have < decimals { s += String(repeating: "0", count: decimals - have) }
+    }
+    return s
+}

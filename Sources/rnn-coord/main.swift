@@ -1,1 +1,0 @@
-print("rnn-coord: not built yet")

@@ -1,0 +1,117 @@
+// rnn-data: make and inspect TensorDataset files. Thin: all logic lives in RNNData.
+
+import ArgumentParser
+import Foundation
+import RNNData
+
+@main
+struct RNNDataCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rnn-data",
+        abstract: "Make and inspect TensorDataset HDF5 files (X features, Y targets).",
+        subcommands: [Make.self, Inspect.self]
+    )
+}
+
+/// Exit with a message on stderr and a non-zero status for every DataError.
+func failing<T>(_ body: () throws -> T) throws -> T {
+    do { return try body() } catch let error as DataError {
+        FileHandle.standardError.write(Data("rnn-data: error: \(error)\n".utf8))
+        throw ExitCode(2)
+    }
+}
+
+struct OutputOptions: ParsableArguments {
+    @Option(name: [.short, .long], help: "Output HDF5 file.")
+    var output: String
+
+    @Flag(help: "Store X and Y contiguous, without gzip+shuffle compression.")
+    var noCompress = false
+}
+
+struct Make: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write a dataset file.", subcommands: [Hello.self, Random.self, Text.self])
+
+    struct Hello: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "The \"hello\" -> \"elloh\" example: token ids of \"hello\", per-step targets \"elloh\", vocab \"helo\".")
+        @OptionGroup var output: OutputOptions
+        @Option(help: "Copies of the single sample (so it can be split among workers).")
+        var copies = 1
+
+        func validate() throws {
+            if copies < 1 { throw ValidationError("Please specify '--copies' of at least 1.") }
+        }
+        func run() throws {
+            try failing { try SyntheticData.hello(copies: copies).write(to: output.output, compress: !output.noCompress) }
+            print("wrote \(output.output): \(copies) x \"hello\" -> \"elloh\"")
+        }
+    }
+
+    struct Random: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Random sequences X ~ N(0,1) (N, T, I); label = rank bucket of the sum of all features into C equal classes.")
+        @OptionGroup var output: OutputOptions
+        @Option(name: [.customShort("n"), .long], help: "Samples N.") var count = 1000
+        @Option(name: [.customShort("t"), .long], help: "Time steps T.") var steps = 10
+        @Option(name: [.customShort("i"), .long], help: "Features per step I.") var features = 5
+        @Option(name: [.customShort("c"), .long], help: "Classes C.") var classes = 2
+        @Option(help: "Random seed.") var seed: UInt64 = 0
+
+        func validate() throws {
+            if count < 1 { throw ValidationError("Please specify '--count' of at least 1.") }
+            if steps < 1 { throw ValidationError("Please specify '--steps' of at least 1.") }
+            if features < 1 { throw ValidationError("Please specify '--features' of at least 1.") }
+            if classes < 2 { throw ValidationError("Please specify '--classes' of at least 2.") }
+            if classes > count { throw ValidationError("Please specify '--classes' of at most '--count' (\(count)).") }
+        }
+        func run() throws {
+            let contents = SyntheticData.random(count: count, steps: steps, features: features, classes: classes, seed: seed)
+            try failing { try contents.write(to: output.output, compress: !output.noCompress) }
+            print("wrote \(output.output): N=\(count) T=\(steps) I=\(features) classes=\(classes) seed=\(seed)")
+        }
+    }
+
+    struct Text: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "A character language model: X token ids (N, T) with vocab_size, Y the next character (N, T).")
+        @OptionGroup var output: OutputOptions
+        @Option(help: "UTF-8 text file.") var from: String
+        @Option(help: "Characters per sequence T.") var seqLen = 64
+        @Option(help: "Characters between sequence starts (default: --seq-len, no overlap).") var stride: Int?
+
+        func validate() throws {
+            if seqLen < 1 { throw ValidationError("Please specify '--seq-len' of at least 1.") }
+            if let stride, stride < 1 { throw ValidationError("Please specify '--stride' of at least 1.") }
+        }
+        func run() throws {
+            let data: Data
+            do { data = try Data(contentsOf: URL(fileURLWithPath: from)) } catch {
+                FileHandle.standardError.write(Data("rnn-data: error: \(from): expected a readable text file, found: \(error.localizedDescription)\n".utf8))
+                throw ExitCode(2)
+            }
+            guard let text = String(data: data, encoding: .utf8) else {
+                FileHandle.standardError.write(Data("rnn-data: error: \(from): expected UTF-8 text, found bytes that are not UTF-8\n".utf8))
+                throw ExitCode(2)
+            }
+            let name = URL(fileURLWithPath: from).lastPathComponent
+            let contents = try failing { try SyntheticData.text(text, steps: seqLen, stride: stride, source: name) }
+            try failing { try contents.write(to: output.output, compress: !output.noCompress) }
+            print("wrote \(output.output): \(contents.count) sequences of \(seqLen) characters, vocab \(contents.classes ?? 0)")
+        }
+    }
+}
+
+struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Describe a dataset file: shapes, dtypes, chunking/compression, class histogram, first sample.")
+    @Argument(help: "HDF5 file.") var file: String
+    @Option(help: "Name of the features dataset.") var xName = "X"
+    @Option(help: "Name of the targets dataset.") var yName = "Y"
+
+    func run() throws {
+        let options = TensorDatasetOptions(xName: xName, yName: yName)
+        print(try failing { try DatasetInspector.report(path: file, options: options) })
+    }
+}

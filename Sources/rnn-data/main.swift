@@ -1,1 +1,0 @@
-print("rnn-data: not built yet")

@@ -1,0 +1,48 @@
+// rnn-worker: joins a coordinator and trains. Parses flags and calls RNNDistributed.Worker.
+import ArgumentParser
+import Foundation
+import RNNDistributed
+
+@main
+struct RNNWorkerCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rnn-worker",
+        abstract: "Join an rnn-coord run and train one data-parallel replica."
+    )
+
+    @Option(help: "The coordinator's endpoint, e.g. tcp://10.0.0.5:5555.")
+    var connect: String
+    @Option(name: .customLong("data-root"), help: "Folder where this machine mounts the dataset files (looked up by file name).")
+    var dataRoot: String?
+    @Option(name: .customLong("data-bind"), help: "Endpoint to bind the ring socket (default: loopback for a loopback coordinator, else all interfaces).")
+    var dataBind: String?
+    @Option(name: .customLong("advertise-host"), help: "Host or address the other workers use to reach this one.")
+    var advertiseHost: String?
+    @Option(help: "GEMM threads (default: the run's --threads).")
+    var threads: Int?
+    @Option(name: .customLong("join-timeout"), help: "Seconds to wait for the coordinator to welcome this worker.")
+    var joinTimeout: Double = 120
+    @Flag(help: "Print only errors.")
+    var quiet = false
+
+    func validate() throws {
+        guard connect.hasPrefix("tcp://") || connect.hasPrefix("ipc://") else {
+            throw ValidationError("Please specify '--connect' as tcp://HOST:PORT, found '\(connect)'.")
+        }
+        if let t = threads, t < 1 { throw ValidationError("Please specify '--threads' of at least 1.") }
+        if !(joinTimeout > 0) { throw ValidationError("Please specify a positive '--join-timeout'.") }
+    }
+
+    func run() throws {
+        let options = WorkerOptions(connect: connect, dataRoot: dataRoot, dataBind: dataBind, advertiseHost: advertiseHost,
+                                    threads: threads, joinTimeout: joinTimeout)
+        let quiet = self.quiet
+        let worker = Worker(options: options, log: { line in if !quiet { printLine(line) } })
+        do {
+            _ = try worker.run()
+        } catch {
+            FileHandle.standardError.write(Data("rnn-worker: error: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}

@@ -1,1 +1,0 @@
-print("rnn-worker: not built yet")

@@ -1,2 +1,0 @@
-import XCTest
-final class MultiProcessTestsPlaceholder: XCTestCase { func testPlaceholder() {} }

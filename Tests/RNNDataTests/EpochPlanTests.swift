@@ -1,0 +1,76 @@
+import XCTest
+@testable import RNNData
+
+final class EpochPlanTests: XCTestCase {
+    func testEverySampleExactlyOncePerEpoch() throws {
+        for (n, b) in [(1, 1), (10, 3), (97, 8), (64, 64), (5, 100)] {
+            for shuffle in [false, true] {
+                let plan = try EpochPlan(sampleCount: n, batchSize: b, shuffle: shuffle, seed: 42)
+                for e in 0..<3 {
+                    let order = plan.epoch(e)
+                    var seen = [Int](repeating: 0, count: n)
+                    for s in 0..<order.steps {
+                        for w in 1...3 {
+                            var fromShards: [Int] = []
+                            for r in 0..<w { fromShards += order.shard(step: s, rank: r, worldSize: w) }
+                            XCTAssertEqual(fromShards, order.batch(step: s), "n \(n) b \(b) step \(s) W \(w)")
+                        }
+                        for i in order.batch(step: s) { seen[i] += 1 }
+                    }
+                    XCTAssertEqual(seen, [Int](repeating: 1, count: n))
+                    if !shuffle { XCTAssertEqual(order.permutation, Array(0..<n)) }
+                }
+            }
+        }
+    }
+
+    func testSameStepSameSamplesForOneTwoThreeWorkers() throws {
+        let plan = try EpochPlan(sampleCount: 23, batchSize: 7, shuffle: true, seed: 5)
+        let order = plan.epoch(2)
+        for s in 0..<order.steps {
+            let sets = (1...3).map { w in Set((0..<w).flatMap { order.shard(step: s, rank: $0, worldSize: w) }) }
+            XCTAssertEqual(sets[0], sets[1]); XCTAssertEqual(sets[0], sets[2])
+        }
+    }
+
+    func testSeedDeterminesThePlan() throws {
+        let a = try EpochPlan(sampleCount: 50, batchSize: 8, shuffle: true, seed: 11)
+        let b = try EpochPlan(sampleCount: 50, batchSize: 8, shuffle: true, seed: 11)
+        let c = try EpochPlan(sampleCount: 50, batchSize: 8, shuffle: true, seed: 12)
+        XCTAssertEqual(a.permutation(epoch: 3), b.permutation(epoch: 3))
+        XCTAssertNotEqual(a.permutation(epoch: 3), c.permutation(epoch: 3))
+        XCTAssertNotEqual(a.permutation(epoch: 3), a.permutation(epoch: 4))
+        XCTAssertNotEqual(a.permutation(epoch: 0), Array(0..<50))
+    }
+
+    func testUnevenLastBatchAndDropLast() throws {
+        let plan = try EpochPlan(sampleCount: 10, batchSize: 4, shuffle: false, seed: 0)
+        XCTAssertEqual(plan.stepsPerEpoch, 3)
+        XCTAssertEqual(plan.epoch(0).batch(step: 2), [8, 9])
+        // The short block of 2 rows among 3 workers: ranks 0 and 1 get one row, rank 2 none.
+        XCTAssertEqual((0..<3).map { plan.epoch(0).shard(step: 2, rank: $0, worldSize: 3) }, [[8], [9], []])
+        let dropping = try EpochPlan(sampleCount: 10, batchSize: 4, shuffle: false, seed: 0, dropLast: true)
+        XCTAssertEqual(dropping.stepsPerEpoch, 2)
+        XCTAssertEqual(dropping.samplesPerEpoch, 8)
+        XCTAssertEqual(dropping.epoch(0).batch(step: 1), [4, 5, 6, 7])
+    }
+
+    func testNearEqualSplitFirstRanksGetExtra() {
+        XCTAssertEqual((0..<3).map { EpochPlan.shardRange(count: 8, rank: $0, worldSize: 3) }, [0..<3, 3..<6, 6..<8])
+        XCTAssertEqual((0..<4).map { EpochPlan.shardRange(count: 2, rank: $0, worldSize: 4) }, [0..<1, 1..<2, 2..<2, 2..<2])
+    }
+
+    func testShuffleIsUniformEnough() throws {
+        // Position of sample 0 over many epochs is spread over all positions.
+        let plan = try EpochPlan(sampleCount: 4, batchSize: 4, shuffle: true, seed: 1)
+        var counts = [Int](repeating: 0, count: 4)
+        for e in 0..<4000 { counts[plan.permutation(epoch: e).firstIndex(of: 0)!] += 1 }
+        for c in counts { XCTAssertEqual(Double(c), 1000, accuracy: 120, "\(counts)") }
+    }
+
+    func testBadPlansAreErrors() {
+        XCTAssertThrowsError(try EpochPlan(sampleCount: 0, batchSize: 1, shuffle: false, seed: 0))
+        XCTAssertThrowsError(try EpochPlan(sampleCount: 5, batchSize: 0, shuffle: false, seed: 0))
+        XCTAssertThrowsError(try EpochPlan(sampleCount: 5, batchSize: 6, shuffle: false, seed: 0, dropLast: true))
+    }
+}

@@ -1,2 +1,0 @@
-import XCTest
-final class RNNDataTestsPlaceholder: XCTestCase { func testPlaceholder() {} }

@@ -1,2 +1,0 @@
-import XCTest
-final class RNNHDF5TestsPlaceholder: XCTestCase { func testPlaceholder() {} }
