@@ -163,6 +163,10 @@ public final class RNNNetwork {
     }
 
     private let engine: GemmEngine
+    /// Per layer, W_hh packed once per pass for the T recurrent products: forward as
+    /// op(B) = W_hh^T (H, G*H), backward as op(B) = W_hh (G*H, H).
+    private let packedRecurrent: [PackedMatrix]
+    private let packedRecurrentBackward: [PackedMatrix]
     private let layerOffsets: [LayerOffsets]
     private let headWeight: Int
     private let headBias: Int
@@ -196,6 +200,8 @@ public final class RNNNetwork {
         }
         headWeight = offset("fc.weight")
         headBias = offset("fc.bias")
+        packedRecurrent = (0..<config.layers).map { _ in PackedMatrix() }
+        packedRecurrentBackward = (0..<config.layers).map { _ in PackedMatrix() }
     }
 
     // MARK: Public entry points
@@ -506,6 +512,8 @@ public final class RNNNetwork {
             // Input projection of all steps: gates (N, GH) += X_l (N, I_l) W_ih^T.
             gemm(false, true, N, GH, o.inputs, input, o.inputs, p + o.weightIH, o.inputs, 1, gates, GH)
             let whh = p + o.weightHH
+            let packed = packedRecurrent[l]
+            packed.pack(transB: true, k: H, n: GH, b: whh, ldb: H)
             for t in 0..<T {
                 let hPrev = UnsafePointer(hs + t * BH)
                 let hOut = hs + (t + 1) * BH
@@ -514,16 +522,16 @@ public final class RNNNetwork {
                 let recurrent = t > 0 || hasInitialState
                 switch config.cell {
                 case .rnnTanh, .rnnRelu:
-                    if recurrent { gemm(false, true, B, H, H, hPrev, H, whh, H, 1, g, GH) }
+                    if recurrent { engine.multiply(transA: false, m: B, a: hPrev, lda: H, packedB: packed, beta: 1, c: g, ldc: GH) }
                     CellKernels.rnnForward(relu: config.cell == .rnnRelu, pre: g, h: hOut, count: BH)
                 case .lstm:
-                    if recurrent { gemm(false, true, B, GH, H, hPrev, H, whh, H, 1, g, GH) }
+                    if recurrent { engine.multiply(transA: false, m: B, a: hPrev, lda: H, packedB: packed, beta: 1, c: g, ldc: GH) }
                     let cs = ws.cs[l].pointer
                     CellKernels.lstmForward(gates: g, cPrev: cs + t * BH, c: cs + (t + 1) * BH,
                                             tanhC: ws.tanhC[l].pointer + t * BH, h: hOut, batch: B, hidden: H)
                 case .gru:
                     if recurrent {
-                        gemm(false, true, B, GH, H, hPrev, H, whh, H, 0, ws.hh.pointer, GH)
+                        engine.multiply(transA: false, m: B, a: hPrev, lda: H, packedB: packed, beta: 0, c: ws.hh.pointer, ldc: GH)
                     } else {
                         ws.hh.pointer.update(repeating: 0, count: B * GH)
                     }
@@ -573,7 +581,8 @@ public final class RNNNetwork {
             let o = layerOffsets[l]
             let hs = UnsafePointer(ws.hs[l].pointer)
             let gates = UnsafePointer(ws.gates[l].pointer)
-            let whh = p + o.weightHH
+            let packed = packedRecurrentBackward[l]
+            packed.pack(transB: false, k: GH, n: H, b: p + o.weightHH, ldb: H)
             dhCarry.update(repeating: 0, count: BH)
             dcCarry.update(repeating: 0, count: BH)
             for t in stride(from: T - 1, through: 0, by: -1) {
@@ -585,18 +594,18 @@ public final class RNNNetwork {
                 case .rnnTanh, .rnnRelu:
                     CellKernels.rnnBackward(relu: config.cell == .rnnRelu, h: hs + (t + 1) * BH, dOut: dOutT,
                                             carry: dhCarry, dPre: dG, count: BH)
-                    if recurrent { gemm(false, false, B, H, GH, dG, GH, whh, H, 0, dhCarry, H) }
+                    if recurrent { engine.multiply(transA: false, m: B, a: dG, lda: GH, packedB: packed, beta: 0, c: dhCarry, ldc: H) }
                 case .lstm:
                     CellKernels.lstmBackward(gates: gates + t * B * GH, cPrev: ws.cs[l].pointer + t * BH,
                                              tanhC: ws.tanhC[l].pointer + t * BH, dOut: dOutT, dhCarry: dhCarry,
                                              dcCarry: dcCarry, dGates: dG, batch: B, hidden: H)
-                    if recurrent { gemm(false, false, B, H, GH, dG, GH, whh, H, 0, dhCarry, H) }
+                    if recurrent { engine.multiply(transA: false, m: B, a: dG, lda: GH, packedB: packed, beta: 0, c: dhCarry, ldc: H) }
                 case .gru:
                     let dGhT = ws.dGh.pointer + t * B * GH
                     CellKernels.gruBackward(gates: gates + t * B * GH, hn: ws.hn[l].pointer + t * BH,
                                             hPrev: hs + t * BH, dOut: dOutT, dhCarry: dhCarry,
                                             dGx: dG, dGh: dGhT, batch: B, hidden: H)
-                    if recurrent { gemm(false, false, B, H, GH, dGhT, GH, whh, H, 1, dhCarry, H) }
+                    if recurrent { engine.multiply(transA: false, m: B, a: dGhT, lda: GH, packedB: packed, beta: 1, c: dhCarry, ldc: H) }
                 }
             }
             (ws.dh0.pointer + l * BH).update(from: dhCarry, count: BH)
