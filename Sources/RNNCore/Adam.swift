@@ -65,36 +65,31 @@ public struct AdamOptimizer: Sendable, Equatable {
                 expAvg.withUnsafeMutableBufferPointer { m in
                     expAvgSq.withUnsafeMutableBufferPointer { v in
                         let p = p.baseAddress!, g = g.baseAddress!, m = m.baseAddress!, v = v.baseAddress!
-                        // The update of one group of lanes; SIMD8 for the body, SIMD1-like scalars
-                        // (the same IEEE operations, so the same results) for the tail.
+                        // Branch-free: shrink is 1 for Adam and l2 is 0 for AdamW (exact no-ops).
                         @inline(__always)
-                        func update<V: SIMD>(_ param: V, _ grad: V, _ m: V, _ v: V) -> (p: V, m: V, v: V)
-                        where V.Scalar == Float {
-                            let param = decoupled ? param * shrink : param
-                            let grad = l2 == 0 ? grad : grad + l2 * param
+                        func update(_ param: SIMD8<Float>, _ grad: SIMD8<Float>, _ m: SIMD8<Float>, _ v: SIMD8<Float>)
+                            -> (p: SIMD8<Float>, m: SIMD8<Float>, v: SIMD8<Float>) {
+                            let param = param * shrink
+                            let grad = grad.addingProduct(l2, param)
                             let mi = m + oneMinusBeta1 * (grad - m)
                             let vi = v * beta2 + oneMinusBeta2 * grad * grad
-                            let denom = vi.squareRoot() / bias2SqrtF + eps
+                            let denom = vectorSquareRoot(vi) / bias2SqrtF + eps
                             return (param - stepSize * (mi / denom), mi, vi)
                         }
-
                         var i = 0
                         while i + 8 <= count {
-                            func load(_ q: UnsafeMutablePointer<Float>) -> SIMD8<Float> {
-                                UnsafeRawPointer(q + i).loadUnaligned(as: SIMD8<Float>.self)
-                            }
-                            let r = update(load(p), UnsafeRawPointer(g + i).loadUnaligned(as: SIMD8<Float>.self), load(m), load(v))
-                            UnsafeMutableRawPointer(p + i).storeBytes(of: r.p, as: SIMD8<Float>.self)
-                            UnsafeMutableRawPointer(m + i).storeBytes(of: r.m, as: SIMD8<Float>.self)
-                            UnsafeMutableRawPointer(v + i).storeBytes(of: r.v, as: SIMD8<Float>.self)
+                            let r = update(loadLanes(p, i, 8), loadLanes(g, i, 8), loadLanes(m, i, 8), loadLanes(v, i, 8))
+                            storeLanes(r.p, p, i, 8)
+                            storeLanes(r.m, m, i, 8)
+                            storeLanes(r.v, v, i, 8)
                             i += 8
                         }
-                        while i < count {
-                            let r = update(SIMD2(repeating: p[i]), SIMD2(repeating: g[i]), SIMD2(repeating: m[i]), SIMD2(repeating: v[i]))
-                            p[i] = r.p[0]
-                            m[i] = r.m[0]
-                            v[i] = r.v[0]
-                            i += 1
+                        if i < count {
+                            let w = count - i
+                            let r = update(loadLanes(p, i, w), loadLanes(g, i, w), loadLanes(m, i, w), loadLanes(v, i, w))
+                            storeLanes(r.p, p, i, w)
+                            storeLanes(r.m, m, i, w)
+                            storeLanes(r.v, v, i, w)
                         }
                     }
                 }
@@ -102,6 +97,24 @@ public struct AdamOptimizer: Sendable, Equatable {
         }
         return norm
     }
+}
+
+/// Square root of eight non-negative lanes, within one ulp of `Float.squareRoot()`: an
+/// inverse-square-root estimate from the exponent bits, three Newton steps, then one
+/// FMA-corrected step y += r/2 (x - y^2). (On Linux `Float.squareRoot()` keeps a libm errno
+/// fallback that stops LLVM from vectorising it; this one runs in vector registers.)
+/// sqrt(0) = 0; subnormal inputs give results far below any Adam eps.
+@inline(__always)
+func vectorSquareRoot(_ x: SIMD8<Float>) -> SIMD8<Float> {
+    let bits = unsafeBitCast(x, to: SIMD8<UInt32>.self)
+    var r = unsafeBitCast(SIMD8<UInt32>(repeating: 0x5F37_59DF) &- (bits &>> 1), to: SIMD8<Float>.self)
+    let half = 0.5 * x
+    r = r * (1.5 - half * r * r)
+    r = r * (1.5 - half * r * r)
+    r = r * (1.5 - half * r * r)
+    let y = x * r
+    let residual = x.addingProduct(-y, y)
+    return y.addingProduct(0.5 * r, residual)
 }
 
 /// The global L2 norm of `gradient`; when `maxNorm` is set, scales the gradient in place by
