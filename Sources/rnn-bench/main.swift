@@ -13,7 +13,7 @@ func benchUsage(_ problem: String) -> Never {
     print("""
         rnn-bench: \(problem)
         usage: rnn-bench gemm [--threads N]
-               rnn-bench train [--threads N] [--config NAME[,NAME]] [--seconds S]
+               rnn-bench train [--threads N] [--config NAME[,NAME]] [--seconds S | --steps N]
         """)
     exit(2)
 }
@@ -43,7 +43,9 @@ case "train":
         guard let s = Double(text), s > 0 else { usage("'--seconds' expects a positive number, found '\(text)'") }
         return s
     } ?? 3
-    runTrainBenchmark(threads: intOption("--threads", default: 1), only: stringOption("--config"), seconds: seconds)
+    let steps = arguments.contains("--steps") ? intOption("--steps", default: 1) : nil
+    runTrainBenchmark(threads: intOption("--threads", default: 1), only: stringOption("--config"), seconds: seconds,
+                      fixedSteps: steps)
 case let other?:
     benchUsage("unknown subcommand '\(other)'")
 case nil:
