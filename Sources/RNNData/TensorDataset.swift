@@ -81,16 +81,24 @@ public enum BatchTargets: Sendable, Equatable {
     case values([Float])
 }
 
-/// One batch: `x` (B, T, I) float32 row-major, and its targets.
+/// One batch: `x` (B, T, I) float32 row-major, and its targets. Reuse one Batch with
+/// `read(rows:into:)` to avoid allocating (and first-touching) new buffers every step.
 public struct Batch: Sendable, Equatable {
     public var count: Int
     public var x: [Float]
     public var targets: BatchTargets
+    /// Rows read from disk in file order before they are scattered into batch order.
+    var scratchFloats: [Float] = []
+    var scratchTokens: [Int32] = []
 
     public init(count: Int = 0, x: [Float] = [], targets: BatchTargets = .classes([])) {
         self.count = count
         self.x = x
         self.targets = targets
+    }
+
+    public static func == (a: Batch, b: Batch) -> Bool {
+        a.count == b.count && a.x == b.x && a.targets == b.targets
     }
 }
 
@@ -275,11 +283,13 @@ public final class TensorDataset: @unchecked Sendable {
             if end > start {
                 let local = order[start..<end].map { rows[$0] - part.rowOffset }
                 let destinations = Array(order[start..<end])
-                try part.readX(localRows: local, destinations: destinations, into: &batch.x, sampleElements: sampleElements, validated: options.validateValues)
+                try part.readX(localRows: local, destinations: destinations, into: &batch.x, sampleElements: sampleElements,
+                               validated: options.validateValues, scratch: &batch.scratchFloats, tokens: &batch.scratchTokens)
                 if targetKind.isClassification {
                     part.readLabels(localRows: local, destinations: destinations, into: &classes, elements: targetElements)
                 } else {
-                    try part.readValues(localRows: local, destinations: destinations, into: &values, elements: targetElements, validated: options.validateValues)
+                    try part.readValues(localRows: local, destinations: destinations, into: &values, elements: targetElements,
+                                        validated: options.validateValues, scratch: &batch.scratchFloats)
                 }
             }
             start = end

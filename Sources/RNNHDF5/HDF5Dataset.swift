@@ -11,6 +11,9 @@ public final class HDF5Dataset: HDF5Object, @unchecked Sendable {
     public let typeInfo: HDF5TypeInfo
     public let layout: HDF5Layout
     public let filters: [HDF5Filter]
+    /// The native memory type the stored type equals exactly (same size, order, precision),
+    /// if any: such data can be copied without conversion.
+    public let storedNativeScalar: HDF5Scalar?
 
     /// Elements per row: the product of all dimensions but the first (1 for rank 1).
     public var rowElements: Int { shape.dropFirst().reduce(1, *) }
@@ -32,6 +35,7 @@ public final class HDF5Dataset: HDF5Object, @unchecked Sendable {
             let type = try h5Call("H5Dget_type", context) { H5Dget_type(id) }
             defer { H5Tclose(type) }
             typeInfo = try HDF5TypeInfo.of(type, context: context)
+            storedNativeScalar = HDF5Scalar.allCases.first { H5Tequal(type, $0.nativeType) > 0 }
             let dcpl = try h5Call("H5Dget_create_plist", context) { H5Dget_create_plist(id) }
             defer { H5Pclose(dcpl) }
             let rawLayout = H5Pget_layout(dcpl)
@@ -120,6 +124,14 @@ public final class HDF5Dataset: HDF5Object, @unchecked Sendable {
         return rows
     }
 
+    private func memorySpace(rows: Int, context: @autoclosure () -> String) throws(HDF5Error) -> hid_t {
+        var dims = shape.map { hsize_t($0) }
+        dims[0] = hsize_t(rows)
+        return try h5Call("H5Screate_simple", context()) {
+            dims.withUnsafeBufferPointer { H5Screate_simple(Int32(dims.count), $0.baseAddress, nil) }
+        }
+    }
+
     // MARK: reading
 
     /// Reads the union of `runs` (row ranges, in increasing order and not overlapping) into
@@ -130,8 +142,10 @@ public final class HDF5Dataset: HDF5Object, @unchecked Sendable {
         if rows == 0 { return }
         let space = try fileSpace(selecting: runs, context: context)
         defer { H5Sclose(space) }
-        var memDims = [hsize_t(rows * rowElements)]
-        let memSpace = try h5Call("H5Screate_simple", context) { H5Screate_simple(1, &memDims, nil) }
+        // A memory space of the same rank as the file's ((rows, d1, d2, ...), all selected)
+        // lets HDF5 move whole chunks straight into the buffer instead of projecting the
+        // selection element by element onto a flat space.
+        let memSpace = try memorySpace(rows: rows, context: context)
         defer { H5Sclose(memSpace) }
         _ = try h5Call("H5Dread", context) {
             buffer.withUnsafeMutableBufferPointer { pointer in
@@ -191,8 +205,7 @@ public final class HDF5Dataset: HDF5Object, @unchecked Sendable {
         if rows.isEmpty { return }
         let space = try fileSpace(selecting: [rows], context: context)
         defer { H5Sclose(space) }
-        var memDims = [hsize_t(values.count)]
-        let memSpace = try h5Call("H5Screate_simple", context) { H5Screate_simple(1, &memDims, nil) }
+        let memSpace = try memorySpace(rows: rows.count, context: context)
         defer { H5Sclose(memSpace) }
         _ = try h5Call("H5Dwrite", context) {
             values.withUnsafeBufferPointer {
