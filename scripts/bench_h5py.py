@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """The h5py side of `rnn-bench hdf5` (run by it, in the same run, on the same files).
 
-argv[1]: JSON {"file", "x", "y", "indices" (int64 binary file), "batch", "repeats",
-               "chunk_cache", "ckpt_dir", "tensors": [[name, shape], ...]}
-Prints one JSON object of median seconds per measurement.
+argv[1]: JSON {"files": [{"name", "file"}], "x", "y", "indices" (int64 binary file), "batch",
+               "repeats", "chunk_cache", "ckpt_dir", "tensors": [[name, shape], ...]}
+Prints one JSON object of median seconds per measurement, keys "<name>.<measurement>".
 """
 import json
 import os
@@ -24,25 +24,21 @@ def median_time(fn, repeats):
     return statistics.median(times)
 
 
-def main():
-    cfg = json.loads(sys.argv[1])
-    repeats = cfg["repeats"]
-    batch = cfg["batch"]
-    indices = np.fromfile(cfg["indices"], dtype="<i8")
-    out = {}
-    with h5py.File(cfg["file"], "r", rdcc_nbytes=cfg["chunk_cache"], rdcc_nslots=20011) as f:
+def bench_file(cfg, path, indices, out, prefix):
+    repeats, batch = cfg["repeats"], cfg["batch"]
+    with h5py.File(path, "r", rdcc_nbytes=cfg["chunk_cache"], rdcc_nslots=20011) as f:
         x = f[cfg["x"]]
         n = x.shape[0]
-        out["full_read_s"] = median_time(lambda: x[()], repeats)
+        out[prefix + "full_read_fresh_s"] = median_time(lambda: x[()], repeats)
         buffer = np.empty(x.shape, dtype=np.float32)
         x.read_direct(buffer)
-        out["full_read_direct_s"] = median_time(lambda: x.read_direct(buffer), repeats)
+        out[prefix + "full_read_s"] = median_time(lambda: x.read_direct(buffer), repeats)
+        del buffer
 
         def batched():
             for start in range(0, n, 1024):
                 x[start:start + 1024]
-        out["batched_read_s"] = median_time(batched, repeats)
-
+        out[prefix + "batched_read_s"] = median_time(batched, repeats)
         y = f[cfg["y"]][()]  # labels in memory, as the Swift side holds them
 
         def random_rows():
@@ -50,14 +46,22 @@ def main():
                 idx = np.sort(indices[start:start + batch])
                 x[idx]
                 y[idx]
-        out["random_read_s"] = median_time(random_rows, repeats)
-    with h5py.File(cfg["file"], "r") as f:
+        out[prefix + "random_read_s"] = median_time(random_rows, repeats)
+    with h5py.File(path, "r") as f:
         x = f[cfg["x"]]
 
         def random_rows_default_cache():
             for start in range(0, len(indices), batch):
                 x[np.sort(indices[start:start + batch])]
-        out["random_read_default_cache_s"] = median_time(random_rows_default_cache, repeats)
+        out[prefix + "random_read_default_cache_s"] = median_time(random_rows_default_cache, repeats)
+
+
+def main():
+    cfg = json.loads(sys.argv[1])
+    indices = np.fromfile(cfg["indices"], dtype="<i8")
+    out = {}
+    for entry in cfg["files"]:
+        bench_file(cfg, entry["file"], indices, out, entry["name"] + ".")
 
     rng = np.random.default_rng(0)
     tensors = [(name, tuple(shape), rng.standard_normal(shape, dtype=np.float32)) for name, shape in cfg["tensors"]]
@@ -83,8 +87,10 @@ def main():
         dfd = os.open(cfg["ckpt_dir"], os.O_RDONLY)
         os.fsync(dfd)
         os.close(dfd)
-    out["ckpt_write_s"] = median_time(lambda: write_checkpoint(False), repeats)
-    out["ckpt_write_fletcher_s"] = median_time(lambda: write_checkpoint(True), repeats)
+    out["ckpt_write_s"] = median_time(lambda: write_checkpoint(False), cfg["repeats"])
+    out["ckpt_write_fletcher_s"] = median_time(lambda: write_checkpoint(True), cfg["repeats"])
+    out["h5py_version"] = h5py.version.version
+    out["hdf5_version"] = h5py.version.hdf5_version
     print(json.dumps(out))
 
 

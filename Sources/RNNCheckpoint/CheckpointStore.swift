@@ -126,8 +126,7 @@ public struct CheckpointStore: Sendable {
             let options = HDF5DatasetOptions(chunks: nil, fletcher32: checksums)
             func writeTensors(_ group: HDF5Group, _ flat: [Float]) throws(HDF5Error) {
                 for entry in table.entries {
-                    let slice = Array(flat[entry.range])
-                    try group.writeDataset(entry.name, shape: entry.shape, values: slice, options: options)
+                    try group.writeDataset(entry.name, shape: entry.shape, values: flat[entry.range], options: options)
                 }
             }
             try writeTensors(try root.createGroup("model"), c.parameters)
