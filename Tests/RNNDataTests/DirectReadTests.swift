@@ -2,6 +2,7 @@
 // equal what HDF5 itself returns, for contiguous and chunked layouts, across chunk
 // boundaries, and for chunks that were never written (fill value through HDF5).
 
+import Foundation
 import XCTest
 import RNNHDF5
 @testable import RNNData
@@ -31,6 +32,16 @@ final class DirectReadTests: XCTestCase {
             XCTAssertEqual(batch.x, Fixture.features(rows: rows, steps: 3, inputs: 2), name)
             // Sorted consecutive rows go straight into the batch.
             XCTAssertEqual(try disk.read(rows: Array(5..<30)).x, Fixture.features(rows: Array(5..<30), steps: 3, inputs: 2), name)
+            // Many threads at once (chunk addresses are looked up lazily under a lock).
+            let fresh = try TensorDataset.open(path: path, options: TensorDatasetOptions(memoryBudgetBytes: 0))
+            let failures = LockedCounter()
+            DispatchQueue.concurrentPerform(iterations: 6) { worker in
+                for start in stride(from: worker, to: 50, by: 3) {
+                    let rows = [start, (start * 7) % 50, 49 - start]
+                    if (try? fresh.read(rows: rows).x) != Fixture.features(rows: rows, steps: 3, inputs: 2) { failures.increment() }
+                }
+            }
+            XCTAssertEqual(failures.value, 0, name)
         }
     }
 
@@ -57,4 +68,36 @@ final class DirectReadTests: XCTestCase {
             XCTAssertNil(ds.parts[0].xDirect, name)
         }
     }
+}
+
+final class ConcurrentReadTests: XCTestCase {
+    /// Several threads read batches from one dataset at once (HDF5 path and pread path).
+    func testConcurrentReadsAgree() throws {
+        XCTAssertTrue(HDF5Library.isThreadSafe, "libhdf5 \(HDF5Library.version) is not thread-safe")
+        let paths = [Fixture.path("chunked_gzip.h5"), Fixture.path("chunked_gzip_part2.h5")]
+        let ds = try TensorDataset.open(paths: paths, options: TensorDatasetOptions(memoryBudgetBytes: 0))
+        let plan = try EpochPlan(sampleCount: ds.count, batchSize: 5, shuffle: true, seed: 1)
+        let failures = LockedCounter()
+        DispatchQueue.concurrentPerform(iterations: 8) { worker in
+            for epoch in 0..<5 {
+                let order = plan.epoch(epoch * 8 + worker)
+                for step in 0..<order.steps {
+                    let rows = order.batch(step: step)
+                    guard let batch = try? ds.read(rows: rows),
+                          batch.x == Fixture.features(rows: rows, steps: 6, inputs: 3) else {
+                        failures.increment()
+                        continue
+                    }
+                }
+            }
+        }
+        XCTAssertEqual(failures.value, 0)
+    }
+}
+
+final class LockedCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var count = 0
+    func increment() { lock.lock(); count += 1; lock.unlock() }
+    var value: Int { lock.lock(); defer { lock.unlock() }; return count }
 }
