@@ -248,7 +248,21 @@ final class Part: @unchecked Sendable {
         var xDense: [Float]? = nil, xTokens: [Int32]? = nil, yValues: [Float]? = nil
         if xBytes + yBytes <= budget {
             budget -= xBytes + yBytes
-            if encoding == .dense { xDense = try x.read() } else { xTokens = try x.read() }
+            if encoding == .dense {
+                // Unfiltered float32 rows come straight from the file with pread.
+                if let reader = HDF5DirectRowReader.make(for: x), reader.scalar == .float32 {
+                    var values = [Float](unsafeUninitializedCapacity: n * t * features) { buffer, count in
+                        adviseHugePages(UnsafeMutableRawBufferPointer(buffer))
+                        count = n * t * features
+                    }
+                    try reader.readRows([0..<n], into: &values)
+                    xDense = values
+                } else {
+                    xDense = try x.read()
+                }
+            } else {
+                xTokens = try x.read()
+            }
             if !kind.isClassification { yValues = try y.read() }
         }
         let part = Part(path: path, xName: xName, yName: yName, file: file, x: x, y: y, rowOffset: rowOffset,

@@ -28,6 +28,10 @@ final class DirectReadTests: XCTestCase {
             try writeFile(path, chunks: chunks)
             let disk = try TensorDataset.open(path: path, options: TensorDatasetOptions(memoryBudgetBytes: 0))
             XCTAssertNotNil(disk.parts[0].xDirect, name)
+            // Preloading uses the same pread path.
+            let memory = try TensorDataset.open(path: path)
+            XCTAssertEqual(memory.preloaded, [true])
+            XCTAssertEqual(try memory.read(rows: rows).x, Fixture.features(rows: rows, steps: 3, inputs: 2), name)
             let batch = try disk.read(rows: rows)
             XCTAssertEqual(batch.x, Fixture.features(rows: rows, steps: 3, inputs: 2), name)
             // Sorted consecutive rows go straight into the batch.
@@ -53,6 +57,7 @@ final class DirectReadTests: XCTestCase {
         let disk = try TensorDataset.open(path: path, options: TensorDatasetOptions(memoryBudgetBytes: 0))
         XCTAssertNotNil(disk.parts[0].xDirect)
         let batch = try disk.read(rows: [12, 3, 19, 45])
+        XCTAssertEqual(try TensorDataset.open(path: path).read(rows: [12, 3, 19, 45]), batch)
         var expected = Fixture.features(rows: [12], steps: 3, inputs: 2)
         expected += [Float](repeating: 0, count: 6)
         expected += Fixture.features(rows: [19], steps: 3, inputs: 2)
