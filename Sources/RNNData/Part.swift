@@ -155,8 +155,9 @@ final class Part: @unchecked Sendable {
             features = x.shape[2]
         case .integer:
             guard x.shape.count == 2 else {
-                throw DataError(.rankMismatch, file: path, dataset: xName, expected: "integer token ids of rank 2 (N, T)",
-                                found: "rank \(x.shape.count), shape \(shapeText(x.shape))")
+                throw DataError(.rankMismatch, file: path, dataset: xName,
+                                expected: "integer token ids of rank 2 (N, T) (integer features (N, T, I) must be stored as float)",
+                                found: "rank \(x.shape.count), shape \(shapeText(x.shape)) of \(x.typeInfo)")
             }
             guard let vocab = try positiveIntAttribute(x, "vocab_size", path: path, dataset: xName)
                     ?? positiveIntAttribute(root, "vocab_size", path: path, dataset: nil) else {

@@ -5,6 +5,24 @@
 // (one-hot encoded on read); /Y integer class ids (N) or (N, T), or float targets (N, O) or
 // (N, T, O). Optional root attributes: classes, vocab, description. Several files are
 // concatenated in the given order.
+//
+// Typical use (coordinator checks everything once; workers skip the full value scan):
+//
+//   let data = try TensorDataset.open(paths: ["train.h5"])          // throws DataError
+//   let model = ModelConfig(cell: .lstm, inputSize: data.inputSize, hiddenSize: 128,
+//                           outputSize: data.targetKind.outputSize,
+//                           head: data.targetKind.head, loss: data.targetKind.loss)
+//   let plan = try EpochPlan(sampleCount: data.count, batchSize: 64, shuffle: true, seed: 1)
+//   let epoch = plan.epoch(e)
+//   var batch = Batch()
+//   try data.read(rows: epoch.shard(step: s, rank: r, worldSize: w), into: &batch)
+//   // batch.x: (B, T, I) float32; batch.targets: .classes (B) / (B, T) or .values (B, O) / (B, T, O)
+//
+// Reading strategy: files whose converted data fit `memoryBudgetBytes` are loaded at open;
+// others are read per request: rows sorted, coalesced into runs, one hyperslab read per run
+// (HDF5 1.10's hyperslab unions are slow), or plain `pread` at HDF5-reported offsets when the
+// data is unfiltered and stored exactly as float32 (HDF5 1.10 would read whole chunks);
+// compressed chunks go through a per-dataset chunk cache (`chunkCacheBytes`).
 
 import Foundation
 import RNNCore
