@@ -86,10 +86,20 @@ public struct CheckpointStore: Sendable {
         return final
     }
 
-    /// Deletes all but the newest `keep` checkpoints.
+    /// Deletes all but the newest `keep` checkpoints, and temporary files left behind by
+    /// writers that no longer run (`.ckpt-<step>.h5.tmp-<pid>-<n>` whose pid is gone).
     public func prune() {
         let all = list()
         for (_, old) in all.dropLast(keep) { unlink(old) }
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        for name in names where name.hasPrefix(".ckpt-") {
+            guard let marker = name.range(of: ".h5.tmp-") else { continue }
+            let rest = name[marker.upperBound...]
+            guard let pid = Int32(rest.split(separator: "-").first ?? ""), pid > 0 else { continue }
+            if pid != getpid() && kill(pid, 0) != 0 && errno == ESRCH {
+                unlink((directory as NSString).appendingPathComponent(name))
+            }
+        }
     }
 
     static func validate(_ c: Checkpoint, table: ParameterTable, path: String) throws(CheckpointError) {
