@@ -6,6 +6,7 @@ import Darwin
 #endif
 
 let benchArguments = Array(CommandLine.arguments.dropFirst())
+let benchArgs = benchArguments
 let arguments = benchArguments
 
 /// Prints the problem and the usage, exits with status 2.
@@ -13,7 +14,9 @@ func benchUsage(_ problem: String) -> Never {
     print("""
         rnn-bench: \(problem)
         usage: rnn-bench gemm [--threads N]
-               rnn-bench train [--threads N] [--config NAME[,NAME]] [--seconds S | --steps N]
+               rnn-bench train [--threads N] [--config NAME[,NAME]] [--seconds S] [--steps N]
+               rnn-bench hdf5 [options]
+               rnn-bench allreduce [options]
         """)
     exit(2)
 }
@@ -46,6 +49,10 @@ case "train":
     let steps = arguments.contains("--steps") ? intOption("--steps", default: 1) : nil
     runTrainBenchmark(threads: intOption("--threads", default: 1), only: stringOption("--config"), seconds: seconds,
                       fixedSteps: steps)
+case "hdf5":
+    exit(runHDF5Benchmark(arguments: Array(benchArguments.dropFirst())))
+case "allreduce", "allreduce-rank":
+    exit(allReduceBenchmarkMain(benchArgs))
 case let other?:
     benchUsage("unknown subcommand '\(other)'")
 case nil:
