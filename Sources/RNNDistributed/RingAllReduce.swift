@@ -81,6 +81,8 @@ public final class RingAllReduce: @unchecked Sendable {
     /// Buffers up to this size use the exchange path when W > 2.
     public var smallMessageBytes: Int = 16 * 1024
     public var algorithm: AllReduceAlgorithm = .automatic
+    /// How long closing waits for queued frames to reach the right neighbour.
+    public let closeLingerMilliseconds: Int
     /// Rejected and stale frames by reason.
     public let rejects: RejectCounter
 
@@ -97,7 +99,7 @@ public final class RingAllReduce: @unchecked Sendable {
     /// Binds this rank's data socket at `bindEndpoint` (e.g. `tcp://127.0.0.1:*` or
     /// `inproc://ring-3`). Announce `localEndpoint`, then call `connect(peerEndpoints:)`.
     public init(context: ZMQContext, rank: Int, world: Int, runID: UInt64, generation: UInt32 = 0,
-                bindEndpoint: String, timeoutMilliseconds: Int = 10_000,
+                bindEndpoint: String, timeoutMilliseconds: Int = 10_000, closeLingerMilliseconds: Int = 5_000,
                 rejects: RejectCounter = RejectCounter()) throws(ZMQError) {
         precondition(world >= 1 && rank >= 0 && rank < world, "rank \(rank) outside world of \(world)")
         self.rank = rank
@@ -105,6 +107,7 @@ public final class RingAllReduce: @unchecked Sendable {
         self.runID = runID
         self.generation = generation
         self.timeoutMilliseconds = timeoutMilliseconds
+        self.closeLingerMilliseconds = closeLingerMilliseconds
         self.rejects = rejects
         self.decoder = FrameDecoder(expectedRunID: runID, maxPayloadBytes: Int(Int32.max), rejects: rejects)
         let pull = try ZMQSocket(context, type: .pull, lingerMilliseconds: 0)
@@ -120,7 +123,9 @@ public final class RingAllReduce: @unchecked Sendable {
         sender?.close(discardPending: true)
         sender = nil
         guard world > 1 else { return }
-        let push = try ZMQSocket(receiver.context, type: .push, lingerMilliseconds: 0)
+        // A bounded linger, not 0: after this rank's last all-reduce its final frames may
+        // still sit in the queue while the neighbour waits for them; closing must deliver them.
+        let push = try ZMQSocket(receiver.context, type: .push, lingerMilliseconds: closeLingerMilliseconds)
         try push.setSendHighWaterMark(0)
         let ep = peerEndpoints[rightRank]
         try push.connect(ep)
@@ -131,9 +136,11 @@ public final class RingAllReduce: @unchecked Sendable {
     /// Starts a new generation (after a failure): frames of older generations are dropped.
     public func setGeneration(_ g: UInt32) { generation = g }
 
-    /// Closes both sockets now, discarding anything unsent.
-    public func close() {
-        sender?.close(discardPending: true)
+    /// Closes both sockets. By default frames still queued for the right neighbour get up to
+    /// `closeLingerMilliseconds` to leave (when the context terminates); on the error path
+    /// pass `discardPending: true`.
+    public func close(discardPending: Bool = false) {
+        sender?.close(discardPending: discardPending)
         receiver.close(discardPending: true)
     }
 
