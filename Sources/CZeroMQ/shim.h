@@ -2,6 +2,7 @@
 #define CZEROMQ_SHIM_H
 #include <zmq.h>
 #include <errno.h>
+#include <stdatomic.h>
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
@@ -35,6 +36,24 @@ static inline int CZeroMQ_tune_malloc_for_large_messages(int mmap_threshold, int
     (void)mmap_threshold; (void)trim_threshold;
     return -1;
 #endif
+}
+
+/// Zero-copy sends: libzmq calls this when it no longer needs the bytes of a message made
+/// by zmq_msg_init_data; `hint` points to an atomic int "slot" that becomes 1 (complete).
+/// Runs on a libzmq I/O thread (or on the receiving thread for inproc).
+static inline void CZeroMQ_slot_release(void *data, void *hint) {
+    (void)data;
+    atomic_store_explicit((_Atomic int *)hint, 1, memory_order_release);
+}
+/// The release callback as a function pointer Swift can pass to zmq_msg_init_data.
+static inline zmq_free_fn *CZeroMQ_slot_release_fn(void) { return &CZeroMQ_slot_release; }
+/// Reads a slot (acquire): 1 = complete/idle, 0 = libzmq still holds the bytes.
+static inline int CZeroMQ_slot_load(const void *slot) {
+    return atomic_load_explicit((_Atomic int const *)slot, memory_order_acquire);
+}
+/// Writes a slot.
+static inline void CZeroMQ_slot_store(void *slot, int value) {
+    atomic_store_explicit((_Atomic int *)slot, value, memory_order_release);
 }
 
 #endif

@@ -22,10 +22,11 @@ struct AllReduceBenchOptions {
     var rank = 0
     var control = ""
     var defaultMalloc = false
+    var copySends = false
 
     static let usage = """
         usage: rnn-bench allreduce [--world W] [--sizes 4096,65536,...] [--algorithm auto|ring|exchange]
-                                   [--sub-chunk BYTES] [--volume BYTES] [--json] [--default-malloc]
+                                   [--sub-chunk BYTES] [--volume BYTES] [--json] [--default-malloc] [--copy]
         """
 
     static func parse(_ args: [String]) throws -> AllReduceBenchOptions {
@@ -50,6 +51,7 @@ struct AllReduceBenchOptions {
             case "--volume": o.bytesPerSize = try int("--volume")
             case "--json": o.json = true
             case "--default-malloc": o.defaultMalloc = true
+            case "--copy": o.copySends = true
             case "--sizes":
                 let v = try value("--sizes")
                 o.sizes = try v.split(separator: ",").map {
@@ -126,7 +128,7 @@ private func runAllReduceParent(_ o: AllReduceBenchOptions) throws {
         p.executableURL = exe
         p.arguments = ["allreduce-rank", "--rank", "\(r)", "--world", "\(o.world)", "--control", controlEndpoint,
                        "--algorithm", o.algorithmName, "--sub-chunk", "\(o.subChunkBytes)", "--volume", "\(o.bytesPerSize)",
-                       "--sizes", o.sizes.map(String.init).joined(separator: ",")] + (o.defaultMalloc ? ["--default-malloc"] : [])
+                       "--sizes", o.sizes.map(String.init).joined(separator: ",")] + (o.defaultMalloc ? ["--default-malloc"] : []) + (o.copySends ? ["--copy"] : [])
         try p.run()
         children.append(p)
     }
@@ -207,6 +209,7 @@ private func runAllReduceRank(_ o: AllReduceBenchOptions) throws {
                                  bindEndpoint: "tcp://127.0.0.1:*", timeoutMilliseconds: 60_000)
     ring.algorithm = o.algorithm
     ring.subChunkBytes = o.subChunkBytes
+    ring.zeroCopy = !o.copySends
     let me = UInt32(rank)
     func sendControl(_ kind: MessageKind, _ payload: [UInt8]) throws {
         try control.send(frame: Frame(header: FrameHeader(kind: kind, runID: benchRunID, sender: me), payload: payload),
