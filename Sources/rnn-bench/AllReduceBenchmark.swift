@@ -23,10 +23,11 @@ struct AllReduceBenchOptions {
     var control = ""
     var defaultMalloc = false
     var copySends = false
+    var ioThreads = 1
 
     static let usage = """
         usage: rnn-bench allreduce [--world W] [--sizes 4096,65536,...] [--algorithm auto|ring|exchange]
-                                   [--sub-chunk BYTES] [--volume BYTES] [--json] [--default-malloc] [--copy]
+                                   [--sub-chunk BYTES] [--volume BYTES] [--json] [--default-malloc] [--copy] [--io-threads N]
         """
 
     static func parse(_ args: [String]) throws -> AllReduceBenchOptions {
@@ -52,6 +53,7 @@ struct AllReduceBenchOptions {
             case "--json": o.json = true
             case "--default-malloc": o.defaultMalloc = true
             case "--copy": o.copySends = true
+            case "--io-threads": o.ioThreads = try int("--io-threads")
             case "--sizes":
                 let v = try value("--sizes")
                 o.sizes = try v.split(separator: ",").map {
@@ -128,7 +130,7 @@ private func runAllReduceParent(_ o: AllReduceBenchOptions) throws {
         p.executableURL = exe
         p.arguments = ["allreduce-rank", "--rank", "\(r)", "--world", "\(o.world)", "--control", controlEndpoint,
                        "--algorithm", o.algorithmName, "--sub-chunk", "\(o.subChunkBytes)", "--volume", "\(o.bytesPerSize)",
-                       "--sizes", o.sizes.map(String.init).joined(separator: ",")] + (o.defaultMalloc ? ["--default-malloc"] : []) + (o.copySends ? ["--copy"] : [])
+                       "--sizes", o.sizes.map(String.init).joined(separator: ",")] + (o.defaultMalloc ? ["--default-malloc"] : []) + (o.copySends ? ["--copy"] : []) + ["--io-threads", "\(o.ioThreads)"]
         try p.run()
         children.append(p)
     }
@@ -201,7 +203,7 @@ private func runAllReduceParent(_ o: AllReduceBenchOptions) throws {
 
 private func runAllReduceRank(_ o: AllReduceBenchOptions) throws {
     if !o.defaultMalloc { tuneAllocatorForLargeMessages() }
-    let ctx = try ZMQContext()
+    let ctx = try ZMQContext(ioThreads: o.ioThreads)
     let control = try ZMQSocket(ctx, type: .dealer, lingerMilliseconds: 2000)
     try control.connect(o.control)
     let rank = o.rank
