@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The h5py side of `rnn-bench hdf5` (run by it, in the same run, on the same files).
 
-argv[1]: JSON {"files": [{"name", "file"}], "x", "y", "indices" (int64 binary file), "batch",
+argv[1]: JSON {"files": [{"name", "file", "indices" (int64 binary file)}], "x", "y", "batch",
                "repeats", "chunk_cache", "ckpt_dir", "tensors": [[name, shape], ...]}
 Prints one JSON object of median seconds per measurement, keys "<name>.<measurement>".
 """
@@ -58,9 +58,9 @@ def bench_file(cfg, path, indices, out, prefix):
 
 def main():
     cfg = json.loads(sys.argv[1])
-    indices = np.fromfile(cfg["indices"], dtype="<i8")
     out = {}
     for entry in cfg["files"]:
+        indices = np.fromfile(entry["indices"], dtype="<i8")
         bench_file(cfg, entry["file"], indices, out, entry["name"] + ".")
 
     rng = np.random.default_rng(0)

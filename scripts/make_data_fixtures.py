@@ -78,6 +78,11 @@ def main():
         f.create_dataset("X", data=features(10, 4, 2).astype("<f2"), chunks=(5, 4, 2), **gz)
         f.create_dataset("Y", data=targets(10, 4, 2).astype("<f4"))
 
+    # A 512-byte user block before the HDF5 data (h5py's userblock_size), contiguous float32.
+    with h5py.File(path("userblock.h5"), "w", userblock_size=512) as f:
+        f.create_dataset("X", data=features(6, 3, 2).astype("<f4"))
+        f.create_dataset("Y", data=labels(6))
+
     # Bad files, one problem each.
     with open(path("bad_not_hdf5.h5"), "wb") as f:
         f.write(b"this is plain text, not an HDF5 file\n")

@@ -60,12 +60,14 @@ public final class HDF5DirectRowReader: @unchecked Sendable {
         default:
             return nil
         }
+        // Files with a user block: HDF5's reported addresses are not uniformly file offsets
+        // across its APIs, so leave those to HDF5.
         var userblock: hsize_t = 0
         let fcpl = H5Fget_create_plist(dataset.owner.id)
-        if fcpl >= 0 {
-            _ = H5Pget_userblock(fcpl, &userblock)
-            H5Pclose(fcpl)
-        }
+        if fcpl < 0 { return nil }
+        _ = H5Pget_userblock(fcpl, &userblock)
+        H5Pclose(fcpl)
+        if userblock != 0 { return nil }
         let fd = open(dataset.filePath, O_RDONLY | O_CLOEXEC)
         if fd < 0 { return nil }
         return HDF5DirectRowReader(dataset: dataset, fd: fd, scalar: scalar, chunkRows: chunkRows, contiguousBase: base, userblock: UInt64(userblock))

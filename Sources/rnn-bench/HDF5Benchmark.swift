@@ -136,20 +136,23 @@ private func hdf5Benchmark(_ o: HDF5BenchmarkOptions) throws {
                      Double(rows * rowBytes) / 1e6, Double(size) / 1e6))
     }
 
-    // Row indices of the random reads: the first batches of a shuffled epoch (valid for both files).
-    let plan = try EpochPlan(sampleCount: min(n, nGzip), batchSize: o.batch, shuffle: true, seed: 7)
-    let randomCount = min(min(n, nGzip), o.batch * o.randomBatches)
-    let indices = Array(plan.epoch(0).permutation[0..<randomCount])
-    let indexPath = dir + "/indices.bin"
-    try indices.map { Int64($0).littleEndian }.withUnsafeBytes { Data($0) }.write(to: URL(fileURLWithPath: indexPath))
+    // Row indices of the random reads, per file: the first batches of a shuffled epoch.
+    var randomIndices: [String: [Int]] = [:]
+    for (name, _, rows, _) in files {
+        let plan = try EpochPlan(sampleCount: rows, batchSize: o.batch, shuffle: true, seed: 7)
+        let indices = Array(plan.epoch(0).permutation[0..<min(rows, o.batch * o.randomBatches)])
+        randomIndices[name] = indices
+        try indices.map { Int64($0).littleEndian }.withUnsafeBytes { Data($0) }
+            .write(to: URL(fileURLWithPath: dir + "/indices-\(name).bin"))
+    }
 
     let cache = o.chunkCacheMB << 20
     var swift: [String: Double] = [:]
     var batch = Batch()
-    func randomReads(_ dataset: TensorDataset) throws {
+    func randomReads(_ dataset: TensorDataset, _ indices: [Int]) throws {
         var start = 0
-        while start < randomCount {
-            try dataset.read(rows: Array(indices[start..<min(randomCount, start + o.batch)]), into: &batch)
+        while start < indices.count {
+            try dataset.read(rows: Array(indices[start..<min(indices.count, start + o.batch)]), into: &batch)
             start += o.batch
         }
     }
@@ -173,12 +176,13 @@ private func hdf5Benchmark(_ o: HDF5BenchmarkOptions) throws {
                 start += 1024
             }
         }
-        swift[p + "random_read_s"] = try medianSeconds(o.repeats) { try randomReads(disk) }
+        let indices = randomIndices[name]!
+        swift[p + "random_read_s"] = try medianSeconds(o.repeats) { try randomReads(disk, indices) }
         if !gzip {
             let openStart = DispatchTime.now().uptimeNanoseconds
             let memory = try TensorDataset.open(path: path, options: TensorDatasetOptions(memoryBudgetBytes: 1 << 40))
             preloadSeconds = Double(DispatchTime.now().uptimeNanoseconds - openStart) / 1e9
-            swift[p + "random_preloaded_s"] = try medianSeconds(o.repeats) { try randomReads(memory) }
+            swift[p + "random_preloaded_s"] = try medianSeconds(o.repeats) { try randomReads(memory, indices) }
         }
     }
 
@@ -205,7 +209,7 @@ private func hdf5Benchmark(_ o: HDF5BenchmarkOptions) throws {
 
     // h5py on the same files and indices.
     let config: [String: Any] = [
-        "files": files.map { ["name": $0.0, "file": $0.1] }, "x": "X", "y": "Y", "indices": indexPath,
+        "files": files.map { ["name": $0.0, "file": $0.1, "indices": dir + "/indices-\($0.0).bin"] }, "x": "X", "y": "Y",
         "batch": o.batch, "repeats": o.repeats, "chunk_cache": cache, "ckpt_dir": dir,
         "tensors": table.entries.map { [$0.name, $0.shape] as [Any] },
     ]
@@ -244,6 +248,7 @@ private func hdf5Benchmark(_ o: HDF5BenchmarkOptions) throws {
     print("Medians of \(o.repeats); MB/s of float32 X; ratio = h5py time / Swift time (> 1: Swift faster).")
     for (name, _, rows, gzip) in files {
         let p = name + "."
+        let randomCount = randomIndices[name]!.count
         print("\(name) dataset\(gzip ? " (shuffle+gzip)" : ""):")
         line("full read into a reused buffer", rows: rows, swiftKey: p + "full_read_s", h5pyKey: p + "full_read_s")
         line("full read into a new array", rows: rows, swiftKey: p + "full_read_fresh_s", h5pyKey: p + "full_read_fresh_s")

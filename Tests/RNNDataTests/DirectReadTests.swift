@@ -65,6 +65,14 @@ final class DirectReadTests: XCTestCase {
         XCTAssertEqual(batch.x, expected)
     }
 
+    func testUserBlockFileReadsThroughHDF5() throws {
+        for options in [TensorDatasetOptions(), TensorDatasetOptions(memoryBudgetBytes: 0)] {
+            let ds = try TensorDataset.open(path: Fixture.path("userblock.h5"), options: options)
+            XCTAssertNil(ds.parts[0].xDirect)
+            XCTAssertEqual(try ds.read(rows: [5, 0, 2]).x, Fixture.features(rows: [5, 0, 2], steps: 3, inputs: 2))
+        }
+    }
+
     func testConvertedOrFilteredDataUsesHDF5() throws {
         for name in ["chunked_gzip.h5", "float64.h5", "bigendian.h5", "float16.h5"] {
             var options = TensorDatasetOptions(memoryBudgetBytes: 0)

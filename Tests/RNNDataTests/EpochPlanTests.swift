@@ -74,3 +74,31 @@ final class EpochPlanTests: XCTestCase {
         XCTAssertThrowsError(try EpochPlan(sampleCount: 5, batchSize: 6, shuffle: false, seed: 0, dropLast: true))
     }
 }
+
+/// The plan and the dataset together: W workers reading their shards of every step see
+/// every sample of the (two-file) dataset exactly once per epoch.
+final class PlanWithDatasetTests: XCTestCase {
+    func testWorkersReadEverySampleOncePerEpoch() throws {
+        let ds = try TensorDataset.open(paths: [Fixture.path("chunked_gzip.h5"), Fixture.path("chunked_gzip_part2.h5")],
+                                        options: TensorDatasetOptions(memoryBudgetBytes: 0))
+        let plan = try EpochPlan(sampleCount: ds.count, batchSize: 8, shuffle: true, seed: 99)
+        for w in 1...3 {
+            let order = plan.epoch(w)
+            var seen: [Int] = []
+            for step in 0..<order.steps {
+                for rank in 0..<w {
+                    let rows = order.shard(step: step, rank: rank, worldSize: w)
+                    let batch = try ds.read(rows: rows)
+                    // x(g, 0, 0) = (7 g mod 64) / 8 - 4 identifies g for g < 64.
+                    for b in 0..<rows.count {
+                        let value = batch.x[b * ds.sampleElements]
+                        let g = (0..<ds.count).first { Fixture.feature($0, 0, 0) == value && Fixture.feature($0, 1, 0) == batch.x[b * ds.sampleElements + 3] }!
+                        XCTAssertEqual(g, rows[b])
+                        seen.append(g)
+                    }
+                }
+            }
+            XCTAssertEqual(seen.sorted(), Array(0..<ds.count), "W = \(w)")
+        }
+    }
+}

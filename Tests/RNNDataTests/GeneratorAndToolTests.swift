@@ -92,6 +92,21 @@ final class GeneratorAndToolTests: XCTestCase {
         XCTAssertTrue(inspected.output.contains("sample 0 y: \"o be or \""), inspected.output)
         XCTAssertTrue(inspected.output.contains("filters shuffle+gzip(4)"), inspected.output)
 
+        let hello = dir.appendingPathComponent("hello.h5").path
+        let madeHello = try XCTUnwrap(try runTool(["make", "hello", "-o", hello, "--copies", "3"]))
+        XCTAssertEqual(madeHello.status, 0, madeHello.error)
+        let helloReport = try XCTUnwrap(try runTool(["inspect", hello]))
+        XCTAssertTrue(helloReport.output.contains("sample 0 x: \"hello\"") && helloReport.output.contains("sample 0 y: \"elloh\""), helloReport.output)
+        let random = dir.appendingPathComponent("random.h5").path
+        let madeRandom = try XCTUnwrap(try runTool(["make", "random", "-o", random, "-n", "60", "-t", "4", "-i", "3", "-c", "3", "--seed", "5", "--no-compress"]))
+        XCTAssertEqual(madeRandom.status, 0, madeRandom.error)
+        let randomData = try TensorDataset.open(path: random)
+        XCTAssertEqual([randomData.count, randomData.steps, randomData.inputSize], [60, 4, 3])
+        XCTAssertEqual(randomData.targetKind, .sequenceClasses(classes: 3))
+        let randomReport = try XCTUnwrap(try runTool(["inspect", random]))
+        XCTAssertTrue(randomReport.output.contains("2:       20 ( 33.3%)"), randomReport.output)
+        XCTAssertTrue(randomReport.output.contains("float32, contiguous"), randomReport.output)
+
         let bad = try XCTUnwrap(try runTool(["inspect", Fixture.path("bad_label.h5")]))
         XCTAssertNotEqual(bad.status, 0)
         XCTAssertTrue(bad.error.contains("bad_label.h5") && bad.error.contains("[0, 3)"), bad.error)
