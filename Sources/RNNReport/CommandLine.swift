@@ -19,8 +19,13 @@ public enum CommandRunner {
             let path = commandPath(Root.self, arguments: arguments)
             let full = Root.message(for: error)
             var first = full.split(separator: "\n").first.map(String.init) ?? "\(error)"
-            if let bad = unknownOption(in: first), let best = closest(to: bad, in: knownOptions(Root.self, path: path)) {
+            if !first.contains("Did you mean"), let bad = unknownOption(in: first), let best = closest(to: bad, in: knownOptions(Root.self, path: path)) {
                 first += " (did you mean '--\(best)'?)"
+            }
+            if first.hasPrefix("Unexpected argument"), path.count == 1, let r = first.range(of: "'"),
+               let word = first[r.upperBound...].split(separator: "'").first,
+               let best = closest(to: String(word), in: Set(Root.configuration.subcommands.map { $0._commandName })) {
+                first += " (did you mean '\(best)'?)"
             }
             let name = path.map { $0._commandName }.joined(separator: " ")
             FileHandle.standardError.write(Data("\(name): error: \(first)\nHint: see '\(name) --help' for every flag and an example.\n".utf8))

@@ -107,11 +107,11 @@ public struct ConfusionMatrix: Sendable, Equatable {
         let cell = max(4, names.map(\.count).max() ?? 1, String(counts.flatMap { $0 }.max() ?? 0).count) + 1
         func pad(_ s: String) -> String { String(repeating: " ", count: max(0, cell - s.count)) + s }
         var lines: [String] = []
-        lines.append(pad("true\\pred") .padding(toLength: max(cell, 10), withPad: " ", startingAt: 0) + names.map(pad).joined() + pad("recall"))
+        lines.append(pad("true\\pred") .padding(toLength: max(cell, 10), withPad: " ", startingAt: 0) + names.map(pad).joined() + "  recall")
         for r in 0..<classes {
             let rec = recall(r).map { String(format: "%.1f%%", $0 * 100) } ?? "-"
             lines.append(pad(names[r]).padding(toLength: max(cell, 10), withPad: " ", startingAt: 0)
-                         + counts[r].map { pad(String($0)) }.joined() + pad(rec))
+                         + counts[r].map { pad(String($0)) }.joined() + "  " + String(repeating: " ", count: max(0, 6 - rec.count)) + rec)
         }
         return lines.joined(separator: "\n")
     }
