@@ -11,9 +11,14 @@ struct Start: ParsableCommand {
         abstract: "Train: validate the dataset, wait for workers (or start them), write checkpoints.",
         discussion: """
             Example (one machine, two worker processes):
-              rnn-coord start --data datasets/digits-train.h5 --val datasets/digits-test.h5 \\
-                --cell lstm --hidden 64 --batch-size 64 --epochs 20 --lr 0.01 --local-workers 2 \\
-                --checkpoint-dir runs/digits
+              rnn-coord start --data datasets/digits/digits-train.h5 \\
+                --val datasets/digits/digits-test.h5 --cell lstm --hidden 64 \\
+                --batch-size 32 --epochs 10 --lr 0.01 --local-workers 2 \\
+                --bind 'tcp://127.0.0.1:*' --checkpoint-dir runs/digits
+            Across machines: '--workers N --bind tcp://0.0.0.0:5555' here, and
+            'rnn-worker --connect tcp://THIS-HOST:5555' on each worker machine.
+            Every flag can also come from a YAML file (--config run.yaml, keys
+            are the flag names); flags typed here override the file.
             """
     )
 
