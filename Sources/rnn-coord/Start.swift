@@ -135,7 +135,7 @@ struct Start: ParsableCommand {
             var group: LocalWorkerGroup?
             if localWorkers > 0 {
                 group = try LocalWorkerGroup(count: localWorkers, executable: LocalWorkerGroup.siblingExecutable(),
-                                             endpoint: coordinator.endpoint)
+                                             endpoint: coordinator.endpoint, extraArguments: output.localWorkerArguments)
             }
             let summary: TrainingSummary
             do {

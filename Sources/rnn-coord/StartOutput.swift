@@ -19,6 +19,9 @@ struct RunOutput {
     let quiet: Bool
     let format: LogFormat
 
+    /// Local workers stay silent (but for errors) when the coordinator's output must be quiet or pure JSON.
+    var localWorkerArguments: [String] { quiet || format == .json ? ["--quiet"] : [] }
+
     /// Prints the effective config and saves it as config.yaml in the checkpoint folder.
     func announce(_ settings: [(String, ConfigValue?)], checkpointDir: String?) {
         let yaml = ConfigFile.yaml(settings)
@@ -87,11 +90,16 @@ struct RunOutput {
         if quiet { return }
         var line = "Done: \(summary.epochsCompleted) epoch(s), \(summary.globalSteps) steps, loss \(String(format: "%.4f", summary.train.loss))"
         if let a = summary.train.accuracy { line += ", accuracy \(String(format: "%.2f", a * 100))%" }
+        if let v = summary.validation {
+            line += ", val loss \(String(format: "%.4f", v.loss))"
+            if let a = v.accuracy { line += ", val accuracy \(String(format: "%.2f", a * 100))%" }
+        }
         line += ", \(Int(summary.samplesPerSecond)) samples/s"
+        if let last = summary.checkpoints.last { line += ", checkpoint \(last)" }
         if summary.rejectedFrames > 0 { line += ", \(summary.rejectedFrames) frames rejected" }
         console.line(line)
         if let v = summary.validation {
-            var test = "Test loss: \(String(format: "%.4f", v.loss))"
+            var test = "Test loss (--val): \(String(format: "%.4f", v.loss))"
             if let a = v.accuracy { test += ", Test Accuracy: \(String(format: "%.2f", a * 100))%" }
             console.line(test)
         }
