@@ -199,7 +199,7 @@ private func drawPanel(_ image: inout RGBImage, x: Int, y: Int, width: Int, heig
         for i in 1..<max(1, pts.count) {
             drawLine(&image, pts[i - 1], pts[i], thickness: s.thickness, s.color)
         }
-        if s.markers { for p in pts { drawDot(&image, p.0, p.1, radius: 4, s.color) } }
+        if s.markers && pts.count <= 40 { for p in pts { drawDot(&image, p.0, p.1, radius: 4, s.color) } }
     }
     // Legend in the upper right (loss falls, so the top right is usually empty), or lower right for accuracy.
     let legendLines = series.count
