@@ -141,7 +141,10 @@ private func drawPanel(_ image: inout RGBImage, x: Int, y: Int, width: Int, heig
     let textH = RGBImage.textHeight(scale: scale)
     let all = series.flatMap(\.points).filter { $0.0.isFinite && $0.1.isFinite }
     let xs = all.map(\.0), ys = all.map(\.1)
-    let xTicks = niceTicks(lo: min(0, xs.min() ?? 0), hi: xs.max() ?? 1)
+    // The x axis ends at the last step (not the next round tick), so the curve fills the panel.
+    let xMax = xs.max() ?? 1
+    var xTicks = niceTicks(lo: min(0, xs.min() ?? 0), hi: xMax)
+    if xMax > xTicks[0] { xTicks = xTicks.filter { $0 <= xMax + 1e-9 } }
     var yLo = ys.min() ?? 0, yHi = ys.max() ?? 1
     if percent { yHi = min(100, yHi) } else { yLo = min(0, yLo) }
     let yTicks = niceTicks(lo: yLo, hi: yHi)
@@ -156,7 +159,7 @@ private func drawPanel(_ image: inout RGBImage, x: Int, y: Int, width: Int, heig
     let plotTop = y + textH + 14
     let bottom = y + height - (textH * 2 + 30)
     guard right - left > 20, bottom - plotTop > 20 else { return }
-    let x0 = xTicks.first!, x1 = xTicks.last!
+    let x0 = xTicks.first!, x1 = max(xMax, xTicks.count > 1 ? xTicks.last! : x0 + 1)
     let y0 = yTicks.first!, y1 = yTicks.last!
     func px(_ v: Double) -> Int { left + Int(((v - x0) / (x1 - x0) * Double(right - left)).rounded()) }
     func py(_ v: Double) -> Int { bottom - Int(((v - y0) / (y1 - y0) * Double(bottom - plotTop)).rounded()) }
