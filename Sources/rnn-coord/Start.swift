@@ -130,7 +130,7 @@ struct Start: ParsableCommand {
                 config: config, bind: bind, workers: workers ?? localWorkers, checkpointDir: checkpointDir,
                 checkpointEvery: checkpointEvery, keep: keep, resume: resume, joinTimeout: joinTimeout,
                 stepTimeout: stepTimeout)
-            output.announce(effectiveConfig(config), checkpointDir: checkpointDir)
+            output.announce(effectiveConfig(config), checkpointDir: checkpointDir, resuming: resume != nil)
             let coordinator = try Coordinator(options: options, events: output.events)
             var group: LocalWorkerGroup?
             if localWorkers > 0 {

@@ -23,7 +23,14 @@ struct RunOutput {
     var localWorkerArguments: [String] { quiet || format == .json ? ["--quiet"] : [] }
 
     /// Prints the effective config and saves it as config.yaml in the checkpoint folder.
-    func announce(_ settings: [(String, ConfigValue?)], checkpointDir: String?) {
+    func announce(_ settings: [(String, ConfigValue?)], checkpointDir: String?, resuming: Bool = false) {
+        if let dir = checkpointDir, !resuming {
+            let old = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasPrefix("ckpt-") && $0.hasSuffix(".h5") }.sorted()
+            if !old.isEmpty {
+                let names = old.joined(separator: ", ")
+                logger.warning("\(dir) already holds \(names) from an earlier run; this run's checkpoints join them (use a new --checkpoint-dir, or --resume \(dir) to continue that run)")
+            }
+        }
         let yaml = ConfigFile.yaml(settings)
         if format == .json {
             var object: [String: Any?] = ["event": "config"]
@@ -43,7 +50,7 @@ struct RunOutput {
                     switch v {
                     case .flag(let b)?: return b ? k : nil
                     case .scalar(let s)?: return "\(k)=\(s)"
-                    case .list(let l)?: return "\(k)=\(l.joined(separator: ","))"
+                    case .list(let l)?: return l.isEmpty ? nil : "\(k)=\(l.joined(separator: ","))"
                     case nil: return nil
                     }
                 }

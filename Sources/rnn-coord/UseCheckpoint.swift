@@ -184,10 +184,14 @@ func resolveCheckpoint(_ path: String) throws -> String {
     }
     guard isDirectory.boolValue else { return path }
     let files = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
-    let steps = files.compactMap { name -> (Int, String)? in
+    // The most recently written checkpoint (a folder reused by a new run may still hold the
+    // higher-numbered checkpoints of an earlier one).
+    let found = files.compactMap { name -> (Date, Int, String)? in
         guard name.hasPrefix("ckpt-"), name.hasSuffix(".h5"), let n = Int(name.dropFirst(5).dropLast(3)) else { return nil }
-        return (n, (path as NSString).appendingPathComponent(name))
-    }.sorted { $0.0 > $1.0 }
-    guard let newest = steps.first else { throw ReportError("--checkpoint \(path): the folder holds no ckpt-<step>.h5 file") }
-    return newest.1
+        let full = (path as NSString).appendingPathComponent(name)
+        let date = (try? FileManager.default.attributesOfItem(atPath: full)[.modificationDate] as? Date) ?? .distantPast
+        return (date, n, full)
+    }.sorted { ($0.0, $0.1) > ($1.0, $1.1) }
+    guard let newest = found.first else { throw ReportError("--checkpoint \(path): the folder holds no ckpt-<step>.h5 file") }
+    return newest.2
 }
