@@ -19,6 +19,12 @@ public enum CommandRunner {
             let path = commandPath(Root.self, arguments: arguments)
             let full = Root.message(for: error)
             var first = full.split(separator: "\n").first.map(String.init) ?? "\(error)"
+            // A mistyped flag often surfaces as "missing --connect"; name the unknown flag instead.
+            let known = knownOptions(Root.self, path: path).union(["help", "version"])
+            if !first.contains("Unknown option"),
+               let typo = arguments.first(where: { $0.hasPrefix("--") && $0.count > 2 && !known.contains(String($0.dropFirst(2).split(separator: "=").first ?? "")) }) {
+                first = "Unknown option '\(typo.split(separator: "=").first ?? "")'"
+            }
             if !first.contains("Did you mean"), let bad = unknownOption(in: first), let best = closest(to: bad, in: knownOptions(Root.self, path: path)) {
                 first += " (did you mean '--\(best)'?)"
             }
