@@ -7,7 +7,16 @@ import RNNDistributed
 struct RNNWorkerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rnn-worker",
-        abstract: "Join an rnn-coord run and train one data-parallel replica."
+        abstract: "Join an rnn-coord run and train one data-parallel replica.",
+        discussion: """
+            Example, with 'rnn-coord start ... --workers 2 --bind tcp://0.0.0.0:5555'
+            running on coord-host:
+              rnn-worker --connect tcp://coord-host:5555 --data-root /mnt/datasets \\
+                --advertise-host $(hostname)
+            The worker opens the dataset files the coordinator names (by their path,
+            or by file name under --data-root) and trains until the run ends.
+            """,
+        version: "0.1.0"
     )
 
     @Option(help: "The coordinator's endpoint, e.g. tcp://10.0.0.5:5555.")
