@@ -218,3 +218,13 @@ public func duration(_ seconds: Double) -> String {
     if s < 3600 { return String(format: "%dm%02ds", s / 60, s % 60) }
     return String(format: "%dh%02dm", s / 3600, (s % 3600) / 60)
 }
+
+/// A console on this process's standard output/error and a swift-log logger writing to it.
+public func makeConsoleLogger(label: String, format: LogFormat, level: Logger.Level) -> (Console, Logger) {
+    let console = Console.standard()
+    var logger = Logger(label: label) { label in
+        ConsoleLogHandler(label: label, console: console, format: format, level: level)
+    }
+    logger.logLevel = level
+    return (console, logger)
+}

@@ -19,8 +19,8 @@ struct RunOutput {
     let quiet: Bool
     let format: LogFormat
 
-    /// Local workers stay silent (but for errors) when the coordinator's output must be quiet or pure JSON.
-    var localWorkerArguments: [String] { quiet || format == .json ? ["--quiet"] : [] }
+    /// Local workers print like the coordinator: silent (but for errors) under --quiet, JSON lines under --log-format json.
+    var localWorkerArguments: [String] { quiet ? ["--quiet"] : format == .json ? ["--log-format", "json"] : [] }
 
     /// Prints the effective config and saves it as config.yaml in the checkpoint folder.
     func announce(_ settings: [(String, ConfigValue?)], checkpointDir: String?, resuming: Bool = false) {

@@ -1,7 +1,9 @@
 // rnn-worker: joins a coordinator and trains. Parses flags and calls RNNDistributed.Worker.
 import ArgumentParser
 import Foundation
+import Logging
 import RNNDistributed
+import RNNReport
 
 @main
 struct RNNWorkerCommand: ParsableCommand {
@@ -33,6 +35,12 @@ struct RNNWorkerCommand: ParsableCommand {
     var joinTimeout: Double = 120
     @Flag(help: "Print only errors.")
     var quiet = false
+    // MARK: Output (the product layer)
+    @Option(name: .customLong("log-format"), help: "text (plain lines) or json (one JSON object per line).")
+    var logFormat: LogFormat = .text
+    @Option(name: .customLong("log-level"), help: "Lowest log level shown: trace, debug, info, notice, warning, error or critical.")
+    var logLevel: Logger.Level = .info
+    // MARK: end of the product block
 
     func validate() throws {
         guard connect.hasPrefix("tcp://") || connect.hasPrefix("ipc://") else {
@@ -45,12 +53,12 @@ struct RNNWorkerCommand: ParsableCommand {
     func run() throws {
         let options = WorkerOptions(connect: connect, dataRoot: dataRoot, dataBind: dataBind, advertiseHost: advertiseHost,
                                     threads: threads, joinTimeout: joinTimeout)
-        let quiet = self.quiet
-        let worker = Worker(options: options, log: { line in if !quiet { printLine(line) } })
+        let (_, logger) = makeConsoleLogger(label: "rnn-worker", format: logFormat, level: quiet ? .error : logLevel)
+        let worker = Worker(options: options, log: { line in logger.info("\(line)") })
         do {
             _ = try worker.run()
         } catch {
-            FileHandle.standardError.write(Data("rnn-worker: error: \(error)\n".utf8))
+            logger.error("\(error)")
             throw ExitCode(1)
         }
     }
