@@ -145,13 +145,14 @@ public func progressReporter(options: ProgressOptions, console: Console, logger:
                                        "reduce_s": p.reduceSeconds]))
             case .text where console.isTerminal:
                 if live.due(every: options.refreshSeconds) || p.step == p.stepsPerEpoch {
-                    console.live(liveLine(p))
+                    console.live(liveLine(p, runETA: live.runETA(p)))
                 }
             case .text:
                 guard options.logEvery > 0, p.step % options.logEvery == 0, p.step < p.stepsPerEpoch else { return }
                 console.line(stepLine(p))
             }
         case .epoch(let e):
+            live.finished(epochSeconds: e.seconds)
             if options.quiet { return }
             switch options.format {
             case .json:
@@ -169,6 +170,31 @@ public func progressReporter(options: ProgressOptions, console: Console, logger:
 private final class LiveState: @unchecked Sendable {
     private let lock = NSLock()
     private var last: UInt64 = 0
+    private var epochSeconds: [Double] = []
+
+    func finished(epochSeconds seconds: Double) {
+        lock.lock()
+        epochSeconds.append(seconds)
+        lock.unlock()
+    }
+
+    /// Seconds left in the whole run: this epoch's ETA plus the remaining epochs at the mean
+    /// duration of the finished ones (or of this one, estimated from its progress).
+    func runETA(_ p: StepProgress) -> Double? {
+        lock.lock()
+        defer { lock.unlock() }
+        let remainingSteps = p.stepsPerEpoch - p.step
+        let perEpoch: Double
+        if !epochSeconds.isEmpty {
+            perEpoch = epochSeconds.reduce(0, +) / Double(epochSeconds.count)
+        } else if remainingSteps > 0 {
+            perEpoch = p.etaSeconds * Double(p.step) / Double(remainingSteps) + p.etaSeconds
+        } else {
+            return nil
+        }
+        return p.etaSeconds + Double(p.epochs - p.epoch) * perEpoch
+    }
+
     func due(every seconds: Double) -> Bool {
         lock.lock()
         defer { lock.unlock() }
@@ -196,14 +222,15 @@ public func stepLine(_ p: StepProgress) -> String {
         + ", \(Int(p.samplesPerSecond)) samples/s, ETA \(duration(p.etaSeconds))"
 }
 
-/// `Epoch 3/10 [########------------] 12/30 loss 0.1234 acc 96.50% 5400 samples/s ETA 2s`.
-public func liveLine(_ p: StepProgress, barWidth: Int = 24) -> String {
+/// `Epoch 3/10 [########------------] 12/30 loss 0.1234 acc 96.50% 5400 samples/s ETA 2s (run 20s)`.
+public func liveLine(_ p: StepProgress, runETA: Double? = nil, barWidth: Int = 24) -> String {
     let fraction = p.stepsPerEpoch > 0 ? Double(p.step) / Double(p.stepsPerEpoch) : 0
     let filled = max(0, min(barWidth, Int((fraction * Double(barWidth)).rounded(.down))))
     let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: barWidth - filled)
     return "Epoch \(p.epoch)/\(p.epochs) [\(bar)] \(p.step)/\(p.stepsPerEpoch) loss \(fixed(p.loss, 4))"
         + (p.accuracy.map { " acc \(fixed($0 * 100, 2))%" } ?? "")
         + " \(Int(p.samplesPerSecond)) samples/s ETA \(duration(p.etaSeconds))"
+        + (runETA.map { p.epoch < p.epochs ? " (run \(duration($0)))" : "" } ?? "")
 }
 
 func fixed(_ v: Double, _ decimals: Int) -> String {
