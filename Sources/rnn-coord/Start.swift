@@ -66,7 +66,7 @@ struct Start: ParsableCommand {
     @Option(name: .customLong("clip-norm"), help: "Clip the global gradient norm to this value.")
     var clipNorm: Float?
 
-    @Option(help: "Workers that must join before training starts.")
+    @Option(help: "Workers that must join before training starts (default: --local-workers).")
     var workers: Int?
     @Option(name: .customLong("local-workers"), help: "Start this many rnn-worker processes on this machine.")
     var localWorkers = 0
@@ -75,7 +75,7 @@ struct Start: ParsableCommand {
     @Option(help: "Control endpoint to bind (port * picks a free one).")
     var bind = "tcp://127.0.0.1:5555"
 
-    @Option(name: .customLong("checkpoint-dir"), help: "Folder for checkpoints and metrics.jsonl.")
+    @Option(name: .customLong("checkpoint-dir"), help: "Folder for checkpoints, metrics.jsonl, loss.png and config.yaml.")
     var checkpointDir: String?
     @Option(name: .customLong("checkpoint-every"), help: "A checkpoint every N global steps (0: only at the end).")
     var checkpointEvery = 0
