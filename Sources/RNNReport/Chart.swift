@@ -78,6 +78,9 @@ public func renderCurves(_ curves: RunCurves, width: Int = 1200, height: Int = 5
         lossSeries.append(Series(label: "TRAIN LOSS / STEP", points: Array(zip(steps, curves.stepLoss)), color: Palette.rawStep, thickness: 1, markers: false))
     }
     let epochTrain = curves.epochs.map { (Double($0.globalStep), $0.loss) }
+    if epochTrain.isEmpty && curves.stepLoss.count >= 10 {
+        lossSeries.append(Series(label: "TRAIN LOSS (MEAN)", points: Array(zip(steps, movingAverage(curves.stepLoss))), color: Palette.train, thickness: 2, markers: false))
+    }
     if !epochTrain.isEmpty {
         lossSeries.append(Series(label: "TRAIN LOSS / EPOCH", points: epochTrain, color: Palette.train, thickness: 3, markers: true))
     }
@@ -93,12 +96,24 @@ public func renderCurves(_ curves: RunCurves, width: Int = 1200, height: Int = 5
             accSeries.append(Series(label: "TRAIN ACC / STEP", points: Array(zip(steps, acc.map { $0 * 100 })), color: Palette.rawStep, thickness: 1, markers: false))
         }
         let ta = curves.epochs.compactMap { e in e.accuracy.map { (Double(e.globalStep), $0 * 100) } }
+        if ta.isEmpty, let acc = curves.stepAccuracy, acc.count >= 10 {
+            accSeries.append(Series(label: "TRAIN ACC (MEAN)", points: Array(zip(steps, movingAverage(acc).map { $0 * 100 })), color: Palette.train, thickness: 2, markers: false))
+        }
         if !ta.isEmpty { accSeries.append(Series(label: "TRAIN ACC / EPOCH", points: ta, color: Palette.train, thickness: 3, markers: true)) }
         let va = curves.epochs.compactMap { e in e.validationAccuracy.map { (Double(e.globalStep), $0 * 100) } }
         if !va.isEmpty { accSeries.append(Series(label: "VALIDATION ACC", points: va, color: Palette.validation, thickness: 3, markers: true)) }
         drawPanel(&image, x: panelWidth, y: top, width: panelWidth, height: height - top, title: "ACCURACY (%)", series: accSeries, percent: true)
     }
     return image
+}
+
+/// A centred moving average over about a thirtieth of the series (NaNs skipped).
+func movingAverage(_ values: [Double]) -> [Double] {
+    let half = max(1, values.count / 60)
+    return values.indices.map { i in
+        let window = values[max(0, i - half)...min(values.count - 1, i + half)].filter { $0.isFinite }
+        return window.isEmpty ? .nan : window.reduce(0, +) / Double(window.count)
+    }
 }
 
 /// Writes the curve PNG of `curves` to `path` (atomically: a temporary file, then rename).
