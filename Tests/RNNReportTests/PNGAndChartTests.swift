@@ -89,7 +89,7 @@ final class PNGAndChartTests: XCTestCase {
         // Without accuracy the single loss panel spans the picture: no accuracy legend colour on the right half.
         let lossOnly = renderCurves(RunCurves(steps: steps, stepLoss: steps.map { 1 / Double($0) }), width: 800, height: 400)
         var rightHalfRaw = 0
-        for y in 0..<400 { for x in 600..<800 where lossOnly[x, y] == Palette.rawStep { rightHalfRaw += 1 } }
+        for y in 0..<400 { for x in 600..<800 where lossOnly[x, y] == Palette.rawStep || lossOnly[x, y] == Palette.train { rightHalfRaw += 1 } }
         XCTAssertGreaterThan(rightHalfRaw, 10, "one panel spans the width")
     }
 
