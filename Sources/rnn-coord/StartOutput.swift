@@ -26,6 +26,16 @@ struct RunOutput {
     func announce(_ settings: [(String, ConfigValue?)], checkpointDir: String?, resuming: Bool = false) {
         if let dir = checkpointDir, !resuming {
             let old = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasPrefix("ckpt-") && $0.hasSuffix(".h5") }.sorted()
+            // One metrics.jsonl per run: an earlier run's file is kept under a numbered name.
+            let metrics = (dir as NSString).appendingPathComponent("metrics.jsonl")
+            if let size = (try? FileManager.default.attributesOfItem(atPath: metrics))?[.size] as? Int, size > 0 {
+                var n = 1
+                while FileManager.default.fileExists(atPath: (dir as NSString).appendingPathComponent("metrics.\(n).jsonl")) { n += 1 }
+                let kept = (dir as NSString).appendingPathComponent("metrics.\(n).jsonl")
+                if (try? FileManager.default.moveItem(atPath: metrics, toPath: kept)) != nil {
+                    logger.info("The earlier run's metrics.jsonl is kept as \(kept)")
+                }
+            }
             if !old.isEmpty {
                 let names = old.joined(separator: ", ")
                 logger.warning("\(dir) already holds \(names) from an earlier run; this run's checkpoints join them (use a new --checkpoint-dir, or --resume \(dir) to continue that run)")
