@@ -47,7 +47,7 @@ struct RunOutput {
             for (k, v) in settings {
                 switch v {
                 case .flag(let b)?: object[k] = b
-                case .scalar(let s)?: object[k] = s
+                case .scalar(let s)?: object[k] = Int(s) ?? (s.contains(where: { ".eE".contains($0) }) ? Double(s) : nil) ?? s
                 case .list(let l)?: object[k] = l
                 case nil: object[k] = nil
                 }
