@@ -15,6 +15,7 @@ let optimisedInDebug: [SwiftSetting] = simdFlags + [
 
 let argumentParser: Target.Dependency = .product(name: "ArgumentParser", package: "swift-argument-parser")
 let logging: Target.Dependency = .product(name: "Logging", package: "swift-log")
+let yams: Target.Dependency = .product(name: "Yams", package: "Yams")
 let realModule: Target.Dependency = .product(name: "RealModule", package: "swift-numerics")
 
 let package = Package(
@@ -31,6 +32,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-numerics", from: "1.0.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
     ],
     targets: [
         // C libraries, linked through pkg-config (Debian: libhdf5-dev, libzmq3-dev).
@@ -48,10 +50,12 @@ let package = Package(
             dependencies: ["RNNCore", "RNNData", "RNNCheckpoint", "RNNTransport", logging],
             swiftSettings: optimisedInDebug
         ),
+        // What the user sees: progress reporters, PNG curves, eval/predict formatting, config files.
+        .target(name: "RNNReport", dependencies: ["RNNDistributed", "RNNCore", "RNNData", "RNNCheckpoint", "RNNHDF5", yams, logging, argumentParser], swiftSettings: simdFlags),
 
         // Thin executables.
-        .executableTarget(name: "rnn-coord", dependencies: ["RNNDistributed", "RNNCheckpoint", "RNNData", "RNNCore", argumentParser, logging], swiftSettings: simdFlags),
-        .executableTarget(name: "rnn-worker", dependencies: ["RNNDistributed", argumentParser, logging], swiftSettings: simdFlags),
+        .executableTarget(name: "rnn-coord", dependencies: ["RNNDistributed", "RNNCheckpoint", "RNNData", "RNNCore", "RNNReport", argumentParser, logging], swiftSettings: simdFlags),
+        .executableTarget(name: "rnn-worker", dependencies: ["RNNDistributed", "RNNReport", argumentParser, logging], swiftSettings: simdFlags),
         .executableTarget(name: "rnn-data", dependencies: ["RNNData", "RNNHDF5", argumentParser], swiftSettings: simdFlags),
         .executableTarget(name: "rnn-bench", dependencies: ["RNNCore", "RNNData", "RNNCheckpoint", "RNNTransport", "RNNDistributed", argumentParser], swiftSettings: simdFlags),
 
@@ -62,6 +66,7 @@ let package = Package(
         .testTarget(name: "RNNCheckpointTests", dependencies: ["RNNCheckpoint", "RNNHDF5", "RNNCore"], swiftSettings: simdFlags),
         .testTarget(name: "RNNTransportTests", dependencies: ["RNNTransport"], swiftSettings: simdFlags),
         .testTarget(name: "RNNDistributedTests", dependencies: ["RNNDistributed", "RNNCore", "RNNData", "RNNTransport"], swiftSettings: simdFlags),
+        .testTarget(name: "RNNReportTests", dependencies: ["RNNReport", "RNNDistributed", "RNNCore", "RNNCheckpoint", yams], swiftSettings: simdFlags),
         .testTarget(name: "MultiProcessTests", dependencies: ["RNNCheckpoint", "RNNData", "RNNCore"], swiftSettings: simdFlags),
     ]
 )

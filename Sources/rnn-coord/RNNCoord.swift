@@ -9,7 +9,8 @@ struct RNNCoord: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rnn-coord",
         abstract: "Coordinate data-parallel training of an RNN/LSTM/GRU across rnn-worker processes.",
-        subcommands: [Start.self]
+        version: "0.1.0",
+        subcommands: [Start.self, Eval.self, Predict.self, Plot.self]
     )
 }
 

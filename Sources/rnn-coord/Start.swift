@@ -3,15 +3,22 @@ import ArgumentParser
 import Foundation
 import RNNCore
 import RNNDistributed
+import RNNReport
+import Logging
 
 struct Start: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train: validate the dataset, wait for workers (or start them), write checkpoints.",
         discussion: """
             Example (one machine, two worker processes):
-              rnn-coord start --data datasets/digits-train.h5 --val datasets/digits-test.h5 \\
-                --cell lstm --hidden 64 --batch-size 64 --epochs 20 --lr 0.01 --local-workers 2 \\
-                --checkpoint-dir runs/digits
+              rnn-coord start --data datasets/digits/digits-train.h5 \\
+                --val datasets/digits/digits-test.h5 --cell lstm --hidden 64 \\
+                --batch-size 32 --epochs 10 --lr 0.01 --local-workers 2 \\
+                --bind 'tcp://127.0.0.1:*' --checkpoint-dir runs/digits
+            Across machines: '--workers N --bind tcp://0.0.0.0:5555' here, and
+            'rnn-worker --connect tcp://THIS-HOST:5555' on each worker machine.
+            Every flag can also come from a YAML file (--config run.yaml, keys
+            are the flag names); flags typed here override the file.
             """
     )
 
@@ -59,7 +66,7 @@ struct Start: ParsableCommand {
     @Option(name: .customLong("clip-norm"), help: "Clip the global gradient norm to this value.")
     var clipNorm: Float?
 
-    @Option(help: "Workers that must join before training starts.")
+    @Option(help: "Workers that must join before training starts (default: --local-workers).")
     var workers: Int?
     @Option(name: .customLong("local-workers"), help: "Start this many rnn-worker processes on this machine.")
     var localWorkers = 0
@@ -68,7 +75,7 @@ struct Start: ParsableCommand {
     @Option(help: "Control endpoint to bind (port * picks a free one).")
     var bind = "tcp://127.0.0.1:5555"
 
-    @Option(name: .customLong("checkpoint-dir"), help: "Folder for checkpoints and metrics.jsonl.")
+    @Option(name: .customLong("checkpoint-dir"), help: "Folder for checkpoints, metrics.jsonl, loss.png and config.yaml.")
     var checkpointDir: String?
     @Option(name: .customLong("checkpoint-every"), help: "A checkpoint every N global steps (0: only at the end).")
     var checkpointEvery = 0
@@ -83,6 +90,19 @@ struct Start: ParsableCommand {
     var joinTimeout: Double = 120
     @Option(name: .customLong("step-timeout"), help: "Seconds to wait for the workers' results of one step.")
     var stepTimeout: Double = 600
+
+    // MARK: Output, config file, plot (the product layer; helpers in StartOutput.swift)
+    @Option(help: "A YAML file of flag values (keys are long flag names, e.g. 'batch-size: 32'); flags typed here override it.")
+    var config: String?
+    @Flag(help: "Print only warnings and errors (no progress, no summary).")
+    var quiet = false
+    @Option(name: .customLong("log-format"), help: "text (a live progress bar on a terminal, plain lines otherwise) or json (one JSON object per line).")
+    var logFormat: LogFormat = .text
+    @Option(name: .customLong("log-level"), help: "Lowest log level shown: trace, debug, info, notice, warning, error or critical.")
+    var logLevel: Logger.Level = .info
+    @Flag(name: .customLong("no-plot"), help: "Do not write the loss/accuracy curve (loss.png) next to the checkpoints.")
+    var noPlot = false
+    // MARK: end of the product block
 
     func validate() throws {
         if data.isEmpty { throw ValidationError("Please specify '--data' with at least one HDF5 file.") }
@@ -100,6 +120,7 @@ struct Start: ParsableCommand {
     func run() throws {
         let optimizerConfig = OptimizerConfig(kind: optimizer, lr: lr, beta1: beta1, beta2: beta2, eps: eps,
                                               weightDecay: weightDecay, clipNorm: clipNorm)
+        let output = makeOutput()
         do {
             let config = try TrainingConfig.forDataset(
                 files: data, valFiles: val, xName: xName, yName: yName, cell: cell, hiddenSize: hidden, layers: layers,
@@ -109,11 +130,12 @@ struct Start: ParsableCommand {
                 config: config, bind: bind, workers: workers ?? localWorkers, checkpointDir: checkpointDir,
                 checkpointEvery: checkpointEvery, keep: keep, resume: resume, joinTimeout: joinTimeout,
                 stepTimeout: stepTimeout)
-            let coordinator = try Coordinator(options: options, events: plainLineReporter(logEvery: logEvery, write: printLine))
+            output.announce(effectiveConfig(config), checkpointDir: checkpointDir, resuming: resume != nil)
+            let coordinator = try Coordinator(options: options, events: output.events)
             var group: LocalWorkerGroup?
             if localWorkers > 0 {
                 group = try LocalWorkerGroup(count: localWorkers, executable: LocalWorkerGroup.siblingExecutable(),
-                                             endpoint: coordinator.endpoint)
+                                             endpoint: coordinator.endpoint, extraArguments: output.localWorkerArguments)
             }
             let summary: TrainingSummary
             do {
@@ -123,20 +145,11 @@ struct Start: ParsableCommand {
                 throw error
             }
             group?.stop(waitSeconds: 10)
-            var line = "Done: \(summary.epochsCompleted) epoch(s), \(summary.globalSteps) steps, loss \(String(format: "%.4f", summary.train.loss))"
-            if let a = summary.train.accuracy { line += ", accuracy \(String(format: "%.2f", a * 100))%" }
-            if let v = summary.validation {
-                line += ", val loss \(String(format: "%.4f", v.loss))"
-                if let a = v.accuracy { line += ", val accuracy \(String(format: "%.2f", a * 100))%" }
-            }
-            line += ", \(Int(summary.samplesPerSecond)) samples/s"
-            if let last = summary.checkpoints.last { line += ", checkpoint \(last)" }
-            if summary.rejectedFrames > 0 { line += ", \(summary.rejectedFrames) frames rejected" }
-            printLine(line)
+            output.finish(summary, config: config, checkpointDir: checkpointDir, plot: !noPlot)
         } catch let error as ValidationError {
             throw error
         } catch {
-            FileHandle.standardError.write(Data("rnn-coord: error: \(error)\n".utf8))
+            output.logger.error("\(error)")
             throw ExitCode(1)
         }
     }

@@ -1,13 +1,24 @@
 // rnn-worker: joins a coordinator and trains. Parses flags and calls RNNDistributed.Worker.
 import ArgumentParser
 import Foundation
+import Logging
 import RNNDistributed
+import RNNReport
 
 @main
 struct RNNWorkerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rnn-worker",
-        abstract: "Join an rnn-coord run and train one data-parallel replica."
+        abstract: "Join an rnn-coord run and train one data-parallel replica.",
+        discussion: """
+            Example, with 'rnn-coord start ... --workers 2 --bind tcp://0.0.0.0:5555'
+            running on coord-host:
+              rnn-worker --connect tcp://coord-host:5555 --data-root /mnt/datasets \\
+                --advertise-host $(hostname)
+            The worker opens the dataset files the coordinator names (by their path,
+            or by file name under --data-root) and trains until the run ends.
+            """,
+        version: "0.1.0"
     )
 
     @Option(help: "The coordinator's endpoint, e.g. tcp://10.0.0.5:5555.")
@@ -24,6 +35,12 @@ struct RNNWorkerCommand: ParsableCommand {
     var joinTimeout: Double = 120
     @Flag(help: "Print only errors.")
     var quiet = false
+    // MARK: Output (the product layer)
+    @Option(name: .customLong("log-format"), help: "text (plain lines) or json (one JSON object per line).")
+    var logFormat: LogFormat = .text
+    @Option(name: .customLong("log-level"), help: "Lowest log level shown: trace, debug, info, notice, warning, error or critical.")
+    var logLevel: Logger.Level = .info
+    // MARK: end of the product block
 
     func validate() throws {
         guard connect.hasPrefix("tcp://") || connect.hasPrefix("ipc://") else {
@@ -36,12 +53,12 @@ struct RNNWorkerCommand: ParsableCommand {
     func run() throws {
         let options = WorkerOptions(connect: connect, dataRoot: dataRoot, dataBind: dataBind, advertiseHost: advertiseHost,
                                     threads: threads, joinTimeout: joinTimeout)
-        let quiet = self.quiet
-        let worker = Worker(options: options, log: { line in if !quiet { printLine(line) } })
+        let (_, logger) = makeConsoleLogger(label: "rnn-worker", format: logFormat, level: quiet ? .error : logLevel)
+        let worker = Worker(options: options, log: { line in logger.info("\(line)") })
         do {
             _ = try worker.run()
         } catch {
-            FileHandle.standardError.write(Data("rnn-worker: error: \(error)\n".utf8))
+            logger.error("\(error)")
             throw ExitCode(1)
         }
     }
