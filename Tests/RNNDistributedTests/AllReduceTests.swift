@@ -173,6 +173,26 @@ final class AllReduceTests: XCTestCase {
         for (_, ms) in elapsed.get { XCTAssertLessThan(ms, 2000) }
     }
 
+    /// Ranks that disagree on the buffer size fail with a protocol violation naming the
+    /// neighbour (or a timeout), never a hang and never a silently wrong sum.
+    func testMismatchedSizesAreAProtocolViolation() throws {
+        let ctx = try ZMQContext()
+        let rings = try makeRing(ctx, world: 2, wire: .tcp, runID: 21, timeoutMilliseconds: 500)
+        let errors = Box([Int: AllReduceError]())
+        XCTAssertTrue(runOnThreads(2, timeoutSeconds: 5) { rank in
+            var buf = [Float](repeating: 1, count: rank == 0 ? 100 : 200)
+            do throws(AllReduceError) { try rings[rank].allReduceSum(&buf, step: 0) } catch { errors.update { $0[rank] = error } }
+        })
+        let e = errors.get
+        XCTAssertEqual(e.count, 2)
+        for (rank, err) in e {
+            guard case .protocolViolation(let peer, let frameError) = err else { return XCTFail("rank \(rank): \(err)") }
+            XCTAssertEqual(peer, 1 - rank)
+            XCTAssertEqual(frameError.reason, .unexpected)
+            XCTAssertTrue(err.description.contains("len"), err.description)
+        }
+    }
+
     /// After an aborted exchange, a new generation ignores the leftovers of the old one.
     func testStaleFramesOfAbortedGenerationAreDropped() throws {
         let ctx = try ZMQContext()
