@@ -398,13 +398,18 @@ public struct ZMQCurveKeyPair: Sendable, Equatable {
         var pub = [CChar](repeating: 0, count: 41)
         var sec = [CChar](repeating: 0, count: 41)
         try zmqCall("zmq_curve_keypair") { zmq_curve_keypair(&pub, &sec) }
-        return ZMQCurveKeyPair(publicKey: String(cString: pub), secretKey: String(cString: sec))
+        return ZMQCurveKeyPair(publicKey: z85Text(pub), secretKey: z85Text(sec))
     }
 
     /// The public key belonging to a secret key (`zmq_curve_public`).
     public static func publicKey(forSecret secret: String) throws(ZMQError) -> String {
         var pub = [CChar](repeating: 0, count: 41)
         try zmqCall("zmq_curve_public") { zmq_curve_public(&pub, secret) }
-        return String(cString: pub)
+        return z85Text(pub)
+    }
+
+    /// Z85 text of a NUL-terminated C buffer.
+    private static func z85Text(_ chars: [CChar]) -> String {
+        String(decoding: chars.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }
