@@ -128,6 +128,9 @@ public final class RingAllReduce: @unchecked Sendable {
         self.curve = curve
         let pull = try ZMQSocket(context, type: .pull, lingerMilliseconds: 0)
         try pull.setReceiveHighWaterMark(0)
+        // With two or more I/O threads, receiving (thread 0) and sending (thread 1) run in
+        // parallel instead of sharing one thread.
+        if context.ioThreads >= 2 { try pull.setAffinity(1) }
         if let curve { try pull.configureCurveServer(keys: curve) }
         try pull.bind(bindEndpoint)
         self.receiver = pull
@@ -148,6 +151,7 @@ public final class RingAllReduce: @unchecked Sendable {
         // still sit in the queue while the neighbour waits for them; closing must deliver them.
         let push = try ZMQSocket(receiver.context, type: .push, lingerMilliseconds: closeLingerMilliseconds)
         try push.setSendHighWaterMark(0)
+        if receiver.context.ioThreads >= 2 { try push.setAffinity(2) }
         if let curve, let keys = peerPublicKeys {
             try push.configureCurveClient(keys: curve, serverPublicKey: keys[rightRank])
         }

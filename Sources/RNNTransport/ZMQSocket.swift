@@ -208,6 +208,16 @@ public final class ZMQSocket: @unchecked Sendable {
             zmq_setsockopt(h, ZMQ_MAXMSGSIZE, &v, MemoryLayout<Int64>.size)
         }
     }
+    /// Which of the context's I/O threads serve this socket's new connections (bit k =
+    /// thread k; 0 = any). Set before bind/connect.
+    public func setAffinity(_ ioThreadMask: UInt64) throws(ZMQError) {
+        let h = try live("zmq_setsockopt(ZMQ_AFFINITY)")
+        var v = ioThreadMask
+        try zmqCall("zmq_setsockopt(ZMQ_AFFINITY)", endpoint: endpointDescription) {
+            zmq_setsockopt(h, ZMQ_AFFINITY, &v, MemoryLayout<UInt64>.size)
+        }
+    }
+
     /// Kernel socket buffer sizes in bytes (0 = OS default).
     public func setKernelBuffers(sendBytes: Int, receiveBytes: Int) throws(ZMQError) {
         try setInt(ZMQ_SNDBUF, Int32(sendBytes), "ZMQ_SNDBUF")

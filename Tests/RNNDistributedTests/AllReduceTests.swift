@@ -46,8 +46,8 @@ final class AllReduceTests: XCTestCase {
     let sizes = [1, 2, 3, 5, 15, 16, 17, 31, 100, 1000, 4097, 65_537, 262_147, 1_000_003]
 
     func checkExactSums(world: Int, wire: Wire, algorithm: AllReduceAlgorithm, sizes: [Int], subChunkBytes: Int = 256 * 1024,
-                         zeroCopy: Bool = true) throws {
-        let ctx = try ZMQContext()
+                         zeroCopy: Bool = true, ioThreads: Int = 1) throws {
+        let ctx = try ZMQContext(ioThreads: ioThreads)
         let runID = UInt64.random(in: 1 ... .max)
         let rings = try makeRing(ctx, world: world, wire: wire, runID: runID)
         for r in rings { r.algorithm = algorithm; r.subChunkBytes = subChunkBytes; r.zeroCopy = zeroCopy }
@@ -100,6 +100,9 @@ final class AllReduceTests: XCTestCase {
     func testTwoRanksTCP() throws { try checkExactSums(world: 2, wire: .tcp, algorithm: .automatic, sizes: sizes) }
     func testTwoRanksRingTCP() throws { try checkExactSums(world: 2, wire: .tcp, algorithm: .ring, sizes: sizes, subChunkBytes: 64 * 1024) }
     func testThreeRanksTCP() throws { try checkExactSums(world: 3, wire: .tcp, algorithm: .automatic, sizes: sizes) }
+    func testThreeRanksTwoIOThreadsTCP() throws {
+        try checkExactSums(world: 3, wire: .tcp, algorithm: .automatic, sizes: sizes, ioThreads: 2)
+    }
     func testTwoRanksCopyingSendsTCP() throws {
         try checkExactSums(world: 2, wire: .tcp, algorithm: .automatic, sizes: sizes, zeroCopy: false)
     }
