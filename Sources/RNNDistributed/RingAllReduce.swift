@@ -21,9 +21,14 @@
 // as a two-part ZeroMQ message, the 48-byte header then the payload, so the payload can be
 // sent zero-copy straight from the caller's buffer; a sub-chunk is overwritten only after
 // libzmq has released the send that reads it, and `allReduceSum` returns only once all its
-// sends are released. Frames of an older generation
-// or step are stale leftovers of an aborted exchange: dropped and counted. Every receive
-// has a deadline; a silent left neighbour yields `AllReduceError.timeout` naming its rank.
+// sends are released. Frames of an older generation or step are stale leftovers of an
+// aborted exchange: dropped and counted. Every receive has a deadline; a silent left
+// neighbour yields `AllReduceError.timeout` naming its rank.
+//
+// Failure semantics: when a rank dies mid-exchange, some ranks may already hold the
+// complete sum while others time out. Callers must therefore treat a step as committed only
+// when every rank reports success (the coordinator's job), keeping what they need to redo
+// the step (parameters are updated only after the commit).
 //
 // Extra scalars (sample count, loss sum, ...) are reduced by appending them to the same
 // buffer; `AllReduceBuffer` lays out gradients followed by scalars in one 64-byte aligned
