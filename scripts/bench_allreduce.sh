@@ -19,6 +19,7 @@ for r in $(seq 1 "$ROUNDS"); do
   python3 scripts/bench_gloo_allreduce.py --json "${ARGS[@]}" >> "$TMP/all.jsonl"
   "$BIN" allreduce --json "${ARGS[@]}" >> "$TMP/all.jsonl"
   "$BIN" allreduce --json --algorithm ring "${ARGS[@]}" >> "$TMP/all.jsonl"
+  "$BIN" allreduce --json --io-threads 2 "${ARGS[@]}" | sed 's/"swift-auto"/"swift-auto-io2"/' >> "$TMP/all.jsonl"
 done
 echo "load after:  $(uptime)" >&2
 python3 - "$TMP/all.jsonl" "$ROUNDS" <<'PY'
@@ -37,11 +38,12 @@ def size(b):
     return f"{b >> 20} MiB" if b >= 1 << 20 else f"{b >> 10} KiB"
 print(f"all-reduce sum float32, 2 processes x 1 thread, loopback TCP, median of {sys.argv[2]} interleaved rounds")
 print("ratio = gloo time / swift time (> 1: Swift faster); bus bw = 2(W-1)/W * bytes / time")
-print(f"{'size':>8} | {'gloo us':>9} {'GB/s':>6} | {'swift us':>9} {'GB/s':>6} {'ratio':>6} | {'ring us':>9} {'GB/s':>6} {'ratio':>6}")
+print("swift = exchange path for W=2 (default), ring = reduce-scatter + all-gather, io2 = default with 2 ZeroMQ I/O threads")
+print(f"{'size':>8} | {'gloo us':>9} {'GB/s':>6} | {'swift us':>9} {'GB/s':>6} {'ratio':>6} | {'ring us':>9} {'GB/s':>6} {'ratio':>6} | {'io2 us':>9} {'GB/s':>6} {'ratio':>6}")
 for b in sorted({k[1] for k in by if k[0] == "gloo"}):
     G = med("gloo", b)
     line = f"{size(b):>8} | {G[0]:9.1f} {G[1]:6.3f}"
-    for impl in ("swift-auto", "swift-ring"):
+    for impl in ("swift-auto", "swift-ring", "swift-auto-io2"):
         X = med(impl, b)
         if X is None:
             line += " | (missing)"

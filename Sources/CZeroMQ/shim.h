@@ -3,6 +3,13 @@
 #include <zmq.h>
 #include <errno.h>
 #include <stdatomic.h>
+#include <limits.h>
+#include <time.h>
+#if defined(__linux__)
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
@@ -38,22 +45,48 @@ static inline int CZeroMQ_tune_malloc_for_large_messages(int mmap_threshold, int
 #endif
 }
 
-/// Zero-copy sends: libzmq calls this when it no longer needs the bytes of a message made
-/// by zmq_msg_init_data; `hint` points to an atomic int "slot" that becomes 1 (complete).
-/// Runs on a libzmq I/O thread (or on the receiving thread for inproc).
+/// Zero-copy sends: libzmq calls `CZeroMQ_slot_release` when it no longer needs the bytes
+/// of a message made by zmq_msg_init_data; `hint` points to an atomic int "slot":
+/// 1 = complete/idle, 0 = libzmq holds the bytes, 2 = libzmq holds them and a thread waits.
+/// The release runs on a libzmq I/O thread (or the receiving thread for inproc) and wakes a
+/// waiter through a futex (Linux), so waiting costs no polling and no oversleeping.
 static inline void CZeroMQ_slot_release(void *data, void *hint) {
     (void)data;
-    atomic_store_explicit((_Atomic int *)hint, 1, memory_order_release);
+    int previous = atomic_exchange_explicit((_Atomic int *)hint, 1, memory_order_acq_rel);
+#if defined(__linux__)
+    if (previous == 2) syscall(SYS_futex, (int *)hint, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+#else
+    (void)previous;
+#endif
 }
 /// The release callback as a function pointer Swift can pass to zmq_msg_init_data.
 static inline zmq_free_fn *CZeroMQ_slot_release_fn(void) { return &CZeroMQ_slot_release; }
-/// Reads a slot (acquire): 1 = complete/idle, 0 = libzmq still holds the bytes.
+/// Reads a slot (acquire): 1 = complete/idle, otherwise libzmq still holds the bytes.
 static inline int CZeroMQ_slot_load(const void *slot) {
     return atomic_load_explicit((_Atomic int const *)slot, memory_order_acquire);
 }
 /// Writes a slot.
 static inline void CZeroMQ_slot_store(void *slot, int value) {
     atomic_store_explicit((_Atomic int *)slot, value, memory_order_release);
+}
+/// Waits at most `timeout_ns` for the slot to complete; returns 1 when complete. May return
+/// 0 early (spurious wake-up, or no futex on this platform): callers loop on a deadline.
+static inline int CZeroMQ_slot_wait(void *slot, long long timeout_ns) {
+    _Atomic int *s = (_Atomic int *)slot;
+    int expected = 0;
+    if (!atomic_compare_exchange_strong_explicit(s, &expected, 2, memory_order_acq_rel, memory_order_acquire)
+        && expected == 1) {
+        return 1;
+    }
+#if defined(__linux__)
+    struct timespec ts;
+    ts.tv_sec = (time_t)(timeout_ns / 1000000000LL);
+    ts.tv_nsec = (long)(timeout_ns % 1000000000LL);
+    syscall(SYS_futex, (int *)slot, FUTEX_WAIT_PRIVATE, 2, &ts, NULL, 0);
+#else
+    (void)timeout_ns;
+#endif
+    return atomic_load_explicit(s, memory_order_acquire) == 1;
 }
 
 #endif

@@ -21,9 +21,14 @@
 // as a two-part ZeroMQ message, the 48-byte header then the payload, so the payload can be
 // sent zero-copy straight from the caller's buffer; a sub-chunk is overwritten only after
 // libzmq has released the send that reads it, and `allReduceSum` returns only once all its
-// sends are released. Frames of an older generation
-// or step are stale leftovers of an aborted exchange: dropped and counted. Every receive
-// has a deadline; a silent left neighbour yields `AllReduceError.timeout` naming its rank.
+// sends are released. Frames of an older generation or step are stale leftovers of an
+// aborted exchange: dropped and counted. Every receive has a deadline; a silent left
+// neighbour yields `AllReduceError.timeout` naming its rank.
+//
+// Failure semantics: when a rank dies mid-exchange, some ranks may already hold the
+// complete sum while others time out. Callers must therefore treat a step as committed only
+// when every rank reports success (the coordinator's job), keeping what they need to redo
+// the step (parameters are updated only after the commit).
 //
 // Extra scalars (sample count, loss sum, ...) are reduced by appending them to the same
 // buffer; `AllReduceBuffer` lays out gradients followed by scalars in one 64-byte aligned
@@ -71,8 +76,9 @@ public enum AllReduceAlgorithm: Sendable {
 /// One rank's endpoint of the ring. Use from one thread at a time (it owns ZeroMQ sockets);
 /// it may be created on one thread and then handed to another.
 public final class RingAllReduce: @unchecked Sendable {
-    public let rank: Int
-    public let world: Int
+    /// This rank's position; changes only through `reform`.
+    public private(set) var rank: Int
+    public private(set) var world: Int
     public let runID: UInt64
     /// Frames of an older generation are dropped as stale.
     public private(set) var generation: UInt32
@@ -97,6 +103,7 @@ public final class RingAllReduce: @unchecked Sendable {
     public let rejects: RejectCounter
 
     private let receiver: ZMQSocket
+    private let curve: ZMQCurveKeyPair?
     private var sender: ZMQSocket?
     private var rightEndpoint: String?
     private let decoder: FrameDecoder
@@ -113,7 +120,7 @@ public final class RingAllReduce: @unchecked Sendable {
     /// `inproc://ring-3`). Announce `localEndpoint`, then call `connect(peerEndpoints:)`.
     public init(context: ZMQContext, rank: Int, world: Int, runID: UInt64, generation: UInt32 = 0,
                 bindEndpoint: String, timeoutMilliseconds: Int = 10_000, closeLingerMilliseconds: Int = 5_000,
-                rejects: RejectCounter = RejectCounter()) throws(ZMQError) {
+                curve: ZMQCurveKeyPair? = nil, rejects: RejectCounter = RejectCounter()) throws(ZMQError) {
         precondition(world >= 1 && rank >= 0 && rank < world, "rank \(rank) outside world of \(world)")
         self.rank = rank
         self.world = world
@@ -123,16 +130,25 @@ public final class RingAllReduce: @unchecked Sendable {
         self.closeLingerMilliseconds = closeLingerMilliseconds
         self.rejects = rejects
         self.decoder = FrameDecoder(expectedRunID: runID, maxPayloadBytes: Int(Int32.max), rejects: rejects)
+        self.curve = curve
         let pull = try ZMQSocket(context, type: .pull, lingerMilliseconds: 0)
         try pull.setReceiveHighWaterMark(0)
+        // With two or more I/O threads, receiving (thread 0) and sending (thread 1) run in
+        // parallel instead of sharing one thread.
+        if context.ioThreads >= 2 { try pull.setAffinity(1) }
+        if let curve { try pull.configureCurveServer(keys: curve) }
         try pull.bind(bindEndpoint)
         self.receiver = pull
         self.localEndpoint = bindEndpoint.hasPrefix("tcp://") ? try pull.lastEndpoint() : bindEndpoint
     }
 
     /// Connects to the right neighbour. `peerEndpoints[k]` is rank k's `localEndpoint`.
-    public func connect(peerEndpoints: [String]) throws(ZMQError) {
+    /// With CURVE (`curve` given at init), `peerPublicKeys[k]` is rank k's public key; the
+    /// connection to the right neighbour authenticates it and encrypts the data.
+    public func connect(peerEndpoints: [String], peerPublicKeys: [String]? = nil) throws(ZMQError) {
         precondition(peerEndpoints.count == world, "need \(world) endpoints, got \(peerEndpoints.count)")
+        precondition(peerPublicKeys == nil || peerPublicKeys!.count == world, "need \(world) public keys")
+        precondition((curve == nil) == (peerPublicKeys == nil), "CURVE needs both our key pair and the peers' public keys")
         sender?.close(discardPending: true)
         sender = nil
         guard world > 1 else { return }
@@ -140,6 +156,10 @@ public final class RingAllReduce: @unchecked Sendable {
         // still sit in the queue while the neighbour waits for them; closing must deliver them.
         let push = try ZMQSocket(receiver.context, type: .push, lingerMilliseconds: closeLingerMilliseconds)
         try push.setSendHighWaterMark(0)
+        if receiver.context.ioThreads >= 2 { try push.setAffinity(2) }
+        if let curve, let keys = peerPublicKeys {
+            try push.configureCurveClient(keys: curve, serverPublicKey: keys[rightRank])
+        }
         let ep = peerEndpoints[rightRank]
         try push.connect(ep)
         sender = push
@@ -149,6 +169,19 @@ public final class RingAllReduce: @unchecked Sendable {
 
     /// Starts a new generation (after a failure): frames of older generations are dropped.
     public func setGeneration(_ g: UInt32) { generation = g }
+
+    /// Re-forms the ring after a membership change: new rank, world and generation, and a
+    /// new connection to the new right neighbour. The bound data socket (and so the
+    /// announced `localEndpoint`) stays. Frames of older generations are dropped as stale.
+    public func reform(rank: Int, world: Int, generation: UInt32, peerEndpoints: [String],
+                       peerPublicKeys: [String]? = nil) throws(ZMQError) {
+        precondition(world >= 1 && rank >= 0 && rank < world, "rank \(rank) outside world of \(world)")
+        precondition(generation > self.generation, "a re-formed ring needs a newer generation")
+        self.rank = rank
+        self.world = world
+        self.generation = generation
+        try connect(peerEndpoints: peerEndpoints, peerPublicKeys: peerPublicKeys)
+    }
 
     /// Closes both sockets. By default frames still queued for the right neighbour get up to
     /// `closeLingerMilliseconds` to leave (when the context terminates); on the error path

@@ -83,9 +83,12 @@ public struct HelloMessage: ControlPayload {
     public var threads: Int
     /// Per-run token for loopback runs without CURVE ("" when CURVE authenticates).
     public var token: String
+    /// CURVE public key (Z85) of the worker's data socket, "" without CURVE.
+    public var dataPublicKey: String
 
     public init(protocolVersion: UInt16 = FrameHeader.currentVersion, capabilities: [String], dataEndpoint: String,
-                hostname: String, processID: Int, threads: Int, token: String = "") {
+                hostname: String, processID: Int, threads: Int, token: String = "", dataPublicKey: String = "") {
+        self.dataPublicKey = dataPublicKey
         self.protocolVersion = protocolVersion
         self.capabilities = capabilities
         self.dataEndpoint = dataEndpoint
@@ -97,7 +100,7 @@ public struct HelloMessage: ControlPayload {
 
     public func encode(to w: inout BinaryWriter) {
         w.write(protocolVersion); w.write(strings: capabilities); w.write(dataEndpoint); w.write(hostname)
-        w.write(processID); w.write(threads); w.write(token)
+        w.write(processID); w.write(threads); w.write(token); w.write(dataPublicKey)
     }
 
     public init(from r: inout BinaryReader) throws(PayloadError) {
@@ -108,6 +111,7 @@ public struct HelloMessage: ControlPayload {
         processID = try r.readInt("processID")
         threads = try r.readInt("threads")
         token = try r.readString("token")
+        dataPublicKey = try r.readString("dataPublicKey")
     }
 }
 
@@ -180,13 +184,16 @@ public struct WelcomeMessage: ControlPayload {
     public var datasetPlanJSON: String
     /// Data endpoints of all ranks, indexed by rank.
     public var peerEndpoints: [String]
+    /// CURVE public keys of all ranks' data sockets (empty without CURVE).
+    public var peerPublicKeys: [String]
     public var heartbeatIntervalMilliseconds: UInt32
     public var heartbeatTimeoutMilliseconds: UInt32
     public var state: TrainingState
 
     public init(rank: UInt32, world: UInt32, runID: UInt64, generation: UInt32, configJSON: String, datasetPlanJSON: String,
-                peerEndpoints: [String], heartbeatIntervalMilliseconds: UInt32 = 1000,
+                peerEndpoints: [String], peerPublicKeys: [String] = [], heartbeatIntervalMilliseconds: UInt32 = 1000,
                 heartbeatTimeoutMilliseconds: UInt32 = 10_000, state: TrainingState) {
+        self.peerPublicKeys = peerPublicKeys
         self.rank = rank
         self.world = world
         self.runID = runID
@@ -201,7 +208,7 @@ public struct WelcomeMessage: ControlPayload {
 
     public func encode(to w: inout BinaryWriter) {
         w.write(rank); w.write(world); w.write(runID); w.write(generation)
-        w.write(configJSON); w.write(datasetPlanJSON); w.write(strings: peerEndpoints)
+        w.write(configJSON); w.write(datasetPlanJSON); w.write(strings: peerEndpoints); w.write(strings: peerPublicKeys)
         w.write(heartbeatIntervalMilliseconds); w.write(heartbeatTimeoutMilliseconds)
         state.encode(to: &w)
     }
@@ -217,6 +224,10 @@ public struct WelcomeMessage: ControlPayload {
         peerEndpoints = try r.readStrings("peerEndpoints")
         guard peerEndpoints.count == Int(world) else {
             throw .invalidValue(field: "peerEndpoints", found: "\(peerEndpoints.count) endpoints for world \(world)")
+        }
+        peerPublicKeys = try r.readStrings("peerPublicKeys")
+        guard peerPublicKeys.isEmpty || peerPublicKeys.count == Int(world) else {
+            throw .invalidValue(field: "peerPublicKeys", found: "\(peerPublicKeys.count) keys for world \(world)")
         }
         heartbeatIntervalMilliseconds = try r.readUInt32("heartbeatIntervalMilliseconds")
         heartbeatTimeoutMilliseconds = try r.readUInt32("heartbeatTimeoutMilliseconds")
@@ -391,17 +402,22 @@ public struct RingUpdateMessage: ControlPayload {
     public var rank: UInt32
     /// Data endpoints of all ranks of the new ring, indexed by rank.
     public var peerEndpoints: [String]
+    /// CURVE public keys of the new ring's data sockets (empty without CURVE).
+    public var peerPublicKeys: [String]
     /// The step to (re)do first.
     public var resumeStep: UInt64
 
-    public init(generation: UInt32, rank: UInt32, peerEndpoints: [String], resumeStep: UInt64) {
+    public init(generation: UInt32, rank: UInt32, peerEndpoints: [String], peerPublicKeys: [String] = [], resumeStep: UInt64) {
+        self.peerPublicKeys = peerPublicKeys
         self.generation = generation
         self.rank = rank
         self.peerEndpoints = peerEndpoints
         self.resumeStep = resumeStep
     }
 
-    public func encode(to w: inout BinaryWriter) { w.write(generation); w.write(rank); w.write(strings: peerEndpoints); w.write(resumeStep) }
+    public func encode(to w: inout BinaryWriter) {
+        w.write(generation); w.write(rank); w.write(strings: peerEndpoints); w.write(strings: peerPublicKeys); w.write(resumeStep)
+    }
 
     public init(from r: inout BinaryReader) throws(PayloadError) {
         generation = try r.readUInt32("generation")
@@ -409,6 +425,10 @@ public struct RingUpdateMessage: ControlPayload {
         peerEndpoints = try r.readStrings("peerEndpoints")
         guard Int(rank) < peerEndpoints.count else {
             throw .invalidValue(field: "rank", found: "\(rank) of \(peerEndpoints.count) endpoints")
+        }
+        peerPublicKeys = try r.readStrings("peerPublicKeys")
+        guard peerPublicKeys.isEmpty || peerPublicKeys.count == peerEndpoints.count else {
+            throw .invalidValue(field: "peerPublicKeys", found: "\(peerPublicKeys.count) keys for \(peerEndpoints.count) endpoints")
         }
         resumeStep = try r.readUInt64("resumeStep")
     }

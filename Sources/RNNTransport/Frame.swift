@@ -12,6 +12,11 @@
 //       36    4 flags          reserved, must be 0 in version 1
 //       40    8 payloadLength  bytes after the header; the frame must be exactly 48 + this
 //
+// Control messages travel as one ZeroMQ frame (header + payload). The all-reduce data plane
+// sends the same header as its own ZeroMQ frame followed by the payload frame (a two-part
+// message, delivered atomically) so the payload can go zero-copy; `decodeSplitHeader`
+// applies the same checks with the payload frame's size.
+//
 // Decoding never trusts a field: magic, version, run id (when the receiver knows it), kind,
 // flags and exact length are checked; every rejection is a typed `FrameError` and is counted.
 import Foundation

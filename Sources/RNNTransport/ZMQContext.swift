@@ -10,6 +10,8 @@ import Darwin
 /// alive, so `zmq_ctx_term` in `deinit` runs only after the last socket has closed.
 public final class ZMQContext: @unchecked Sendable {
     let handle: UnsafeMutableRawPointer
+    /// Number of background I/O threads.
+    public let ioThreads: Int
 
     /// Creates a context with `ioThreads` background I/O threads.
     /// "Blocky" is switched off: sockets default to LINGER 0 unless set otherwise,
@@ -19,6 +21,7 @@ public final class ZMQContext: @unchecked Sendable {
             throw ZMQError(call: "zmq_ctx_new", errno: zmq_errno())
         }
         handle = ctx
+        self.ioThreads = ioThreads
         do {
             try zmqCall("zmq_ctx_set(ZMQ_IO_THREADS)") { zmq_ctx_set(ctx, ZMQ_IO_THREADS, Int32(ioThreads)) }
             try zmqCall("zmq_ctx_set(ZMQ_BLOCKY)") { zmq_ctx_set(ctx, ZMQ_BLOCKY, 0) }

@@ -208,6 +208,16 @@ public final class ZMQSocket: @unchecked Sendable {
             zmq_setsockopt(h, ZMQ_MAXMSGSIZE, &v, MemoryLayout<Int64>.size)
         }
     }
+    /// Which of the context's I/O threads serve this socket's new connections (bit k =
+    /// thread k; 0 = any). Set before bind/connect.
+    public func setAffinity(_ ioThreadMask: UInt64) throws(ZMQError) {
+        let h = try live("zmq_setsockopt(ZMQ_AFFINITY)")
+        var v = ioThreadMask
+        try zmqCall("zmq_setsockopt(ZMQ_AFFINITY)", endpoint: endpointDescription) {
+            zmq_setsockopt(h, ZMQ_AFFINITY, &v, MemoryLayout<UInt64>.size)
+        }
+    }
+
     /// Kernel socket buffer sizes in bytes (0 = OS default).
     public func setKernelBuffers(sendBytes: Int, receiveBytes: Int) throws(ZMQError) {
         try setInt(ZMQ_SNDBUF, Int32(sendBytes), "ZMQ_SNDBUF")
@@ -398,13 +408,18 @@ public struct ZMQCurveKeyPair: Sendable, Equatable {
         var pub = [CChar](repeating: 0, count: 41)
         var sec = [CChar](repeating: 0, count: 41)
         try zmqCall("zmq_curve_keypair") { zmq_curve_keypair(&pub, &sec) }
-        return ZMQCurveKeyPair(publicKey: String(cString: pub), secretKey: String(cString: sec))
+        return ZMQCurveKeyPair(publicKey: z85Text(pub), secretKey: z85Text(sec))
     }
 
     /// The public key belonging to a secret key (`zmq_curve_public`).
     public static func publicKey(forSecret secret: String) throws(ZMQError) -> String {
         var pub = [CChar](repeating: 0, count: 41)
         try zmqCall("zmq_curve_public") { zmq_curve_public(&pub, secret) }
-        return String(cString: pub)
+        return z85Text(pub)
+    }
+
+    /// Z85 text of a NUL-terminated C buffer.
+    private static func z85Text(_ chars: [CChar]) -> String {
+        String(decoding: chars.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }

@@ -41,14 +41,17 @@ public final class ZMQSendTracker: @unchecked Sendable {
         return true
     }
 
-    /// Waits (sleeping in short steps, never spinning hot) until `slot` is complete.
-    /// Returns false if the deadline passed first.
+    /// Waits until `slot` is complete, blocked on a futex that the release wakes (Linux;
+    /// elsewhere short sleeps). Returns false if the deadline passed first.
     public func waitUntilComplete(_ slot: Int, deadline: Deadline) -> Bool {
-        var pause: UInt32 = 2
-        while !isComplete(slot) {
-            if deadline.hasPassed { return false }
-            usleep(pause)
-            pause = min(pause * 2, 200)
+        let p = slotPointer(slot)
+        while CZeroMQ_slot_load(p) != 1 {
+            let now = monotonicNanoseconds()
+            if now >= deadline.nanoseconds { return false }
+            if CZeroMQ_slot_wait(p, Int64(deadline.nanoseconds - now)) == 1 { return true }
+            #if !os(Linux)
+            usleep(20)
+            #endif
         }
         return true
     }

@@ -24,10 +24,11 @@ struct AllReduceBenchOptions {
     var defaultMalloc = false
     var copySends = false
     var ioThreads = 1
+    var transport = "tcp"
 
     static let usage = """
         usage: rnn-bench allreduce [--world W] [--sizes 4096,65536,...] [--algorithm auto|ring|exchange]
-                                   [--sub-chunk BYTES] [--volume BYTES] [--json] [--default-malloc] [--copy] [--io-threads N]
+                                   [--sub-chunk BYTES] [--volume BYTES] [--json] [--default-malloc] [--copy] [--io-threads N] [--transport tcp|ipc]
         """
 
     static func parse(_ args: [String]) throws -> AllReduceBenchOptions {
@@ -54,6 +55,11 @@ struct AllReduceBenchOptions {
             case "--default-malloc": o.defaultMalloc = true
             case "--copy": o.copySends = true
             case "--io-threads": o.ioThreads = try int("--io-threads")
+            case "--transport":
+                o.transport = try value("--transport")
+                guard ["tcp", "ipc"].contains(o.transport) else {
+                    throw BenchError("'--transport' expects tcp or ipc, found '\(o.transport)'.")
+                }
             case "--sizes":
                 let v = try value("--sizes")
                 o.sizes = try v.split(separator: ",").map {
@@ -130,7 +136,7 @@ private func runAllReduceParent(_ o: AllReduceBenchOptions) throws {
         p.executableURL = exe
         p.arguments = ["allreduce-rank", "--rank", "\(r)", "--world", "\(o.world)", "--control", controlEndpoint,
                        "--algorithm", o.algorithmName, "--sub-chunk", "\(o.subChunkBytes)", "--volume", "\(o.bytesPerSize)",
-                       "--sizes", o.sizes.map(String.init).joined(separator: ",")] + (o.defaultMalloc ? ["--default-malloc"] : []) + (o.copySends ? ["--copy"] : []) + ["--io-threads", "\(o.ioThreads)"]
+                       "--sizes", o.sizes.map(String.init).joined(separator: ",")] + (o.defaultMalloc ? ["--default-malloc"] : []) + (o.copySends ? ["--copy"] : []) + ["--io-threads", "\(o.ioThreads)", "--transport", o.transport]
         try p.run()
         children.append(p)
     }
@@ -160,7 +166,7 @@ private func runAllReduceParent(_ o: AllReduceBenchOptions) throws {
     var samples: [Int: [AllReduceSample]] = [:]
     var byes = 0
     if !o.json {
-        print("all-reduce sum, float32, \(o.world) processes, algorithm \(o.algorithmName), loopback TCP")
+        print("all-reduce sum, float32, \(o.world) processes, algorithm \(o.algorithmName), \(o.transport == "tcp" ? "loopback TCP" : "Unix domain sockets (ipc)")")
         print("     bytes    iters      us/op   busbw GB/s")
     }
     while byes < o.world {
@@ -179,7 +185,7 @@ private func runAllReduceParent(_ o: AllReduceBenchOptions) throws {
                 let busBW = 2.0 * Double(o.world - 1) / Double(o.world) * Double(s.bytes) / perOp / 1e9
                 let ok = all.allSatisfy(\.verified)
                 if o.json {
-                    print("{\"impl\":\"swift-\(o.algorithmName)\",\"world\":\(o.world),\"bytes\":\(s.bytes),\"iters\":\(s.iterations),\"us_per_op\":\(perOp * 1e6),\"busbw_gbps\":\(busBW),\"verified\":\(ok)}")
+                    print("{\"impl\":\"swift-\(o.algorithmName)\(o.transport == "ipc" ? "-ipc" : "")\",\"world\":\(o.world),\"bytes\":\(s.bytes),\"iters\":\(s.iterations),\"us_per_op\":\(perOp * 1e6),\"busbw_gbps\":\(busBW),\"verified\":\(ok)}")
                 } else {
                     print(String(format: "%10d %8d %10.1f %12.3f%@", s.bytes, s.iterations, perOp * 1e6, busBW, ok ? "" : "  WRONG RESULT"))
                 }
@@ -207,8 +213,11 @@ private func runAllReduceRank(_ o: AllReduceBenchOptions) throws {
     let control = try ZMQSocket(ctx, type: .dealer, lingerMilliseconds: 2000)
     try control.connect(o.control)
     let rank = o.rank
+    let ipcPath = "/tmp/rnn-bench-\(getpid())-\(rank).sock"
+    defer { if o.transport == "ipc" { unlink(ipcPath) } }
     let ring = try RingAllReduce(context: ctx, rank: rank, world: o.world, runID: benchRunID,
-                                 bindEndpoint: "tcp://127.0.0.1:*", timeoutMilliseconds: 60_000)
+                                 bindEndpoint: o.transport == "ipc" ? "ipc://" + ipcPath : "tcp://127.0.0.1:*",
+                                 timeoutMilliseconds: 60_000)
     ring.algorithm = o.algorithm
     ring.subChunkBytes = o.subChunkBytes
     ring.zeroCopy = !o.copySends

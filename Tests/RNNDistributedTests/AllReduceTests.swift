@@ -46,8 +46,8 @@ final class AllReduceTests: XCTestCase {
     let sizes = [1, 2, 3, 5, 15, 16, 17, 31, 100, 1000, 4097, 65_537, 262_147, 1_000_003]
 
     func checkExactSums(world: Int, wire: Wire, algorithm: AllReduceAlgorithm, sizes: [Int], subChunkBytes: Int = 256 * 1024,
-                         zeroCopy: Bool = true) throws {
-        let ctx = try ZMQContext()
+                         zeroCopy: Bool = true, ioThreads: Int = 1) throws {
+        let ctx = try ZMQContext(ioThreads: ioThreads)
         let runID = UInt64.random(in: 1 ... .max)
         let rings = try makeRing(ctx, world: world, wire: wire, runID: runID)
         for r in rings { r.algorithm = algorithm; r.subChunkBytes = subChunkBytes; r.zeroCopy = zeroCopy }
@@ -100,6 +100,9 @@ final class AllReduceTests: XCTestCase {
     func testTwoRanksTCP() throws { try checkExactSums(world: 2, wire: .tcp, algorithm: .automatic, sizes: sizes) }
     func testTwoRanksRingTCP() throws { try checkExactSums(world: 2, wire: .tcp, algorithm: .ring, sizes: sizes, subChunkBytes: 64 * 1024) }
     func testThreeRanksTCP() throws { try checkExactSums(world: 3, wire: .tcp, algorithm: .automatic, sizes: sizes) }
+    func testThreeRanksTwoIOThreadsTCP() throws {
+        try checkExactSums(world: 3, wire: .tcp, algorithm: .automatic, sizes: sizes, ioThreads: 2)
+    }
     func testTwoRanksCopyingSendsTCP() throws {
         try checkExactSums(world: 2, wire: .tcp, algorithm: .automatic, sizes: sizes, zeroCopy: false)
     }
@@ -171,6 +174,91 @@ final class AllReduceTests: XCTestCase {
         guard case .timeout(_, let peer1, _, _, _, _)? = e[1] else { return XCTFail("rank 1: \(String(describing: e[1]))") }
         XCTAssertEqual(peer1, 0)
         for (_, ms) in elapsed.get { XCTAssertLessThan(ms, 2000) }
+    }
+
+    /// CURVE on the data plane: encrypted, authenticated ring; a rank with a wrong key for
+    /// its neighbour cannot deliver (the neighbour times out).
+    func testCurveRing() throws {
+        try XCTSkipUnless(zmqHas("curve"), "libzmq built without CURVE")
+        let ctx = try ZMQContext()
+        let world = 3
+        let keys = try (0..<world).map { _ in try ZMQCurveKeyPair.generate() }
+        let rings = try (0..<world).map { r in
+            try RingAllReduce(context: ctx, rank: r, world: world, runID: 31, bindEndpoint: "tcp://127.0.0.1:*",
+                              timeoutMilliseconds: 5000, curve: keys[r])
+        }
+        for r in rings { try r.connect(peerEndpoints: rings.map(\.localEndpoint), peerPublicKeys: keys.map(\.publicKey)) }
+        let outputs = Box([[Float]](repeating: [], count: world))
+        XCTAssertTrue(runOnThreads(world, timeoutSeconds: 20) { rank in
+            var buf = (0..<100_003).map { contribution(rank, $0) }
+            do { try rings[rank].allReduceSum(&buf, step: 0) } catch { return }
+            outputs.update { $0[rank] = buf }
+        })
+        let expected = (0..<100_003).map { i in (0..<world).reduce(Float(0)) { $0 + contribution($1, i) } }
+        for r in 0..<world { XCTAssertEqual(outputs.get[r], expected, "rank \(r)") }
+
+        // Rank 0 connects to rank 1 with rank 2's public key: the handshake fails, nothing arrives.
+        for r in rings { r.timeoutMilliseconds = 300 }
+        var wrong = keys.map(\.publicKey)
+        wrong[1] = keys[2].publicKey
+        try rings[0].connect(peerEndpoints: rings.map(\.localEndpoint), peerPublicKeys: wrong)
+        let errors = Box([Int: AllReduceError]())
+        XCTAssertTrue(runOnThreads(world, timeoutSeconds: 10) { rank in
+            var buf = [Float](repeating: 1, count: 10)
+            do throws(AllReduceError) { try rings[rank].allReduceSum(&buf, step: 1) } catch { errors.update { $0[rank] = error } }
+        })
+        guard case .timeout(_, let peer, _, _, _, _)? = errors.get[1] else { return XCTFail("rank 1: \(String(describing: errors.get[1]))") }
+        XCTAssertEqual(peer, 0)
+    }
+
+    /// A ring re-formed with fewer ranks (a worker lost) keeps working with a new generation.
+    func testReformAfterLosingARank() throws {
+        let ctx = try ZMQContext()
+        let rings = try makeRing(ctx, world: 3, wire: .tcp, runID: 41, timeoutMilliseconds: 300)
+        // Rank 1 is lost: ranks 0 and 2 fail the step...
+        let failed = Box(0)
+        XCTAssertTrue(runOnThreads(2, timeoutSeconds: 5) { i in
+            let rank = i == 0 ? 0 : 2
+            var buf = [Float](repeating: 1, count: 50_000)
+            do { try rings[rank].allReduceSum(&buf, step: 9) } catch { failed.update { $0 += 1 } }
+        })
+        XCTAssertEqual(failed.get, 2)
+        // ...and redo it as a ring of two: old rank 2 becomes rank 1.
+        let survivors = [rings[0], rings[2]]
+        let endpoints = survivors.map(\.localEndpoint)
+        for (newRank, r) in survivors.enumerated() {
+            try r.reform(rank: newRank, world: 2, generation: 1, peerEndpoints: endpoints)
+            r.timeoutMilliseconds = 5000
+        }
+        let outputs = Box([[Float]](repeating: [], count: 2))
+        XCTAssertTrue(runOnThreads(2, timeoutSeconds: 10) { rank in
+            var buf = (0..<50_000).map { contribution(rank, $0) }
+            do { try survivors[rank].allReduceSum(&buf, step: 9) } catch { return }
+            outputs.update { $0[rank] = buf }
+        })
+        let expected = (0..<50_000).map { contribution(0, $0) + contribution(1, $0) }
+        XCTAssertEqual(outputs.get[0], expected)
+        XCTAssertEqual(outputs.get[1], expected)
+    }
+
+    /// Ranks that disagree on the buffer size fail with a protocol violation naming the
+    /// neighbour (or a timeout), never a hang and never a silently wrong sum.
+    func testMismatchedSizesAreAProtocolViolation() throws {
+        let ctx = try ZMQContext()
+        let rings = try makeRing(ctx, world: 2, wire: .tcp, runID: 21, timeoutMilliseconds: 500)
+        let errors = Box([Int: AllReduceError]())
+        XCTAssertTrue(runOnThreads(2, timeoutSeconds: 5) { rank in
+            var buf = [Float](repeating: 1, count: rank == 0 ? 100 : 200)
+            do throws(AllReduceError) { try rings[rank].allReduceSum(&buf, step: 0) } catch { errors.update { $0[rank] = error } }
+        })
+        let e = errors.get
+        XCTAssertEqual(e.count, 2)
+        for (rank, err) in e {
+            guard case .protocolViolation(let peer, let frameError) = err else { return XCTFail("rank \(rank): \(err)") }
+            XCTAssertEqual(peer, 1 - rank)
+            XCTAssertEqual(frameError.reason, .unexpected)
+            XCTAssertTrue(err.description.contains("len"), err.description)
+        }
     }
 
     /// After an aborted exchange, a new generation ignores the leftovers of the old one.

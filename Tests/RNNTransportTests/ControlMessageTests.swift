@@ -26,10 +26,12 @@ final class ControlMessageTests: XCTestCase {
         let endpoints = (0..<Int(world)).map { "tcp://127.0.0.1:\(5000 + $0)" }
         return [
             HelloMessage(capabilities: ["lstm", "gru", randomString(&g)], dataEndpoint: randomString(&g), hostname: randomString(&g),
-                         processID: Int.random(in: 1...99999, using: &g), threads: Int.random(in: 1...8, using: &g), token: randomString(&g)),
+                         processID: Int.random(in: 1...99999, using: &g), threads: Int.random(in: 1...8, using: &g), token: randomString(&g),
+                         dataPublicKey: randomString(&g)),
             WelcomeMessage(rank: UInt32.random(in: 0..<world, using: &g), world: world, runID: g.next(), generation: UInt32.random(in: 0...9, using: &g),
                            configJSON: "{\"cell\":\"lstm\",\"hidden\":\(Int.random(in: 1...512, using: &g))}", datasetPlanJSON: "{}",
-                           peerEndpoints: endpoints, state: randomState(&g)),
+                           peerEndpoints: endpoints, peerPublicKeys: Bool.random(using: &g) ? endpoints.map { "k" + $0 } : [],
+                           state: randomState(&g)),
             ReadyMessage(rank: 1, generation: 2, parameterHash: g.next()),
             StepAssignment(globalStep: 7, epoch: 1, stepInEpoch: 3, positionStart: 96, positionCount: 16, globalBatchSamples: 32,
                            learningRate: Double.random(in: 0...1, using: &g)),
@@ -40,7 +42,8 @@ final class ControlMessageTests: XCTestCase {
             HeartbeatMessage(sentAtNanoseconds: g.next(), lastCompletedStep: g.next()),
             ByeMessage(reason: randomString(&g)),
             ErrorMessage(code: "rank-diverged", message: randomString(&g)),
-            RingUpdateMessage(generation: 3, rank: UInt32.random(in: 0..<world, using: &g), peerEndpoints: endpoints, resumeStep: 12),
+            RingUpdateMessage(generation: 3, rank: UInt32.random(in: 0..<world, using: &g), peerEndpoints: endpoints,
+                              peerPublicKeys: endpoints.map { "key-" + $0 }, resumeStep: 12),
             AbortStepMessage(globalStep: 12, reason: "rank 2 lost"),
             ParameterHashMessage(globalStep: 12, hash: g.next()),
         ]
