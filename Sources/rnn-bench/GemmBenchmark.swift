@@ -55,6 +55,7 @@ func runGemmBenchmarkCommand(_ arguments: [String]) {
     }
     runGemmBenchmark(threads: positive("--threads") ?? 1, directAMaxColumns: positive("--direct-a"),
                      rowBlock: positive("--mc"), columnBlock: positive("--nc"), only: values["--only"])
+    if values["--only"] == nil { runPackBenchmark(threads: positive("--threads") ?? 1) }
 }
 
 /// Prints one line per shape: median GFLOP/s over repetitions of >= 20 ms each, after warm-up.
@@ -102,6 +103,29 @@ func runGemmBenchmark(threads: Int, directAMaxColumns: Int? = nil, rowBlock: Int
         }
         let gflops = 2 * Double(shape.m) * Double(shape.n) * Double(shape.k) / seconds / 1e9
         print(pad(shape.name, 34) + pad(format(gflops, 1), 10, left: true) + pad(format(seconds * 1e6, 1), 12, left: true))
+    }
+}
+
+/// Time to (re-)pack a weight matrix into a `PackedMatrix` (done once per optimizer step).
+func runPackBenchmark(threads: Int) {
+    print("\nPackedMatrix.pack (once per optimizer step per weight matrix)")
+    print(pad("weight", 38) + pad("GB/s", 6, left: true) + pad("µs/call", 12, left: true))
+    var generator = SplitMix(seed: 7)
+    for (rows, cols, transB) in [(2048, 512, true), (2048, 512, false), (1024, 256, true), (256, 64, true)] {
+        let w = (0..<(rows * cols)).map { _ in generator.nextUniform() }
+        let packed = PackedMatrix()
+        let seconds = w.withUnsafeBufferPointer { wp in
+            medianSecondsPerCall(threadCPU: threads == 1) {
+                if transB {
+                    packed.pack(transB: true, k: cols, n: rows, b: wp.baseAddress!, ldb: cols)
+                } else {
+                    packed.pack(transB: false, k: rows, n: cols, b: wp.baseAddress!, ldb: cols)
+                }
+            }
+        }
+        let name = "W (\(rows), \(cols)) as " + (transB ? "W^T (k=\(cols), n=\(rows))" : "W (k=\(rows), n=\(cols))")
+        let gbs = Double(rows * cols * 8) / seconds / 1e9
+        print(pad(name, 38) + pad(format(gbs, 1), 6, left: true) + pad(format(seconds * 1e6, 1), 12, left: true))
     }
 }
 
