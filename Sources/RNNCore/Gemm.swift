@@ -211,7 +211,9 @@ public final class GemmEngine {
     }
 
     /// C (M, N) = alpha * op(A) * op(B) + beta * C. `beta == 0` ignores C's old contents
-    /// (NaN included), as BLAS does.
+    /// (NaN included), as BLAS does. Row-major: op(A) = A (M, K) with leading dimension
+    /// `lda`, or A^T when `transA` (A stored (K, M)); likewise B (K, N) or B^T (B stored
+    /// (N, K), e.g. a PyTorch weight). C must not overlap A or B.
     public func multiply(
         transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
         a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
