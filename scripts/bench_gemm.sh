@@ -18,6 +18,7 @@ for r in $(seq "$rounds"); do
         python3 scripts/bench_gemm_numpy.py > "$tmp/theirs.$r"
 done
 head -1 "$tmp/ours.1"
+sed -n '/^$/,$p' "$tmp/ours.1"
 head -1 "$tmp/theirs.1"
 echo "threads=$threads, best of $rounds alternating rounds; load: $(cut -d' ' -f1-3 /proc/loadavg)"
 python3 - "$tmp" "$rounds" <<'PY'
@@ -26,7 +27,7 @@ tmp, rounds = sys.argv[1], int(sys.argv[2])
 def best(prefix):
     out = {}
     for r in range(1, rounds + 1):
-        for line in open(f"{tmp}/{prefix}.{r}").read().splitlines()[2:]:
+        for line in open(f"{tmp}/{prefix}.{r}").read().split("\n\n")[0].splitlines()[2:]:
             name, gf = line[:34].strip(), float(line[34:].split()[0])
             out[name] = max(out.get(name, 0.0), gf)
     return out

@@ -24,6 +24,8 @@ SHAPES = [
     ("(c) dW 2048x128x6400 tA b=1", True, False, 2048, 128, 6400),
     ("(d) dX 6400x128x2048", False, False, 6400, 128, 2048),
     ("(e) dh step 64x512x2048 packed", False, False, 64, 512, 2048),
+    ("lstm-med recurrent 64x1024x256 pk", False, True, 64, 1024, 256),
+    ("lstm-med W_hh h^T 1024x64x256", False, True, 1024, 64, 256),
     ("tiny recurrent 32x64x64 packed", False, True, 32, 64, 64),
     ("tiny input proj 320x64x5 tB", False, True, 320, 64, 5),
 ]

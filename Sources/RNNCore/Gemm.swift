@@ -1,13 +1,14 @@
 // GEMM: C = alpha * op(A) * op(B) + beta * C on row-major float32 matrices.
 // Dimension legend: op(A) is (M, K), op(B) is (K, N), C is (M, N).
 //
-// Layout of the optimised path (Goto/BLIS packing, C-block-resident loop order):
-//   for each NC-wide column block of C -> op(B)[:, block] packed into NR-wide panels, all of
-//                                         K (or taken from a `PackedMatrix` packed once)
-//     for each MC-tall row block of C
-//       for each KC-deep slice of K    -> op(A) block packed into MR-tall panels (or read
-//                                         in place when N is small)
-//         for each NR panel, each MR panel: the MR x NR register-blocked micro-kernel
+// Layout of the optimised path (Goto/BLIS packing; loop orders detailed at `gemmBlocked`):
+//   for each NC-wide column block of C
+//     op(B) packed into NR-wide panels (or taken from a `PackedMatrix` packed once)
+//     for each MC-tall row block of C x each KC-deep slice of K (order chosen by shape)
+//       op(A) block packed into MR-tall panels (or read in place when N is small)
+//       for each NR panel, each MR panel: the MR x NR register-blocked micro-kernel
+// Threads (when the product is big enough) split C into row or column stripes, each with
+// its own packing buffers.
 // MR = 6 rows x NR = 16 columns: 12 accumulators of SIMD8 (6 SIMD16) + 2 B vectors +
 // 1 broadcast = 15 of the 16 ymm registers of AVX2. The kernels themselves live in
 // KernelGemm.swift.
@@ -210,7 +211,9 @@ public final class GemmEngine {
     }
 
     /// C (M, N) = alpha * op(A) * op(B) + beta * C. `beta == 0` ignores C's old contents
-    /// (NaN included), as BLAS does.
+    /// (NaN included), as BLAS does. Row-major: op(A) = A (M, K) with leading dimension
+    /// `lda`, or A^T when `transA` (A stored (K, M)); likewise B (K, N) or B^T (B stored
+    /// (N, K), e.g. a PyTorch weight). C must not overlap A or B.
     public func multiply(
         transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
         a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,

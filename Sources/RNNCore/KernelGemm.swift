@@ -90,16 +90,13 @@ func gemmPackB(transB: Bool, kc: Int, nc: Int, b: UnsafePointer<Float>, ldb: Int
                 }
             }
         } else if cols == nr {
-            // Column j+q of op(B) is row j+q of B: read 8 consecutive p of each of the 16
-            // rows as vectors, transpose through registers into 8 panel rows.
+            // Column j+q of op(B) is row j+q of B: transpose 8 x 8 blocks through registers
+            // (rows j..<j+8 give lanes 0..<8 of eight panel rows, rows j+8..<j+16 lanes 8..<16).
             let src = b + j * ldb
             var p = 0
             while p + 8 <= kc {
-                for q in 0..<nr {
-                    let v = UnsafeRawPointer(src + q * ldb + p).loadUnaligned(as: SIMD8<Float>.self)
-                    d[q] = v[0]; d[nr + q] = v[1]; d[2 * nr + q] = v[2]; d[3 * nr + q] = v[3]
-                    d[4 * nr + q] = v[4]; d[5 * nr + q] = v[5]; d[6 * nr + q] = v[6]; d[7 * nr + q] = v[7]
-                }
+                gemmTranspose8x8(src + p, ld: ldb, to: d, ldd: nr)
+                gemmTranspose8x8(src + 8 * ldb + p, ld: ldb, to: d + 8, ldd: nr)
                 d += 8 * nr
                 p += 8
             }
@@ -136,6 +133,47 @@ enum GemmRows3: GemmRowCount { static var rows: Int { 3 } }
 enum GemmRows4: GemmRowCount { static var rows: Int { 4 } }
 enum GemmRows5: GemmRowCount { static var rows: Int { 5 } }
 enum GemmRows6: GemmRowCount { static var rows: Int { 6 } }
+
+/// dst[i * ldd + r] = src[r * ld + i] for r, i in 0..<8: three rounds of shuffles, which LLVM
+/// lowers to vshufps / vblendps / vinsertf128.
+@inline(__always)
+func gemmTranspose8x8(_ src: UnsafePointer<Float>, ld: Int, to dst: UnsafeMutablePointer<Float>, ldd: Int) {
+    @inline(__always) func row(_ r: Int) -> SIMD8<Float> {
+        UnsafeRawPointer(src + r * ld).loadUnaligned(as: SIMD8<Float>.self)
+    }
+    let r0 = row(0), r1 = row(1), r2 = row(2), r3 = row(3)
+    let r4 = row(4), r5 = row(5), r6 = row(6), r7 = row(7)
+    // Interleave pairs of rows (within 128-bit halves).
+    let t0 = SIMD8(r0[0], r1[0], r0[1], r1[1], r0[4], r1[4], r0[5], r1[5])
+    let t1 = SIMD8(r0[2], r1[2], r0[3], r1[3], r0[6], r1[6], r0[7], r1[7])
+    let t2 = SIMD8(r2[0], r3[0], r2[1], r3[1], r2[4], r3[4], r2[5], r3[5])
+    let t3 = SIMD8(r2[2], r3[2], r2[3], r3[3], r2[6], r3[6], r2[7], r3[7])
+    let t4 = SIMD8(r4[0], r5[0], r4[1], r5[1], r4[4], r5[4], r4[5], r5[5])
+    let t5 = SIMD8(r4[2], r5[2], r4[3], r5[3], r4[6], r5[6], r4[7], r5[7])
+    let t6 = SIMD8(r6[0], r7[0], r6[1], r7[1], r6[4], r7[4], r6[5], r7[5])
+    let t7 = SIMD8(r6[2], r7[2], r6[3], r7[3], r6[6], r7[6], r6[7], r7[7])
+    // Interleave pairs of pairs.
+    let u0 = SIMD8(t0[0], t0[1], t2[0], t2[1], t0[4], t0[5], t2[4], t2[5])
+    let u1 = SIMD8(t0[2], t0[3], t2[2], t2[3], t0[6], t0[7], t2[6], t2[7])
+    let u2 = SIMD8(t1[0], t1[1], t3[0], t3[1], t1[4], t1[5], t3[4], t3[5])
+    let u3 = SIMD8(t1[2], t1[3], t3[2], t3[3], t1[6], t1[7], t3[6], t3[7])
+    let u4 = SIMD8(t4[0], t4[1], t6[0], t6[1], t4[4], t4[5], t6[4], t6[5])
+    let u5 = SIMD8(t4[2], t4[3], t6[2], t6[3], t4[6], t4[7], t6[6], t6[7])
+    let u6 = SIMD8(t5[0], t5[1], t7[0], t7[1], t5[4], t5[5], t7[4], t7[5])
+    let u7 = SIMD8(t5[2], t5[3], t7[2], t7[3], t5[6], t5[7], t7[6], t7[7])
+    // Swap 128-bit halves between rows 0-3 and 4-7.
+    @inline(__always) func put(_ i: Int, _ v: SIMD8<Float>) {
+        UnsafeMutableRawPointer(dst + i * ldd).storeBytes(of: v, as: SIMD8<Float>.self)
+    }
+    put(0, SIMD8(lowHalf: u0.lowHalf, highHalf: u4.lowHalf))
+    put(1, SIMD8(lowHalf: u1.lowHalf, highHalf: u5.lowHalf))
+    put(2, SIMD8(lowHalf: u2.lowHalf, highHalf: u6.lowHalf))
+    put(3, SIMD8(lowHalf: u3.lowHalf, highHalf: u7.lowHalf))
+    put(4, SIMD8(lowHalf: u0.highHalf, highHalf: u4.highHalf))
+    put(5, SIMD8(lowHalf: u1.highHalf, highHalf: u5.highHalf))
+    put(6, SIMD8(lowHalf: u2.highHalf, highHalf: u6.highHalf))
+    put(7, SIMD8(lowHalf: u3.highHalf, highHalf: u7.highHalf))
+}
 
 /// One register tile: C[0 ..< rows, 0 ..< cols] = alpha * Apanel * Bpanel + beta * C, with
 /// alpha = scale[0], beta = scale[1].

@@ -2,16 +2,16 @@
 // The standard library's (and RealModule's) exp/tanh on SIMD vectors run lane by lane;
 // these evaluate all lanes at once with a range-reduced exponential.
 //
-// Accuracy (measured by VectorMathTests against Double-precision RealModule on a dense grid
-// over [-20, 20], every float in [-1, 1] near zero, and extremes):
-//   exp(x)      relative error <= 2 ulp (2.4e-7) for x in [-87.3, 88.7] (normal results);
-//               gradual underflow below, 0 below -104, +inf above 88.72
-//   sigmoid(x)  absolute error <= 1.2e-7, relative error <= 3 ulp (3.6e-7) for x >= -87
-//   tanh(x)     absolute error <= 1.2e-7, relative error <= 2 ulp (2.4e-7) everywhere
+// Accuracy, checked by VectorMathTests against Double-precision RealModule on a dense grid
+// (step 1e-5) over [-20, 20], every 61st float in [-1, 1], [-87, 0] for sigmoid's tail, and
+// the extremes. "ulp" below is relative to the exact value in units of 2^-23 (1.19e-7).
+//                bound (asserted)                        measured maximum
+//   exp(x)       rel <= 2 ulp for x in [-87.3, 88.7]      rel 0.99 ulp (1.2e-7)
+//   sigmoid(x)   abs <= 1.2e-7; rel <= 3 ulp, x >= -87    abs 8.9e-8, rel 1.76 ulp (2.1e-7)
+//   tanh(x)      abs <= 1.2e-7; rel <= 2 ulp everywhere   abs 8.9e-8, rel 1.24 ulp (1.5e-7)
+// exp underflows gradually below -87.3 (0 below -104) and is +inf above 88.72.
 // Saturation: sigmoid(x) is exactly 1 for x >= 17, tanh(x) exactly +-1 for |x| >= 9.1;
 // sigmoid(-inf) = 0, sigmoid(+inf) = 1, tanh(+-inf) = +-1, tanh(-0) = -0; NaN in, NaN out.
-import RealModule
-
 public enum VectorMath {
     // MARK: exp
 
@@ -19,6 +19,8 @@ public enum VectorMath {
     /// e^r by a degree-6 polynomial (fitted on that interval, 3.6e-9 relative), 2^n built in
     /// the exponent bits as two factors so that n in [-150, 128] neither overflows early nor
     /// flushes subnormal results.
+    /// Maximum error: relative 2 ulp (2.4e-7) for x in [-87.3, 88.7] (measured 1.2e-7);
+    /// +inf above 88.72, gradual underflow below -87.3, NaN propagates.
     @inlinable @inline(__always)
     public static func exp(_ x: SIMD8<Float>) -> SIMD8<Float> {
         let xc = pointwiseMax(pointwiseMin(x, SIMD8(repeating: 88.72284)), SIMD8(repeating: -104))
@@ -65,6 +67,8 @@ public enum VectorMath {
 
     /// The logistic function 1 / (1 + e^-x) on eight lanes, computed from e = e^-|x| <= 1
     /// (no overflow): 1 / (1 + e) for x >= 0, e / (1 + e) for x < 0.
+    /// Maximum error: absolute 1.2e-7 (measured 8.9e-8), relative 3 ulp = 3.6e-7 for x >= -87
+    /// (measured 2.1e-7). Exactly 1 for x >= 17, 0 at -inf; NaN propagates.
     @inlinable @inline(__always)
     public static func sigmoid(_ x: SIMD8<Float>) -> SIMD8<Float> {
         let ax = pointwiseMin(abs8(x), SIMD8(repeating: 104))
@@ -86,6 +90,8 @@ public enum VectorMath {
     /// Hyperbolic tangent on eight lanes: an odd polynomial x + x^3 P(x^2) (fitted, 4.6e-9
     /// relative) for |x| < 0.625, where the exponential form would cancel, and
     /// (1 - e) / (1 + e) with e = e^(-2|x|) above; the sign is copied from x.
+    /// Maximum error: absolute 1.2e-7 (measured 8.9e-8), relative 2 ulp = 2.4e-7 everywhere,
+    /// including near 0 (measured 1.5e-7). Exactly +-1 for |x| >= 9.1; NaN propagates.
     @inlinable @inline(__always)
     public static func tanh(_ x: SIMD8<Float>) -> SIMD8<Float> {
         let ax = abs8(x)

@@ -30,6 +30,8 @@ let gemmBenchmarkShapes: [GemmShape] = [
     GemmShape(name: "(c) dW 2048x128x6400 tA b=1", transA: true, transB: false, m: 2048, n: 128, k: 6400, beta: 1, packedB: false),
     GemmShape(name: "(d) dX 6400x128x2048", transA: false, transB: false, m: 6400, n: 128, k: 2048, beta: 0, packedB: false),
     GemmShape(name: "(e) dh step 64x512x2048 packed", transA: false, transB: false, m: 64, n: 512, k: 2048, beta: 1, packedB: true),
+    GemmShape(name: "lstm-med recurrent 64x1024x256 pk", transA: false, transB: true, m: 64, n: 1024, k: 256, beta: 1, packedB: true),
+    GemmShape(name: "lstm-med W_hh h^T 1024x64x256", transA: false, transB: true, m: 1024, n: 64, k: 256, beta: 0, packedB: false),
     GemmShape(name: "tiny recurrent 32x64x64 packed", transA: false, transB: true, m: 32, n: 64, k: 64, beta: 0, packedB: true),
     GemmShape(name: "tiny input proj 320x64x5 tB", transA: false, transB: true, m: 320, n: 64, k: 5, beta: 0, packedB: false),
 ]
@@ -55,6 +57,10 @@ func runGemmBenchmarkCommand(_ arguments: [String]) {
     }
     runGemmBenchmark(threads: positive("--threads") ?? 1, directAMaxColumns: positive("--direct-a"),
                      rowBlock: positive("--mc"), columnBlock: positive("--nc"), only: values["--only"])
+    if values["--only"] == nil {
+        runPackBenchmark(threads: positive("--threads") ?? 1)
+        runRecurrentSequenceBenchmark(threads: positive("--threads") ?? 1)
+    }
 }
 
 /// Prints one line per shape: median GFLOP/s over repetitions of >= 20 ms each, after warm-up.
@@ -102,6 +108,29 @@ func runGemmBenchmark(threads: Int, directAMaxColumns: Int? = nil, rowBlock: Int
         }
         let gflops = 2 * Double(shape.m) * Double(shape.n) * Double(shape.k) / seconds / 1e9
         print(pad(shape.name, 34) + pad(format(gflops, 1), 10, left: true) + pad(format(seconds * 1e6, 1), 12, left: true))
+    }
+}
+
+/// Time to (re-)pack a weight matrix into a `PackedMatrix` (done once per optimizer step).
+func runPackBenchmark(threads: Int) {
+    print("\nPackedMatrix.pack (once per optimizer step per weight matrix)")
+    print(pad("weight", 38) + pad("GB/s", 6, left: true) + pad("µs/call", 12, left: true))
+    var generator = SplitMix(seed: 7)
+    for (rows, cols, transB) in [(2048, 512, true), (2048, 512, false), (1024, 256, true), (256, 64, true)] {
+        let w = (0..<(rows * cols)).map { _ in generator.nextUniform() }
+        let packed = PackedMatrix()
+        let seconds = w.withUnsafeBufferPointer { wp in
+            medianSecondsPerCall(threadCPU: threads == 1) {
+                if transB {
+                    packed.pack(transB: true, k: cols, n: rows, b: wp.baseAddress!, ldb: cols)
+                } else {
+                    packed.pack(transB: false, k: rows, n: cols, b: wp.baseAddress!, ldb: cols)
+                }
+            }
+        }
+        let name = "W (\(rows), \(cols)) as " + (transB ? "W^T (k=\(cols), n=\(rows))" : "W (k=\(rows), n=\(cols))")
+        let gbs = Double(rows * cols * 8) / seconds / 1e9
+        print(pad(name, 38) + pad(format(gbs, 1), 6, left: true) + pad(format(seconds * 1e6, 1), 12, left: true))
     }
 }
 
@@ -166,4 +195,67 @@ func format(_ x: Double, _ decimals: Int) -> String {
         if have < decimals { s += String(repeating: "0", count: decimals - have) }
     }
     return s
+}
+
+/// The recurrent loop as a network runs it: T steps, each adding h_{t-1} W_hh^T into that
+/// step's slice of a (T, B, G*H) gates buffer precomputed earlier (cold in cache), comparing
+/// ways of forming the product. Prints GFLOP/s of the recurrent products per form.
+func runRecurrentSequenceBenchmark(threads: Int) {
+    print("\nRecurrent sequence (T steps into a cold (T, B, G*H) gates buffer)")
+    print(pad("form", 52) + pad("GFLOP/s", 10, left: true) + pad("µs/step", 10, left: true))
+    let engine = GemmEngine(threads: threads)
+    var generator = SplitMix(seed: 9)
+    for (B, H, G, T) in [(64, 256, 4, 50), (64, 512, 4, 50), (32, 64, 1, 10)] {
+        let GH = G * H
+        let w = (0..<(GH * H)).map { _ in generator.nextUniform() }
+        let h = (0..<(B * H)).map { _ in generator.nextUniform() * 0.1 }
+        var gates = [Float](repeating: 0.01, count: T * B * GH)
+        var temp = [Float](repeating: 0, count: B * GH)
+        let packed = PackedMatrix()
+        w.withUnsafeBufferPointer { packed.pack(transB: true, k: H, n: GH, b: $0.baseAddress!, ldb: H) }
+        // A large buffer written between passes pushes the gates out of the caches.
+        var evict = [Float](repeating: 0, count: 8 << 20)
+        for form in 0..<3 {
+            let seconds: Double = w.withUnsafeBufferPointer { wp in
+                h.withUnsafeBufferPointer { hp in
+                    gates.withUnsafeMutableBufferPointer { gp in
+                        temp.withUnsafeMutableBufferPointer { tp in
+                            evict.withUnsafeMutableBufferPointer { ep in
+                                var best = Double.infinity
+                                for _ in 0..<5 {
+                                    for i in stride(from: 0, to: ep.count, by: 16) { ep[i] += 1 }
+                                    let t0 = benchmarkSeconds(threadCPU: threads == 1)
+                                    for t in 0..<T {
+                                        let g = gp.baseAddress! + t * B * GH
+                                        switch form {
+                                        case 0:
+                                            engine.multiply(transA: false, m: B, a: hp.baseAddress!, lda: H, packedB: packed,
+                                                            beta: 1, c: g, ldc: GH)
+                                        case 1:
+                                            engine.multiply(transA: false, m: B, a: hp.baseAddress!, lda: H, packedB: packed,
+                                                            beta: 0, c: tp.baseAddress!, ldc: GH)
+                                            for i in 0..<(B * GH) { g[i] += tp[i] }
+                                        default:
+                                            engine.multiply(transA: false, transB: true, m: GH, n: B, k: H,
+                                                            a: wp.baseAddress!, lda: H, b: hp.baseAddress!, ldb: H,
+                                                            beta: 0, c: tp.baseAddress!, ldc: B)
+                                            for r in 0..<B {
+                                                for j in 0..<GH { g[r * GH + j] += tp[j * B + r] }
+                                            }
+                                        }
+                                    }
+                                    best = min(best, benchmarkSeconds(threadCPU: threads == 1) - t0)
+                                }
+                                return best / Double(T)
+                            }
+                        }
+                    }
+                }
+            }
+            let names = ["h x packed(W^T), beta 1 into gates", "h x packed(W^T) -> temp, add", "W x h^T -> temp, add transp."]
+            let gflops = 2 * Double(B * GH * H) / seconds / 1e9
+            print(pad("B=\(B) H=\(H) G=\(G): " + names[form], 52) + pad(format(gflops, 1), 10, left: true)
+                  + pad(format(seconds * 1e6, 1), 10, left: true))
+        }
+    }
 }
