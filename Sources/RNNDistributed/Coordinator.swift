@@ -76,6 +76,7 @@ public struct TrainingSummary: Sendable {
     public var parameters: [Float]
     /// Checkpoints written, oldest first (only the last `keep` still exist).
     public var checkpoints: [String]
+    /// Training samples per second of step time (evaluation and checkpoints excluded).
     public var samplesPerSecond: Double
     /// Frames the coordinator rejected (malformed, foreign, unexpected).
     public var rejectedFrames: Int
@@ -208,7 +209,8 @@ public final class Coordinator: @unchecked Sendable {
         var lastValidation: EvalResult?
         var epochsCompleted = startEpoch
         var samplesDone = 0
-        let started = monotonicNanoseconds()
+        /// Wall time spent in training steps (not in evaluation or checkpoints).
+        var stepNanoseconds: UInt64 = 0
         let evaluator = try RNNNetwork(config: config.model, threads: 1)
 
         func saveCheckpoint(epoch: Int, stepInEpoch: Int) throws {
@@ -234,6 +236,7 @@ public final class Coordinator: @unchecked Sendable {
             let first = epoch == startEpoch ? startStep : 0
             for s in first..<order.steps {
                 if let max = config.maxSteps, globalStep >= max { break training }
+                let stepStarted = monotonicNanoseconds()
                 let wantHash = (globalStep + 1) % config.hashEvery == 0
                 for m in members {
                     let rows = order.shard(step: s, rank: m.rank, worldSize: world)
@@ -245,6 +248,7 @@ public final class Coordinator: @unchecked Sendable {
                 for r in results { stats = stats + LossStats(lossSum: r.lossSum, scoredCount: r.scored, correct: r.correct) }
                 if wantHash { try checkHashes(results, globalStep: globalStep) }
                 epochStats = epochStats + stats
+                stepNanoseconds += monotonicNanoseconds() - stepStarted
                 samplesDone += order.positions(step: s).count
                 globalStep += 1
                 history.steps.append(globalStep)
@@ -292,7 +296,7 @@ public final class Coordinator: @unchecked Sendable {
         let (endEpoch, endStep) = position(after: globalStep, plan: plan)
         try saveCheckpoint(epoch: endEpoch, stepInEpoch: endStep)
         for m in members { try? send(ByeMessage(reason: "training complete"), to: m, deadline: .after(seconds: 5)) }
-        let seconds = Double(monotonicNanoseconds() - started) / 1e9
+        let seconds = Double(stepNanoseconds) / 1e9
         let summary = TrainingSummary(globalSteps: globalStep, epochsCompleted: epochsCompleted, train: lastEpoch,
                                       validation: lastValidation, parameters: state.parameters, checkpoints: checkpoints,
                                       samplesPerSecond: Double(samplesDone) / max(seconds, 1e-9), rejectedFrames: rejects.total)

@@ -1,0 +1,143 @@
+// `rnn-coord start`: flags -> TrainingConfig + CoordinatorOptions -> Coordinator.run.
+import ArgumentParser
+import Foundation
+import RNNCore
+import RNNDistributed
+
+struct Start: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train: validate the dataset, wait for workers (or start them), write checkpoints.",
+        discussion: """
+            Example (one machine, two worker processes):
+              rnn-coord start --data datasets/digits-train.h5 --val datasets/digits-test.h5 \\
+                --cell lstm --hidden 64 --batch-size 64 --epochs 20 --lr 0.01 --local-workers 2 \\
+                --checkpoint-dir runs/digits
+            """
+    )
+
+    @Option(name: .customLong("data"), parsing: .upToNextOption, help: "Training HDF5 file(s), concatenated in order.")
+    var data: [String] = []
+    @Option(name: .customLong("val"), parsing: .upToNextOption, help: "Validation HDF5 file(s), evaluated after each epoch.")
+    var val: [String] = []
+    @Option(name: .customLong("x-name"), help: "Name of the features dataset in each file.")
+    var xName = "X"
+    @Option(name: .customLong("y-name"), help: "Name of the targets dataset in each file.")
+    var yName = "Y"
+
+    @Option(help: "Recurrent cell: rnn_tanh, rnn_relu, lstm or gru.")
+    var cell: CellKind = .lstm
+    @Option(help: "Hidden units per layer.")
+    var hidden = 128
+    @Option(help: "Stacked recurrent layers.")
+    var layers = 1
+
+    @Option(name: .customLong("batch-size"), help: "The global batch size (split among the workers).")
+    var batchSize = 64
+    @Option(help: "Epochs to train.")
+    var epochs = 10
+    @Option(name: .customLong("max-steps"), help: "Stop after this many global steps in total.")
+    var maxSteps: Int?
+    @Option(help: "Seed of the initial parameters and the shuffling.")
+    var seed: UInt64 = 0
+    @Flag(help: "Shuffle the samples each epoch (a seeded permutation).")
+    var shuffle = false
+    @Flag(name: .customLong("drop-last"), help: "Drop the last incomplete batch of each epoch.")
+    var dropLast = false
+
+    @Option(help: "Optimizer: adam or adamw.")
+    var optimizer: OptimizerKind = .adam
+    @Option(help: "Learning rate.")
+    var lr: Float = 1e-3
+    @Option(help: "Adam beta1.")
+    var beta1: Float = 0.9
+    @Option(help: "Adam beta2.")
+    var beta2: Float = 0.999
+    @Option(help: "Adam eps.")
+    var eps: Float = 1e-8
+    @Option(name: .customLong("weight-decay"), help: "Weight decay (L2 for adam, decoupled for adamw; default 0 / 0.01).")
+    var weightDecay: Float?
+    @Option(name: .customLong("clip-norm"), help: "Clip the global gradient norm to this value.")
+    var clipNorm: Float?
+
+    @Option(help: "Workers that must join before training starts.")
+    var workers: Int?
+    @Option(name: .customLong("local-workers"), help: "Start this many rnn-worker processes on this machine.")
+    var localWorkers = 0
+    @Option(help: "GEMM threads per worker.")
+    var threads = 1
+    @Option(help: "Control endpoint to bind (port * picks a free one).")
+    var bind = "tcp://127.0.0.1:5555"
+
+    @Option(name: .customLong("checkpoint-dir"), help: "Folder for checkpoints and metrics.jsonl.")
+    var checkpointDir: String?
+    @Option(name: .customLong("checkpoint-every"), help: "A checkpoint every N global steps (0: only at the end).")
+    var checkpointEvery = 0
+    @Option(help: "Checkpoints to keep.")
+    var keep = 3
+    @Option(help: "Continue from the newest valid checkpoint in this folder.")
+    var resume: String?
+
+    @Option(name: .customLong("log-every"), help: "A progress line every N steps (0: one line per epoch).")
+    var logEvery = 0
+    @Option(name: .customLong("join-timeout"), help: "Seconds to wait for the workers to join.")
+    var joinTimeout: Double = 120
+    @Option(name: .customLong("step-timeout"), help: "Seconds to wait for the workers' results of one step.")
+    var stepTimeout: Double = 600
+
+    func validate() throws {
+        if data.isEmpty { throw ValidationError("Please specify '--data' with at least one HDF5 file.") }
+        if localWorkers < 0 { throw ValidationError("Please specify '--local-workers' of 0 or more.") }
+        if let w = workers, w < 1 { throw ValidationError("Please specify '--workers' of at least 1.") }
+        if workers == nil && localWorkers == 0 { throw ValidationError("Please specify '--workers' (remote workers) or '--local-workers' (started here).") }
+        if let w = workers, localWorkers > w { throw ValidationError("'--local-workers' (\(localWorkers)) cannot exceed '--workers' (\(w)).") }
+        if hidden < 1 { throw ValidationError("Please specify '--hidden' of at least 1.") }
+        if layers < 1 { throw ValidationError("Please specify '--layers' of at least 1.") }
+        if batchSize < 1 { throw ValidationError("Please specify '--batch-size' of at least 1.") }
+        if epochs < 1 { throw ValidationError("Please specify '--epochs' of at least 1.") }
+        if threads < 1 { throw ValidationError("Please specify '--threads' of at least 1.") }
+    }
+
+    func run() throws {
+        let optimizerConfig = OptimizerConfig(kind: optimizer, lr: lr, beta1: beta1, beta2: beta2, eps: eps,
+                                              weightDecay: weightDecay, clipNorm: clipNorm)
+        do {
+            let config = try TrainingConfig.forDataset(
+                files: data, valFiles: val, xName: xName, yName: yName, cell: cell, hiddenSize: hidden, layers: layers,
+                optimizer: optimizerConfig, batchSize: batchSize, epochs: epochs, seed: seed, shuffle: shuffle,
+                dropLast: dropLast, maxSteps: maxSteps, workerThreads: threads)
+            let options = CoordinatorOptions(
+                config: config, bind: bind, workers: workers ?? localWorkers, checkpointDir: checkpointDir,
+                checkpointEvery: checkpointEvery, keep: keep, resume: resume, joinTimeout: joinTimeout,
+                stepTimeout: stepTimeout)
+            let coordinator = try Coordinator(options: options, events: plainLineReporter(logEvery: logEvery, write: printLine))
+            var group: LocalWorkerGroup?
+            if localWorkers > 0 {
+                group = try LocalWorkerGroup(count: localWorkers, executable: LocalWorkerGroup.siblingExecutable(),
+                                             endpoint: coordinator.endpoint)
+            }
+            let summary: TrainingSummary
+            do {
+                summary = try coordinator.run()
+            } catch {
+                group?.stop(waitSeconds: 2)
+                throw error
+            }
+            group?.stop(waitSeconds: 10)
+            var line = "Done: \(summary.epochsCompleted) epoch(s), \(summary.globalSteps) steps, loss \(String(format: "%.4f", summary.train.loss))"
+            if let a = summary.train.accuracy { line += ", accuracy \(String(format: "%.2f", a * 100))%" }
+            if let v = summary.validation {
+                line += ", val loss \(String(format: "%.4f", v.loss))"
+                if let a = v.accuracy { line += ", val accuracy \(String(format: "%.2f", a * 100))%" }
+            }
+            line += ", \(Int(summary.samplesPerSecond)) samples/s"
+            if let last = summary.checkpoints.last { line += ", checkpoint \(last)" }
+            if summary.rejectedFrames > 0 { line += ", \(summary.rejectedFrames) frames rejected" }
+            printLine(line)
+        } catch let error as ValidationError {
+            throw error
+        } catch {
+            FileHandle.standardError.write(Data("rnn-coord: error: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}
