@@ -716,9 +716,26 @@ public final class RNNNetwork {
     }
 
     /// out (columns, rows) = m^T, or += m^T when accumulating; m is (rows, columns).
+    /// Eight rows of m at a time: column c of those rows is gathered into one vector and
+    /// added to eight contiguous values of out's row c.
     private func addTransposed(_ m: UnsafePointer<Float>, rows: Int, columns: Int, into out: UnsafeMutablePointer<Float>,
                                accumulate: Bool) {
-        transpose(m, rows: rows, columns: columns, into: out, accumulate: accumulate)
+        var r = 0
+        while r + 8 <= rows {
+            let m0 = m + r * columns
+            for c in 0..<columns {
+                let v = SIMD8<Float>(m0[c], m0[columns + c], m0[2 * columns + c], m0[3 * columns + c],
+                                     m0[4 * columns + c], m0[5 * columns + c], m0[6 * columns + c], m0[7 * columns + c])
+                let o = out + c * rows + r
+                storeLanes(accumulate ? loadLanes(o, 0, 8) + v : v, o, 0, 8)
+            }
+            r += 8
+        }
+        for rr in r..<rows {
+            for c in 0..<columns {
+                if accumulate { out[c * rows + rr] += m[rr * columns + c] } else { out[c * rows + rr] = m[rr * columns + c] }
+            }
+        }
     }
 
     /// into (columns) += sum over rows of m (rows, columns).

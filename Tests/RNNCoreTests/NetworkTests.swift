@@ -213,24 +213,3 @@ final class NetworkTests: XCTestCase {
         XCTAssertGreaterThan(a[fc.range].map(abs).max()!, 0.9 * bound)
     }
 }
-
-final class TransposeTests: XCTestCase {
-    func testTransposeAndAccumulateOnOddShapes() {
-        var rng = SeededGenerator(seed: 1)
-        for (rows, columns) in [(1, 1), (8, 8), (9, 17), (16, 64), (64, 1024), (23, 5), (5, 23)] {
-            let m = (0..<(rows * columns)).map { _ in rng.nextFloat(in: -1, 1) }
-            let base = (0..<(rows * columns)).map { _ in rng.nextFloat(in: -1, 1) }
-            var set = base, add = base
-            m.withUnsafeBufferPointer { m in
-                set.withUnsafeMutableBufferPointer { transpose(m.baseAddress!, rows: rows, columns: columns, into: $0.baseAddress!, accumulate: false) }
-                add.withUnsafeMutableBufferPointer { transpose(m.baseAddress!, rows: rows, columns: columns, into: $0.baseAddress!, accumulate: true) }
-            }
-            for r in 0..<rows {
-                for c in 0..<columns {
-                    XCTAssertEqual(set[c * rows + r], m[r * columns + c], "\(rows)x\(columns) [\(r), \(c)]")
-                    XCTAssertEqual(add[c * rows + r], base[c * rows + r] + m[r * columns + c], "\(rows)x\(columns) [\(r), \(c)] +=")
-                }
-            }
-        }
-    }
-}
