@@ -90,8 +90,6 @@ final class Workspace {
     let hh: AlignedBuffer
     /// The transposed recurrent product W_hh h^T of one step (G*H, B) (large layers only).
     let recurrentT: AlignedBuffer
-    /// Gate gradients transposed (G*H, N) for the weight-gradient products (when used).
-    let gateGradientT: AlignedBuffer
     /// Gate gradients (N, G*H): dGx for W_ih/b_ih/input, dGh for W_hh/b_hh (GRU only).
     let dGx: AlignedBuffer
     let dGh: AlignedBuffer
@@ -126,7 +124,6 @@ final class Workspace {
         xT = AlignedBuffer(count: N * config.inputSize)
         hh = AlignedBuffer(count: isGRU ? batch * GH : 0)
         recurrentT = AlignedBuffer(count: batch * GH)
-        gateGradientT = AlignedBuffer(count: RNNNetwork.transposedWeightGradients(config) ? N * GH : 0)
         dGx = AlignedBuffer(count: N * GH)
         dGh = AlignedBuffer(count: isGRU ? N * GH : 0)
         dA = AlignedBuffer(count: N * H)
@@ -226,7 +223,6 @@ public final class RNNNetwork {
         headWeight = offset("fc.weight")
         headBias = offset("fc.bias")
         transposeRecurrent = Self.transposedRecurrent(config)
-        transposeWeightGradients = Self.transposedWeightGradients(config)
         packedRecurrent = (0..<config.layers).map { _ in PackedMatrix() }
         packedRecurrentBackward = (0..<config.layers).map { _ in PackedMatrix() }
     }
@@ -400,18 +396,6 @@ public final class RNNNetwork {
 
     /// The choice of `transposedRecurrent(config)` (settable so tests can check both forms agree).
     var transposeRecurrent: Bool
-
-    /// Whether dW_ih and dW_hh are computed from a transposed copy of the gate gradients,
-    /// dGT (G*H, N) X, instead of dG^T X with a transposed operand. For H <= 256 GemmEngine
-    /// reads dGT in place and ran 64 x 1024 x 3200-class products ~1.4x faster than the
-    /// transposed-A form, far more than the transposition costs; larger H gained nothing.
-    static func transposedWeightGradients(_ config: ModelConfig) -> Bool {
-        config.hiddenSize <= 256
-    }
-
-    /// The choice of `transposedWeightGradients(config)` (tests may turn it off; turning it on
-    /// needs a network whose config chose it, which sizes the buffer).
-    var transposeWeightGradients: Bool
 
     // MARK: Validation
 
@@ -676,26 +660,7 @@ public final class RNNNetwork {
             // Weights over all steps: dW_ih (GH, I_l) += dGx^T X_l; dW_hh (GH, H) += dGh^T H_prev.
             let input = l == 0 ? UnsafePointer(ws.xT.pointer) : UnsafePointer(ws.hs[l - 1].pointer + BH)
             let dGh = UnsafePointer(config.cell == .gru ? ws.dGh.pointer : dGx)
-            // Without an initial state h[0] = 0 contributes nothing: skip step 0's rows.
-            let skip = hasInitialState ? 0 : B
-            let narrow = l == 0 && o.inputs < Self.narrowInput
-            if transposeWeightGradients {
-                // dW = dG^T X as a plain product dGT (GH, N) X (N, I_l): GemmEngine reads dGT
-                // in place, faster than packing a transposed dG (see `transposedWeightGradients`).
-                let dGT = ws.gateGradientT.pointer
-                addTransposed(dGx, rows: N, columns: GH, into: dGT, accumulate: false)
-                if !narrow {
-                    gemm(false, false, GH, o.inputs, N, dGT, N, input, o.inputs, 1, g + o.weightIH, o.inputs)
-                }
-                if config.cell == .gru { addTransposed(dGh, rows: N, columns: GH, into: dGT, accumulate: false) }
-                gemm(false, false, GH, H, N - skip, dGT + skip, N, hs + skip * H, H, 1, g + o.weightHH, H)
-            } else {
-                if !narrow {
-                    gemm(true, false, GH, o.inputs, N, dGx, GH, input, o.inputs, 1, g + o.weightIH, o.inputs)
-                }
-                gemm(true, false, GH, H, N - skip, dGh + skip * GH, GH, hs + skip * H, H, 1, g + o.weightHH, H)
-            }
-            if narrow {
+            if l == 0 && o.inputs < Self.narrowInput {
                 // A narrow input (e.g. I = 5) makes (GH, I) a poor GEMM shape: compute
                 // dW_ih^T (I, GH) = X^T dGx instead and add it transposed.
                 let t = ws.weightGradientT.pointer
@@ -704,7 +669,12 @@ public final class RNNNetwork {
                 for j in 0..<GH {
                     for i in 0..<o.inputs { dW[j * o.inputs + i] += t[i * GH + j] }
                 }
+            } else {
+                gemm(true, false, GH, o.inputs, N, dGx, GH, input, o.inputs, 1, g + o.weightIH, o.inputs)
             }
+            // Without an initial state h[0] = 0 contributes nothing: skip step 0's rows.
+            let skip = hasInitialState ? 0 : B
+            gemm(true, false, GH, H, N - skip, dGh + skip * GH, GH, hs + skip * H, H, 1, g + o.weightHH, H)
             addColumnSums(dGx, rows: N, columns: GH, into: g + o.biasIH)
             addColumnSums(dGh, rows: N, columns: GH, into: g + o.biasHH)
             if l > 0 {
