@@ -88,8 +88,6 @@ final class Workspace {
     let xT: AlignedBuffer
     /// GRU recurrent product of one step (B, 3H).
     let hh: AlignedBuffer
-    /// The transposed recurrent product W_hh h^T of one step (G*H, B) (large layers only).
-    let recurrentT: AlignedBuffer
     /// Gate gradients (N, G*H): dGx for W_ih/b_ih/input, dGh for W_hh/b_hh (GRU only).
     let dGx: AlignedBuffer
     let dGh: AlignedBuffer
@@ -123,7 +121,6 @@ final class Workspace {
         hn = isGRU ? (0..<L).map { _ in AlignedBuffer(count: N * H) } : []
         xT = AlignedBuffer(count: N * config.inputSize)
         hh = AlignedBuffer(count: isGRU ? batch * GH : 0)
-        recurrentT = AlignedBuffer(count: batch * GH)
         dGx = AlignedBuffer(count: N * GH)
         dGh = AlignedBuffer(count: isGRU ? N * GH : 0)
         dA = AlignedBuffer(count: N * H)
@@ -222,7 +219,6 @@ public final class RNNNetwork {
         }
         headWeight = offset("fc.weight")
         headBias = offset("fc.bias")
-        transposeRecurrent = Self.transposedRecurrent(config)
         packedRecurrent = (0..<config.layers).map { _ in PackedMatrix() }
         packedRecurrentBackward = (0..<config.layers).map { _ in PackedMatrix() }
     }
@@ -386,17 +382,6 @@ public final class RNNNetwork {
     /// Inputs narrower than this take the transposed dW_ih product (see `backward`).
     static let narrowInput = 16
 
-    /// Whether the forward recurrent product runs transposed, W_hh (G*H, H) x h^T -> (G*H, B),
-    /// then is added back transposed. With W_hh read in place and only h packed, GemmEngine ran
-    /// this ~1.5x faster than h x packed(W_hh^T) for W_hh of 256 KiB and more (64 x 1024 x 256:
-    /// 100 vs 66 GFLOP/s); the transposition costs far less. Small layers keep the packed form.
-    static func transposedRecurrent(_ config: ModelConfig) -> Bool {
-        config.cell.gateCount * config.hiddenSize * config.hiddenSize >= 65_536
-    }
-
-    /// The choice of `transposedRecurrent(config)` (settable so tests can check both forms agree).
-    var transposeRecurrent: Bool
-
     // MARK: Validation
 
     private func validate(
@@ -547,20 +532,7 @@ public final class RNNNetwork {
             gemm(false, true, N, GH, o.inputs, input, o.inputs, p + o.weightIH, o.inputs, 1, gates, GH)
             let whh = p + o.weightHH
             let packed = packedRecurrent[l]
-            let transposed = transposeRecurrent
-            if !transposed { packed.pack(transB: true, k: H, n: GH, b: whh, ldb: H) }
-            let rT = ws.recurrentT.pointer
-            /// c (B, GH) = h (B, H) W_hh^T (+ c when accumulating), directly or transposed.
-            func recurrentProduct(_ hPrev: UnsafePointer<Float>, into c: UnsafeMutablePointer<Float>, accumulate: Bool) {
-                if transposed {
-                    engine.multiply(transA: false, transB: true, m: GH, n: B, k: H, a: whh, lda: H,
-                                    b: hPrev, ldb: H, beta: 0, c: rT, ldc: B)
-                    addTransposed(rT, rows: GH, columns: B, into: c, accumulate: accumulate)
-                } else {
-                    engine.multiply(transA: false, m: B, a: hPrev, lda: H, packedB: packed,
-                                    beta: accumulate ? 1 : 0, c: c, ldc: GH)
-                }
-            }
+            packed.pack(transB: true, k: H, n: GH, b: whh, ldb: H)
             for t in 0..<T {
                 let hPrev = UnsafePointer(hs + t * BH)
                 let hOut = hs + (t + 1) * BH
@@ -569,16 +541,16 @@ public final class RNNNetwork {
                 let recurrent = t > 0 || hasInitialState
                 switch config.cell {
                 case .rnnTanh, .rnnRelu:
-                    if recurrent { recurrentProduct(hPrev, into: g, accumulate: true) }
+                    if recurrent { engine.multiply(transA: false, m: B, a: hPrev, lda: H, packedB: packed, beta: 1, c: g, ldc: GH) }
                     CellKernels.rnnForward(relu: config.cell == .rnnRelu, pre: g, h: hOut, count: BH)
                 case .lstm:
-                    if recurrent { recurrentProduct(hPrev, into: g, accumulate: true) }
+                    if recurrent { engine.multiply(transA: false, m: B, a: hPrev, lda: H, packedB: packed, beta: 1, c: g, ldc: GH) }
                     let cs = ws.cs[l].pointer
                     CellKernels.lstmForward(gates: g, cPrev: cs + t * BH, c: cs + (t + 1) * BH,
                                             tanhC: ws.tanhC[l].pointer + t * BH, h: hOut, batch: B, hidden: H)
                 case .gru:
                     if recurrent {
-                        recurrentProduct(hPrev, into: ws.hh.pointer, accumulate: false)
+                        engine.multiply(transA: false, m: B, a: hPrev, lda: H, packedB: packed, beta: 0, c: ws.hh.pointer, ldc: GH)
                     } else {
                         ws.hh.pointer.update(repeating: 0, count: B * GH)
                     }
@@ -681,29 +653,6 @@ public final class RNNNetwork {
                 // Gradient of the layer below's outputs: dX (N, H) = dGx (N, GH) W_ih (GH, H).
                 gemm(false, false, N, H, GH, dGx, GH, p + o.weightIH, H, 0, dBelow, H)
                 swap(&dOut, &dBelow)
-            }
-        }
-    }
-
-    /// out (columns, rows) = m^T, or += m^T when accumulating; m is (rows, columns).
-    /// Eight rows of m at a time: column c of those rows is gathered into one vector and
-    /// added to eight contiguous values of out's row c.
-    private func addTransposed(_ m: UnsafePointer<Float>, rows: Int, columns: Int, into out: UnsafeMutablePointer<Float>,
-                               accumulate: Bool) {
-        var r = 0
-        while r + 8 <= rows {
-            let m0 = m + r * columns
-            for c in 0..<columns {
-                let v = SIMD8<Float>(m0[c], m0[columns + c], m0[2 * columns + c], m0[3 * columns + c],
-                                     m0[4 * columns + c], m0[5 * columns + c], m0[6 * columns + c], m0[7 * columns + c])
-                let o = out + c * rows + r
-                storeLanes(accumulate ? loadLanes(o, 0, 8) + v : v, o, 0, 8)
-            }
-            r += 8
-        }
-        for rr in r..<rows {
-            for c in 0..<columns {
-                if accumulate { out[c * rows + rr] += m[rr * columns + c] } else { out[c * rows + rr] = m[rr * columns + c] }
             }
         }
     }

@@ -118,31 +118,6 @@ final class NetworkTests: XCTestCase {
         print("threads 2 vs 1: gradients \(results[1] == results[0] ? "bitwise equal" : "max abs diff \(r.maxAbs)")")
     }
 
-    /// Large layers compute the forward recurrent product transposed (W_hh h^T, then added back
-    /// transposed); the parity fixtures are small and take the packed form, so both forms must
-    /// agree here on every cell (odd sizes exercise the 8-row blocks and their tails).
-    func testTransposedRecurrentProductMatchesPackedForm() throws {
-        for cell in CellKind.allCases {
-            let config = ModelConfig(cell: cell, inputSize: 4, hiddenSize: 21, layers: 2, outputSize: 3, head: .everyStep)
-            let p = ParameterTable.initialParameters(config: config, seed: 12)
-            let data = GradientCheckTests.makeBatch(config, batch: 7, steps: 5, withState: true, seed: 8)
-            var outputs: [[Float]] = [], gradients: [[Float]] = [], states: [[Float]] = []
-            for transposed in [false, true] {
-                let network = try RNNNetwork(config: config)
-                network.transposeRecurrent = transposed
-                outputs.append(try network.predict(parameters: p, input: data.x, batch: 7, steps: 5, initialState: data.initial).outputs)
-                gradients.append(try network.meanLossAndGradient(parameters: p, input: data.x, batch: 7, steps: 5,
-                                                                 targets: data.targets, initialState: data.initial).gradient)
-                states.append(network.initialStateGradient().h)
-            }
-            XCTAssertTrue(compare(outputs[1], outputs[0], rtol: 1e-5, atol: 1e-6).passed, "\(cell) outputs")
-            XCTAssertTrue(compare(gradients[1], gradients[0], rtol: 1e-4, atol: 1e-6).passed, "\(cell) gradients")
-            XCTAssertTrue(compare(states[1], states[0], rtol: 1e-4, atol: 1e-6).passed, "\(cell) h0 gradient")
-        }
-        XCTAssertTrue(RNNNetwork.transposedRecurrent(ModelConfig(cell: .lstm, inputSize: 64, hiddenSize: 256, outputSize: 10)))
-        XCTAssertFalse(RNNNetwork.transposedRecurrent(ModelConfig(cell: .rnnTanh, inputSize: 5, hiddenSize: 64, outputSize: 2)))
-    }
-
     func testPredictReturnsBatchFirstOutputsAndFinalState() throws {
         let config = ModelConfig(cell: .lstm, inputSize: 2, hiddenSize: 3, layers: 2, outputSize: 2, head: .everyStep)
         let network = try RNNNetwork(config: config)
