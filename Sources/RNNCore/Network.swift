@@ -657,11 +657,14 @@ public final class RNNNetwork {
         }
     }
 
-    /// into (columns) += sum over rows of m (rows, columns).
+    /// into (columns) += sum over rows of m (rows, columns): rows in memory order, eight
+    /// columns per vector (the output row stays in L1).
     private func addColumnSums(_ m: UnsafePointer<Float>, rows: Int, columns: Int, into out: UnsafeMutablePointer<Float>) {
         for r in 0..<rows {
             let row = m + r * columns
-            for c in 0..<columns { out[c] += row[c] }
+            forEachChunk(columns) { c, w in
+                storeLanes(loadLanes(out, c, w) + loadLanes(row, c, w), out, c, w)
+            }
         }
     }
 }
