@@ -18,8 +18,8 @@
 // loss; backward: head GEMMs, per layer T recurrent GEMMs (B, G*H) x (G*H, H) with fused gate
 // backward kernels, then dW_ih, dW_hh as one GEMM each over all N rows and dX for the layer below.
 // W_hh is packed once per pass (GemmEngine's PackedMatrix) for its T recurrent products.
-// Workspace size is about (4..6 G + 4) * N * H floats per layer, e.g. ~300 MB for L=2, H=512,
-// T=100, B=64 (LSTM).
+// Workspace: per layer about (G + 3) * N * H floats of activations, plus G * N * H (2G for
+// GRU) + 2 * N * H shared gradient scratch: ~265 MB for LSTM L=2, H=512, T=100, B=64.
 
 /// A recurrent state for every layer: h (L, B, H) and, for LSTM, c (L, B, H).
 public struct RecurrentState: Equatable, Sendable {
