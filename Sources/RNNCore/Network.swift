@@ -17,6 +17,9 @@
 // recurrent GEMMs (B, H) x (H, G*H) each followed by a fused gate kernel, the head GEMM, the
 // loss; backward: head GEMMs, per layer T recurrent GEMMs (B, G*H) x (G*H, H) with fused gate
 // backward kernels, then dW_ih, dW_hh as one GEMM each over all N rows and dX for the layer below.
+// W_hh is packed once per pass (GemmEngine's PackedMatrix) for its T recurrent products.
+// Workspace: per layer about (G + 3) * N * H floats of activations, plus G * N * H (2G for
+// GRU) + 2 * N * H shared gradient scratch: ~265 MB for LSTM L=2, H=512, T=100, B=64.
 
 /// A recurrent state for every layer: h (L, B, H) and, for LSTM, c (L, B, H).
 public struct RecurrentState: Equatable, Sendable {
@@ -657,11 +660,14 @@ public final class RNNNetwork {
         }
     }
 
-    /// into (columns) += sum over rows of m (rows, columns).
+    /// into (columns) += sum over rows of m (rows, columns): rows in memory order, eight
+    /// columns per vector (the output row stays in L1).
     private func addColumnSums(_ m: UnsafePointer<Float>, rows: Int, columns: Int, into out: UnsafeMutablePointer<Float>) {
         for r in 0..<rows {
             let row = m + r * columns
-            for c in 0..<columns { out[c] += row[c] }
+            forEachChunk(columns) { c, w in
+                storeLanes(loadLanes(out, c, w) + loadLanes(row, c, w), out, c, w)
+            }
         }
     }
 }

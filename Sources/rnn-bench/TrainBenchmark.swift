@@ -42,6 +42,11 @@ let trainBenchConfigs: [TrainBenchConfig] = [
 /// valgrind: the count must not grow with the steps).
 func runTrainBenchmark(threads: Int, only: String? = nil, seconds: Double = 3, fixedSteps: Int? = nil) {
     let wanted = only.map { Set($0.split(separator: ",").map(String.init)) }
+    let known = Set(trainBenchConfigs.map(\.name))
+    if let unknown = wanted?.subtracting(known).sorted(), !unknown.isEmpty {
+        print("rnn-bench train: unknown configuration \(unknown.joined(separator: ", ")); known: \(trainBenchConfigs.map(\.name).joined(separator: ", "))")
+        return
+    }
     print("# rnn-bench train: full step (forward, loss, backward, Adam), threads=\(threads)")
     print("config        samples/s    GFLOP/s    ms/step  steps  cpu-ms/step")
     for bench in trainBenchConfigs where wanted?.contains(bench.name) ?? true {

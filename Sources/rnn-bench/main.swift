@@ -42,6 +42,14 @@ switch benchArguments.first {
 case "gemm":
     runGemmBenchmarkCommand(Array(benchArguments.dropFirst()))
 case "train":
+    let trainOptions: Set<String> = ["--threads", "--config", "--seconds", "--steps"]
+    var index = 1
+    while index < arguments.count {
+        guard trainOptions.contains(arguments[index]) else {
+            usage("'train' does not take '\(arguments[index])' (options: --threads N, --config NAME[,NAME], --seconds S, --steps N)")
+        }
+        index += 2
+    }
     let seconds = stringOption("--seconds").map { text -> Double in
         guard let s = Double(text), s > 0 else { usage("'--seconds' expects a positive number, found '\(text)'") }
         return s
