@@ -1,6 +1,9 @@
 // Using a trained checkpoint: load it (its config tells the model), evaluate it on a dataset
 // (loss, accuracy, confusion matrix), and predict classes or characters.
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import RNNCheckpoint
 import RNNCore
 import RNNData
@@ -194,6 +197,44 @@ extension LoadedModel {
             start += batchSize
         }
         return result
+    }
+
+    /// Writes the inputs exactly as the network saw them and its outputs to an HDF5 file, so
+    /// another framework can replay them: `/X` float32 (N, T, I) and `/outputs` float32 (N, O)
+    /// or (N, T, O), batch-first like PyTorch's `model(X)`. Written to a temporary file, then
+    /// renamed, so `path` never holds a half-written file.
+    public func writeOutputs(on data: TensorDataset, to path: String, batchSize: Int = 256) throws {
+        let m = config.model
+        let perSample = (m.head == .lastStep ? 1 : data.steps) * m.outputSize
+        var x: [Float] = []
+        var outputs: [Float] = []
+        x.reserveCapacity(data.count * data.sampleElements)
+        outputs.reserveCapacity(data.count * perSample)
+        var batch = Batch()
+        var start = 0
+        while start < data.count {
+            let rows = Array(start..<min(start + batchSize, data.count))
+            try data.read(rows: rows, into: &batch)
+            x.append(contentsOf: batch.x)
+            outputs.append(contentsOf: try network.predict(parameters: checkpoint.parameters, input: batch.x,
+                                                           batch: batch.count, steps: data.steps).outputs)
+            start += batchSize
+        }
+        let outputShape = m.head == .lastStep ? [data.count, m.outputSize] : [data.count, data.steps, m.outputSize]
+        let temporary = path + ".tmp-\(ProcessInfo.processInfo.processIdentifier)"
+        do {
+            let file = try HDF5File.create(temporary)
+            let root = try file.root()
+            _ = try root.writeDataset("X", shape: [data.count, data.steps, data.inputSize], values: x)
+            _ = try root.writeDataset("outputs", shape: outputShape, values: outputs)
+        } catch {
+            try? FileManager.default.removeItem(atPath: temporary)
+            throw ReportError("cannot write outputs to \(path): \(error)")
+        }
+        if rename(temporary, path) != 0 {
+            try? FileManager.default.removeItem(atPath: temporary)
+            throw ReportError("cannot move the outputs file into place at \(path): \(String(cString: strerror(errno)))")
+        }
     }
 
     /// Character model: feeds `text` one-hot through the network and returns the predicted

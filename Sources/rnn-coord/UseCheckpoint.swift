@@ -74,11 +74,14 @@ struct Predict: ParsableCommand {
     var vocabFrom: String?
     @Option(help: "Print at most this many predictions (0: all).")
     var limit = 0
+    @Option(help: "Also write the inputs (/X) and the raw outputs (/outputs) of --data to this HDF5 file (for checking against PyTorch).")
+    var outputs: String?
 
     func validate() throws {
         if text == nil && data.isEmpty { throw ValidationError("Please specify '--text' (character model) or '--data' (sequences to classify).") }
         if text != nil && !data.isEmpty { throw ValidationError("Please specify only one of '--text' and '--data'.") }
         if limit < 0 { throw ValidationError("Please specify '--limit' of 0 or more.") }
+        if outputs != nil && data.isEmpty { throw ValidationError("'--outputs' needs '--data' (the sequences whose outputs to write).") }
     }
 
     func run() throws {
@@ -94,6 +97,10 @@ struct Predict: ParsableCommand {
                 return
             }
             let dataset = try model.open(dataset: data)
+            if let outputs {
+                try model.writeOutputs(on: dataset, to: outputs)
+                printLine("Outputs of \(dataset.count) sequences written to \(outputs)")
+            }
             let predictions = try model.predictClasses(on: dataset)
             let truth = dataset.allClassIds()
             let n = limit > 0 ? min(limit, predictions.count) : predictions.count

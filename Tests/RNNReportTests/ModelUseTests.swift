@@ -2,6 +2,7 @@ import RNNCheckpoint
 import RNNCore
 import RNNData
 import RNNDistributed
+import RNNHDF5
 import XCTest
 @testable import RNNReport
 
@@ -96,5 +97,27 @@ final class ModelUseTests: XCTestCase {
         let wrong = dir + "/wrong.h5"
         try SyntheticData.random(count: 3, steps: 4, features: 6, classes: 5, seed: 1).write(to: wrong)
         XCTAssertThrowsError(try model.open(dataset: [wrong])) { XCTAssertTrue("\($0)".contains("takes 3 input features"), "\($0)") }
+    }
+
+    /// `predict --outputs`: the inputs and raw outputs written for replay in PyTorch are the
+    /// dataset's rows and exactly what the network predicts for them.
+    func testWrittenOutputsAreTheInputsAndTheNetworksOutputs() throws {
+        let (path, data) = try trainedHello()
+        let model = try LoadedModel.load(checkpoint: path)
+        let dataset = try model.open(dataset: [data])
+        let out = dir + "/outputs.h5"
+        try model.writeOutputs(on: dataset, to: out, batchSize: 1)
+        let root = try HDF5File.open(out).root()
+        let x: [Float] = try root.openDataset("X").read()
+        let outputs: [Float] = try root.openDataset("outputs").read()
+        let batch = try dataset.read(rows: [0, 1])
+        XCTAssertEqual(x, batch.x)
+        let expected = try model.network.predict(parameters: model.checkpoint.parameters, input: batch.x, batch: 2, steps: 5).outputs
+        XCTAssertEqual(outputs, expected)
+        XCTAssertEqual(outputs.count, 2 * 5 * 4, "(N, T, O) for the per-step head")
+        XCTAssertFalse(try FileManager.default.contentsOfDirectory(atPath: dir).contains { $0.contains(".tmp-") })
+        XCTAssertThrowsError(try model.writeOutputs(on: dataset, to: dir + "/no/such/folder/out.h5")) {
+            XCTAssertTrue("\($0)".contains("no/such/folder"), "\($0)")
+        }
     }
 }
