@@ -38,6 +38,9 @@ public enum AllReduceError: Error, CustomStringConvertible, Sendable {
     case transport(ZMQError)
     /// `allReduce` was called before `connect(peerEndpoints:)`.
     case notConnected(rank: Int)
+    /// `interruptCheck` returned true while waiting for a frame: the caller abandons the step
+    /// (e.g. the coordinator re-forms the ring after losing a peer).
+    case interrupted(generation: UInt32, step: UInt64)
 
     public var description: String {
         switch self {
@@ -50,6 +53,8 @@ public enum AllReduceError: Error, CustomStringConvertible, Sendable {
             return "all-reduce transport failure: \(e)"
         case .notConnected(let r):
             return "all-reduce on rank \(r) called before connect(peerEndpoints:)"
+        case .interrupted(let g, let s):
+            return "all-reduce interrupted at generation \(g) step \(s)"
         }
     }
 }
@@ -83,6 +88,10 @@ public final class RingAllReduce: @unchecked Sendable {
     public var algorithm: AllReduceAlgorithm = .automatic
     /// Rejected and stale frames by reason.
     public let rejects: RejectCounter
+    /// Called every `interruptPollMilliseconds` while a receive waits; returning true
+    /// abandons the exchange with `AllReduceError.interrupted`. Runs on the calling thread.
+    public var interruptCheck: (() -> Bool)?
+    public var interruptPollMilliseconds: Int = 20
 
     private let receiver: ZMQSocket
     private var sender: ZMQSocket?
@@ -282,8 +291,27 @@ public final class RingAllReduce: @unchecked Sendable {
         let started = monotonicNanoseconds()
         let deadline = Deadline(nanoseconds: started &+ UInt64(timeoutMilliseconds) &* 1_000_000)
         while true {
-            let got: Bool
-            do { got = try receiver.receive(into: incoming, deadline: deadline) } catch { throw .transport(error) }
+            var got: Bool
+            do {
+                if let interruptCheck {
+                    // Wait in slices so that the caller can abandon the step between them.
+                    while true {
+                        let slice = Deadline(nanoseconds: min(deadline.nanoseconds,
+                                                              monotonicNanoseconds() &+ UInt64(interruptPollMilliseconds) &* 1_000_000))
+                        got = try receiver.receive(into: incoming, deadline: slice)
+                        if got || deadline.hasPassed { break }
+                        if interruptCheck() { throw AllReduceError.interrupted(generation: generation, step: ctx.step) }
+                    }
+                } else {
+                    got = try receiver.receive(into: incoming, deadline: deadline)
+                }
+            } catch let e as AllReduceError {
+                throw e
+            } catch let e as ZMQError {
+                throw .transport(e)
+            } catch {
+                throw .transport(ZMQError(call: "zmq_msg_recv (\(error))", endpoint: nil, errno: 0))
+            }
             guard got else {
                 throw .timeout(operation: "receive", peerRank: leftRank, endpoint: nil,
                                milliseconds: Int((monotonicNanoseconds() - started) / 1_000_000),

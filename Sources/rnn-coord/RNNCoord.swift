@@ -9,7 +9,7 @@ struct RNNCoord: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rnn-coord",
         abstract: "Coordinate data-parallel training of an RNN/LSTM/GRU across rnn-worker processes.",
-        subcommands: [Start.self]
+        subcommands: [Start.self, Keygen.self]
     )
 }
 
