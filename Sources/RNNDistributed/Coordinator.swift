@@ -308,6 +308,7 @@ public final class Coordinator: @unchecked Sendable {
         let store = try options.checkpointDir.map { dir throws in try CheckpointStore(directory: dir, keep: options.keep) }
         let metricsFile = options.checkpointDir.map { MetricsLog(path: ($0 as NSString).appendingPathComponent("metrics.jsonl")) }
 
+        report(.message(.info, "Heartbeats on \(heartbeats.endpoint) every \(options.heartbeatInterval) s; a worker silent for \(options.heartbeatTimeout) s is lost"))
         var security = options.curve != nil ? "CURVE, \(options.curve!.allowedClientKeys.count) allowed key(s)" : "run token"
         if let tokenFile { security += " in \(tokenFile)" }
         report(.message(.info, "Coordinator listening on \(endpoint) (run \(String(runID, radix: 16)); \(security)); waiting for \(options.workers) worker(s)"))
@@ -569,7 +570,7 @@ public final class Coordinator: @unchecked Sendable {
                         coordinatorTimeoutMilliseconds: Int(options.workerIdleTimeout * 1000), completedSteps: completed,
                         heartbeatEndpoint: heartbeats.endpoint, heartbeatIntervalMilliseconds: Int(options.heartbeatInterval * 1000),
                         heartbeatTimeoutMilliseconds: Int(options.heartbeatTimeout * 1000), state: state)
-                    heartbeats.register(m.identity)
+                    heartbeats.register(m.identity, grace: options.heartbeatTimeout)
                     members[i].isNew = false
                     sendOrMark(welcome, to: m)
                 } else {

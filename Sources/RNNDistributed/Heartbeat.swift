@@ -57,9 +57,13 @@ final class HeartbeatServer: @unchecked Sendable {
         Thread.detachNewThread { [self] in loop() }
     }
 
-    /// Starts the clock of a member (now counts as heard).
-    func register(_ identity: [UInt8]) {
-        lock.lock(); lastSeen[identity] = monotonicNanoseconds(); expelled[identity] = nil; lock.unlock()
+    /// Starts the clock of a member: it counts as heard `grace` seconds from now (a new
+    /// member first receives and decodes its WELCOME).
+    func register(_ identity: [UInt8], grace: Double = 0) {
+        lock.lock()
+        lastSeen[identity] = monotonicNanoseconds() &+ UInt64(max(0, grace) * 1e9)
+        expelled[identity] = nil
+        lock.unlock()
     }
 
     /// Forgets a member; its later heartbeats are answered with ERROR `reason`.
@@ -71,7 +75,8 @@ final class HeartbeatServer: @unchecked Sendable {
     func silence(_ identity: [UInt8]) -> Double? {
         lock.lock(); defer { lock.unlock() }
         guard let t = lastSeen[identity] else { return nil }
-        return Double(monotonicNanoseconds() &- t) / 1e9
+        let now = monotonicNanoseconds()
+        return now > t ? Double(now - t) / 1e9 : 0
     }
 
     func stop() {
@@ -105,7 +110,7 @@ final class HeartbeatServer: @unchecked Sendable {
             lock.lock()
             let known = lastSeen[identity] != nil
             let reason = expelled[identity]
-            if known { lastSeen[identity] = monotonicNanoseconds() }
+            if known { lastSeen[identity] = max(lastSeen[identity]!, monotonicNanoseconds()) }
             lock.unlock()
             if known {
                 try? socket.sendMultipart([hb, answer], deadline: .after(milliseconds: 100))

@@ -183,6 +183,26 @@ struct WelcomeMessage: ControlMessage {
     }
 }
 
+extension WelcomeMessage {
+    /// The heartbeat settings at the front of a WELCOME payload, read without decoding the
+    /// (possibly large) state, so that the worker's heartbeats start at once.
+    static func heartbeatSettings(_ frame: Frame) -> (endpoint: String, intervalMilliseconds: Int, timeoutMilliseconds: Int)? {
+        guard frame.header.kind == kind else { return nil }
+        var r = BinaryReader(frame.payload)
+        do {
+            _ = try r.readInt("rank")
+            _ = try r.readInt("world")
+            _ = try r.readString("config")
+            _ = try r.readInt("ring timeout")
+            _ = try r.readInt("coordinator timeout")
+            _ = try r.readInt("completed steps")
+            return (try r.readString("heartbeat endpoint"), try r.readInt("heartbeat interval"), try r.readInt("heartbeat timeout"))
+        } catch {
+            return nil
+        }
+    }
+}
+
 /// Coordinator -> member: the ring changes (a peer was lost, or workers join). The new
 /// generation travels in the header. The worker abandons any unfinished step, returns to
 /// `completedSteps` applied steps (undoing a step it applied but the coordinator did not

@@ -136,7 +136,8 @@ public final class Worker: @unchecked Sendable {
         var g = SystemRandomNumberGenerator()
         for i in idBytes.indices { idBytes[i] = UInt8.random(in: 0...255, using: &g) }
         let identity = idBytes + [0x63]
-        let control = try ZMQSocket(context, type: .dealer, lingerMilliseconds: 2000)
+        // A short linger: a last ERROR gets out, but a dead coordinator does not delay the exit.
+        let control = try ZMQSocket(context, type: .dealer, lingerMilliseconds: 300)
         defer { control.close() }
         try control.setRoutingID(identity)
         try options.curve?.configure(control)
@@ -155,10 +156,21 @@ public final class Worker: @unchecked Sendable {
         }
         if welcomeFrame.header.kind == .error {
             let text = (try? ErrorMessage.decode(welcomeFrame).text) ?? "unreadable error"
+            // A restarted coordinator has a new token (its file may not be written yet): retry.
+            if reconnecting { throw CoordinatorLost(description: "the coordinator at \(options.connect) refused this worker: \(text)") }
             throw WorkerError("the coordinator at \(options.connect) refused this worker: \(text)")
         }
-        let welcome = try WelcomeMessage.decode(welcomeFrame)
         let runID = welcomeFrame.header.runID
+        // Heartbeats first: decoding a large state may take a while.
+        guard let beat = WelcomeMessage.heartbeatSettings(welcomeFrame) else {
+            throw WorkerError("the coordinator at \(options.connect) sent an unreadable WELCOME")
+        }
+        let heartbeat = try HeartbeatLink(context: context, endpoint: heartbeatEndpoint(beat.endpoint),
+                                          controlIdentity: identity, runID: runID,
+                                          intervalMilliseconds: beat.intervalMilliseconds,
+                                          timeoutMilliseconds: beat.timeoutMilliseconds, curve: options.curve)
+        defer { heartbeat.stop() }
+        let welcome = try WelcomeMessage.decode(welcomeFrame)
         let config = try TrainingConfig.fromJSON(welcome.configJSON)
         var rank = welcome.rank
         var world = welcome.world
@@ -166,11 +178,6 @@ public final class Worker: @unchecked Sendable {
         let idleTimeout = Double(welcome.coordinatorTimeoutMilliseconds) / 1000
         log("worker: joined run \(String(runID, radix: 16)) at \(options.connect) as rank \(rank) of \(world) at global step \(welcome.completedSteps)")
 
-        let heartbeat = try HeartbeatLink(context: context, endpoint: heartbeatEndpoint(welcome.heartbeatEndpoint),
-                                          controlIdentity: identity, runID: runID,
-                                          intervalMilliseconds: welcome.heartbeatIntervalMilliseconds,
-                                          timeoutMilliseconds: welcome.heartbeatTimeoutMilliseconds, curve: options.curve)
-        defer { heartbeat.stop() }
         heartbeat.update(rank: rank, appliedSteps: welcome.completedSteps)
         let heartbeatTimeout = Double(welcome.heartbeatTimeoutMilliseconds) / 1000
 
@@ -225,6 +232,7 @@ public final class Worker: @unchecked Sendable {
         }
         var ring = try makeRing()
         defer { ring.close() }
+        log("worker: ring endpoint \(announced(ring.localEndpoint)) (generation \(generation))")
         let sender = { UInt32(rank) }
         try control.send(frame: ReadyMessage(dataEndpoint: announced(ring.localEndpoint)).frame(runID: runID, generation: generation, sender: sender()),
                          deadline: .after(seconds: heartbeatTimeout))
@@ -277,7 +285,7 @@ public final class Worker: @unchecked Sendable {
                 generations += 1
                 ring = try makeRing()
                 heartbeat.update(rank: rank, appliedSteps: replica.appliedSteps)
-                log("worker: now rank \(rank) of \(world), generation \(generation) (\(reform.reason))")
+                log("worker: now rank \(rank) of \(world), generation \(generation), ring endpoint \(announced(ring.localEndpoint)) (\(reform.reason))")
                 try control.send(frame: ReadyMessage(dataEndpoint: announced(ring.localEndpoint)).frame(runID: runID, generation: generation, sender: sender()),
                                  deadline: .after(seconds: heartbeatTimeout))
             case .stepAssignment:
@@ -316,7 +324,8 @@ public final class Worker: @unchecked Sendable {
                 try control.send(frame: state.frame(runID: runID, generation: generation, sender: sender()), deadline: .after(seconds: heartbeatTimeout))
             case .bye:
                 let bye = try ByeMessage.decode(frame)
-                log("worker: rank \(rank) done after \(replica.appliedSteps) steps: \(bye.reason)")
+                log("worker: rank \(rank) done after \(replica.appliedSteps) steps: \(bye.reason); \(generations) generation(s), "
+                    + "\(rolledBack) step(s) rolled back, \(abandoned) abandoned, \(decoder.rejects.total) frame(s) rejected")
                 return WorkerSummary(rank: rank, world: world, steps: replica.appliedSteps, parameters: replica.parameters,
                                      reason: bye.reason, generations: generations, rolledBack: rolledBack, abandoned: abandoned,
                                      rejectedFrames: decoder.rejects.total)
