@@ -659,8 +659,11 @@ public final class Coordinator: @unchecked Sendable {
         let deadline = Deadline.after(seconds: options.stepTimeout)
         while pendingCount > 0 {
             guard let (rank, frame) = try nextFromMember(deadline: deadline) else {
-                let missing = members.filter { results[$0.rank] == nil }.map(\.name).joined(separator: ", ")
-                throw CoordinatorError("global step \(globalStep): no result from \(missing) within \(Int(options.stepTimeout)) s")
+                // Everyone still sends heartbeats, yet the step is stuck: treat it as a failed
+                // exchange (re-form and redo, a bounded number of times).
+                let missing = members.filter { results[$0.rank] == nil }
+                throw StepAbandoned(rank: missing.first?.rank ?? 0,
+                                    text: "no result from \(missing.map(\.name).joined(separator: ", ")) within the step timeout of \(options.stepTimeout) s")
             }
             if frame.header.generation != generation {
                 rejects.record(.stale)
