@@ -18,7 +18,8 @@
 //              "secret-key = <40 Z85 characters>"      (mode 0600)
 //   NAME.pub   "public-key = <40 Z85 characters>"
 // Allow-list: any text file with one public key per line, either bare or as
-// "public-key = KEY" (so `cat *.pub > allowed` works); '#' starts a comment.
+// "public-key = KEY" (so `cat *.pub > allowed` works); a line starting with '#' is a comment
+// ('#' inside a line belongs to the key: it is a Z85 character).
 import Foundation
 import RNNTransport
 
@@ -139,9 +140,9 @@ public enum CurveKeyFiles {
         }
         var result: [(String?, String)] = []
         for raw in text.split(whereSeparator: \.isNewline) {
-            let line = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
-            let trimmed = line.trimmingCharacters(in: .whitespaces)
-            if trimmed.isEmpty { continue }
+            // Only whole-line comments: '#' is a Z85 character.
+            let trimmed = raw.trimmingCharacters(in: .whitespaces)
+            if trimmed.isEmpty || trimmed.hasPrefix("#") { continue }
             if let eq = trimmed.firstIndex(of: "=") , !isZ85Key(trimmed) {
                 let k = trimmed[..<eq].trimmingCharacters(in: .whitespaces)
                 let v = trimmed[trimmed.index(after: eq)...].trimmingCharacters(in: .whitespaces)

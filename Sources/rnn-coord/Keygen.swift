@@ -15,7 +15,7 @@ struct Keygen: ParsableCommand {
               rnn-coord start ... --bind tcp://0.0.0.0:5555 --curve-key keys/coord.key --allow keys/allowed
               rnn-worker --connect tcp://HOST:5555 --curve-key keys/worker1.key --server-key keys/coord.pub
             File format: text lines 'public-key = <40 Z85 characters>' and (only in NAME.key)
-            'secret-key = <40 Z85 characters>'; '#' starts a comment.
+            'secret-key = <40 Z85 characters>'; lines starting with '#' are comments.
             """
     )
 
