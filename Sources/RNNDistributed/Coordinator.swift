@@ -638,7 +638,8 @@ public final class Coordinator: @unchecked Sendable {
         func refuse(_ why: String, _ kind: String) {
             peerRejections.record(kind)
             report(.message(.warning, "Refused a worker on \(hello.host), pid \(hello.pid): \(why)"))
-            try? sendRaw(ErrorMessage(text: why).frame(runID: 0), to: identity, deadline: .after(milliseconds: 500))
+            // Never wait for a refused peer (one that does not read must not slow the run down).
+            try? sendRaw(ErrorMessage(text: why).frame(runID: 0), to: identity, deadline: .after(milliseconds: 0))
         }
         guard hello.protocolVersion == protocolVersion else {
             return refuse("protocol version \(hello.protocolVersion) is not \(protocolVersion)", "wrong protocol version")
