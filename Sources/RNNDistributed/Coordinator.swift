@@ -136,6 +136,8 @@ struct Member {
     var host: String
     var pid: Int
     var dataEndpoint = ""
+    /// Its ring socket's CURVE public key ("" without CURVE).
+    var publicKey = ""
     /// Has not received WELCOME yet.
     var isNew = true
     var name: String { "rank \(rank) (\(host), pid \(pid))" }
@@ -590,10 +592,14 @@ public final class Coordinator: @unchecked Sendable {
                         rejects.record(frame.header.generation < generation ? .stale : .unexpected)
                         continue
                     }
+                    if let curve = options.curve, !curve.allowedClientKeys.contains(msg.publicKey) {
+                        throw CoordinatorError("\(members[rank].name) announced a ring key that is not on the allow-list")
+                    }
                     if members[rank].dataEndpoint.isEmpty { ready += 1 }
                     members[rank].dataEndpoint = msg.dataEndpoint
+                    members[rank].publicKey = msg.publicKey
                 }
-                let ring = RingMessage(generation: generation, endpoints: members.map(\.dataEndpoint))
+                let ring = RingMessage(generation: generation, endpoints: members.map(\.dataEndpoint), publicKeys: members.map(\.publicKey))
                 for m in members { sendOrMark(ring, to: m) }
                 if generation > 1 {
                     report(.message(.info, "Ring generation \(generation): \(members.count) worker(s) (\(reason))"))

@@ -274,10 +274,21 @@ struct ReadyMessage: ControlMessage, Equatable {
     static let kind = MessageKind.ready
     /// The worker's bound ring endpoint, as its peers must dial it.
     var dataEndpoint: String
+    /// With CURVE: the public key its ring socket serves with ("" otherwise).
+    var publicKey: String = ""
 
-    func encode(into w: inout BinaryWriter) { w.write(dataEndpoint) }
-    init(dataEndpoint: String) { self.dataEndpoint = dataEndpoint }
-    init(from r: inout BinaryReader) throws(PayloadError) { dataEndpoint = try r.readString("data endpoint") }
+    func encode(into w: inout BinaryWriter) {
+        w.write(dataEndpoint)
+        w.write(publicKey)
+    }
+    init(dataEndpoint: String, publicKey: String = "") {
+        self.dataEndpoint = dataEndpoint
+        self.publicKey = publicKey
+    }
+    init(from r: inout BinaryReader) throws(PayloadError) {
+        dataEndpoint = try r.readString("data endpoint")
+        publicKey = try r.readString("public key")
+    }
 }
 
 struct RingMessage: ControlMessage, Equatable {
@@ -285,16 +296,21 @@ struct RingMessage: ControlMessage, Equatable {
     var generation: UInt32
     /// endpoints[k] is rank k's data endpoint.
     var endpoints: [String]
+    /// With CURVE: publicKeys[k] is rank k's ring server key (empty strings otherwise).
+    var publicKeys: [String]
 
     func encode(into w: inout BinaryWriter) {
         w.write(generation)
         w.write(endpoints.count)
         for e in endpoints { w.write(e) }
+        for k in publicKeys { w.write(k) }
     }
 
-    init(generation: UInt32, endpoints: [String]) {
+    init(generation: UInt32, endpoints: [String], publicKeys: [String]? = nil) {
         self.generation = generation
         self.endpoints = endpoints
+        self.publicKeys = publicKeys ?? endpoints.map { _ in "" }
+        precondition(self.publicKeys.count == endpoints.count)
     }
 
     init(from r: inout BinaryReader) throws(PayloadError) {
@@ -303,6 +319,8 @@ struct RingMessage: ControlMessage, Equatable {
         guard n >= 0 && n <= 65_536 else { throw PayloadError.invalidValue(field: "endpoint count", found: "\(n) (expected 0...65536)") }
         endpoints = []
         for _ in 0..<n { endpoints.append(try r.readString("endpoint")) }
+        publicKeys = []
+        for _ in 0..<n { publicKeys.append(try r.readString("public key")) }
     }
 }
 

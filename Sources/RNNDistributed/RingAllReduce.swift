@@ -92,6 +92,17 @@ public final class RingAllReduce: @unchecked Sendable {
     /// abandons the exchange with `AllReduceError.interrupted`. Runs on the calling thread.
     public var interruptCheck: (() -> Bool)?
     public var interruptPollMilliseconds: Int = 20
+    /// Configures each socket before it binds (`peerRank` nil: this rank's receiving socket)
+    /// or connects (`peerRank`: the right neighbour), e.g. with CURVE keys.
+    public typealias SocketSetup = (ZMQSocket, _ peerRank: Int?) throws -> Void
+    private let socketSetup: SocketSetup?
+
+    private static func setUp(_ setup: SocketSetup?, _ socket: ZMQSocket, _ peer: Int?) throws(ZMQError) {
+        guard let setup else { return }
+        do { try setup(socket, peer) } catch let e as ZMQError { throw e } catch {
+            throw ZMQError(call: "ring socket setup (\(error))", endpoint: nil, errno: 0)
+        }
+    }
 
     private let receiver: ZMQSocket
     private var sender: ZMQSocket?
@@ -107,7 +118,7 @@ public final class RingAllReduce: @unchecked Sendable {
     /// `inproc://ring-3`). Announce `localEndpoint`, then call `connect(peerEndpoints:)`.
     public init(context: ZMQContext, rank: Int, world: Int, runID: UInt64, generation: UInt32 = 0,
                 bindEndpoint: String, timeoutMilliseconds: Int = 10_000,
-                rejects: RejectCounter = RejectCounter()) throws(ZMQError) {
+                rejects: RejectCounter = RejectCounter(), socketSetup: SocketSetup? = nil) throws(ZMQError) {
         precondition(world >= 1 && rank >= 0 && rank < world, "rank \(rank) outside world of \(world)")
         self.rank = rank
         self.world = world
@@ -115,9 +126,11 @@ public final class RingAllReduce: @unchecked Sendable {
         self.generation = generation
         self.timeoutMilliseconds = timeoutMilliseconds
         self.rejects = rejects
+        self.socketSetup = socketSetup
         self.decoder = FrameDecoder(expectedRunID: runID, maxPayloadBytes: Int(Int32.max), rejects: rejects)
         let pull = try ZMQSocket(context, type: .pull, lingerMilliseconds: 0)
         try pull.setReceiveHighWaterMark(0)
+        try Self.setUp(socketSetup, pull, nil)
         try pull.bind(bindEndpoint)
         self.receiver = pull
         self.localEndpoint = bindEndpoint.hasPrefix("tcp://") ? try pull.lastEndpoint() : bindEndpoint
@@ -131,6 +144,7 @@ public final class RingAllReduce: @unchecked Sendable {
         guard world > 1 else { return }
         let push = try ZMQSocket(receiver.context, type: .push, lingerMilliseconds: 0)
         try push.setSendHighWaterMark(0)
+        try Self.setUp(socketSetup, push, rightRank)
         let ep = peerEndpoints[rightRank]
         try push.connect(ep)
         sender = push

@@ -82,6 +82,11 @@ struct CoordinatorLost: Error, CustomStringConvertible {
     var description: String
 }
 
+/// The ring's CURVE public keys by rank (from the latest RING message).
+final class RingKeys: @unchecked Sendable {
+    var keys: [String] = []
+}
+
 /// Frames taken off the control socket while a step was running.
 final class Inbox {
     var frames: [Frame] = []
@@ -205,13 +210,30 @@ public final class Worker: @unchecked Sendable {
                 throw WorkerError("rank \(rank): \(text)")
             }
         }
+        // With CURVE the ring is encrypted too: each worker's receiving socket serves with its
+        // own key pair, and the sender checks its right neighbour's key from the RING message.
+        let ringKeys = RingKeys()
+        let curve = options.curve
+        let setup: RingAllReduce.SocketSetup? = curve.map { curve in
+            { (socket: ZMQSocket, peer: Int?) throws in
+                if let peer {
+                    try socket.setCurveServerKey(ringKeys.keys.indices.contains(peer) ? ringKeys.keys[peer] : "")
+                    try socket.setCurvePublicKey(curve.keys.publicKey)
+                    try socket.setCurveSecretKey(curve.keys.secretKey)
+                } else {
+                    try socket.setCurveServer(true)
+                    try socket.setCurveSecretKey(curve.keys.secretKey)
+                }
+            }
+        }
+        let ringPublicKey = curve?.keys.publicKey ?? ""
         func makeRing() throws -> RingAllReduce {
             var attempt = 0
             while true {
                 do {
                     let ring = try RingAllReduce(context: context, rank: rank, world: world, runID: runID, generation: generation,
                                                  bindEndpoint: try dataBindEndpoint(), timeoutMilliseconds: welcome.ringTimeoutMilliseconds,
-                                                 rejects: decoder.rejects)
+                                                 rejects: decoder.rejects, socketSetup: setup)
                     ring.interruptCheck = {
                         if heartbeat.status != .alive { return true }
                         // Any message of the coordinator during a step means: stop (REFORM, ERROR, BYE).
@@ -234,7 +256,7 @@ public final class Worker: @unchecked Sendable {
         defer { ring.close() }
         log("worker: ring endpoint \(announced(ring.localEndpoint)) (generation \(generation))")
         let sender = { UInt32(rank) }
-        try control.send(frame: ReadyMessage(dataEndpoint: announced(ring.localEndpoint)).frame(runID: runID, generation: generation, sender: sender()),
+        try control.send(frame: ReadyMessage(dataEndpoint: announced(ring.localEndpoint), publicKey: ringPublicKey).frame(runID: runID, generation: generation, sender: sender()),
                          deadline: .after(seconds: heartbeatTimeout))
 
         var generations = 1, rolledBack = 0, abandoned = 0
@@ -264,6 +286,7 @@ public final class Worker: @unchecked Sendable {
                 guard update.endpoints.count == world else {
                     throw WorkerError("rank \(rank): ring of \(update.endpoints.count) endpoints for a world of \(world)")
                 }
+                ringKeys.keys = update.publicKeys
                 try ring.connect(peerEndpoints: update.endpoints)
             case .abortStep:
                 // REFORM: a new generation, rank and world; back to the completed step count.
@@ -286,7 +309,7 @@ public final class Worker: @unchecked Sendable {
                 ring = try makeRing()
                 heartbeat.update(rank: rank, appliedSteps: replica.appliedSteps)
                 log("worker: now rank \(rank) of \(world), generation \(generation), ring endpoint \(announced(ring.localEndpoint)) (\(reform.reason))")
-                try control.send(frame: ReadyMessage(dataEndpoint: announced(ring.localEndpoint)).frame(runID: runID, generation: generation, sender: sender()),
+                try control.send(frame: ReadyMessage(dataEndpoint: announced(ring.localEndpoint), publicKey: ringPublicKey).frame(runID: runID, generation: generation, sender: sender()),
                                  deadline: .after(seconds: heartbeatTimeout))
             case .stepAssignment:
                 guard frame.header.generation == generation else {
