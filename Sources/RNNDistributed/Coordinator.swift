@@ -1,6 +1,21 @@
 // The coordinator: validates the dataset, waits for the workers, hands out ranks, the config
 // and the initial state, drives every global step (which rows each worker computes), gathers
 // metrics, checks that the replicas agree, evaluates, and writes checkpoints.
+//
+// Faults (see also Heartbeat.swift, Security.swift, Messages.swift):
+// - Every wait on the control socket runs in slices of at most 100 ms and checks liveness:
+//   a member silent on the heartbeat socket past `heartbeatTimeout`, or whose connection
+//   failed on a send, is lost. No step waits forever: a step that yields nothing within
+//   `stepTimeout` while everyone is alive is redone in a re-formed ring (bounded retries).
+// - A lost member is logged by rank, host and pid and expelled (its heartbeats are answered
+//   with ERROR). The survivors get REFORM under a new generation: they drop the unfinished
+//   step, roll back a step they applied but the coordinator did not accept, and bind a new
+//   ring; then the same step (same sample set, split among the survivors) is redone. The
+//   mean gradient does not depend on the split, so the mathematics stay the same.
+// - Below `minWorkers`: the survivors roll back to the last completed step, the coordinator
+//   checkpoints that state and stops with an error naming what was lost.
+// - Workers that say HELLO while training runs wait for the next step boundary, then get
+//   WELCOME with the current state and the ring is re-formed with them.
 import Foundation
 import RNNCheckpoint
 import RNNCore
@@ -643,7 +658,10 @@ public final class Coordinator: @unchecked Sendable {
         if pending.contains(where: { $0.identity == identity }) { return }
         func refuse(_ why: String, _ kind: String) {
             peerRejections.record(kind)
-            report(.message(.warning, "Refused a worker on \(hello.host), pid \(hello.pid): \(why)"))
+            let n = peerRejections.total
+            if n <= 10 || n % 1000 == 0 {  // a flood of refusals must not flood the log
+                report(.message(.warning, "Refused a worker on \(hello.host), pid \(hello.pid): \(why) (\(n) refused so far)"))
+            }
             // Never wait for a refused peer (one that does not read must not slow the run down).
             try? sendRaw(ErrorMessage(text: why).frame(runID: 0), to: identity, deadline: .after(milliseconds: 0))
         }
