@@ -323,6 +323,7 @@ public final class Coordinator: @unchecked Sendable {
         /// The global step `state` belongs to.
         var stateStep = globalStep
         let store = try options.checkpointDir.map { dir throws in try CheckpointStore(directory: dir, keep: options.keep) }
+        if let dir = options.checkpointDir { removeInterruptedWrites(in: dir) }
         let metricsFile = options.checkpointDir.map { MetricsLog(path: ($0 as NSString).appendingPathComponent("metrics.jsonl")) }
 
         report(.message(.info, "Heartbeats on \(heartbeats.endpoint) every \(options.heartbeatInterval) s; a worker silent for \(options.heartbeatTimeout) s is lost"))
@@ -525,6 +526,22 @@ public final class Coordinator: @unchecked Sendable {
             report(.message(.info, "Rejected \(rejects.total) frame(s) (\(byReason)) and \(peerRejections.total) peer(s)"))
         }
         return summary
+    }
+
+    /// Deletes temporary files of checkpoint writes that a crash interrupted (their writer is
+    /// gone); they never carry a checkpoint name, so they were never read.
+    private func removeInterruptedWrites(in dir: String) {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return }
+        var removed: [String] = []
+        for name in names where name.hasPrefix(".ckpt-") && name.contains(".tmp-") {
+            // .ckpt-<step>.h5.tmp-<pid>-<random>
+            let tail = name.components(separatedBy: ".tmp-").last ?? ""
+            if let pid = Int32(tail.split(separator: "-").first ?? ""), pid != getpid(), kill(pid, 0) == 0 { continue }
+            if unlink((dir as NSString).appendingPathComponent(name)) == 0 { removed.append(name) }
+        }
+        if !removed.isEmpty {
+            report(.message(.warning, "Removed \(removed.count) temporary file(s) of interrupted checkpoint writes in \(dir): \(removed.sorted().joined(separator: ", "))"))
+        }
     }
 
     /// Samples of steps first..<first+count of an epoch.

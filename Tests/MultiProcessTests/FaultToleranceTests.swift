@@ -198,6 +198,7 @@ final class FaultToleranceTests: XCTestCase {
         let hidden = 256
         let table = digitsTable(hidden: hidden)
         var killsMidWrite = 0, checked = 0
+        var previousLeftTemporary = false
         let killPoints = 10
         for i in 0..<killPoints {
             var args = faultArguments(["--local-workers", "1", "--checkpoint-dir", ckpt, "--checkpoint-every", "1", "--keep", "2"],
@@ -205,18 +206,27 @@ final class FaultToleranceTests: XCTestCase {
             if i > 0 { args += ["--resume", ckpt] }
             let coord = try ChildProcess("rnn-coord", args)
             XCTAssertNotNil(coord.waitForLine(containing: "Checkpoint ", timeout: 60), coord.output)
-            // Kill points spread over a few step+checkpoint periods.
-            usleep(UInt32(3_000 + i * 7_000))
+            if previousLeftTemporary {
+                XCTAssertTrue(coord.output.contains("temporary file(s) of interrupted checkpoint writes"), coord.output)
+            }
+            // Kill point i: i * 2 ms after a temporary checkpoint file appears, i.e. spread
+            // over the write (create, datasets, flush, fsync, rename) and just after it.
+            let seen = Date().addingTimeInterval(10)
+            while Date() < seen, !((try? FileManager.default.contentsOfDirectory(atPath: ckpt)) ?? []).contains(where: { $0.contains(".tmp-") }) {
+                usleep(200)
+            }
+            usleep(UInt32(i * 2_000))
             coord.kill()
             coord.wait(timeout: 10)
             let names = try FileManager.default.contentsOfDirectory(atPath: ckpt)
-            if names.contains(where: { $0.contains(".tmp-") }) { killsMidWrite += 1 }
+            previousLeftTemporary = names.contains(where: { $0.contains(".tmp-") })
+            if previousLeftTemporary { killsMidWrite += 1 }
             for name in names where name.hasPrefix("ckpt-") && name.hasSuffix(".h5") {
                 XCTAssertNoThrow(try CheckpointStore.read(path: (ckpt as NSString).appendingPathComponent(name), table: table),
                                  "kill point \(i): \(name) is damaged")
                 checked += 1
             }
-            Thread.sleep(forTimeInterval: 1.2)  // its local worker notices the loss and exits
+            Thread.sleep(forTimeInterval: 1.1)  // its local worker notices the loss and exits
         }
         // Plant a foreign file and a truncated copy under checkpoint names newer than any real one.
         let valid = try XCTUnwrap(CheckpointStore.newest(in: ckpt, table: table).path)
@@ -230,6 +240,8 @@ final class FaultToleranceTests: XCTestCase {
         XCTAssertTrue(resume.output.contains("skipping") && resume.output.contains("ckpt-999999.h5") && resume.output.contains("ckpt-999998.h5"),
                       resume.output)
         XCTAssertTrue(resume.output.contains("Resuming from \(valid)"), resume.output)
+        let left = try FileManager.default.contentsOfDirectory(atPath: ckpt).filter { $0.contains(".tmp-") }
+        XCTAssertEqual(left, [], "temporary files of crashed writes are cleaned up at the next start")
         print("checkpoint kill loop: \(killPoints) SIGKILLs, \(killsMidWrite) left a temporary file (killed mid-write), "
               + "\(checked) files under checkpoint names checked, all valid")
     }
