@@ -117,4 +117,26 @@ final class ElasticAndResumeTests: XCTestCase {
         print("late join at global step \(joinedAt.get): max |p - p_W=1| = \(diff)")
         XCTAssertLessThanOrEqual(diff, 1e-5)
     }
+
+    /// A rank waiting in the all-reduce for a peer that is gone abandons the step as soon as
+    /// its interrupt check fires (the coordinator's REFORM), long before the frame timeout.
+    func testAllReduceWaitIsInterruptible() throws {
+        let ctx = try ZMQContext()
+        defer { ctx.shutdown() }
+        let a = try RingAllReduce(context: ctx, rank: 0, world: 2, runID: 3, bindEndpoint: "tcp://127.0.0.1:*", timeoutMilliseconds: 10_000)
+        let b = try RingAllReduce(context: ctx, rank: 1, world: 2, runID: 3, bindEndpoint: "tcp://127.0.0.1:*", timeoutMilliseconds: 10_000)
+        defer { a.close(); b.close() }
+        try a.connect(peerEndpoints: [a.localEndpoint, b.localEndpoint])
+        let start = Date()
+        a.interruptCheck = { Date().timeIntervalSince(start) > 0.2 }
+        var buffer = [Float](repeating: 1, count: 100)
+        XCTAssertThrowsError(try a.allReduceSum(&buffer, step: 0)) { error in
+            guard case AllReduceError.interrupted(let g, let s)? = error as? AllReduceError else { return XCTFail("\(error)") }
+            XCTAssertEqual(g, 0)
+            XCTAssertEqual(s, 0)
+        }
+        let waited = Date().timeIntervalSince(start)
+        XCTAssertGreaterThanOrEqual(waited, 0.2)
+        XCTAssertLessThan(waited, 2, "interrupted within a few poll slices, not at the 10 s timeout")
+    }
 }
