@@ -80,6 +80,7 @@ final class CurveTrainingTests: XCTestCase {
         let ws = try workers.get.map { try $0.get() }
         XCTAssertEqual(s.globalSteps, plain.summary.globalSteps)
         XCTAssertTrue(s.parameters == plain.summary.parameters, "CURVE changed the result")
+        XCTAssertGreaterThan(sent.get, 0, "the plaintext sender queued frames")
         for w in ws {
             XCTAssertTrue(w.parameters == s.parameters)
             XCTAssertEqual(w.rejectedFrames, 0, "a plaintext frame reached rank \(w.rank)'s CURVE ring socket")
