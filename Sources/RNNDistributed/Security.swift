@@ -227,7 +227,7 @@ public final class PeerRejections: @unchecked Sendable {
 /// its own thread; `stop()` ends it.
 final class ZAPAuthenticator: @unchecked Sendable {
     private let socket: ZMQSocket
-    private let allowed: Set<String>
+    private var allowed: Set<String>
     private let rejections: PeerRejections
     private let log: @Sendable (String) -> Void
     private let lock = NSLock()
@@ -249,7 +249,14 @@ final class ZAPAuthenticator: @unchecked Sendable {
         _ = finished.wait(timeout: .now() + 2)
     }
 
+    /// Replaces the allowed keys (a worker's ring: the current ring members' keys).
+    func setAllowed(_ keys: Set<String>) {
+        lock.lock(); allowed = keys; lock.unlock()
+    }
+
     private var isStopping: Bool { lock.lock(); defer { lock.unlock() }; return stopping }
+
+    private func isAllowed(_ key: String) -> Bool { lock.lock(); defer { lock.unlock() }; return allowed.contains(key) }
 
     private func loop() {
         defer {
@@ -268,7 +275,7 @@ final class ZAPAuthenticator: @unchecked Sendable {
             let mechanism = String(decoding: frames[5], as: UTF8.self)
             var status = "400", text = "not allowed"
             if mechanism == "CURVE", frames.count >= 7, let key = CurveKeyFiles.z85Encode(frames[6]) {
-                if allowed.contains(key) {
+                if isAllowed(key) {
                     status = "200"; text = "OK"
                 } else {
                     rejections.record("CURVE key not on the allow-list")

@@ -211,8 +211,17 @@ public final class Worker: @unchecked Sendable {
         }
         // With CURVE the ring is encrypted too: each worker's receiving socket serves with its
         // own key pair, and the sender checks its right neighbour's key from the RING message.
+        // A peer that connects before this worker has read the RING is refused once and
+        // reconnects (ZeroMQ retries every 100 ms).
         let ringKeys = RingKeys()
         let curve = options.curve
+        // Only the ring's members may connect to this worker's ring socket: a ZAP handler in
+        // this worker's context checks client keys against the latest RING message.
+        let ringGate = try curve.map { _ in
+            try ZAPAuthenticator(context: context, allowed: [], rejections: PeerRejections(),
+                                 log: { [log] in log("worker: \($0)") })
+        }
+        defer { ringGate?.stop() }
         let setup: RingAllReduce.SocketSetup? = curve.map { curve in
             { (socket: ZMQSocket, peer: Int?) throws in
                 if let peer {
@@ -284,6 +293,7 @@ public final class Worker: @unchecked Sendable {
                     throw WorkerError("rank \(rank): ring of \(update.endpoints.count) endpoints for a world of \(world)")
                 }
                 ringKeys.keys = update.publicKeys
+                ringGate?.setAllowed(Set(update.publicKeys))
                 try ring.connect(peerEndpoints: update.endpoints)
             case .abortStep:
                 // REFORM: a new generation, rank and world; back to the completed step count.

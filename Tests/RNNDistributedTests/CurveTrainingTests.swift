@@ -1,6 +1,7 @@
 // Training with CURVE on every socket (control, heartbeats and the ring): the result is
-// bitwise the plaintext run's, and a plaintext sender cannot put a single frame into a
-// CURVE ring socket (its frames never reach the worker, so nothing is even counted).
+// bitwise the plaintext run's, and neither a plaintext sender nor a CURVE sender whose key is
+// not in the ring can put a single frame into a ring socket (its frames never reach the
+// worker, so nothing is even counted).
 import Foundation
 import RNNCore
 import RNNData
@@ -29,6 +30,7 @@ final class CurveTrainingTests: XCTestCase {
         })
         XCTAssertNil(coordinator.token, "CURVE runs authenticate by key, not by token")
         let ringEndpoints = Box<[String]>([])
+        let ringKeys = Box<[String]>([])  // ringKeys[k]: the public key serving ringEndpoints[k]
         let done = Box(false)
         let group = DispatchGroup()
         let summary = Box<Result<TrainingSummary, Error>?>(nil)
@@ -48,7 +50,11 @@ final class CurveTrainingTests: XCTestCase {
             Thread.detachNewThread {
                 let w = Worker(options: workerOptions, log: { line in
                     if let r = line.range(of: "ring endpoint ") {
-                        ringEndpoints.update { $0.append(String(line[r.upperBound...].prefix { $0 != " " })) }
+                        let ep = String(line[r.upperBound...].prefix { $0 != " " })
+                        ringEndpoints.update { eps in
+                            ringKeys.update { $0.append(keys.publicKey) }
+                            eps.append(ep)
+                        }
                     }
                 })
                 let r = Result { try w.run() }
@@ -63,10 +69,20 @@ final class CurveTrainingTests: XCTestCase {
             while ringEndpoints.get.count < 2 && !done.get { usleep(1_000) }
             guard let ctx = try? ZMQContext() else { return }
             defer { ctx.shutdown() }
-            let sockets = ringEndpoints.get.compactMap { ep -> ZMQSocket? in
-                let s = try? ZMQSocket(ctx, type: .push, lingerMilliseconds: 0)
-                try? s?.connect(ep)
-                return s
+            // A plaintext sender, and a CURVE sender with its own key pair that knows each
+            // worker's public key but is not in the ring (the ring's ZAP handler refuses it).
+            let stranger = try? ZMQCurveKeyPair.generate()
+            var sockets: [ZMQSocket] = []
+            for (i, ep) in ringEndpoints.get.prefix(2).enumerated() {
+                if let s = try? ZMQSocket(ctx, type: .push, lingerMilliseconds: 0) {
+                    try? s.connect(ep)
+                    sockets.append(s)
+                }
+                if let stranger, let s = try? ZMQSocket(ctx, type: .push, lingerMilliseconds: 0) {
+                    try? s.configureCurveClient(keys: stranger, serverPublicKey: ringKeys.get[i])
+                    try? s.connect(ep)
+                    sockets.append(s)
+                }
             }
             defer { for s in sockets { s.close() } }
             let frame = Frame(header: FrameHeader(kind: .gradientChunk, runID: 1, payloadLength: 4), payload: [0, 0, 128, 63]).encoded
@@ -83,8 +99,9 @@ final class CurveTrainingTests: XCTestCase {
         XCTAssertGreaterThan(sent.get, 0, "the plaintext sender queued frames")
         for w in ws {
             XCTAssertTrue(w.parameters == s.parameters)
-            XCTAssertEqual(w.rejectedFrames, 0, "a plaintext frame reached rank \(w.rank)'s CURVE ring socket")
+            XCTAssertEqual(w.rejectedFrames, 0, "a foreign frame reached rank \(w.rank)'s CURVE ring socket")
         }
-        print("CURVE run: \(s.globalSteps) steps bitwise equal to plaintext; \(sent.get) plaintext frames queued at the ring sockets, 0 arrived")
+        print("CURVE run: \(s.globalSteps) steps bitwise equal to plaintext; \(sent.get) frames queued at the ring sockets by a plaintext "
+              + "sender and by a CURVE sender outside the ring, \(ws.map(\.rejectedFrames).reduce(0, +)) arrived")
     }
 }
