@@ -3,7 +3,7 @@
 step (forward, cross-entropy on the last step's head, backward, Adam) at a fixed thread count.
 
 Prints one row per configuration in the same columns as rnn-bench:
-  config  samples/s  GFLOP/s  ms/step  steps
+  config  samples/s  GFLOP/s  ms/step  steps  cpu-ms/step (process CPU time per step)
 Usage: python3 scripts/bench_torch_train.py [--threads 1] [--config NAME[,NAME]] [--seconds 3]
 """
 import argparse
@@ -49,7 +49,7 @@ def main():
     torch.manual_seed(0)
     wanted = set(args.config.split(",")) if args.config else None
     print(f"# PyTorch {torch.__version__} train: full step (forward, loss, backward, Adam), threads={args.threads}")
-    print("config        samples/s    GFLOP/s    ms/step  steps")
+    print("config        samples/s    GFLOP/s    ms/step  steps  cpu-ms/step")
     for name, module, I, H, L, T, B, C in CONFIGS:
         if wanted and name not in wanted:
             continue
@@ -66,7 +66,7 @@ def main():
             opt.step()
 
         step()  # warm-up
-        done, start = 0, time.perf_counter()
+        done, start, cpu_start = 0, time.perf_counter(), time.process_time()
         while True:
             step()
             done += 1
@@ -74,8 +74,9 @@ def main():
             if elapsed >= args.seconds:
                 break
         per_step = elapsed / done
+        cpu_per_step = (time.process_time() - cpu_start) / done
         print(f"{name:<12}{B / per_step:>11.1f}{flops(module, I, H, L, T, B) / per_step / 1e9:>11.2f}"
-              f"{per_step * 1e3:>11.2f}{done:>7d}")
+              f"{per_step * 1e3:>11.2f}{done:>7d}{cpu_per_step * 1e3:>13.2f}")
 
 
 if __name__ == "__main__":

@@ -13,8 +13,10 @@ echo "# load before: $(uptime)"
 python3 scripts/bench_torch_train.py "$@" | tee "$theirs"
 echo "# load after: $(uptime)"
 echo
-echo "config        ours samples/s  torch samples/s   ratio   ours GFLOP/s  torch GFLOP/s"
-awk 'FNR == NR { if ($1 !~ /^#/ && $1 != "config") { s[$1] = $2; g[$1] = $3 }; next }
+# ratio: samples/s ours / PyTorch (wall time); cpu ratio: the same from process CPU time
+# per step, which is steadier when other work shares the cores.
+echo "config        ours samples/s  torch samples/s   ratio  cpu ratio  ours GFLOP/s  torch GFLOP/s"
+awk 'FNR == NR { if ($1 !~ /^#/ && $1 != "config") { s[$1] = $2; g[$1] = $3; c[$1] = $6 }; next }
      $1 !~ /^#/ && $1 != "config" && ($1 in s) {
-       printf "%-12s %15.1f %16.1f %7.2fx %14.2f %14.2f\n", $1, s[$1], $2, s[$1] / $2, g[$1], $3 }' \
+       printf "%-12s %15.1f %16.1f %7.2fx %9.2fx %13.2f %14.2f\n", $1, s[$1], $2, s[$1] / $2, $6 / c[$1], g[$1], $3 }' \
     "$ours" "$theirs"

@@ -86,10 +86,20 @@ public struct CheckpointStore: Sendable {
         return final
     }
 
-    /// Deletes all but the newest `keep` checkpoints.
+    /// Deletes all but the newest `keep` checkpoints, and temporary files left behind by
+    /// writers that no longer run (`.ckpt-<step>.h5.tmp-<pid>-<n>` whose pid is gone).
     public func prune() {
         let all = list()
         for (_, old) in all.dropLast(keep) { unlink(old) }
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        for name in names where name.hasPrefix(".ckpt-") {
+            guard let marker = name.range(of: ".h5.tmp-") else { continue }
+            let rest = name[marker.upperBound...]
+            guard let pid = Int32(rest.split(separator: "-").first ?? ""), pid > 0 else { continue }
+            if pid != getpid() && kill(pid, 0) != 0 && errno == ESRCH {
+                unlink((directory as NSString).appendingPathComponent(name))
+            }
+        }
     }
 
     static func validate(_ c: Checkpoint, table: ParameterTable, path: String) throws(CheckpointError) {
@@ -126,8 +136,7 @@ public struct CheckpointStore: Sendable {
             let options = HDF5DatasetOptions(chunks: nil, fletcher32: checksums)
             func writeTensors(_ group: HDF5Group, _ flat: [Float]) throws(HDF5Error) {
                 for entry in table.entries {
-                    let slice = Array(flat[entry.range])
-                    try group.writeDataset(entry.name, shape: entry.shape, values: slice, options: options)
+                    try group.writeDataset(entry.name, shape: entry.shape, values: flat[entry.range], options: options)
                 }
             }
             try writeTensors(try root.createGroup("model"), c.parameters)

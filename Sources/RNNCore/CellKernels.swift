@@ -28,18 +28,28 @@ func storeLanes(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>, _ i: Int, _
     for k in 0..<n { p[i + k] = v[k] }
 }
 
+/// Calls body(j, width) for j = 0, 8, 16, ... over `count` elements: full chunks first (width
+/// is the constant 8 there, so the partial-load branches fold away in the hot loop), then one
+/// partial chunk for the tail.
+@inline(__always)
+func forEachChunk(_ count: Int, _ body: (Int, Int) -> Void) {
+    var j = 0
+    while j + 8 <= count {
+        body(j, 8)
+        j += 8
+    }
+    if j < count { body(j, count - j) }
+}
+
 enum CellKernels {
     // MARK: Simple RNN, h = act(pre)
 
     /// h (n) = tanh or relu of pre (n), with n = B*H (G = 1, so one step is contiguous).
     static func rnnForward(relu: Bool, pre: UnsafePointer<Float>, h: UnsafeMutablePointer<Float>, count n: Int) {
-        var i = 0
-        while i < n {
-            let w = min(8, n - i)
+        forEachChunk(n) { i, w in
             let x = loadLanes(pre, i, w)
             let y = relu ? x.replacing(with: 0, where: x .< 0) : VectorMath.tanh(x)
             storeLanes(y, h, i, w)
-            i += 8
         }
     }
 
@@ -49,9 +59,7 @@ enum CellKernels {
         relu: Bool, h: UnsafePointer<Float>, dOut: UnsafePointer<Float>, carry: UnsafePointer<Float>,
         dPre: UnsafeMutablePointer<Float>, count n: Int
     ) {
-        var i = 0
-        while i < n {
-            let w = min(8, n - i)
+        forEachChunk(n) { i, w in
             let hv = loadLanes(h, i, w)
             let dh = loadLanes(dOut, i, w) + loadLanes(carry, i, w)
             let d: SIMD8<Float>
@@ -61,7 +69,6 @@ enum CellKernels {
                 d = dh * (1 - hv * hv)
             }
             storeLanes(d, dPre, i, w)
-            i += 8
         }
     }
 
@@ -76,9 +83,7 @@ enum CellKernels {
         for b in 0..<batch {
             let g = gates + b * 4 * H
             let row = b * H
-            var j = 0
-            while j < H {
-                let w = min(8, H - j)
+            forEachChunk(H) { j, w in
                 let iv = VectorMath.sigmoid(loadLanes(g, j, w))
                 let fv = VectorMath.sigmoid(loadLanes(g, H + j, w))
                 let gv = VectorMath.tanh(loadLanes(g, 2 * H + j, w))
@@ -92,7 +97,6 @@ enum CellKernels {
                 storeLanes(cv, c, row + j, w)
                 storeLanes(tc, tanhC, row + j, w)
                 storeLanes(ov * tc, h, row + j, w)
-                j += 8
             }
         }
     }
@@ -108,9 +112,7 @@ enum CellKernels {
             let g = gates + b * 4 * H
             let dg = dGates + b * 4 * H
             let row = b * H
-            var j = 0
-            while j < H {
-                let w = min(8, H - j)
+            forEachChunk(H) { j, w in
                 let iv = loadLanes(g, j, w)
                 let fv = loadLanes(g, H + j, w)
                 let gv = loadLanes(g, 2 * H + j, w)
@@ -127,7 +129,6 @@ enum CellKernels {
                 storeLanes(dgg, dg, 2 * H + j, w)
                 storeLanes(dov, dg, 3 * H + j, w)
                 storeLanes(dc * fv, dcCarry, row + j, w)
-                j += 8
             }
         }
     }
@@ -147,9 +148,7 @@ enum CellKernels {
             let g = gates + b * 3 * H
             let r3 = hh + b * 3 * H
             let row = b * H
-            var j = 0
-            while j < H {
-                let w = min(8, H - j)
+            forEachChunk(H) { j, w in
                 let rv = VectorMath.sigmoid(loadLanes(g, j, w) + loadLanes(r3, j, w))
                 let zv = VectorMath.sigmoid(loadLanes(g, H + j, w) + loadLanes(r3, H + j, w))
                 let hnv = loadLanes(r3, 2 * H + j, w) + loadLanes(biasHN, j, w)
@@ -160,7 +159,6 @@ enum CellKernels {
                 storeLanes(nv, g, 2 * H + j, w)
                 storeLanes(hnv, hn, row + j, w)
                 storeLanes(nv.addingProduct(zv, hp - nv), h, row + j, w)
-                j += 8
             }
         }
     }
@@ -179,9 +177,7 @@ enum CellKernels {
             let dx = dGx + b * 3 * H
             let dhh = dGh + b * 3 * H
             let row = b * H
-            var j = 0
-            while j < H {
-                let w = min(8, H - j)
+            forEachChunk(H) { j, w in
                 let rv = loadLanes(g, j, w)
                 let zv = loadLanes(g, H + j, w)
                 let nv = loadLanes(g, 2 * H + j, w)
@@ -198,7 +194,6 @@ enum CellKernels {
                 storeLanes(dzPre, dhh, H + j, w)
                 storeLanes(dnPre * rv, dhh, 2 * H + j, w)
                 storeLanes(dh * zv, dhCarry, row + j, w)
-                j += 8
             }
         }
     }

@@ -1,11 +1,12 @@
 // GEMM: C = alpha * op(A) * op(B) + beta * C on row-major float32 matrices.
 // Dimension legend: op(A) is (M, K), op(B) is (K, N), C is (M, N).
 //
-// Layout of the optimised path (the classic Goto/BLIS scheme):
-//   for each NC-wide column block of C
-//     for each KC-deep slice of K      -> op(B) slice packed into NR-wide panels (or taken
-//                                         from a `PackedMatrix` packed once by the caller)
-//       for each MC-tall row block     -> op(A) block packed into MR-tall panels
+// Layout of the optimised path (Goto/BLIS packing, C-block-resident loop order):
+//   for each NC-wide column block of C -> op(B)[:, block] packed into NR-wide panels, all of
+//                                         K (or taken from a `PackedMatrix` packed once)
+//     for each MC-tall row block of C
+//       for each KC-deep slice of K    -> op(A) block packed into MR-tall panels (or read
+//                                         in place when N is small)
 //         for each NR panel, each MR panel: the MR x NR register-blocked micro-kernel
 // MR = 6 rows x NR = 16 columns: 12 accumulators of SIMD8 (6 SIMD16) + 2 B vectors +
 // 1 broadcast = 15 of the 16 ymm registers of AVX2. The kernels themselves live in
@@ -42,8 +43,11 @@ public enum GemmBlocking {
     public static let kc = 256
     /// Rows of one packed A block (MC x KC = 144 KiB stays in L2).
     public static let mc = 144
-    /// Columns of one packed B block (KC x NC = 4 MiB, L3).
+    /// Columns of one packed B block at most.
     public static let nc = 4096
+    /// Floats of op(B) packed at once by an unpacked product (4 MiB, L3-resident): NC is
+    /// lowered to budget / K for deep products.
+    public static let packedBBudget = 1 << 20
 }
 
 /// op(B) of a product packed once into the GEMM's panel layout, to be reused by many
@@ -55,6 +59,18 @@ public enum GemmBlocking {
 /// past N zero. Storage is 64-byte aligned and reused by `pack` when large enough.
 ///
 /// Not thread-safe while being packed; many engines may read it at the same time otherwise.
+///
+/// Typical RNN use (weights change once per optimizer step, so pack once per step):
+/// ```
+/// // forward: gates_t (B, G*H) += h_{t-1} (B, H) x weight_hh^T, weight_hh is (G*H, H)
+/// whhT.pack(transB: true, k: H, n: G * H, b: weightHH, ldb: H)
+/// for t in 0..<T {
+///     engine.multiply(transA: false, m: B, a: hPrev, lda: H, packedB: whhT,
+///                     beta: 1, c: gates + t * B * G * H, ldc: G * H)
+/// }
+/// // backward: dh (B, H) += dGates_t (B, G*H) x weight_hh (G*H, H)
+/// whh.pack(transB: false, k: G * H, n: H, b: weightHH, ldb: H)
+/// ```
 public final class PackedMatrix: @unchecked Sendable {
     /// Rows of op(B) (the K of the products it serves).
     public private(set) var k: Int = 0
@@ -117,6 +133,8 @@ final class GemmWorkspace {
     var aCapacity = 0
     var b: UnsafeMutablePointer<Float>
     var bCapacity = 0
+    /// alpha, beta of the current K slice, handed to the micro-kernel through memory.
+    let scale = UnsafeMutablePointer<Float>.allocate(capacity: 2)
 
     init() {
         a = gemmAllocate(0)
@@ -126,6 +144,7 @@ final class GemmWorkspace {
     deinit {
         a.deallocate()
         b.deallocate()
+        scale.deallocate()
     }
 
     func reserve(a countA: Int, b countB: Int) {
@@ -167,8 +186,23 @@ public final class GemmEngine {
     /// place instead of packing it: packing costs about as much as the arithmetic it feeds
     /// when few column panels reuse each packed A panel.
     public var directAMaxColumns: Int = 256
+    /// Rows of op(A) packed per block (MC, a multiple of 6; default `GemmBlocking.mc`).
+    public var rowBlock: Int = GemmBlocking.mc {
+        didSet { precondition(rowBlock >= GemmBlocking.mr && rowBlock % GemmBlocking.mr == 0, "GemmEngine.rowBlock must be a positive multiple of \(GemmBlocking.mr), found \(rowBlock)") }
+    }
+    /// Columns of op(B) packed per block (NC, a multiple of 16; default `GemmBlocking.nc`).
+    public var columnBlock: Int = GemmBlocking.nc {
+        didSet { precondition(columnBlock >= GemmBlocking.nr && columnBlock % GemmBlocking.nr == 0, "GemmEngine.columnBlock must be a positive multiple of \(GemmBlocking.nr), found \(columnBlock)") }
+    }
+
+    /// Floats of op(B) an unpacked product may pack at once in the C-resident loop order
+    /// (default `GemmBlocking.packedBBudget`); NC is lowered to budget / K to respect it.
+    public var packedBBudget: Int = GemmBlocking.packedBBudget {
+        didSet { precondition(packedBBudget >= 1, "GemmEngine.packedBBudget must be positive, found \(packedBBudget)") }
+    }
 
     private var workspaces: [GemmWorkspace] = []
+    private let job = GemmJob()
 
     public init(threads: Int = 1) {
         precondition(threads >= 1, "GemmEngine needs at least one thread")
@@ -242,26 +276,36 @@ public final class GemmEngine {
         if t <= 1 {
             let ws = workspace(0)
             gemmBlocked(ws: ws, transA: transA, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
-                        b: b, beta: beta, c: c, ldc: ldc, directA: !transA && n <= directAMaxColumns)
+                        b: b, beta: beta, c: c, ldc: ldc, directA: !transA && n <= directAMaxColumns,
+                        mcBlock: rowBlock, ncBlock: columnBlock, bBudget: packedBBudget)
             return
         }
-        var parts: [GemmPart] = []
-        parts.reserveCapacity(t)
+        // The job object and its parts array are reused: no allocation once warmed up.
+        job.parts.removeAll(keepingCapacity: true)
         for i in 0..<t {
             let u0 = units * i / t, u1 = units * (i + 1) / t
             if splitM {
                 let i0 = u0 * GemmBlocking.mr, i1 = min(m, u1 * GemmBlocking.mr)
                 let aOff = transA ? a + i0 : a + i0 * lda
-                parts.append(GemmPart(ws: workspace(i), m: i1 - i0, n: n,
+                job.parts.append(GemmPart(ws: workspace(i), m: i1 - i0, n: n,
                                       a: aOff, b: b, c: c + i0 * ldc))
             } else {
                 let j0 = u0 * GemmBlocking.nr, j1 = min(n, u1 * GemmBlocking.nr)
-                parts.append(GemmPart(ws: workspace(i), m: m, n: j1 - j0,
+                job.parts.append(GemmPart(ws: workspace(i), m: m, n: j1 - j0,
                                       a: a, b: b.offsetColumns(j0), c: c + j0))
             }
         }
-        let job = GemmJob(parts: parts, transA: transA, k: k, alpha: alpha, lda: lda, beta: beta, ldc: ldc,
-                          directAMaxColumns: directAMaxColumns)
+        job.transA = transA
+        job.k = k
+        job.alpha = alpha
+        job.lda = lda
+        job.beta = beta
+        job.ldc = ldc
+        job.directAMaxColumns = directAMaxColumns
+        job.mcBlock = rowBlock
+        job.ncBlock = columnBlock
+        job.bBudget = packedBBudget
+        let job = self.job
         DispatchQueue.concurrentPerform(iterations: t) { i in
             job.run(i)
         }
@@ -296,27 +340,18 @@ struct GemmPart {
     let c: UnsafeMutablePointer<Float>
 }
 
-/// A split product handed to `concurrentPerform`. Each part writes a disjoint block of C
-/// and owns its workspace, so sharing it across the fork/join is race free.
+/// A split product handed to `concurrentPerform` (one per engine, reused). Each part writes a
+/// disjoint block of C and owns its workspace, so sharing it across the fork/join is race free.
 final class GemmJob: @unchecked Sendable {
-    let parts: [GemmPart]
-    let transA: Bool, k: Int, alpha: Float, lda: Int, beta: Float, ldc: Int, directAMaxColumns: Int
-
-    init(parts: [GemmPart], transA: Bool, k: Int, alpha: Float, lda: Int, beta: Float, ldc: Int, directAMaxColumns: Int) {
-        self.directAMaxColumns = directAMaxColumns
-        self.parts = parts
-        self.transA = transA
-        self.k = k
-        self.alpha = alpha
-        self.lda = lda
-        self.beta = beta
-        self.ldc = ldc
-    }
+    var parts: [GemmPart] = []
+    var transA = false, k = 0, alpha: Float = 1, lda = 1, beta: Float = 0, ldc = 1, directAMaxColumns = 0
+    var mcBlock = GemmBlocking.mc, ncBlock = GemmBlocking.nc, bBudget = GemmBlocking.packedBBudget
 
     func run(_ i: Int) {
         let p = parts[i]
         gemmBlocked(ws: p.ws, transA: transA, m: p.m, n: p.n, k: k, alpha: alpha, a: p.a, lda: lda,
-                    b: p.b, beta: beta, c: p.c, ldc: ldc, directA: !transA && p.n <= directAMaxColumns)
+                    b: p.b, beta: beta, c: p.c, ldc: ldc, directA: !transA && p.n <= directAMaxColumns,
+                    mcBlock: mcBlock, ncBlock: ncBlock, bBudget: bBudget)
     }
 }
 
@@ -344,54 +379,113 @@ func gemmOffsetA(_ a: UnsafePointer<Float>, transA: Bool, lda: Int, i: Int, p: I
 }
 
 /// The single-threaded blocked loop nest over one (sub-)product.
+///
+/// Two loop orders inside each NC column block; both move about the same number of bytes
+/// (C once per K slice vs packed op(B) once per MC row block: ratio 2 MC / KC), but from
+/// different places:
+/// - C-resident (when M > K, e.g. dX = dGates x W with k = G*H): op(B) for the whole K of the
+///   column block is packed once (or taken from the `PackedMatrix`), then each MC row block
+///   of C runs through all K slices while it stays in L2, and the packed B streams from L3.
+///   NC shrinks so that the packed column block holds at most `bBudget` floats.
+/// - B-slice-resident (otherwise, e.g. dW with k = B*T): K slices outside, the packed
+///   KC x NC slice of op(B) stays in L2 while all row blocks of C stream past it.
 func gemmBlocked(
     ws: GemmWorkspace, transA: Bool, m: Int, n: Int, k: Int, alpha: Float,
     a: UnsafePointer<Float>, lda: Int, b: GemmBSource,
-    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, directA: Bool
+    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, directA: Bool,
+    mcBlock: Int = GemmBlocking.mc, ncBlock: Int = GemmBlocking.nc, bBudget: Int = GemmBlocking.packedBBudget
 ) {
     assert(!directA || !transA)
-    let mr = GemmBlocking.mr, nr = GemmBlocking.nr
-    let kcMax = min(GemmBlocking.kc, k)
-    let mcMax = min(GemmBlocking.mc, (m + mr - 1) / mr * mr)
-    let ncMax = min(GemmBlocking.nc, (n + nr - 1) / nr * nr)
+    let mr = GemmBlocking.mr, nr = GemmBlocking.nr, kcBlock = GemmBlocking.kc
+    let kcMax = min(kcBlock, k)
+    let mcMax = min(mcBlock, (m + mr - 1) / mr * mr)
+    let cResident = m > k
+    var ncStep = ncBlock
+    if case .raw = b, cResident {
+        ncStep = min(ncBlock, max(nr, bBudget / k / nr * nr))
+    }
+    let ncMax = min(ncStep, (n + nr - 1) / nr * nr)
     if case .raw = b {
-        ws.reserve(a: mcMax * kcMax, b: kcMax * ncMax)
+        ws.reserve(a: directA ? 0 : mcMax * kcMax, b: (cResident ? k : kcMax) * ncMax)
     } else {
-        ws.reserve(a: mcMax * kcMax, b: 0)
+        ws.reserve(a: directA ? 0 : mcMax * kcMax, b: 0)
     }
     let bufA = ws.a, bufB = ws.b
+    let scale = UnsafePointer(ws.scale)
+    ws.scale[0] = alpha
+
+    /// The register tiles of C[ic ..< ic + mc, jc ..< jc + nc] for K slice [pc, pc + kc).
+    @inline(__always)
+    func block(ic: Int, mc: Int, jc: Int, nc: Int, pc: Int, kc: Int, sliceB: UnsafePointer<Float>) {
+        ws.scale[1] = pc == 0 ? beta : 1
+        if directA {
+            gemmMacroKernel(GemmDirectA.self, mc: mc, nc: nc, kc: kc, a: a + ic * lda + pc, lda: lda,
+                            b: sliceB, scale: scale, c: c + ic * ldc + jc, ldc: ldc)
+        } else {
+            gemmPackA(transA: transA, mc: mc, kc: kc,
+                      a: gemmOffsetA(a, transA: transA, lda: lda, i: ic, p: pc), lda: lda, dst: bufA)
+            gemmMacroKernel(GemmPackedA.self, mc: mc, nc: nc, kc: kc, a: UnsafePointer(bufA), lda: lda,
+                            b: sliceB, scale: scale, c: c + ic * ldc + jc, ldc: ldc)
+        }
+    }
 
     var jc = 0
     while jc < n {
-        let nc = min(GemmBlocking.nc, n - jc)
-        var pc = 0
-        while pc < k {
-            let kc = min(GemmBlocking.kc, k - pc)
-            let blockB: UnsafePointer<Float>
+        let nc = min(ncStep, n - jc)
+        if cResident {
+            // Packed op(B)[:, jc ..< jc + nc]: slice pc starts at blockB + pc * panelsHere * 16.
+            let panelsHere: Int, panelOffset: Int, blockB: UnsafePointer<Float>
             switch b {
             case let .raw(bp, ldb, transB):
-                gemmPackB(transB: transB, kc: kc, nc: nc,
-                          b: gemmOffsetB(bp, transB: transB, ldb: ldb, p: pc, j: jc), ldb: ldb, dst: bufB)
+                panelsHere = (nc + nr - 1) / nr
+                panelOffset = 0
+                var pc = 0
+                while pc < k {
+                    let kc = min(kcBlock, k - pc)
+                    gemmPackB(transB: transB, kc: kc, nc: nc,
+                              b: gemmOffsetB(bp, transB: transB, ldb: ldb, p: pc, j: jc), ldb: ldb,
+                              dst: bufB + pc * panelsHere * nr)
+                    pc += kc
+                }
                 blockB = UnsafePointer(bufB)
             case let .packed(bp, panels, offset):
-                blockB = bp + pc * panels * nr + (offset + jc / nr) * kc * nr
+                panelsHere = panels
+                panelOffset = offset + jc / nr
+                blockB = bp
             }
-            let betaHere: Float = pc == 0 ? beta : 1
             var ic = 0
             while ic < m {
-                let mc = min(GemmBlocking.mc, m - ic)
-                if directA {
-                    gemmMacroKernel(mc: mc, nc: nc, kc: kc, a: a + ic * lda + pc, aRow: lda, aStep: 1, aPanel: lda,
-                                    b: blockB, alpha: alpha, beta: betaHere, c: c + ic * ldc + jc, ldc: ldc)
-                } else {
-                    gemmPackA(transA: transA, mc: mc, kc: kc,
-                              a: gemmOffsetA(a, transA: transA, lda: lda, i: ic, p: pc), lda: lda, dst: bufA)
-                    gemmMacroKernel(mc: mc, nc: nc, kc: kc, a: UnsafePointer(bufA), aRow: 1, aStep: mr, aPanel: kc,
-                                    b: blockB, alpha: alpha, beta: betaHere, c: c + ic * ldc + jc, ldc: ldc)
+                let mc = min(mcBlock, m - ic)
+                var pc = 0
+                while pc < k {
+                    let kc = min(kcBlock, k - pc)
+                    block(ic: ic, mc: mc, jc: jc, nc: nc, pc: pc, kc: kc,
+                          sliceB: blockB + pc * panelsHere * nr + panelOffset * kc * nr)
+                    pc += kc
                 }
                 ic += mc
             }
-            pc += kc
+        } else {
+            var pc = 0
+            while pc < k {
+                let kc = min(kcBlock, k - pc)
+                let sliceB: UnsafePointer<Float>
+                switch b {
+                case let .raw(bp, ldb, transB):
+                    gemmPackB(transB: transB, kc: kc, nc: nc,
+                              b: gemmOffsetB(bp, transB: transB, ldb: ldb, p: pc, j: jc), ldb: ldb, dst: bufB)
+                    sliceB = UnsafePointer(bufB)
+                case let .packed(bp, panels, offset):
+                    sliceB = bp + pc * panels * nr + (offset + jc / nr) * kc * nr
+                }
+                var ic = 0
+                while ic < m {
+                    let mc = min(mcBlock, m - ic)
+                    block(ic: ic, mc: mc, jc: jc, nc: nc, pc: pc, kc: kc, sliceB: sliceB)
+                    ic += mc
+                }
+                pc += kc
+            }
         }
         jc += nc
     }
@@ -400,9 +494,9 @@ func gemmBlocked(
 /// All register tiles of one (MC, NC) block of C from packed A (MR panels) and packed B
 /// (NR panels), both `kc` deep.
 @inline(__always)
-func gemmMacroKernel(
-    mc: Int, nc: Int, kc: Int, a: UnsafePointer<Float>, aRow: Int, aStep: Int, aPanel: Int, b: UnsafePointer<Float>,
-    alpha: Float, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+func gemmMacroKernel<L: GemmALayout>(
+    _ layout: L.Type, mc: Int, nc: Int, kc: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>,
+    scale: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int
 ) {
     let mr = GemmBlocking.mr, nr = GemmBlocking.nr
     var jr = 0
@@ -412,8 +506,8 @@ func gemmMacroKernel(
         var ir = 0
         while ir < mc {
             let mEdge = min(mr, mc - ir)
-            gemmMicroKernel(rows: mEdge, cols: nEdge, kc: kc, a: a + ir * aPanel, aRow: aRow, aStep: aStep, b: bp,
-                            alpha: alpha, beta: beta, c: c + ir * ldc + jr, ldc: ldc)
+            gemmMicroKernel(L.self, rows: mEdge, cols: nEdge, kc: kc, a: a + ir * (L.packed ? kc : lda), lda: lda, b: bp,
+                            scale: scale, c: c + ir * ldc + jr, ldc: ldc)
             ir += mr
         }
         jr += nr

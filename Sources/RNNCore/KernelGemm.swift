@@ -119,30 +119,52 @@ func gemmPackB(transB: Bool, kc: Int, nc: Int, b: UnsafePointer<Float>, ldb: Int
     }
 }
 
-/// One register tile: C[0 ..< rows, 0 ..< cols] = alpha * Apanel * Bpanel + beta * C.
+/// How the micro-kernel reads op(A): from a packed MR panel (element (r, p) at a[p * 6 + r])
+/// or in place from row-major A (element (r, p) at a[r * lda + p]). A type parameter rather
+/// than a runtime flag so each kernel is compiled with constant strides.
+protocol GemmALayout { static var packed: Bool { get } }
+enum GemmPackedA: GemmALayout { static var packed: Bool { true } }
+enum GemmDirectA: GemmALayout { static var packed: Bool { false } }
+
+/// Rows of a register tile as a type, so that every row count (the full 6 and the 1...5 of
+/// edge tiles) gets its own specialised kernel. (With a plain Int argument LLVM merges the
+/// six inlined copies back into one loop with run-time row tests.)
+protocol GemmRowCount { static var rows: Int { get } }
+enum GemmRows1: GemmRowCount { static var rows: Int { 1 } }
+enum GemmRows2: GemmRowCount { static var rows: Int { 2 } }
+enum GemmRows3: GemmRowCount { static var rows: Int { 3 } }
+enum GemmRows4: GemmRowCount { static var rows: Int { 4 } }
+enum GemmRows5: GemmRowCount { static var rows: Int { 5 } }
+enum GemmRows6: GemmRowCount { static var rows: Int { 6 } }
+
+/// One register tile: C[0 ..< rows, 0 ..< cols] = alpha * Apanel * Bpanel + beta * C, with
+/// alpha = scale[0], beta = scale[1].
 @inline(__always)
-func gemmMicroKernel(
-    rows: Int, cols: Int, kc: Int, a: UnsafePointer<Float>, aRow: Int, aStep: Int, b: UnsafePointer<Float>,
-    alpha: Float, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+func gemmMicroKernel<L: GemmALayout>(
+    _ layout: L.Type, rows: Int, cols: Int, kc: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>,
+    scale: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int
 ) {
     switch rows {
-    case 6: gemmTile(6, cols: cols, kc: kc, a: a, aRow: aRow, aStep: aStep, b: b, alpha: alpha, beta: beta, c: c, ldc: ldc)
-    case 5: gemmTile(5, cols: cols, kc: kc, a: a, aRow: aRow, aStep: aStep, b: b, alpha: alpha, beta: beta, c: c, ldc: ldc)
-    case 4: gemmTile(4, cols: cols, kc: kc, a: a, aRow: aRow, aStep: aStep, b: b, alpha: alpha, beta: beta, c: c, ldc: ldc)
-    case 3: gemmTile(3, cols: cols, kc: kc, a: a, aRow: aRow, aStep: aStep, b: b, alpha: alpha, beta: beta, c: c, ldc: ldc)
-    case 2: gemmTile(2, cols: cols, kc: kc, a: a, aRow: aRow, aStep: aStep, b: b, alpha: alpha, beta: beta, c: c, ldc: ldc)
-    default: gemmTile(1, cols: cols, kc: kc, a: a, aRow: aRow, aStep: aStep, b: b, alpha: alpha, beta: beta, c: c, ldc: ldc)
+    case 6: gemmTile(GemmRows6.self, L.self, cols: cols, kc: kc, a: a, lda: lda, b: b, scale: scale, c: c, ldc: ldc)
+    case 5: gemmTile(GemmRows5.self, L.self, cols: cols, kc: kc, a: a, lda: lda, b: b, scale: scale, c: c, ldc: ldc)
+    case 4: gemmTile(GemmRows4.self, L.self, cols: cols, kc: kc, a: a, lda: lda, b: b, scale: scale, c: c, ldc: ldc)
+    case 3: gemmTile(GemmRows3.self, L.self, cols: cols, kc: kc, a: a, lda: lda, b: b, scale: scale, c: c, ldc: ldc)
+    case 2: gemmTile(GemmRows2.self, L.self, cols: cols, kc: kc, a: a, lda: lda, b: b, scale: scale, c: c, ldc: ldc)
+    default: gemmTile(GemmRows1.self, L.self, cols: cols, kc: kc, a: a, lda: lda, b: b, scale: scale, c: c, ldc: ldc)
     }
 }
 
-/// The micro-kernel for a constant number of rows `R` (1...6, folded at each call site):
+/// The micro-kernel for a constant number of rows `R` (1...6):
 /// R SIMD16 accumulators, one B vector load and R broadcast-FMAs per step of K.
-@inline(__always)
-func gemmTile(
-    _ R: Int, cols: Int, kc: Int, a: UnsafePointer<Float>, aRow: Int, aStep: Int, b: UnsafePointer<Float>,
-    alpha: Float, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+@inline(never)
+func gemmTile<Rows: GemmRowCount, L: GemmALayout>(
+    _ rows: Rows.Type, _ layout: L.Type, cols: Int, kc: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>,
+    scale: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int
 ) {
-    let mr = GemmBlocking.mr, nr = GemmBlocking.nr
+    let nr = GemmBlocking.nr
+    let R = Rows.rows
+    let aRow = L.packed ? 1 : lda
+    let aStep = L.packed ? GemmBlocking.mr : 1
     var c0 = SIMD16<Float>(), c1 = SIMD16<Float>(), c2 = SIMD16<Float>()
     var c3 = SIMD16<Float>(), c4 = SIMD16<Float>(), c5 = SIMD16<Float>()
     var ap = a
@@ -177,6 +199,9 @@ func gemmTile(
         if R > 4 { c4 = c4.addingProduct(SIMD16(repeating: ap[4 * aRow]), b0) }
         if R > 5 { c5 = c5.addingProduct(SIMD16(repeating: ap[5 * aRow]), b0) }
     }
+    // alpha and beta arrive through memory and are read only now: as register arguments
+    // they stayed live across the loop and pushed an accumulator out to the stack.
+    let alpha = scale[0], beta = scale[1]
     if cols == nr {
         gemmStoreRow(c0, c, alpha: alpha, beta: beta)
         if R > 1 { gemmStoreRow(c1, c + ldc, alpha: alpha, beta: beta) }

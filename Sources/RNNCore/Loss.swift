@@ -1,8 +1,8 @@
 // Losses on the head's outputs: cross-entropy on class ids and mean squared error on floats.
 //
 // Dimension legend: R scored rows of logits (B for a last-step head, T*B for a per-step head,
-// time-major: row t*B + b), O outputs / classes. `targetIndex(row)` maps a logits row to the
-// row of the batch-first target tensor.
+// time-major: row t*B + b), O outputs / classes. `TargetRows` maps a logits row to the row of
+// the batch-first target tensor.
 import RealModule
 
 /// Loss totals of one batch (or shard): everything a data-parallel step needs to all-reduce.
@@ -33,12 +33,25 @@ public struct LossStats: Equatable, Sendable {
     }
 }
 
+/// Maps logits rows to target rows: identity for a last-step head; for a per-step head the
+/// logits are time-major (row t*B + b) and the targets batch-first (row b*T + t).
+struct TargetRows {
+    var perStep: Bool
+    var batch: Int
+    var steps: Int
+
+    @inline(__always)
+    func callAsFunction(_ r: Int) -> Int {
+        perStep ? (r % batch) * steps + r / batch : r
+    }
+}
+
 enum LossKernels {
     /// Cross-entropy of each logits row (R, O) against its class id; writes
     /// dLogits (R, O) = scale * (softmax - onehot) when dLogits is non-nil.
     static func crossEntropy(
         logits: UnsafePointer<Float>, rows: Int, classes O: Int, ids: UnsafePointer<Int32>,
-        targetIndex: (Int) -> Int, scale: Float, dLogits: UnsafeMutablePointer<Float>?
+        targetIndex: TargetRows, scale: Float, dLogits: UnsafeMutablePointer<Float>?
     ) -> LossStats {
         var stats = LossStats(scoredCount: rows)
         for r in 0..<rows {
@@ -68,7 +81,7 @@ enum LossKernels {
     /// dLogits (R, O) = scale * 2 * (y - target) when dLogits is non-nil.
     static func meanSquaredError(
         predictions: UnsafePointer<Float>, rows: Int, outputs O: Int, targets: UnsafePointer<Float>,
-        targetIndex: (Int) -> Int, scale: Float, dLogits: UnsafeMutablePointer<Float>?
+        targetIndex: TargetRows, scale: Float, dLogits: UnsafeMutablePointer<Float>?
     ) -> LossStats {
         var stats = LossStats(scoredCount: rows * O)
         for r in 0..<rows {

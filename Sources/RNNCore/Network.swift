@@ -102,6 +102,8 @@ final class Workspace {
     let dLogits: AlignedBuffer
     /// Gate bias row (G*H) added to every input-projection row.
     let biasRow: AlignedBuffer
+    /// dW_ih^T (I, G*H) of layer 0 when I is narrower than a GEMM register tile.
+    let weightGradientT: AlignedBuffer
     /// Gradients of the initial state, (L, B, H) each.
     let dh0: AlignedBuffer
     let dc0: AlignedBuffer
@@ -129,6 +131,7 @@ final class Workspace {
         logits = AlignedBuffer(count: headRows * config.outputSize)
         dLogits = AlignedBuffer(count: headRows * config.outputSize)
         biasRow = AlignedBuffer(count: GH)
+        weightGradientT = AlignedBuffer(count: config.inputSize < RNNNetwork.narrowInput ? config.inputSize * GH : 0)
         dh0 = AlignedBuffer(count: L * batch * H)
         dc0 = AlignedBuffer(count: isLSTM ? L * batch * H : 0)
     }
@@ -149,7 +152,26 @@ struct LayerOffsets {
 ///
 /// Data-parallel use: each worker calls `accumulateGradients` on its shard (gradient of the
 /// loss SUM), all-reduces the gradient and the `LossStats`, divides the gradient by the
-/// global `scoredCount`, then calls `AdamOptimizer.step`.
+/// global `scoredCount`, then calls `AdamOptimizer.step`:
+///
+/// ```swift
+/// let network = try RNNNetwork(config: model, threads: 1)
+/// var parameters = ParameterTable.initialParameters(config: model, seed: 42)
+/// var optimizer = AdamOptimizer(config: OptimizerConfig(kind: .adam, lr: 1e-3), parameterCount: parameters.count)
+/// var gradient = [Float](repeating: 0, count: parameters.count)
+/// // one step: zero, accumulate this shard's sum, all-reduce, mean, update
+/// for i in gradient.indices { gradient[i] = 0 }
+/// var stats = try network.accumulateGradients(parameters: parameters, input: x, batch: b, steps: t,
+///                                             targets: .classIds(y), gradient: &gradient)
+/// // ... all-reduce `gradient` and `stats` across workers ...
+/// for i in gradient.indices { gradient[i] /= Float(stats.scoredCount) }
+/// optimizer.step(parameters: &parameters, gradient: &gradient)
+/// ```
+///
+/// Buffers: the workspace is allocated on the first call and whenever a larger (batch, steps)
+/// arrives; the packed recurrent weights and the GEMM packing buffers likewise grow once. A
+/// steady-state training step allocates nothing (checked under valgrind with
+/// `rnn-bench train --steps N`: the heap allocation count does not depend on N).
 public final class RNNNetwork {
     public let config: ModelConfig
     public let table: ParameterTable
@@ -160,6 +182,10 @@ public final class RNNNetwork {
     }
 
     private let engine: GemmEngine
+    /// Per layer, W_hh packed once per pass for the T recurrent products: forward as
+    /// op(B) = W_hh^T (H, G*H), backward as op(B) = W_hh (G*H, H).
+    private let packedRecurrent: [PackedMatrix]
+    private let packedRecurrentBackward: [PackedMatrix]
     private let layerOffsets: [LayerOffsets]
     private let headWeight: Int
     private let headBias: Int
@@ -170,6 +196,9 @@ public final class RNNNetwork {
     private var lastBatch = 0
     private var lastSteps = 0
     private var hasGradientOfInitialState = false
+    /// Whether the last forward pass started from a caller-given state (else from zeros, and
+    /// the products with h0 = 0 are skipped).
+    private var hasInitialState = false
 
     /// A network for `config`, splitting large GEMMs across `threads` threads.
     public init(config: ModelConfig, threads: Int = 1) throws(ConfigError) {
@@ -190,6 +219,8 @@ public final class RNNNetwork {
         }
         headWeight = offset("fc.weight")
         headBias = offset("fc.bias")
+        packedRecurrent = (0..<config.layers).map { _ in PackedMatrix() }
+        packedRecurrentBackward = (0..<config.layers).map { _ in PackedMatrix() }
     }
 
     // MARK: Public entry points
@@ -319,8 +350,9 @@ public final class RNNNetwork {
         return RecurrentState(h: h, c: c)
     }
 
-    /// The gradient of the last backward pass with respect to the initial state h0 (and c0),
-    /// (L, B, H), scaled like the parameter gradient (sum or mean). Empty before any backward.
+    /// The gradient of the last backward pass with respect to the caller-given initial state h0
+    /// (and c0), (L, B, H), scaled like the parameter gradient (sum or mean). Empty before any
+    /// backward and when the last pass started from zeros (no initial state given).
     public func initialStateGradient() -> RecurrentState {
         guard let ws = workspace, hasGradientOfInitialState else { return RecurrentState(h: []) }
         let n = config.layers * lastBatch * config.hiddenSize
@@ -346,6 +378,9 @@ public final class RNNNetwork {
         }
         return 3 * forward
     }
+
+    /// Inputs narrower than this take the transposed dW_ih product (see `backward`).
+    static let narrowInput = 16
 
     // MARK: Validation
 
@@ -422,6 +457,7 @@ public final class RNNNetwork {
         }
         lastBatch = B
         lastSteps = T
+        hasInitialState = initialState != nil
         hasGradientOfInitialState = false
     }
 
@@ -435,8 +471,7 @@ public final class RNNNetwork {
         let rows = config.head == .lastStep ? B : B * T
         let O = config.outputSize
         let lastStep = config.head == .lastStep
-        // Logits row r is (t*B + b) for a per-step head; targets are batch-first (b*T + t).
-        let targetIndex: (Int) -> Int = lastStep ? { $0 } : { r in (r % B) * T + r / B }
+        let targetIndex = TargetRows(perStep: !lastStep, batch: B, steps: T)
         let dLogits = gradient == nil ? nil : ws.dLogits.pointer
         let stats: LossStats
         switch targets {
@@ -454,7 +489,7 @@ public final class RNNNetwork {
         }
         if let gradient {
             backward(p, gradient, batch: B, steps: T)
-            hasGradientOfInitialState = true
+            hasGradientOfInitialState = hasInitialState
         }
         return stats
     }
@@ -496,21 +531,29 @@ public final class RNNNetwork {
             // Input projection of all steps: gates (N, GH) += X_l (N, I_l) W_ih^T.
             gemm(false, true, N, GH, o.inputs, input, o.inputs, p + o.weightIH, o.inputs, 1, gates, GH)
             let whh = p + o.weightHH
+            let packed = packedRecurrent[l]
+            packed.pack(transB: true, k: H, n: GH, b: whh, ldb: H)
             for t in 0..<T {
                 let hPrev = UnsafePointer(hs + t * BH)
                 let hOut = hs + (t + 1) * BH
                 let g = gates + t * B * GH
+                // h0 = 0 (no initial state): the recurrent product of step 0 is zero.
+                let recurrent = t > 0 || hasInitialState
                 switch config.cell {
                 case .rnnTanh, .rnnRelu:
-                    gemm(false, true, B, H, H, hPrev, H, whh, H, 1, g, GH)
+                    if recurrent { engine.multiply(transA: false, m: B, a: hPrev, lda: H, packedB: packed, beta: 1, c: g, ldc: GH) }
                     CellKernels.rnnForward(relu: config.cell == .rnnRelu, pre: g, h: hOut, count: BH)
                 case .lstm:
-                    gemm(false, true, B, GH, H, hPrev, H, whh, H, 1, g, GH)
+                    if recurrent { engine.multiply(transA: false, m: B, a: hPrev, lda: H, packedB: packed, beta: 1, c: g, ldc: GH) }
                     let cs = ws.cs[l].pointer
                     CellKernels.lstmForward(gates: g, cPrev: cs + t * BH, c: cs + (t + 1) * BH,
                                             tanhC: ws.tanhC[l].pointer + t * BH, h: hOut, batch: B, hidden: H)
                 case .gru:
-                    gemm(false, true, B, GH, H, hPrev, H, whh, H, 0, ws.hh.pointer, GH)
+                    if recurrent {
+                        engine.multiply(transA: false, m: B, a: hPrev, lda: H, packedB: packed, beta: 0, c: ws.hh.pointer, ldc: GH)
+                    } else {
+                        ws.hh.pointer.update(repeating: 0, count: B * GH)
+                    }
                     CellKernels.gruForward(gates: g, hh: ws.hh.pointer, biasHN: p + o.biasHH + 2 * H, hPrev: hPrev,
                                            hn: ws.hn[l].pointer + t * BH, h: hOut, batch: B, hidden: H)
                 }
@@ -557,28 +600,31 @@ public final class RNNNetwork {
             let o = layerOffsets[l]
             let hs = UnsafePointer(ws.hs[l].pointer)
             let gates = UnsafePointer(ws.gates[l].pointer)
-            let whh = p + o.weightHH
+            let packed = packedRecurrentBackward[l]
+            packed.pack(transB: false, k: GH, n: H, b: p + o.weightHH, ldb: H)
             dhCarry.update(repeating: 0, count: BH)
             dcCarry.update(repeating: 0, count: BH)
             for t in stride(from: T - 1, through: 0, by: -1) {
                 let dOutT = UnsafePointer(dOut + t * BH)
                 let dG = dGx + t * B * GH
+                // The gradient reaching h0 is needed only for a caller-given initial state.
+                let recurrent = t > 0 || hasInitialState
                 switch config.cell {
                 case .rnnTanh, .rnnRelu:
                     CellKernels.rnnBackward(relu: config.cell == .rnnRelu, h: hs + (t + 1) * BH, dOut: dOutT,
                                             carry: dhCarry, dPre: dG, count: BH)
-                    gemm(false, false, B, H, GH, dG, GH, whh, H, 0, dhCarry, H)
+                    if recurrent { engine.multiply(transA: false, m: B, a: dG, lda: GH, packedB: packed, beta: 0, c: dhCarry, ldc: H) }
                 case .lstm:
                     CellKernels.lstmBackward(gates: gates + t * B * GH, cPrev: ws.cs[l].pointer + t * BH,
                                              tanhC: ws.tanhC[l].pointer + t * BH, dOut: dOutT, dhCarry: dhCarry,
                                              dcCarry: dcCarry, dGates: dG, batch: B, hidden: H)
-                    gemm(false, false, B, H, GH, dG, GH, whh, H, 0, dhCarry, H)
+                    if recurrent { engine.multiply(transA: false, m: B, a: dG, lda: GH, packedB: packed, beta: 0, c: dhCarry, ldc: H) }
                 case .gru:
                     let dGhT = ws.dGh.pointer + t * B * GH
                     CellKernels.gruBackward(gates: gates + t * B * GH, hn: ws.hn[l].pointer + t * BH,
                                             hPrev: hs + t * BH, dOut: dOutT, dhCarry: dhCarry,
                                             dGx: dG, dGh: dGhT, batch: B, hidden: H)
-                    gemm(false, false, B, H, GH, dGhT, GH, whh, H, 1, dhCarry, H)
+                    if recurrent { engine.multiply(transA: false, m: B, a: dGhT, lda: GH, packedB: packed, beta: 1, c: dhCarry, ldc: H) }
                 }
             }
             (ws.dh0.pointer + l * BH).update(from: dhCarry, count: BH)
@@ -586,8 +632,21 @@ public final class RNNNetwork {
             // Weights over all steps: dW_ih (GH, I_l) += dGx^T X_l; dW_hh (GH, H) += dGh^T H_prev.
             let input = l == 0 ? UnsafePointer(ws.xT.pointer) : UnsafePointer(ws.hs[l - 1].pointer + BH)
             let dGh = UnsafePointer(config.cell == .gru ? ws.dGh.pointer : dGx)
-            gemm(true, false, GH, o.inputs, N, dGx, GH, input, o.inputs, 1, g + o.weightIH, o.inputs)
-            gemm(true, false, GH, H, N, dGh, GH, hs, H, 1, g + o.weightHH, H)
+            if l == 0 && o.inputs < Self.narrowInput {
+                // A narrow input (e.g. I = 5) makes (GH, I) a poor GEMM shape: compute
+                // dW_ih^T (I, GH) = X^T dGx instead and add it transposed.
+                let t = ws.weightGradientT.pointer
+                gemm(true, false, o.inputs, GH, N, input, o.inputs, dGx, GH, 0, t, GH)
+                let dW = g + o.weightIH
+                for j in 0..<GH {
+                    for i in 0..<o.inputs { dW[j * o.inputs + i] += t[i * GH + j] }
+                }
+            } else {
+                gemm(true, false, GH, o.inputs, N, dGx, GH, input, o.inputs, 1, g + o.weightIH, o.inputs)
+            }
+            // Without an initial state h[0] = 0 contributes nothing: skip step 0's rows.
+            let skip = hasInitialState ? 0 : B
+            gemm(true, false, GH, H, N - skip, dGh + skip * GH, GH, hs + skip * H, H, 1, g + o.weightHH, H)
             addColumnSums(dGx, rows: N, columns: GH, into: g + o.biasIH)
             addColumnSums(dGh, rows: N, columns: GH, into: g + o.biasHH)
             if l > 0 {

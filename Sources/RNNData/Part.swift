@@ -6,9 +6,10 @@ import Foundation
 import RNNCore
 import RNNHDF5
 
-/// Runs of rows combined into one hyperslab union per H5Dread (HDF5 1.10 merges span
-/// trees when OR-ing selections, which grows with the number of runs).
-let maxRunsPerRead = 256
+/// Runs of rows combined into one hyperslab union per H5Dread. Measured with HDF5 1.10.8:
+/// a union of 64 one-row hyperslabs reads ~8k rows/s (HDF5 walks span trees per chunk),
+/// one simple hyperslab per H5Dread ~100k+ rows/s; so each run gets its own read.
+let maxRunsPerRead = 1
 
 final class Part: @unchecked Sendable {
     let path: String
@@ -37,6 +38,11 @@ final class Part: @unchecked Sendable {
     let yValues: [Float]?
     let vocabulary: [Unicode.Scalar]?
     let descriptionText: String?
+
+    /// pread-based readers for unfiltered X/Y stored exactly as read (set after open when
+    /// the file is not preloaded).
+    var xDirect: HDF5DirectRowReader?
+    var yDirect: HDF5DirectRowReader?
 
     var isPreloaded: Bool { xDense != nil || xTokens != nil }
 
@@ -108,7 +114,14 @@ final class Part: @unchecked Sendable {
                             found: present.isEmpty ? "an empty file" : "only " + present.joined(separator: ", "))
         }
         do {
-            return try root.openDataset(name, chunkCacheBytes: cache)
+            let dataset = try root.openDataset(name, chunkCacheBytes: cache)
+            // Unfiltered chunks need no cache: without one HDF5 reads just the selected rows of
+            // a chunk straight into the caller's buffer, instead of loading the whole chunk
+            // into the cache and copying (64x less data for one row of a 64-row chunk).
+            if case .chunked = dataset.layout, dataset.filters.isEmpty {
+                return try root.openDataset(name, chunkCacheBytes: 0)
+            }
+            return dataset
         } catch {
             throw DataError(.missingDataset, file: path, dataset: name, expected: "'\(name)' to be a dataset", found: "an object that is not a dataset", hdf5: error)
         }
@@ -142,8 +155,9 @@ final class Part: @unchecked Sendable {
             features = x.shape[2]
         case .integer:
             guard x.shape.count == 2 else {
-                throw DataError(.rankMismatch, file: path, dataset: xName, expected: "integer token ids of rank 2 (N, T)",
-                                found: "rank \(x.shape.count), shape \(shapeText(x.shape))")
+                throw DataError(.rankMismatch, file: path, dataset: xName,
+                                expected: "integer token ids of rank 2 (N, T) (integer features (N, T, I) must be stored as float)",
+                                found: "rank \(x.shape.count), shape \(shapeText(x.shape)) of \(x.typeInfo)")
             }
             guard let vocab = try positiveIntAttribute(x, "vocab_size", path: path, dataset: xName)
                     ?? positiveIntAttribute(root, "vocab_size", path: path, dataset: nil) else {
@@ -235,14 +249,34 @@ final class Part: @unchecked Sendable {
         var xDense: [Float]? = nil, xTokens: [Int32]? = nil, yValues: [Float]? = nil
         if xBytes + yBytes <= budget {
             budget -= xBytes + yBytes
-            if encoding == .dense { xDense = try x.read() } else { xTokens = try x.read() }
+            if encoding == .dense {
+                // Unfiltered float32 rows come straight from the file with pread.
+                if let reader = HDF5DirectRowReader.make(for: x), reader.scalar == .float32 {
+                    var values = [Float](unsafeUninitializedCapacity: n * t * features) { buffer, count in
+                        adviseHugePages(UnsafeMutableRawBufferPointer(buffer))
+                        count = n * t * features
+                    }
+                    try reader.readRows([0..<n], into: &values)
+                    xDense = values
+                } else {
+                    xDense = try x.read()
+                }
+            } else {
+                xTokens = try x.read()
+            }
             if !kind.isClassification { yValues = try y.read() }
         }
-        return Part(path: path, xName: xName, yName: yName, file: file, x: x, y: y, rowOffset: rowOffset,
-                    rows: n, steps: t, features: features, encoding: encoding, perStepTargets: perStep,
-                    targetKind: kind, targetElements: targetElements, declaredClasses: declared, maxLabel: maxLabel,
-                    labels: labels, xDense: xDense, xTokens: xTokens, yValues: yValues,
-                    vocabulary: vocabulary, descriptionText: descriptionText)
+        let part = Part(path: path, xName: xName, yName: yName, file: file, x: x, y: y, rowOffset: rowOffset,
+                        rows: n, steps: t, features: features, encoding: encoding, perStepTargets: perStep,
+                        targetKind: kind, targetElements: targetElements, declaredClasses: declared, maxLabel: maxLabel,
+                        labels: labels, xDense: xDense, xTokens: xTokens, yValues: yValues,
+                        vocabulary: vocabulary, descriptionText: descriptionText)
+        if xDense == nil && xTokens == nil {
+            let wanted: HDF5Scalar = encoding == .dense ? .float32 : .int32
+            if let reader = HDF5DirectRowReader.make(for: x), reader.scalar == wanted { part.xDirect = reader }
+            if !kind.isClassification, let reader = HDF5DirectRowReader.make(for: y), reader.scalar == .float32 { part.yDirect = reader }
+        }
+        return part
     }
 
     /// "sample n" / "sample n, step t" / "sample n, step t, feature i" for element index `i`.
@@ -387,6 +421,10 @@ final class Part: @unchecked Sendable {
         var offset = 0
         var first = 0
         do {
+            if let reader = dataset === x ? xDirect : yDirect, reader.scalar == T.hdf5Scalar {
+                try reader.readRows(runs, into: &scratch)
+                first = runs.count
+            }
             while first < runs.count {
                 let group = Array(runs[first..<min(runs.count, first + maxRunsPerRead)])
                 try dataset.readRows(group, into: &scratch, at: offset)
@@ -408,14 +446,61 @@ final class Part: @unchecked Sendable {
         }
     }
 
-    func readX(localRows: [Int], destinations: [Int], into out: inout [Float], sampleElements: Int, validated: Bool) throws(DataError) {
+    /// Whether `localRows` are strictly increasing and land on consecutive batch rows, so
+    /// HDF5 can read them straight into the batch.
+    static func isDirect(_ localRows: [Int], _ destinations: [Int]) -> Bool {
+        for k in 1..<max(localRows.count, 1) where localRows[k] <= localRows[k - 1] || destinations[k] != destinations[k - 1] + 1 {
+            return false
+        }
+        return true
+    }
+
+    /// Reads strictly increasing `localRows` of `dataset` straight into `out` at batch row `first`.
+    func readDirect(_ dataset: HDF5Dataset, _ localRows: [Int], first: Int, elements: Int, into out: inout [Float]) throws(DataError) {
+        var runs: [Range<Int>] = []
+        var runStart = localRows[0], previous = localRows[0]
+        for r in localRows.dropFirst() {
+            if r != previous + 1 { runs.append(runStart..<(previous + 1)); runStart = r }
+            previous = r
+        }
+        runs.append(runStart..<(previous + 1))
+        var offset = first * elements
+        var index = 0
+        do {
+            if let reader = dataset === x ? xDirect : yDirect, reader.scalar == .float32 {
+                try reader.readRows(runs, into: &out, at: offset)
+                index = runs.count
+            }
+            while index < runs.count {
+                let group = Array(runs[index..<min(runs.count, index + maxRunsPerRead)])
+                try dataset.readRows(group, into: &out, at: offset)
+                offset += group.reduce(0) { $0 + $1.count } * elements
+                index += group.count
+            }
+        } catch {
+            throw DataError.io(error, file: path, dataset: dataset.path, doing: "reading \(localRows.count) rows")
+        }
+    }
+
+    func readX(localRows: [Int], destinations: [Int], into out: inout [Float], sampleElements: Int, validated: Bool,
+               scratch: inout [Float], tokens scratchTokens: inout [Int32]) throws(DataError) {
         switch encoding {
         case .dense:
             if let xDense {
                 scatter(source: xDense, sourceRows: localRows, destinations: destinations, elements: sampleElements, into: &out)
                 return
             }
-            var scratch: [Float] = []
+            if Part.isDirect(localRows, destinations) {
+                try readDirect(x, localRows, first: destinations[0], elements: sampleElements, into: &out)
+                if !validated {
+                    let range = (destinations[0] * sampleElements)..<((destinations[0] + localRows.count) * sampleElements)
+                    if let bad = out.withUnsafeBufferPointer({ Part.firstNonFinite(UnsafeBufferPointer(rebasing: $0[range])) }) {
+                        let row = localRows[bad / sampleElements]
+                        throw nonFiniteError(dataset: xName, index: row * sampleElements + bad % sampleElements, value: out[range.lowerBound + bad], isX: true)
+                    }
+                }
+                return
+            }
             try readSortedRows(x, localRows, rowElements: sampleElements, into: &scratch)
             if !validated {
                 if let bad = scratch.withUnsafeBufferPointer({ Part.firstNonFinite(UnsafeBufferPointer(rebasing: $0[0..<(localRows.count * sampleElements)])) }) {
@@ -431,7 +516,9 @@ final class Part: @unchecked Sendable {
                 tokens = xTokens
                 rowsInTokens = localRows
             } else {
-                tokens = []
+                tokens = scratchTokens
+                scratchTokens = []
+                defer { scratchTokens = tokens }
                 try readSortedRows(x, localRows, rowElements: steps, into: &tokens)
                 rowsInTokens = Array(0..<localRows.count)
                 if !validated {
@@ -463,12 +550,12 @@ final class Part: @unchecked Sendable {
         scatter(source: labels!, sourceRows: localRows, destinations: destinations, elements: elements, into: &out)
     }
 
-    func readValues(localRows: [Int], destinations: [Int], into out: inout [Float], elements: Int, validated: Bool) throws(DataError) {
+    func readValues(localRows: [Int], destinations: [Int], into out: inout [Float], elements: Int, validated: Bool,
+                    scratch: inout [Float]) throws(DataError) {
         if let yValues {
             scatter(source: yValues, sourceRows: localRows, destinations: destinations, elements: elements, into: &out)
             return
         }
-        var scratch: [Float] = []
         try readSortedRows(y, localRows, rowElements: elements, into: &scratch)
         if !validated {
             if let bad = scratch.withUnsafeBufferPointer({ Part.firstNonFinite(UnsafeBufferPointer(rebasing: $0[0..<(localRows.count * elements)])) }) {

@@ -5,6 +5,24 @@
 // (one-hot encoded on read); /Y integer class ids (N) or (N, T), or float targets (N, O) or
 // (N, T, O). Optional root attributes: classes, vocab, description. Several files are
 // concatenated in the given order.
+//
+// Typical use (coordinator checks everything once; workers skip the full value scan):
+//
+//   let data = try TensorDataset.open(paths: ["train.h5"])          // throws DataError
+//   let model = ModelConfig(cell: .lstm, inputSize: data.inputSize, hiddenSize: 128,
+//                           outputSize: data.targetKind.outputSize,
+//                           head: data.targetKind.head, loss: data.targetKind.loss)
+//   let plan = try EpochPlan(sampleCount: data.count, batchSize: 64, shuffle: true, seed: 1)
+//   let epoch = plan.epoch(e)
+//   var batch = Batch()
+//   try data.read(rows: epoch.shard(step: s, rank: r, worldSize: w), into: &batch)
+//   // batch.x: (B, T, I) float32; batch.targets: .classes (B) / (B, T) or .values (B, O) / (B, T, O)
+//
+// Reading strategy: files whose converted data fit `memoryBudgetBytes` are loaded at open;
+// others are read per request: rows sorted, coalesced into runs, one hyperslab read per run
+// (HDF5 1.10's hyperslab unions are slow), or plain `pread` at HDF5-reported offsets when the
+// data is unfiltered and stored exactly as float32 (HDF5 1.10 would read whole chunks);
+// compressed chunks go through a per-dataset chunk cache (`chunkCacheBytes`).
 
 import Foundation
 import RNNCore
@@ -81,16 +99,24 @@ public enum BatchTargets: Sendable, Equatable {
     case values([Float])
 }
 
-/// One batch: `x` (B, T, I) float32 row-major, and its targets.
+/// One batch: `x` (B, T, I) float32 row-major, and its targets. Reuse one Batch with
+/// `read(rows:into:)` to avoid allocating (and first-touching) new buffers every step.
 public struct Batch: Sendable, Equatable {
     public var count: Int
     public var x: [Float]
     public var targets: BatchTargets
+    /// Rows read from disk in file order before they are scattered into batch order.
+    var scratchFloats: [Float] = []
+    var scratchTokens: [Int32] = []
 
     public init(count: Int = 0, x: [Float] = [], targets: BatchTargets = .classes([])) {
         self.count = count
         self.x = x
         self.targets = targets
+    }
+
+    public static func == (a: Batch, b: Batch) -> Bool {
+        a.count == b.count && a.x == b.x && a.targets == b.targets
     }
 }
 
@@ -275,11 +301,13 @@ public final class TensorDataset: @unchecked Sendable {
             if end > start {
                 let local = order[start..<end].map { rows[$0] - part.rowOffset }
                 let destinations = Array(order[start..<end])
-                try part.readX(localRows: local, destinations: destinations, into: &batch.x, sampleElements: sampleElements, validated: options.validateValues)
+                try part.readX(localRows: local, destinations: destinations, into: &batch.x, sampleElements: sampleElements,
+                               validated: options.validateValues, scratch: &batch.scratchFloats, tokens: &batch.scratchTokens)
                 if targetKind.isClassification {
                     part.readLabels(localRows: local, destinations: destinations, into: &classes, elements: targetElements)
                 } else {
-                    try part.readValues(localRows: local, destinations: destinations, into: &values, elements: targetElements, validated: options.validateValues)
+                    try part.readValues(localRows: local, destinations: destinations, into: &values, elements: targetElements,
+                                        validated: options.validateValues, scratch: &batch.scratchFloats)
                 }
             }
             start = end

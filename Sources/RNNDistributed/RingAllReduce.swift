@@ -17,7 +17,11 @@
 // forwarded as soon as it has been reduced, so the link stays busy while ranks compute.
 //
 // Every frame carries the standard header (run id, generation, step, kind GRADIENT_CHUNK,
-// sender rank, sequence = step_in_schedule * S + sub_chunk). Frames of an older generation
+// sender rank, sequence = step_in_schedule * S + sub_chunk). On this socket a frame travels
+// as a two-part ZeroMQ message, the 48-byte header then the payload, so the payload can be
+// sent zero-copy straight from the caller's buffer; a sub-chunk is overwritten only after
+// libzmq has released the send that reads it, and `allReduceSum` returns only once all its
+// sends are released. Frames of an older generation
 // or step are stale leftovers of an aborted exchange: dropped and counted. Every receive
 // has a deadline; a silent left neighbour yields `AllReduceError.timeout` naming its rank.
 //
@@ -86,6 +90,14 @@ public final class RingAllReduce: @unchecked Sendable {
     /// Buffers up to this size use the exchange path when W > 2.
     public var smallMessageBytes: Int = 16 * 1024
     public var algorithm: AllReduceAlgorithm = .automatic
+    /// Send payloads straight from the caller's buffer (libzmq zero-copy); off = copy first.
+    /// Never used towards an `inproc://` neighbour: there the receiver reads the sender's
+    /// memory until it consumes the frame, so two ranks each waiting for their own send to
+    /// be released before overwriting it would wait on each other.
+    public var zeroCopy = true
+    private var zeroCopyAllowed = false
+    /// How long closing waits for queued frames to reach the right neighbour.
+    public let closeLingerMilliseconds: Int
     /// Rejected and stale frames by reason.
     public let rejects: RejectCounter
     /// Called every `interruptPollMilliseconds` while a receive waits; returning true
@@ -108,7 +120,10 @@ public final class RingAllReduce: @unchecked Sendable {
     private var sender: ZMQSocket?
     private var rightEndpoint: String?
     private let decoder: FrameDecoder
-    private let incoming = ZMQMessage()
+    private let incomingHeader = ZMQMessage()
+    private let incomingPayload = ZMQMessage()
+    private let tracker = ZMQSendTracker()
+    private var lastSend: [Int] = []
     private var scratch: AlignedFloats?
 
     public var leftRank: Int { (rank + world - 1) % world }
@@ -117,7 +132,7 @@ public final class RingAllReduce: @unchecked Sendable {
     /// Binds this rank's data socket at `bindEndpoint` (e.g. `tcp://127.0.0.1:*` or
     /// `inproc://ring-3`). Announce `localEndpoint`, then call `connect(peerEndpoints:)`.
     public init(context: ZMQContext, rank: Int, world: Int, runID: UInt64, generation: UInt32 = 0,
-                bindEndpoint: String, timeoutMilliseconds: Int = 10_000,
+                bindEndpoint: String, timeoutMilliseconds: Int = 10_000, closeLingerMilliseconds: Int = 5_000,
                 rejects: RejectCounter = RejectCounter(), socketSetup: SocketSetup? = nil) throws(ZMQError) {
         precondition(world >= 1 && rank >= 0 && rank < world, "rank \(rank) outside world of \(world)")
         self.rank = rank
@@ -125,6 +140,7 @@ public final class RingAllReduce: @unchecked Sendable {
         self.runID = runID
         self.generation = generation
         self.timeoutMilliseconds = timeoutMilliseconds
+        self.closeLingerMilliseconds = closeLingerMilliseconds
         self.rejects = rejects
         self.socketSetup = socketSetup
         self.decoder = FrameDecoder(expectedRunID: runID, maxPayloadBytes: Int(Int32.max), rejects: rejects)
@@ -142,30 +158,38 @@ public final class RingAllReduce: @unchecked Sendable {
         sender?.close(discardPending: true)
         sender = nil
         guard world > 1 else { return }
-        let push = try ZMQSocket(receiver.context, type: .push, lingerMilliseconds: 0)
+        // A bounded linger, not 0: after this rank's last all-reduce its final frames may
+        // still sit in the queue while the neighbour waits for them; closing must deliver them.
+        let push = try ZMQSocket(receiver.context, type: .push, lingerMilliseconds: closeLingerMilliseconds)
         try push.setSendHighWaterMark(0)
         try Self.setUp(socketSetup, push, rightRank)
         let ep = peerEndpoints[rightRank]
         try push.connect(ep)
         sender = push
         rightEndpoint = ep
+        zeroCopyAllowed = !ep.hasPrefix("inproc://")
     }
 
     /// Starts a new generation (after a failure): frames of older generations are dropped.
     public func setGeneration(_ g: UInt32) { generation = g }
 
-    /// Closes both sockets now, discarding anything unsent.
-    public func close() {
-        sender?.close(discardPending: true)
+    /// Closes both sockets. By default frames still queued for the right neighbour get up to
+    /// `closeLingerMilliseconds` to leave (when the context terminates); on the error path
+    /// pass `discardPending: true`.
+    public func close(discardPending: Bool = false) {
+        sender?.close(discardPending: discardPending)
         receiver.close(discardPending: true)
     }
 
     /// Sums `buffer` element-wise across all ranks, in place. On return every rank holds the
-    /// same bits. `step` tags the frames (stale ones are dropped); all ranks pass the same.
+    /// same bits, and no send still reads `buffer`. `step` tags the frames (stale ones are
+    /// dropped); all ranks pass the same value. After an error the buffer content is
+    /// undefined; re-form the ring (`setGeneration`, and `connect` if it reports
+    /// `notConnected`) and redo the step.
     public func allReduceSum(_ buffer: UnsafeMutableBufferPointer<Float>, step: UInt64) throws(AllReduceError) {
         guard world > 1, buffer.count > 0 else { return }
         guard let sender else { throw .notConnected(rank: rank) }
-        var ctx = Exchange(owner: self, sender: sender, step: step)
+        let ctx = Exchange(sender: sender, step: step)
         let n = buffer.count
         let base = buffer.baseAddress!
         let useExchange: Bool
@@ -174,11 +198,34 @@ public final class RingAllReduce: @unchecked Sendable {
         case .ring: useExchange = false
         case .exchange: useExchange = true
         }
-        if useExchange {
-            try exchangeAll(base, n, &ctx)
-        } else {
-            try ring(base, n, &ctx)
+        do throws(AllReduceError) {
+            if useExchange {
+                try exchangeAll(base, n, ctx)
+            } else {
+                try ring(base, n, ctx)
+            }
+            // The caller may change the buffer as soon as we return: every zero-copy send
+            // must have been released by libzmq.
+            guard try waitInterruptibly(.after(milliseconds: timeoutMilliseconds), step: step, { tracker.waitUntilAllComplete(deadline: $0) }) else {
+                throw AllReduceError.timeout(operation: "send completion", peerRank: rightRank, endpoint: rightEndpoint,
+                                             milliseconds: timeoutMilliseconds, generation: generation, step: step)
+            }
+        } catch {
+            releaseSendsAfterFailure()
+            throw error
         }
+    }
+
+    /// After a failure libzmq may still hold zero-copy frames that point into the caller's
+    /// buffer. Give them a moment to leave; if they do not, drop the connection (LINGER 0)
+    /// so libzmq releases them, and require `connect` before the next all-reduce.
+    private func releaseSendsAfterFailure() {
+        incomingHeader.reset()
+        incomingPayload.reset()
+        if tracker.waitUntilAllComplete(deadline: .after(milliseconds: 200)) { return }
+        sender?.close(discardPending: true)
+        sender = nil
+        _ = tracker.waitUntilAllComplete(deadline: .after(milliseconds: 5000))
     }
 
     /// Array convenience for `allReduceSum(_:step:)`.
@@ -203,17 +250,20 @@ public final class RingAllReduce: @unchecked Sendable {
     }
 
     private struct Exchange {
-        let owner: RingAllReduce
         let sender: ZMQSocket
         let step: UInt64
     }
 
     /// Ring reduce-scatter + all-gather over W chunks of S sub-chunks each.
-    private func ring(_ base: UnsafeMutablePointer<Float>, _ n: Int, _ ctx: inout Exchange) throws(AllReduceError) {
+    private func ring(_ base: UnsafeMutablePointer<Float>, _ n: Int, _ ctx: Exchange) throws(AllReduceError) {
         let W = world
         let largestChunk = Self.split(n, parts: W, index: 0).count
         let S = max(1, (largestChunk * 4 + subChunkBytes - 1) / subChunkBytes)
         let steps = 2 * (W - 1)
+        tracker.reserve(steps * S)
+        // lastSend[c * S + j]: the send slot that last read sub-chunk (c, j), or -1.
+        if lastSend.count < W * S { lastSend = [Int](repeating: -1, count: W * S) }
+        for i in 0..<(W * S) { lastSend[i] = -1 }
         func sub(_ chunk: Int, _ j: Int) -> Range<Int> {
             let c = Self.split(n, parts: W, index: chunk)
             let s = Self.split(c.count, parts: S, index: j)
@@ -221,33 +271,39 @@ public final class RingAllReduce: @unchecked Sendable {
         }
         func sendChunk(_ t: Int) -> Int { ((rank - t) % W + W) % W }
         func recvChunk(_ t: Int) -> Int { ((rank - t - 1) % W + W) % W }
+        let first = sendChunk(0)
         for j in 0..<S {
-            try send(base, sub(sendChunk(0), j), sequence: UInt32(j), ctx)
+            try send(base, sub(first, j), sequence: j, ctx)
+            lastSend[first * S + j] = j
         }
         for t in 0..<steps {
             let chunk = recvChunk(t)
             for j in 0..<S {
                 let range = sub(chunk, j)
-                try receive(into: base, range, add: t < W - 1, sequence: UInt32(t * S + j), ctx)
+                // A send may still be reading this sub-chunk (zero-copy): wait before writing.
+                if lastSend[chunk * S + j] >= 0 { try awaitSend(lastSend[chunk * S + j], ctx) }
+                try receive(into: base, range, add: t < W - 1, sequence: t * S + j, ctx)
                 if t + 1 < steps {
-                    try send(base, range, sequence: UInt32((t + 1) * S + j), ctx)
+                    let seq = (t + 1) * S + j
+                    try send(base, range, sequence: seq, ctx)
+                    lastSend[chunk * S + j] = seq
                 }
             }
         }
     }
 
     /// Whole-buffer exchange around the ring, then a rank-ordered sum.
-    private func exchangeAll(_ base: UnsafeMutablePointer<Float>, _ n: Int, _ ctx: inout Exchange) throws(AllReduceError) {
+    private func exchangeAll(_ base: UnsafeMutablePointer<Float>, _ n: Int, _ ctx: Exchange) throws(AllReduceError) {
         let W = world
         let S = max(1, (n * 4 + subChunkBytes - 1) / subChunkBytes)
+        tracker.reserve((W - 1) * S)
         if W == 2 {
-            // One step: send mine, add theirs as it arrives (commutative, so both ranks agree).
-            // All sends go first; sub-chunk j is read before it is overwritten.
-            // Careful: the add overwrites base[range] while later sub-chunks still must be
-            // sent from the original values, so send everything before receiving.
-            for j in 0..<S { try send(base, Self.split(n, parts: S, index: j), sequence: UInt32(j), ctx) }
+            // One step: send mine, add theirs as it arrives (a + b == b + a bitwise, so both
+            // ranks agree). Sub-chunk j is overwritten only once its send has been released.
+            for j in 0..<S { try send(base, Self.split(n, parts: S, index: j), sequence: j, ctx) }
             for j in 0..<S {
-                try receive(into: base, Self.split(n, parts: S, index: j), add: true, sequence: UInt32(j), ctx)
+                try awaitSend(j, ctx)
+                try receive(into: base, Self.split(n, parts: S, index: j), add: true, sequence: j, ctx)
             }
             return
         }
@@ -256,15 +312,17 @@ public final class RingAllReduce: @unchecked Sendable {
         let slots = scratch!.base
         func slot(_ k: Int) -> UnsafeMutablePointer<Float> { k == rank ? base : slots + k * n }
         let steps = W - 1
-        for j in 0..<S { try send(slot(rank), Self.split(n, parts: S, index: j), sequence: UInt32(j), ctx) }
+        for j in 0..<S { try send(slot(rank), Self.split(n, parts: S, index: j), sequence: j, ctx) }
         for t in 0..<steps {
             let from = ((rank - t - 1) % W + W) % W
             for j in 0..<S {
                 let range = Self.split(n, parts: S, index: j)
-                try receive(into: slot(from), range, add: false, sequence: UInt32(t * S + j), ctx)
-                if t + 1 < steps { try send(slot(from), range, sequence: UInt32((t + 1) * S + j), ctx) }
+                try receive(into: slot(from), range, add: false, sequence: t * S + j, ctx)
+                if t + 1 < steps { try send(slot(from), range, sequence: (t + 1) * S + j, ctx) }
             }
         }
+        // Our own contribution is about to be overwritten: all sends must be done with it.
+        for j in 0..<S { try awaitSend(j, ctx) }
         // Rank-ordered sum: ((s0 + s1) + s2) + ..., the same on every rank.
         for i in 0..<n {
             var acc = slot(0)[i]
@@ -273,21 +331,47 @@ public final class RingAllReduce: @unchecked Sendable {
         }
     }
 
+    /// `wait(deadline)` until `deadline`, in slices that consult `interruptCheck` (a send to
+    /// a dead or stopped neighbour may never complete; the caller must be able to give up).
+    private func waitInterruptibly(_ deadline: Deadline, step: UInt64, _ wait: (Deadline) -> Bool) throws(AllReduceError) -> Bool {
+        guard let interruptCheck else { return wait(deadline) }
+        while true {
+            let slice = Deadline(nanoseconds: min(deadline.nanoseconds,
+                                                  monotonicNanoseconds() &+ UInt64(interruptPollMilliseconds) &* 1_000_000))
+            if wait(slice) { return true }
+            if deadline.hasPassed { return false }
+            if interruptCheck() { throw .interrupted(generation: generation, step: step) }
+        }
+    }
+
     // MARK: frames
 
-    private func send(_ base: UnsafeMutablePointer<Float>, _ range: Range<Int>, sequence: UInt32, _ ctx: Exchange) throws(AllReduceError) {
+    /// Waits until libzmq has released the bytes of send `slot`.
+    private func awaitSend(_ slot: Int, _ ctx: Exchange) throws(AllReduceError) {
+        guard try waitInterruptibly(.after(milliseconds: timeoutMilliseconds), step: ctx.step,
+                                    { tracker.waitUntilComplete(slot, deadline: $0) }) else {
+            throw .timeout(operation: "send completion", peerRank: rightRank, endpoint: rightEndpoint,
+                           milliseconds: timeoutMilliseconds, generation: generation, step: ctx.step)
+        }
+    }
+
+    /// Sends `base[range]` as frame `sequence`: a 48-byte header frame, then the payload
+    /// frame (zero-copy from `base` unless `zeroCopy` is off).
+    private func send(_ base: UnsafeMutablePointer<Float>, _ range: Range<Int>, sequence: Int, _ ctx: Exchange) throws(AllReduceError) {
         let bytes = range.count * 4
         let header = FrameHeader(kind: .gradientChunk, runID: runID, generation: generation, sender: UInt32(rank),
-                                 step: ctx.step, sequence: sequence, payloadLength: bytes)
+                                 step: ctx.step, sequence: UInt32(sequence), payloadLength: bytes)
+        let deadline = Deadline.after(milliseconds: timeoutMilliseconds)
+        let payload = UnsafeRawBufferPointer(start: base + range.lowerBound, count: bytes)
         do {
-            let m = try ZMQMessage(size: FrameHeader.size + bytes)
-            m.withUnsafeMutableBytes { dst in
-                header.encode(to: dst.baseAddress!)
-                if bytes > 0 {
-                    (dst.baseAddress! + FrameHeader.size).copyMemory(from: base + range.lowerBound, byteCount: bytes)
-                }
+            let h = try ZMQMessage(size: FrameHeader.size)
+            h.withUnsafeMutableBytes { header.encode(to: $0.baseAddress!) }
+            try ctx.sender.send(h, more: true, deadline: deadline)
+            if zeroCopy && zeroCopyAllowed {
+                try ctx.sender.sendNoCopy(payload, tracker: tracker, slot: sequence, deadline: deadline)
+            } else {
+                try ctx.sender.send(bytes: payload, deadline: deadline)
             }
-            try ctx.sender.send(m, deadline: .after(milliseconds: timeoutMilliseconds))
         } catch let e as ZMQTimeout {
             throw .timeout(operation: "send", peerRank: rightRank, endpoint: rightEndpoint, milliseconds: e.milliseconds,
                            generation: generation, step: ctx.step)
@@ -298,26 +382,52 @@ public final class RingAllReduce: @unchecked Sendable {
         }
     }
 
-    /// Receives the frame `sequence` of this exchange and adds (or copies) its floats into
-    /// `base[range]`. Stale frames are dropped; every wait is bounded.
-    private func receive(into base: UnsafeMutablePointer<Float>, _ range: Range<Int>, add: Bool, sequence: UInt32,
+    /// Receives frame `sequence` of this exchange (header frame + payload frame) and adds
+    /// (or copies) its floats into `base[range]`. Garbage and stale frames are counted and
+    /// dropped; a well-formed frame that does not fit the schedule is a protocol violation.
+    private func receive(into base: UnsafeMutablePointer<Float>, _ range: Range<Int>, add: Bool, sequence: Int,
                          _ ctx: Exchange) throws(AllReduceError) {
         let started = monotonicNanoseconds()
         let deadline = Deadline(nanoseconds: started &+ UInt64(timeoutMilliseconds) &* 1_000_000)
+        func timedOut() -> AllReduceError {
+            .timeout(operation: "receive", peerRank: leftRank, endpoint: nil,
+                     milliseconds: Int((monotonicNanoseconds() - started) / 1_000_000), generation: generation, step: ctx.step)
+        }
+        defer {
+            // Release the frames now: for inproc they are the sender's memory (zero-copy).
+            incomingHeader.reset()
+            incomingPayload.reset()
+        }
         while true {
-            var got: Bool
             do {
                 if let interruptCheck {
                     // Wait in slices so that the caller can abandon the step between them.
                     while true {
                         let slice = Deadline(nanoseconds: min(deadline.nanoseconds,
                                                               monotonicNanoseconds() &+ UInt64(interruptPollMilliseconds) &* 1_000_000))
-                        got = try receiver.receive(into: incoming, deadline: slice)
-                        if got || deadline.hasPassed { break }
+                        if try receiver.receive(into: incomingHeader, deadline: slice) { break }
+                        if deadline.hasPassed { throw timedOut() }
                         if interruptCheck() { throw AllReduceError.interrupted(generation: generation, step: ctx.step) }
                     }
                 } else {
-                    got = try receiver.receive(into: incoming, deadline: deadline)
+                    guard try receiver.receive(into: incomingHeader, deadline: deadline) else { throw timedOut() }
+                }
+                if !incomingHeader.hasMore {
+                    // A single-part frame never belongs to the data plane: count and drop.
+                    _ = try? incomingHeader.withUnsafeBytes { (f: UnsafeRawBufferPointer) throws(FrameError) in
+                        let h = try decoder.decodeHeader(f)
+                        throw decoder.reject(.unexpected("single-part \(h.kind) frame on the all-reduce data socket"))
+                    }
+                    continue
+                }
+                guard try receiver.receive(into: incomingPayload, deadline: deadline) else { throw timedOut() }
+                if incomingPayload.hasMore {
+                    // More parts than header + payload: drain them, count, drop.
+                    while incomingPayload.hasMore {
+                        guard try receiver.receive(into: incomingPayload, deadline: deadline) else { throw timedOut() }
+                    }
+                    _ = decoder.reject(.unexpected("multipart message with more than two parts on the data socket"))
+                    continue
                 }
             } catch let e as AllReduceError {
                 throw e
@@ -326,14 +436,10 @@ public final class RingAllReduce: @unchecked Sendable {
             } catch {
                 throw .transport(ZMQError(call: "zmq_msg_recv (\(error))", endpoint: nil, errno: 0))
             }
-            guard got else {
-                throw .timeout(operation: "receive", peerRank: leftRank, endpoint: nil,
-                               milliseconds: Int((monotonicNanoseconds() - started) / 1_000_000),
-                               generation: generation, step: ctx.step)
-            }
-            let outcome: Result<Bool, FrameError> = incoming.withUnsafeBytes { frame in
+            let payloadCount = incomingPayload.count
+            let outcome: Result<Bool, FrameError> = incomingHeader.withUnsafeBytes { headerBytes in
                 do throws(FrameError) {
-                    let h = try decoder.decodeHeader(frame)
+                    let h = try decoder.decodeSplitHeader(headerBytes, payloadCount: payloadCount)
                     guard h.kind == .gradientChunk else {
                         throw decoder.reject(.unexpected("\(h.kind) on the all-reduce data socket"))
                     }
@@ -343,16 +449,10 @@ public final class RingAllReduce: @unchecked Sendable {
                         return .success(false)
                     }
                     guard h.generation == generation, h.step == ctx.step, h.sender == UInt32(leftRank),
-                          h.sequence == sequence, h.payloadLength == UInt64(range.count * 4) else {
+                          h.sequence == UInt32(sequence), h.payloadLength == UInt64(range.count * 4) else {
                         throw decoder.reject(.unexpected(
                             "frame gen \(h.generation) step \(h.step) sender \(h.sender) seq \(h.sequence) len \(h.payloadLength); "
                             + "expected gen \(generation) step \(ctx.step) sender \(leftRank) seq \(sequence) len \(range.count * 4)"))
-                    }
-                    let src = UnsafeRawPointer(frame.baseAddress! + FrameHeader.size)
-                    if add {
-                        addUnaligned(base + range.lowerBound, src, range.count)
-                    } else if range.count > 0 {
-                        UnsafeMutableRawPointer(base + range.lowerBound).copyMemory(from: src, byteCount: range.count * 4)
                     }
                     return .success(true)
                 } catch {
@@ -360,8 +460,18 @@ public final class RingAllReduce: @unchecked Sendable {
                 }
             }
             switch outcome {
-            case .success(true): return
-            case .success(false): continue
+            case .success(true):
+                incomingPayload.withUnsafeBytes { src in
+                    guard let p = src.baseAddress, range.count > 0 else { return }
+                    if add {
+                        addUnaligned(base + range.lowerBound, p, range.count)
+                    } else {
+                        UnsafeMutableRawPointer(base + range.lowerBound).copyMemory(from: p, byteCount: range.count * 4)
+                    }
+                }
+                return
+            case .success(false):
+                continue
             case .failure(let e):
                 // Garbage (bad magic, other run...) is counted and dropped; a well-formed frame
                 // of this run that does not fit the schedule breaks the exchange.

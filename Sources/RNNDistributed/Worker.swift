@@ -261,7 +261,10 @@ public final class Worker: @unchecked Sendable {
             }
         }
         var ring = try makeRing()
-        defer { ring.close() }
+        // After BYE the last frames for the right neighbour get their linger; on any failure
+        // they are useless (the ring will be re-formed or the run is over) and are dropped.
+        var finishedNormally = false
+        defer { ring.close(discardPending: !finishedNormally) }
         log("worker: ring endpoint \(announced(ring.localEndpoint)) (generation \(generation))")
         let sender = { UInt32(rank) }
         try control.send(frame: ReadyMessage(dataEndpoint: announced(ring.localEndpoint), publicKey: ringPublicKey).frame(runID: runID, generation: generation, sender: sender()),
@@ -308,7 +311,7 @@ public final class Worker: @unchecked Sendable {
                 } else if replica.appliedSteps != reform.completedSteps {
                     throw WorkerError("rank \(rank) holds \(replica.appliedSteps) applied steps, the coordinator asks for \(reform.completedSteps)")
                 }
-                ring.close()
+                ring.close(discardPending: true)
                 rank = reform.rank
                 world = reform.world
                 generation = frame.header.generation
@@ -354,6 +357,7 @@ public final class Worker: @unchecked Sendable {
                 try control.send(frame: state.frame(runID: runID, generation: generation, sender: sender()), deadline: .after(seconds: heartbeatTimeout))
             case .bye:
                 let bye = try ByeMessage.decode(frame)
+                finishedNormally = true
                 log("worker: rank \(rank) done after \(replica.appliedSteps) steps: \(bye.reason); \(generations) generation(s), "
                     + "\(rolledBack) step(s) rolled back, \(abandoned) abandoned, \(decoder.rejects.total) frame(s) rejected")
                 return WorkerSummary(rank: rank, world: world, steps: replica.appliedSteps, parameters: replica.parameters,

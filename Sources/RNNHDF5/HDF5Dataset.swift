@@ -2,6 +2,24 @@
 // hyperslab selections (rows = the leading dimension).
 
 import CHDF5
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Asks the kernel for transparent huge pages in the 2 MiB-aligned interior of a large fresh
+/// buffer (as numpy does for its arrays): first-touch page faults then cost 1/512 as many.
+/// Only a hint; ignored where THP is off.
+public func adviseHugePages(_ buffer: UnsafeMutableRawBufferPointer) {
+    #if canImport(Glibc)
+    let huge = 2 << 20
+    guard let base = buffer.baseAddress, buffer.count >= 2 * huge else { return }
+    let start = (Int(bitPattern: base) + huge - 1) & ~(huge - 1)
+    let end = (Int(bitPattern: base) + buffer.count) & ~(huge - 1)
+    if end > start {
+        _ = madvise(UnsafeMutableRawPointer(bitPattern: start), end - start, MADV_HUGEPAGE)
+    }
+    #endif
+}
 
 /// An open dataset. Row `r` is the slice `[r, ...]` of the leading dimension.
 public final class HDF5Dataset: HDF5Object, @unchecked Sendable {
@@ -11,6 +29,9 @@ public final class HDF5Dataset: HDF5Object, @unchecked Sendable {
     public let typeInfo: HDF5TypeInfo
     public let layout: HDF5Layout
     public let filters: [HDF5Filter]
+    /// The native memory type the stored type equals exactly (same size, order, precision),
+    /// if any: such data can be copied without conversion.
+    public let storedNativeScalar: HDF5Scalar?
 
     /// Elements per row: the product of all dimensions but the first (1 for rank 1).
     public var rowElements: Int { shape.dropFirst().reduce(1, *) }
@@ -32,6 +53,7 @@ public final class HDF5Dataset: HDF5Object, @unchecked Sendable {
             let type = try h5Call("H5Dget_type", context) { H5Dget_type(id) }
             defer { H5Tclose(type) }
             typeInfo = try HDF5TypeInfo.of(type, context: context)
+            storedNativeScalar = HDF5Scalar.allCases.first { H5Tequal(type, $0.nativeType) > 0 }
             let dcpl = try h5Call("H5Dget_create_plist", context) { H5Dget_create_plist(id) }
             defer { H5Pclose(dcpl) }
             let rawLayout = H5Pget_layout(dcpl)
@@ -120,6 +142,14 @@ public final class HDF5Dataset: HDF5Object, @unchecked Sendable {
         return rows
     }
 
+    private func memorySpace(rows: Int, context: @autoclosure () -> String) throws(HDF5Error) -> hid_t {
+        var dims = shape.map { hsize_t($0) }
+        dims[0] = hsize_t(rows)
+        return try h5Call("H5Screate_simple", context()) {
+            dims.withUnsafeBufferPointer { H5Screate_simple(Int32(dims.count), $0.baseAddress, nil) }
+        }
+    }
+
     // MARK: reading
 
     /// Reads the union of `runs` (row ranges, in increasing order and not overlapping) into
@@ -130,8 +160,10 @@ public final class HDF5Dataset: HDF5Object, @unchecked Sendable {
         if rows == 0 { return }
         let space = try fileSpace(selecting: runs, context: context)
         defer { H5Sclose(space) }
-        var memDims = [hsize_t(rows * rowElements)]
-        let memSpace = try h5Call("H5Screate_simple", context) { H5Screate_simple(1, &memDims, nil) }
+        // A memory space of the same rank as the file's ((rows, d1, d2, ...), all selected)
+        // lets HDF5 move whole chunks straight into the buffer instead of projecting the
+        // selection element by element onto a flat space.
+        let memSpace = try memorySpace(rows: rows, context: context)
         defer { H5Sclose(memSpace) }
         _ = try h5Call("H5Dread", context) {
             buffer.withUnsafeMutableBufferPointer { pointer in
@@ -147,7 +179,10 @@ public final class HDF5Dataset: HDF5Object, @unchecked Sendable {
 
     /// Reads rows `rows` as a new array.
     public func read<T: HDF5Element>(rows: Range<Int>, as type: T.Type = T.self) throws(HDF5Error) -> [T] {
-        var result = [T](unsafeUninitializedCapacity: rows.count * rowElements) { _, n in n = rows.count * rowElements }
+        var result = [T](unsafeUninitializedCapacity: rows.count * rowElements) { buffer, n in
+            adviseHugePages(UnsafeMutableRawBufferPointer(buffer))
+            n = rows.count * rowElements
+        }
         try readRows([rows], into: &result)
         return result
     }
@@ -170,6 +205,12 @@ public final class HDF5Dataset: HDF5Object, @unchecked Sendable {
 
     /// Writes `values` (row-major) over the whole dataset.
     public func write<T: HDF5Element>(_ values: [T]) throws(HDF5Error) {
+        try write(values[...])
+    }
+
+    /// Writes `values` (row-major, e.g. one tensor's range of a flat buffer) over the whole
+    /// dataset without copying them first.
+    public func write<T: HDF5Element>(_ values: ArraySlice<T>) throws(HDF5Error) {
         if values.count != elementCount {
             throw HDF5Error(call: "H5Dwrite", context: "writing \(where_): expected \(elementCount) values for shape \(shape), found \(values.count)")
         }
@@ -191,8 +232,7 @@ public final class HDF5Dataset: HDF5Object, @unchecked Sendable {
         if rows.isEmpty { return }
         let space = try fileSpace(selecting: [rows], context: context)
         defer { H5Sclose(space) }
-        var memDims = [hsize_t(values.count)]
-        let memSpace = try h5Call("H5Screate_simple", context) { H5Screate_simple(1, &memDims, nil) }
+        let memSpace = try memorySpace(rows: rows.count, context: context)
         defer { H5Sclose(memSpace) }
         _ = try h5Call("H5Dwrite", context) {
             values.withUnsafeBufferPointer {

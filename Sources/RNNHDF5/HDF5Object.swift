@@ -245,6 +245,12 @@ public final class HDF5Group: HDF5Object, @unchecked Sendable {
     /// Creates a dataset and writes `values` (row-major, `shape`) into it.
     @discardableResult
     public func writeDataset<T: HDF5Element>(_ name: String, shape: [Int], values: [T], options: HDF5DatasetOptions = HDF5DatasetOptions()) throws(HDF5Error) -> HDF5Dataset {
+        try writeDataset(name, shape: shape, values: values[...], options: options)
+    }
+
+    /// Creates a dataset and writes `values` (a slice, not copied) into it.
+    @discardableResult
+    public func writeDataset<T: HDF5Element>(_ name: String, shape: [Int], values: ArraySlice<T>, options: HDF5DatasetOptions = HDF5DatasetOptions()) throws(HDF5Error) -> HDF5Dataset {
         let dataset = try createDataset(name, shape: shape, type: T.hdf5Scalar, options: options)
         try dataset.write(values)
         return dataset

@@ -248,7 +248,23 @@ public struct FrameDecoder: Sendable {
     /// is `frame[FrameHeader.size...]`, exactly `payloadLength` bytes. Rejections are counted.
     public func decodeHeader(_ frame: UnsafeRawBufferPointer) throws(FrameError) -> FrameHeader {
         do {
-            return try parse(frame)
+            return try parse(frame, payloadCount: frame.count - FrameHeader.size)
+        } catch {
+            rejects.record(error.reason)
+            throw error
+        }
+    }
+
+    /// Checks a header sent as its own ZeroMQ frame, followed by a payload frame of
+    /// `payloadCount` bytes (the zero-copy layout of the data plane: the same 48 bytes,
+    /// `payloadLength` must equal `payloadCount`). Rejections are counted.
+    public func decodeSplitHeader(_ header: UnsafeRawBufferPointer, payloadCount: Int) throws(FrameError) -> FrameHeader {
+        do throws(FrameError) {
+            guard header.count >= FrameHeader.size else { throw FrameError.truncated(count: header.count) }
+            guard header.count == FrameHeader.size else {
+                throw FrameError.lengthMismatch(declared: 0, actual: header.count - FrameHeader.size)
+            }
+            return try parse(header, payloadCount: payloadCount)
         } catch {
             rejects.record(error.reason)
             throw error
@@ -261,7 +277,7 @@ public struct FrameDecoder: Sendable {
         return error
     }
 
-    private func parse(_ frame: UnsafeRawBufferPointer) throws(FrameError) -> FrameHeader {
+    private func parse(_ frame: UnsafeRawBufferPointer, payloadCount: Int) throws(FrameError) -> FrameHeader {
         guard frame.count >= FrameHeader.size, let p = frame.baseAddress else {
             throw .truncated(count: frame.count)
         }
@@ -281,8 +297,8 @@ public struct FrameDecoder: Sendable {
         guard flags == 0 else { throw .badFlags(found: flags) }
         let length = UInt64(littleEndian: p.loadUnaligned(fromByteOffset: 40, as: UInt64.self))
         guard length <= UInt64(maxPayloadBytes) else { throw .oversized(declared: length, limit: maxPayloadBytes) }
-        guard length == UInt64(frame.count - FrameHeader.size) else {
-            throw .lengthMismatch(declared: length, actual: frame.count - FrameHeader.size)
+        guard length == UInt64(payloadCount) else {
+            throw .lengthMismatch(declared: length, actual: payloadCount)
         }
         var h = FrameHeader(kind: kind, runID: runID,
                             generation: UInt32(littleEndian: p.loadUnaligned(fromByteOffset: 16, as: UInt32.self)),

@@ -76,7 +76,7 @@ public final class ZMQMessage {
     public var string: String { withUnsafeBytes { String(decoding: $0, as: UTF8.self) } }
 
     /// Resets to an empty message (drops the content), ready for another receive.
-    func reset() {
+    public func reset() {
         zmq_msg_close(raw)
         zmq_msg_init(raw)
     }

@@ -2,6 +2,11 @@
 // scripts/bench_gemm_numpy.py runs the same shapes through OpenBLAS; scripts/bench_gemm.sh
 // prints both side by side.
 import RNNCore
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// One benchmarked product. Shapes of the RNN cases come from the lstm-large baseline
 /// (B=64, T=100, I=128, H=512, G=4) and the tutorial's SimpleRNN (B=32, T=10, I=5, H=64).
@@ -29,14 +34,43 @@ let gemmBenchmarkShapes: [GemmShape] = [
     GemmShape(name: "tiny input proj 320x64x5 tB", transA: false, transB: true, m: 320, n: 64, k: 5, beta: 0, packedB: false),
 ]
 
+/// `rnn-bench gemm [--threads N]`, plus tuning flags for experiments:
+/// `--only NAME-PART`, `--direct-a MAX-COLUMNS`, `--mc ROWS`, `--nc COLUMNS`.
+func runGemmBenchmarkCommand(_ arguments: [String]) {
+    var values: [String: String] = [:]
+    var i = 0
+    while i < arguments.count {
+        let flag = arguments[i]
+        guard ["--threads", "--only", "--direct-a", "--mc", "--nc"].contains(flag) else {
+            benchUsage("unknown option '\(flag)' for 'gemm'")
+        }
+        guard i + 1 < arguments.count else { benchUsage("'\(flag)' expects a value, found nothing") }
+        values[flag] = arguments[i + 1]
+        i += 2
+    }
+    func positive(_ flag: String) -> Int? {
+        guard let text = values[flag] else { return nil }
+        guard let v = Int(text), v >= 1 else { benchUsage("'\(flag)' expects a positive integer, found '\(text)'") }
+        return v
+    }
+    runGemmBenchmark(threads: positive("--threads") ?? 1, directAMaxColumns: positive("--direct-a"),
+                     rowBlock: positive("--mc"), columnBlock: positive("--nc"), only: values["--only"])
+}
+
 /// Prints one line per shape: median GFLOP/s over repetitions of >= 20 ms each, after warm-up.
-func runGemmBenchmark(threads: Int, directAMaxColumns: Int? = nil) {
-    print("GemmEngine, threads=\(threads) (median of 7 timed repetitions, each >= 20 ms)")
+///
+/// Tuning knobs (not needed for the comparison): `directAMaxColumns` overrides the engine's
+/// in-place-A threshold, `only` keeps the shapes whose name contains it.
+func runGemmBenchmark(threads: Int, directAMaxColumns: Int? = nil, rowBlock: Int? = nil, columnBlock: Int? = nil, only: String? = nil) {
+    let clockName = threads == 1 ? "thread CPU time" : "wall time"
+    print("GemmEngine, threads=\(threads) (\(clockName), median of 7 timed repetitions, each >= 20 ms)")
     print(pad("shape", 34) + pad("GFLOP/s", 10, left: true) + pad("µs/call", 12, left: true))
     let engine = GemmEngine(threads: threads)
     if let d = directAMaxColumns { engine.directAMaxColumns = d }
+    if let mc = rowBlock { engine.rowBlock = mc }
+    if let nc = columnBlock { engine.columnBlock = nc }
     var generator = SplitMix(seed: 42)
-    for shape in gemmBenchmarkShapes {
+    for shape in gemmBenchmarkShapes where only.map({ shape.name.contains($0) }) ?? true {
         let rowsA = shape.transA ? shape.k : shape.m, colsA = shape.transA ? shape.m : shape.k
         let rowsB = shape.transB ? shape.n : shape.k, colsB = shape.transB ? shape.k : shape.n
         var a = [Float](repeating: 0, count: rowsA * colsA)
@@ -62,7 +96,7 @@ func runGemmBenchmark(threads: Int, directAMaxColumns: Int? = nil) {
                                             beta: shape.beta, c: cp.baseAddress!, ldc: shape.n)
                         }
                     }
-                    return medianSecondsPerCall(call)
+                    return medianSecondsPerCall(threadCPU: threads == 1, call)
                 }
             }
         }
@@ -71,26 +105,33 @@ func runGemmBenchmark(threads: Int, directAMaxColumns: Int? = nil) {
     }
 }
 
+/// Seconds on the wall clock, or of CPU time of the calling thread. Single-threaded runs use
+/// thread CPU time: the machine is shared, and time slices lost to other processes would
+/// otherwise count against the kernel (the numpy baseline measures the same way).
+func benchmarkSeconds(threadCPU: Bool) -> Double {
+    var ts = timespec()
+    clock_gettime(threadCPU ? CLOCK_THREAD_CPUTIME_ID : CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}
+
 /// Median over 7 repetitions of the mean time per call; each repetition runs enough calls
 /// for >= 20 ms. Warm-up: 0.1 s of calls first (first touch, packing buffers, caches).
-func medianSecondsPerCall(_ call: () -> Void) -> Double {
-    let clock = ContinuousClock()
+func medianSecondsPerCall(threadCPU: Bool, _ call: () -> Void) -> Double {
+    let now = { benchmarkSeconds(threadCPU: threadCPU) }
     var calls = 1
-    let warmStart = clock.now
-    while clock.now - warmStart < .milliseconds(100) { call() }
+    let warmStart = now()
+    while now() - warmStart < 0.1 { call() }
     while true {
-        let t = clock.now
+        let t = now()
         for _ in 0..<calls { call() }
-        if clock.now - t >= .milliseconds(20) { break }
+        if now() - t >= 0.02 { break }
         calls *= 2
     }
     var samples: [Double] = []
     for _ in 0..<7 {
-        let t = clock.now
+        let t = now()
         for _ in 0..<calls { call() }
-        let d = clock.now - t
-        let secs = Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
-        samples.append(secs / Double(calls))
+        samples.append((now() - t) / Double(calls))
     }
     samples.sort()
     return samples[samples.count / 2]

@@ -2,6 +2,19 @@
 // Adam) for the configurations of issue 2; scripts/bench_torch_train.py runs the same steps
 // with PyTorch and scripts/bench_train.sh prints the ratios side by side.
 import RNNCore
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// CPU time of this process in seconds (all threads): on a busy shared machine it shows the
+/// work a step really costs when wall time includes waiting for a core.
+func processCPUSeconds() -> Double {
+    var t = timespec()
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t)
+    return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
+}
 
 /// One benchmark configuration (sequence classification: last-step head, cross-entropy).
 struct TrainBenchConfig {
@@ -24,11 +37,13 @@ let trainBenchConfigs: [TrainBenchConfig] = [
 
 /// Runs every configuration (or only `only`, a comma-separated list of names) for about
 /// `seconds` each after a warm-up step, and prints one row per configuration:
-/// `name  samples/s  GFLOP/s  ms/step  steps`.
-func runTrainBenchmark(threads: Int, only: String? = nil, seconds: Double = 3) {
+/// `name  samples/s  GFLOP/s  ms/step  steps  cpu-ms/step` (the last is process CPU time).
+/// `fixedSteps` runs exactly that many timed steps instead (e.g. to count allocations under
+/// valgrind: the count must not grow with the steps).
+func runTrainBenchmark(threads: Int, only: String? = nil, seconds: Double = 3, fixedSteps: Int? = nil) {
     let wanted = only.map { Set($0.split(separator: ",").map(String.init)) }
     print("# rnn-bench train: full step (forward, loss, backward, Adam), threads=\(threads)")
-    print("config        samples/s    GFLOP/s    ms/step  steps")
+    print("config        samples/s    GFLOP/s    ms/step  steps  cpu-ms/step")
     for bench in trainBenchConfigs where wanted?.contains(bench.name) ?? true {
         let config = ModelConfig(cell: bench.cell, inputSize: bench.input, hiddenSize: bench.hidden,
                                  layers: bench.layers, outputSize: bench.classes, head: .lastStep, loss: .crossEntropy)
@@ -64,6 +79,7 @@ func runTrainBenchmark(threads: Int, only: String? = nil, seconds: Double = 3) {
         guard trainStep() else { continue } // warm-up: workspace allocation, first touch
         let clock = ContinuousClock()
         let start = clock.now
+        let cpuStart = processCPUSeconds()
         var done = 0
         var elapsed = 0.0
         repeat {
@@ -71,12 +87,13 @@ func runTrainBenchmark(threads: Int, only: String? = nil, seconds: Double = 3) {
             done += 1
             let d = clock.now - start
             elapsed = Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
-        } while elapsed < seconds
+        } while fixedSteps.map { done < $0 } ?? (elapsed < seconds)
         let perStep = elapsed / Double(done)
+        let cpuPerStep = (processCPUSeconds() - cpuStart) / Double(done)
         let samples = Double(bench.batch) / perStep
         let gflops = network.trainingFlops(batch: bench.batch, steps: bench.steps) / perStep / 1e9
         print(padColumn(bench.name, 12) + padColumn(fixed(samples, 1), 11, right: true) + padColumn(fixed(gflops, 2), 11, right: true)
-              + padColumn(fixed(perStep * 1e3, 2), 11, right: true) + padColumn("\(done)", 7, right: true))
+              + padColumn(fixed(perStep * 1e3, 2), 11, right: true) + padColumn("\(done)", 7, right: true) + padColumn(fixed(cpuPerStep * 1e3, 2), 13, right: true))
     }
 }
 

@@ -5,16 +5,23 @@ import Glibc
 import Darwin
 #endif
 
-let arguments = Array(CommandLine.arguments.dropFirst())
+let benchArguments = Array(CommandLine.arguments.dropFirst())
+let benchArgs = benchArguments
+let arguments = benchArguments
 
-func usage(_ problem: String) -> Never {
+/// Prints the problem and the usage, exits with status 2.
+func benchUsage(_ problem: String) -> Never {
     print("""
         rnn-bench: \(problem)
         usage: rnn-bench gemm [--threads N]
-               rnn-bench train [--threads N] [--config NAME[,NAME]] [--seconds S]
+               rnn-bench train [--threads N] [--config NAME[,NAME]] [--seconds S] [--steps N]
+               rnn-bench hdf5 [options]
+               rnn-bench allreduce [options]
         """)
     exit(2)
 }
+
+func usage(_ problem: String) -> Never { benchUsage(problem) }
 
 func intOption(_ name: String, default value: Int) -> Int {
     guard let i = arguments.firstIndex(of: name) else { return value }
@@ -31,18 +38,23 @@ func stringOption(_ name: String) -> String? {
     return arguments[i + 1]
 }
 
-switch arguments.first {
+switch benchArguments.first {
 case "gemm":
-    let direct = arguments.contains("--direct-a") ? intOption("--direct-a", default: 256) : nil
-    runGemmBenchmark(threads: intOption("--threads", default: 1), directAMaxColumns: direct)
+    runGemmBenchmarkCommand(Array(benchArguments.dropFirst()))
 case "train":
     let seconds = stringOption("--seconds").map { text -> Double in
         guard let s = Double(text), s > 0 else { usage("'--seconds' expects a positive number, found '\(text)'") }
         return s
     } ?? 3
-    runTrainBenchmark(threads: intOption("--threads", default: 1), only: stringOption("--config"), seconds: seconds)
+    let steps = arguments.contains("--steps") ? intOption("--steps", default: 1) : nil
+    runTrainBenchmark(threads: intOption("--threads", default: 1), only: stringOption("--config"), seconds: seconds,
+                      fixedSteps: steps)
+case "hdf5":
+    exit(runHDF5Benchmark(arguments: Array(benchArguments.dropFirst())))
+case "allreduce", "allreduce-rank":
+    exit(allReduceBenchmarkMain(benchArgs))
 case let other?:
-    usage("unknown subcommand '\(other)'")
+    benchUsage("unknown subcommand '\(other)'")
 case nil:
-    usage("missing subcommand")
+    benchUsage("missing subcommand")
 }

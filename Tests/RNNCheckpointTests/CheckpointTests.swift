@@ -52,8 +52,15 @@ final class CheckpointTests: XCTestCase {
     func testKeepsTheLastK() throws {
         let table = ParameterTable(config: config)
         let store = try CheckpointStore(directory: dir, keep: 2)
+        // A temporary file of a writer that died (no such pid) is cleaned up; a foreign file stays.
+        let stale = dir + "/.ckpt-5.h5.tmp-2147483000-17"
+        let other = dir + "/notes.txt"
+        try Data("partial".utf8).write(to: URL(fileURLWithPath: stale))
+        try Data("mine".utf8).write(to: URL(fileURLWithPath: other))
         for step in [3, 10, 7, 12, 20] { try store.write(makeCheckpoint(step: step, table: table), table: table) }
         XCTAssertEqual(store.list().map { $0.step }, [12, 20])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: stale))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: other))
     }
 
     func testWrongSizesAreRejectedBeforeWriting() throws {

@@ -151,6 +151,33 @@ final class GemmTests: XCTestCase {
         }
     }
 
+    /// Both loop orders (C-resident for M > K, B-slice-resident otherwise) with tiny blocks,
+    /// so that every product crosses many MC, NC and KC boundaries and the packed-B budget.
+    func testLoopOrdersWithSmallBlocks() {
+        let engine = GemmEngine()
+        engine.rowBlock = 12
+        engine.columnBlock = 32
+        engine.packedBBudget = 20 * GemmBlocking.kc
+        var seed: UInt64 = 3000
+        for (m, n, k) in [(601, 71, 2 * GemmBlocking.kc + 9), (61, 90, 3 * GemmBlocking.kc + 1), (97, 200, 20), (20, 97, 140)] {
+            for transA in [false, true] {
+                for transB in [false, true] {
+                    for usePacked in [false, true] {
+                        for direct in [0, 1000] {
+                            engine.directAMaxColumns = direct
+                            let p = Problem(transA: transA, transB: transB, m: m, n: n, k: k, alpha: -0.5, beta: 0.5,
+                                            padA: 2, padB: 1, padC: 3)
+                            let ops = makeOperands(p, seed: seed)
+                            seed += 1
+                            assertClose(run(engine, p, ops, packed: usePacked ? PackedMatrix() : nil), reference(p, ops), p,
+                                        "small blocks m=\(m) n=\(n) k=\(k) tA=\(transA) tB=\(transB) packed=\(usePacked) direct=\(direct)")
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// alpha and beta values (with padded leading dimensions) over several seeds; beta == 0
     /// must ignore NaN already in C.
     func testAlphaBetaAndLeadingDimensions() {

@@ -104,4 +104,34 @@ final class GradientCheckTests: XCTestCase {
             }
         }
     }
+
+    /// Inputs of 16 or more features take the direct dW_ih GEMM instead of the transposed one
+    /// used for narrow inputs: check that path too (layer 0's weight_ih and its bias).
+    func testWideInputAgainstCentralDifferences() throws {
+        let config = ModelConfig(cell: .lstm, inputSize: 17, hiddenSize: 3, layers: 1, outputSize: 2,
+                                 head: .everyStep, loss: .crossEntropy)
+        let network = try RNNNetwork(config: config)
+        let parameters = ParameterTable.initialParameters(config: config, seed: 5)
+        let data = Self.makeBatch(config, batch: 2, steps: 3, withState: false, seed: 6)
+        var gradient = [Float](repeating: 0, count: parameters.count)
+        _ = try network.accumulateGradients(parameters: parameters, input: data.x, batch: 2, steps: 3,
+                                            targets: data.targets, gradient: &gradient)
+        let eps: Float = 5e-3
+        var worst: Float = 0
+        for name in ["rnn.weight_ih_l0", "rnn.bias_ih_l0"] {
+            let entry = try XCTUnwrap(network.table.entry(named: name))
+            for i in entry.range {
+                var p = parameters
+                p[i] = parameters[i] + eps
+                let up = try network.evaluate(parameters: p, input: data.x, batch: 2, steps: 3, targets: data.targets).lossSum
+                p[i] = parameters[i] - eps
+                let down = try network.evaluate(parameters: p, input: data.x, batch: 2, steps: 3, targets: data.targets).lossSum
+                let numeric = Float((up - down) / Double((parameters[i] + eps) - (parameters[i] - eps)))
+                let ratio = abs(gradient[i] - numeric) / (5e-4 + 5e-3 * abs(numeric))
+                worst = max(worst, ratio)
+                XCTAssertLessThanOrEqual(ratio, 1, "\(name)[\(i - entry.offset)]: analytic \(gradient[i]), numeric \(numeric)")
+            }
+        }
+        print("finite differences, I = 17 (direct dW_ih path): worst error/tolerance \(String(format: "%.3f", worst))")
+    }
 }

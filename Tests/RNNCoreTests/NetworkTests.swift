@@ -98,16 +98,24 @@ final class NetworkTests: XCTestCase {
     }
 
     func testThreadsGiveTheSameResult() throws {
-        let config = ModelConfig(cell: .gru, inputSize: 5, hiddenSize: 40, layers: 2, outputSize: 3, head: .everyStep)
+        // Large enough that the input projection (1280 x 384 x 64) and dW_hh (384 x 128 x 1280)
+        // pass GemmEngine's minimum work per thread and are really split.
+        let config = ModelConfig(cell: .gru, inputSize: 64, hiddenSize: 128, layers: 2, outputSize: 3, head: .everyStep)
         let p = ParameterTable.initialParameters(config: config, seed: 9)
-        let data = GradientCheckTests.makeBatch(config, batch: 16, steps: 6, withState: false, seed: 4)
+        let data = GradientCheckTests.makeBatch(config, batch: 64, steps: 20, withState: true, seed: 4)
         var results: [[Float]] = []
+        var states: [[Float]] = []
         for threads in [1, 2] {
             let network = try RNNNetwork(config: config, threads: threads)
             XCTAssertEqual(network.threads, threads)
-            results.append(try network.meanLossAndGradient(parameters: p, input: data.x, batch: 16, steps: 6, targets: data.targets).gradient)
+            results.append(try network.meanLossAndGradient(parameters: p, input: data.x, batch: 64, steps: 20,
+                                                           targets: data.targets, initialState: data.initial).gradient)
+            states.append(network.initialStateGradient().h)
         }
-        XCTAssertTrue(compare(results[1], results[0], rtol: 1e-5, atol: 1e-7).passed)
+        let r = compare(results[1], results[0], rtol: 1e-5, atol: 1e-7)
+        XCTAssertTrue(r.passed, "threads 2 vs 1: max abs \(r.maxAbs)")
+        XCTAssertTrue(compare(states[1], states[0], rtol: 1e-5, atol: 1e-7).passed)
+        print("threads 2 vs 1: gradients \(results[1] == results[0] ? "bitwise equal" : "max abs diff \(r.maxAbs)")")
     }
 
     func testPredictReturnsBatchFirstOutputsAndFinalState() throws {
