@@ -1,6 +1,21 @@
 // The coordinator: validates the dataset, waits for the workers, hands out ranks, the config
 // and the initial state, drives every global step (which rows each worker computes), gathers
 // metrics, checks that the replicas agree, evaluates, and writes checkpoints.
+//
+// Faults (see also Heartbeat.swift, Security.swift, Messages.swift):
+// - Every wait on the control socket runs in slices of at most 100 ms and checks liveness:
+//   a member silent on the heartbeat socket past `heartbeatTimeout`, or whose connection
+//   failed on a send, is lost. No step waits forever: a step that yields nothing within
+//   `stepTimeout` while everyone is alive is redone in a re-formed ring (bounded retries).
+// - A lost member is logged by rank, host and pid and expelled (its heartbeats are answered
+//   with ERROR). The survivors get REFORM under a new generation: they drop the unfinished
+//   step, roll back a step they applied but the coordinator did not accept, and bind a new
+//   ring; then the same step (same sample set, split among the survivors) is redone. The
+//   mean gradient does not depend on the split, so the mathematics stay the same.
+// - Below `minWorkers`: the survivors roll back to the last completed step, the coordinator
+//   checkpoints that state and stops with an error naming what was lost.
+// - Workers that say HELLO while training runs wait for the next step boundary, then get
+//   WELCOME with the current state and the ring is re-formed with them.
 import Foundation
 import RNNCheckpoint
 import RNNCore
@@ -30,6 +45,25 @@ public struct CoordinatorOptions: Sendable {
     public var ringTimeout: Double
     /// Seconds a worker waits for the coordinator's next message.
     public var workerIdleTimeout: Double
+    /// Seconds between heartbeats (both ways).
+    public var heartbeatInterval: Double = 1
+    /// A worker silent this long is declared lost (and a worker whose heartbeats stay
+    /// unanswered this long declares the coordinator lost).
+    public var heartbeatTimeout: Double = 10
+    /// Below this many live workers the run stops with a checkpoint and a named error.
+    public var minWorkers: Int = 1
+    /// The run token workers must present (loopback security); nil draws a random one.
+    /// Not used with CURVE (the allow-list authenticates).
+    public var token: String?
+    /// Where the token is written for local workers (nil: `RunToken.defaultPath`, only for
+    /// loopback binds).
+    public var tokenFile: String?
+    /// CURVE encryption and the allow-list of worker keys.
+    public var curve: CurveServerConfig?
+    /// Allows a non-loopback bind without CURVE.
+    public var insecure = false
+    /// Times a step is redone after failed all-reduces with no worker lost.
+    public var maxStepRetries = 3
 
     public init(config: TrainingConfig, bind: String = "tcp://127.0.0.1:5555", workers: Int = 1,
                 checkpointDir: String? = nil, checkpointEvery: Int = 0, keep: Int = 3, resume: String? = nil,
@@ -53,8 +87,18 @@ public struct CoordinatorOptions: Sendable {
         if workers < 1 { throw ConfigError("'--workers' must be at least 1, found \(workers)") }
         if checkpointEvery < 0 { throw ConfigError("'--checkpoint-every' must be 0 or more, found \(checkpointEvery)") }
         if keep < 1 { throw ConfigError("'--keep' must be at least 1, found \(keep)") }
-        for (name, v) in [("join", joinTimeout), ("step", stepTimeout), ("ring", ringTimeout), ("worker idle", workerIdleTimeout)] where !(v > 0) {
+        for (name, v) in [("join", joinTimeout), ("step", stepTimeout), ("ring", ringTimeout), ("worker idle", workerIdleTimeout),
+                          ("heartbeat", heartbeatTimeout), ("heartbeat interval", heartbeatInterval)] where !(v > 0) {
             throw ConfigError("the \(name) timeout must be positive, found \(v)")
+        }
+        if heartbeatInterval >= heartbeatTimeout {
+            throw ConfigError("'--heartbeat-interval' (\(heartbeatInterval) s) must be shorter than '--heartbeat-timeout' (\(heartbeatTimeout) s)")
+        }
+        if minWorkers < 1 { throw ConfigError("'--min-workers' must be at least 1, found \(minWorkers)") }
+        if minWorkers > workers { throw ConfigError("'--min-workers' (\(minWorkers)) cannot exceed '--workers' (\(workers))") }
+        if curve == nil && !insecure, let host = Endpoint.host(of: bind), !Endpoint.isLoopback(host) {
+            throw ConfigError("binding the coordinator to \(bind) (not loopback) without CURVE keys lets anyone on the network join; "
+                + "give '--curve-key' and '--allow' (see `rnn-coord keygen`), or pass '--insecure' explicitly")
         }
     }
 }
@@ -78,8 +122,20 @@ public struct TrainingSummary: Sendable {
     public var checkpoints: [String]
     /// Training samples per second of step time (evaluation and checkpoints excluded).
     public var samplesPerSecond: Double
-    /// Frames the coordinator rejected (malformed, foreign, unexpected).
+    /// Frames the coordinator rejected (malformed, foreign, unexpected, stale).
     public var rejectedFrames: Int
+    /// Rejected frames by reason.
+    public var rejectedByReason: [String: Int] = [:]
+    /// Peers refused at the door (wrong token, key not allowed, wrong version).
+    public var rejectedPeers: Int = 0
+    /// Workers declared lost, as "rank r (host, pid p): why".
+    public var lostWorkers: [String] = []
+    /// Times the ring was re-formed after the start (losses and joins).
+    public var reforms: Int = 0
+    /// Steps redone after an abandoned attempt.
+    public var redoneSteps: Int = 0
+    /// The live workers at the end.
+    public var finalWorld: Int = 0
 }
 
 /// A coordinator failure, naming the rank, the endpoint or the file.
@@ -95,7 +151,23 @@ struct Member {
     var host: String
     var pid: Int
     var dataEndpoint = ""
+    /// Its ring socket's CURVE public key ("" without CURVE).
+    var publicKey = ""
+    /// Has not received WELCOME yet.
+    var isNew = true
     var name: String { "rank \(rank) (\(host), pid \(pid))" }
+}
+
+/// Members declared lost while waiting (internal control flow of the coordinator).
+struct MembersLost: Error {
+    var ranks: [Int]
+    var reasons: [String]
+}
+
+/// A worker abandoned the step (its all-reduce failed) without a member being declared lost.
+struct StepAbandoned: Error {
+    var rank: Int
+    var text: String
 }
 
 public final class Coordinator: @unchecked Sendable {
@@ -105,9 +177,26 @@ public final class Coordinator: @unchecked Sendable {
     private let router: ZMQSocket
     /// The resolved control endpoint (with the real port when bound to `*`).
     public let endpoint: String
+    /// The run token workers must present in HELLO (nil with CURVE).
+    public let token: String?
+    /// The file holding `token` for workers on this machine (nil when none was written).
+    public let tokenFile: String?
+    /// Peers refused at the door, by reason.
+    public let peerRejections = PeerRejections()
     private let runID: UInt64
     private let rejects = RejectCounter()
+    private let heartbeats: HeartbeatServer
+    private let authenticator: ZAPAuthenticator?
+    /// The live members of the current generation, index = rank.
     private var members: [Member] = []
+    /// Workers that said HELLO and wait for the next step boundary.
+    private var pending: [Member] = []
+    /// Members whose connection is gone (a send failed): lost at the next check.
+    private var unreachable: [[UInt8]: String] = [:]
+    private var generation: UInt32 = 0
+    private var lostNames: [String] = []
+    private var reforms = 0
+    private var redone = 0
 
     /// Binds the control socket; workers may connect from now on.
     /// `events` receives progress (see `plainLineReporter`); the coordinator prints nothing itself.
@@ -120,21 +209,58 @@ public final class Coordinator: @unchecked Sendable {
         while id == 0 { id = generator.next() }
         runID = id
         context = try ZMQContext()
+        let rejections = peerRejections
+        if let curve = options.curve {
+            guard zmqHas("curve") else {
+                context.shutdown()
+                throw CoordinatorError("CURVE keys were given but this libzmq was built without CURVE support")
+            }
+            authenticator = try ZAPAuthenticator(context: context, allowed: curve.allowedClientKeys, rejections: rejections,
+                                                 log: { events(.message(.warning, $0)) })
+        } else {
+            authenticator = nil
+        }
         router = try ZMQSocket(context, type: .router, lingerMilliseconds: 1000)
-        try router.setRouterMandatory(true)
         do {
+            try router.setRouterMandatory(true)
+            try options.curve?.configure(router)
             try router.bind(options.bind)
         } catch {
             router.close()
+            authenticator?.stop()
             context.shutdown()
             throw CoordinatorError("cannot bind the coordinator to \(options.bind): \(error)")
         }
         endpoint = options.bind.hasPrefix("tcp://") ? ((try? router.lastEndpoint()) ?? options.bind) : options.bind
+        do {
+            heartbeats = try HeartbeatServer(context: context, controlBind: options.bind, runID: runID, curve: options.curve, rejects: rejects)
+        } catch {
+            router.close()
+            authenticator?.stop()
+            context.shutdown()
+            throw error
+        }
+        if options.curve != nil {
+            token = nil
+            tokenFile = nil
+        } else {
+            let t = options.token ?? RunToken.generate()
+            token = t
+            var file = options.tokenFile
+            if file == nil, let host = Endpoint.host(of: endpoint), Endpoint.isLoopback(host), let port = Endpoint.port(of: endpoint) {
+                file = RunToken.defaultPath(port: port)
+            }
+            if let f = file { try? RunToken.write(t, to: f) }
+            tokenFile = file
+        }
     }
 
     deinit {
+        heartbeats.stop()
+        authenticator?.stop()
         router.close()
         context.shutdown()
+        if let tokenFile { unlink(tokenFile) }
     }
 
     /// Trains to the end and returns the summary; throws with a named cause otherwise. Workers
@@ -143,8 +269,8 @@ public final class Coordinator: @unchecked Sendable {
         do {
             return try train()
         } catch {
-            for m in members {
-                try? send(ErrorMessage(text: "\(error)"), to: m, deadline: .after(milliseconds: 500))
+            for m in members + pending {
+                try? sendRaw(ErrorMessage(text: "\(error)").frame(runID: runID), to: m.identity, deadline: .after(milliseconds: 500))
             }
             throw error
         }
@@ -194,17 +320,84 @@ public final class Coordinator: @unchecked Sendable {
             history = ckpt.metrics
             report(.message(.info, "Resuming from \(path): global step \(globalStep), epoch \(startEpoch + 1), step \(startStep)"))
         }
+        /// The global step `state` belongs to.
+        var stateStep = globalStep
         let store = try options.checkpointDir.map { dir throws in try CheckpointStore(directory: dir, keep: options.keep) }
+        if let dir = options.checkpointDir { removeInterruptedWrites(in: dir) }
         let metricsFile = options.checkpointDir.map { MetricsLog(path: ($0 as NSString).appendingPathComponent("metrics.jsonl")) }
 
-        report(.message(.info, "Coordinator listening on \(endpoint) (run \(String(runID, radix: 16))); waiting for \(options.workers) worker(s)"))
-        try handshake(state: state)
-        let world = members.count
-        report(.message(.info, "Training \(config.model.cell.rawValue) H=\(config.model.hiddenSize) L=\(config.model.layers) on \(dataset.count) samples "
-            + "(T=\(dataset.steps), I=\(dataset.inputSize), \(dataset.targetKind)), \(world) worker(s), batch \(config.batchSize), "
-            + "\(plan.stepsPerEpoch) steps/epoch"))
+        report(.message(.info, "Heartbeats on \(heartbeats.endpoint) every \(options.heartbeatInterval) s; a worker silent for \(options.heartbeatTimeout) s is lost"))
+        var security = options.curve != nil ? "CURVE, \(options.curve!.allowedClientKeys.count) allowed key(s)" : "run token"
+        if let tokenFile { security += " in \(tokenFile)" }
+        report(.message(.info, "Coordinator listening on \(endpoint) (run \(String(runID, radix: 16)); \(security)); waiting for \(options.workers) worker(s)"))
 
         var checkpoints: [String] = []
+
+        /// Writes the state of `stateStep` completed steps.
+        func writeCheckpoint() throws {
+            guard let store else { return }
+            let (epoch, stepInEpoch) = position(after: stateStep, plan: plan)
+            let ckpt = Checkpoint(
+                metadata: CheckpointMetadata(globalStep: stateStep, epoch: epoch, stepInEpoch: stepInEpoch, seed: config.seed,
+                                             worldSize: max(1, members.count), configJSON: config.jsonString()),
+                parameters: state.parameters,
+                optimizer: OptimizerState(config: config.optimizer, step: state.optimizerStep,
+                                          expAvg: state.expAvg, expAvgSq: state.expAvgSq),
+                metrics: history.truncated(toSteps: stateStep))
+            let path = try store.write(ckpt, table: table)
+            if checkpoints.last != path { checkpoints.append(path) }
+            report(.message(.info, "Checkpoint \(path)"))
+        }
+
+        /// Brings `state` to `globalStep` (from rank 0), re-forming the ring if a member is lost meanwhile.
+        func refreshState() throws {
+            if stateStep == globalStep { return }
+            while true {
+                do {
+                    state = try fetchState(globalStep: globalStep)
+                    stateStep = globalStep
+                    return
+                } catch let lost as MembersLost {
+                    try recover(lost, completed: globalStep)
+                }
+            }
+        }
+
+        /// Handles lost members: log, check the minimum (checkpoint + named error), re-form.
+        func recover(_ lost: MembersLost, completed: Int) throws {
+            let names = try dropLost(lost)
+            if members.count < options.minWorkers {
+                let what = names.joined(separator: "; ")
+                var saved = ""
+                if store != nil {
+                    // The survivors roll back to the last completed step and hand over their state.
+                    if !members.isEmpty, (try? formRing(state: state, completed: completed, reason: "below --min-workers", belowMinimum: true)) != nil,
+                       let s = try? fetchState(globalStep: completed) {
+                        state = s
+                        stateStep = completed
+                    }
+                    if (try? writeCheckpoint()) != nil, let last = checkpoints.last { saved = "; checkpoint \(last) holds global step \(stateStep)" }
+                }
+                throw CoordinatorError("lost \(what); \(members.count) worker(s) left, fewer than --min-workers \(options.minWorkers)\(saved)")
+            }
+            try formRing(state: state, completed: completed, reason: "lost \(names.joined(separator: "; "))")
+        }
+
+        // Handshake: wait for the expected workers, then form the first ring.
+        let joinDeadline = Deadline.after(seconds: options.joinTimeout)
+        while pending.count < options.workers {
+            if joinDeadline.hasPassed {
+                throw CoordinatorError("only \(pending.count) of \(options.workers) workers joined \(endpoint) within \(Int(options.joinTimeout)) s")
+            }
+            _ = try nextFromMember(deadline: .after(milliseconds: 100))
+        }
+        members = pending
+        pending = []
+        try formRing(state: state, completed: globalStep, reason: "start")
+        report(.message(.info, "Training \(config.model.cell.rawValue) H=\(config.model.hiddenSize) L=\(config.model.layers) on \(dataset.count) samples "
+            + "(T=\(dataset.steps), I=\(dataset.inputSize), \(dataset.targetKind)), \(members.count) worker(s), batch \(config.batchSize), "
+            + "\(plan.stepsPerEpoch) steps/epoch"))
+
         var lastEpoch = EvalResult(loss: .nan, accuracy: nil)
         var lastValidation: EvalResult?
         var epochsCompleted = startEpoch
@@ -213,22 +406,6 @@ public final class Coordinator: @unchecked Sendable {
         var stepNanoseconds: UInt64 = 0
         let evaluator = try RNNNetwork(config: config.model, threads: 1)
 
-        func saveCheckpoint(epoch: Int, stepInEpoch: Int) throws {
-            guard let store else { return }
-            let current = try fetchState(globalStep: globalStep)
-            state = current
-            let ckpt = Checkpoint(
-                metadata: CheckpointMetadata(globalStep: globalStep, epoch: epoch, stepInEpoch: stepInEpoch, seed: config.seed,
-                                             worldSize: world, configJSON: config.jsonString()),
-                parameters: current.parameters,
-                optimizer: OptimizerState(config: config.optimizer, step: current.optimizerStep,
-                                          expAvg: current.expAvg, expAvgSq: current.expAvgSq),
-                metrics: history)
-            let path = try store.write(ckpt, table: table)
-            if checkpoints.last != path { checkpoints.append(path) }
-            report(.message(.info, "Checkpoint \(path)"))
-        }
-
         training: for epoch in startEpoch..<config.epochs {
             let order = plan.epoch(epoch)
             var epochStats = LossStats()
@@ -236,14 +413,53 @@ public final class Coordinator: @unchecked Sendable {
             let first = epoch == startEpoch ? startStep : 0
             for s in first..<order.steps {
                 if let max = config.maxSteps, globalStep >= max { break training }
+                // Workers that asked to join come in at this step boundary with the current state.
+                if !pending.isEmpty {
+                    try refreshState()
+                    let joining = pending.map { "\($0.host) pid \($0.pid)" }.joined(separator: ", ")
+                    members += pending
+                    pending = []
+                    try formRing(state: state, completed: globalStep, reason: "joined: \(joining)")
+                    report(.message(.info, "Worker(s) \(joining) joined at global step \(globalStep); \(members.count) worker(s) now"))
+                }
                 let stepStarted = monotonicNanoseconds()
                 let wantHash = (globalStep + 1) % config.hashEvery == 0
-                for m in members {
-                    let rows = order.shard(step: s, rank: m.rank, worldSize: world)
-                    try send(StepMessage(epoch: epoch, stepInEpoch: s, globalStep: globalStep, rows: rows, wantHash: wantHash),
-                             to: m, step: globalStep)
+                var results: [MetricsMessage] = []
+                var failures = 0
+                while true {
+                    do {
+                        let world = members.count
+                        for m in members {
+                            let rows = order.shard(step: s, rank: m.rank, worldSize: world)
+                            try send(StepMessage(epoch: epoch, stepInEpoch: s, globalStep: globalStep, rows: rows, wantHash: wantHash),
+                                     to: m, step: globalStep)
+                        }
+                        results = try collectMetrics(globalStep: globalStep)
+                        break
+                    } catch let lost as MembersLost {
+                        try recover(lost, completed: globalStep)
+                        redone += 1
+                        report(.message(.warning, "Redoing global step \(globalStep + 1) with \(members.count) worker(s) (generation \(generation))"))
+                    } catch let abandoned as StepAbandoned {
+                        failures += 1
+                        let who = members.indices.contains(abandoned.rank) ? members[abandoned.rank].name : "rank \(abandoned.rank)"
+                        report(.message(.warning, "Worker \(who) abandoned global step \(globalStep + 1): \(abandoned.text)"))
+                        // Give the liveness check the time to name a silent peer before retrying.
+                        do {
+                            try waitForLoss(seconds: options.heartbeatTimeout + options.heartbeatInterval)
+                        } catch let lost as MembersLost {
+                            try recover(lost, completed: globalStep)
+                            redone += 1
+                            report(.message(.warning, "Redoing global step \(globalStep + 1) with \(members.count) worker(s) (generation \(generation))"))
+                            continue
+                        }
+                        if failures > options.maxStepRetries {
+                            throw CoordinatorError("global step \(globalStep + 1) failed \(failures) times with every worker alive; last: \(abandoned.text)")
+                        }
+                        try formRing(state: state, completed: globalStep, reason: "retry after a failed all-reduce")
+                        redone += 1
+                    }
                 }
-                let results = try collectMetrics(globalStep: globalStep)
                 var stats = LossStats()
                 for r in results { stats = stats + LossStats(lossSum: r.lossSum, scoredCount: r.scored, correct: r.correct) }
                 if wantHash { try checkHashes(results, globalStep: globalStep) }
@@ -260,15 +476,15 @@ public final class Coordinator: @unchecked Sendable {
                 let reduceSeconds = results.map(\.reduceSeconds).max() ?? 0
                 metricsFile?.append(["kind": "step", "global_step": globalStep, "epoch": epoch + 1, "step": s + 1,
                                      "loss": stats.meanLoss, "accuracy": history.accuracy == nil ? nil : stats.accuracy,
-                                     "samples_per_s": rate,
+                                     "samples_per_s": rate, "workers": members.count,
                                      "reduce_s": reduceSeconds])
                 report(.step(StepProgress(epoch: epoch + 1, epochs: config.epochs, step: s + 1, stepsPerEpoch: order.steps,
                                           globalStep: globalStep, loss: stats.meanLoss,
                                           accuracy: history.accuracy == nil ? nil : stats.accuracy,
                                           samplesPerSecond: rate, etaSeconds: eta, reduceSeconds: reduceSeconds)))
                 if options.checkpointEvery > 0 && globalStep % options.checkpointEvery == 0 {
-                    let next = s + 1 < order.steps ? (epoch, s + 1) : (epoch + 1, 0)
-                    try saveCheckpoint(epoch: next.0, stepInEpoch: next.1)
+                    try refreshState()
+                    try writeCheckpoint()
                 }
             }
             let seconds = Double(monotonicNanoseconds() - epochStarted) / 1e9
@@ -276,7 +492,7 @@ public final class Coordinator: @unchecked Sendable {
             var record: [String: Any?] = ["kind": "epoch", "epoch": epoch + 1, "global_step": globalStep,
                                           "loss": epochStats.meanLoss, "accuracy": lastEpoch.accuracy, "seconds": seconds]
             if let validation {
-                state = try fetchState(globalStep: globalStep)
+                try refreshState()
                 let v = try evaluate(evaluator, parameters: state.parameters, on: validation)
                 lastValidation = v
                 record["val_loss"] = v.loss
@@ -292,15 +508,40 @@ public final class Coordinator: @unchecked Sendable {
         }
 
         // The end: final state, final checkpoint, BYE.
-        state = try fetchState(globalStep: globalStep)
-        let (endEpoch, endStep) = position(after: globalStep, plan: plan)
-        try saveCheckpoint(epoch: endEpoch, stepInEpoch: endStep)
-        for m in members { try? send(ByeMessage(reason: "training complete"), to: m, deadline: .after(seconds: 5)) }
+        try refreshState()
+        try writeCheckpoint()
+        for m in members + pending { try? send(ByeMessage(reason: "training complete"), to: m, deadline: .after(seconds: 5)) }
         let seconds = Double(stepNanoseconds) / 1e9
-        let summary = TrainingSummary(globalSteps: globalStep, epochsCompleted: epochsCompleted, train: lastEpoch,
+        var summary = TrainingSummary(globalSteps: globalStep, epochsCompleted: epochsCompleted, train: lastEpoch,
                                       validation: lastValidation, parameters: state.parameters, checkpoints: checkpoints,
                                       samplesPerSecond: Double(samplesDone) / max(seconds, 1e-9), rejectedFrames: rejects.total)
+        summary.rejectedByReason = Dictionary(uniqueKeysWithValues: rejects.snapshot.map { ($0.key.rawValue, $0.value) })
+        summary.rejectedPeers = peerRejections.total
+        summary.lostWorkers = lostNames
+        summary.reforms = reforms
+        summary.redoneSteps = redone
+        summary.finalWorld = members.count
+        if rejects.total > 0 || peerRejections.total > 0 {
+            let byReason = rejects.snapshot.map { "\($0.key.rawValue) \($0.value)" }.sorted().joined(separator: ", ")
+            report(.message(.info, "Rejected \(rejects.total) frame(s) (\(byReason)) and \(peerRejections.total) peer(s)"))
+        }
         return summary
+    }
+
+    /// Deletes temporary files of checkpoint writes that a crash interrupted (their writer is
+    /// gone); they never carry a checkpoint name, so they were never read.
+    private func removeInterruptedWrites(in dir: String) {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return }
+        var removed: [String] = []
+        for name in names where name.hasPrefix(".ckpt-") && name.contains(".tmp-") {
+            // .ckpt-<step>.h5.tmp-<pid>-<random>
+            let tail = name.components(separatedBy: ".tmp-").last ?? ""
+            if let pid = Int32(tail.split(separator: "-").first ?? ""), pid != getpid(), kill(pid, 0) == 0 { continue }
+            if unlink((dir as NSString).appendingPathComponent(name)) == 0 { removed.append(name) }
+        }
+        if !removed.isEmpty {
+            report(.message(.warning, "Removed \(removed.count) temporary file(s) of interrupted checkpoint writes in \(dir): \(removed.sorted().joined(separator: ", "))"))
+        }
     }
 
     /// Samples of steps first..<first+count of an epoch.
@@ -309,89 +550,179 @@ public final class Coordinator: @unchecked Sendable {
         return order.positions(step: first + count - 1).upperBound - lower
     }
 
-    /// (epoch, step in epoch) of the step after `globalStep` completed ones, for a fresh run.
+    /// (epoch, step in epoch) of the step after `globalStep` completed ones. Every epoch has
+    /// the same number of steps, so this holds for resumed runs too.
     private func position(after globalStep: Int, plan: EpochPlan) -> (Int, Int) {
         (globalStep / plan.stepsPerEpoch, globalStep % plan.stepsPerEpoch)
     }
 
-    // MARK: Handshake
+    // MARK: Membership
 
-    private func handshake(state: ReplicaState) throws {
-        let deadline = Deadline.after(seconds: options.joinTimeout)
-        let open = FrameDecoder(expectedRunID: nil, maxPayloadBytes: 1 << 20, rejects: rejects)
-        while members.count < options.workers {
-            guard let (identity, frame) = try receive(open, deadline: deadline) else {
-                throw CoordinatorError("only \(members.count) of \(options.workers) workers joined \(endpoint) within \(Int(options.joinTimeout)) s")
-            }
-            guard frame.header.kind == .hello, let hello = try? HelloMessage.decode(frame) else {
-                rejects.record(.unexpected)
-                continue
-            }
-            if members.contains(where: { $0.identity == identity }) { continue }
-            guard hello.protocolVersion == protocolVersion else {
-                rejects.record(.badVersion)
-                try? sendRaw(ErrorMessage(text: "protocol version \(hello.protocolVersion) is not \(protocolVersion)").frame(runID: runID),
-                             to: identity, deadline: .after(seconds: 1))
-                continue
-            }
-            let member = Member(identity: identity, rank: members.count, host: hello.host, pid: hello.pid)
-            members.append(member)
-            report(.message(.info, "Worker \(member.name) joined (\(members.count)/\(options.workers))"))
+    /// Removes the lost members, tells the heartbeat thread to refuse them, logs each by rank,
+    /// host and pid; returns their names.
+    private func dropLost(_ lost: MembersLost) throws -> [String] {
+        var names: [String] = []
+        for (rank, reason) in zip(lost.ranks, lost.reasons).sorted(by: { $0.0 > $1.0 }) {
+            let m = members.remove(at: rank)
+            let name = "\(m.name): \(reason)"
+            names.append(name)
+            lostNames.append(name)
+            unreachable[m.identity] = nil
+            heartbeats.expel(m.identity, reason: "this worker (\(m.name)) was declared lost by the coordinator (\(reason)) and may not rejoin this run")
+            report(.message(.warning, "Lost worker \(name)"))
         }
-        let configJSON = options.config.jsonString()
-        for m in members {
-            let welcome = WelcomeMessage(rank: m.rank, world: members.count, configJSON: configJSON,
-                                         // No worker waits on its ring longer than the coordinator waits for a step.
-                                         ringTimeoutMilliseconds: Int(min(options.ringTimeout, options.stepTimeout) * 1000),
-                                         coordinatorTimeoutMilliseconds: Int(options.workerIdleTimeout * 1000), state: state)
-            try send(welcome, to: m)
-        }
-        var ready = 0
-        let readyDeadline = Deadline.after(seconds: options.joinTimeout)
-        while ready < members.count {
-            guard let (rank, frame) = try receiveFromMember(deadline: readyDeadline) else {
-                let missing = members.filter { $0.dataEndpoint.isEmpty }.map(\.name).joined(separator: ", ")
-                throw CoordinatorError("no READY from \(missing) within \(Int(options.joinTimeout)) s")
+        return names.reversed()
+    }
+
+    /// Forms the ring of the current members under a new generation: WELCOME to new
+    /// members (with `state`), REFORM to the others (they drop any unfinished step and roll
+    /// back to `completed` steps), READY from all, then RING. Lost members meanwhile are
+    /// dropped and the ring is formed again.
+    private func formRing(state: ReplicaState, completed: Int, reason: String, belowMinimum: Bool = false) throws {
+        var attempts = 0
+        while true {
+            attempts += 1
+            if attempts > 10 { throw CoordinatorError("could not form the ring after \(attempts - 1) attempts (\(reason))") }
+            if members.isEmpty || (members.count < options.minWorkers && !belowMinimum) {
+                throw CoordinatorError("\(members.count) worker(s) left, fewer than --min-workers \(options.minWorkers); lost \(lostNames.joined(separator: "; "))")
             }
-            guard frame.header.kind == .ready, let msg = try? ReadyMessage.decode(frame) else {
-                rejects.record(.unexpected)
-                continue
+            generation += 1
+            if generation > 1 { reforms += 1 }
+            let world = members.count
+            let configJSON = options.config.jsonString()
+            for i in members.indices {
+                members[i].rank = i
+                members[i].dataEndpoint = ""
             }
-            if members[rank].dataEndpoint.isEmpty { ready += 1 }
-            members[rank].dataEndpoint = msg.dataEndpoint
+            for i in members.indices {
+                let m = members[i]
+                if m.isNew {
+                    let welcome = WelcomeMessage(
+                        rank: i, world: world, configJSON: configJSON,
+                        // No worker waits on its ring longer than the coordinator waits for a step.
+                        ringTimeoutMilliseconds: Int(min(options.ringTimeout, options.stepTimeout) * 1000),
+                        coordinatorTimeoutMilliseconds: Int(options.workerIdleTimeout * 1000), completedSteps: completed,
+                        heartbeatEndpoint: heartbeats.endpoint, heartbeatIntervalMilliseconds: Int(options.heartbeatInterval * 1000),
+                        heartbeatTimeoutMilliseconds: Int(options.heartbeatTimeout * 1000), state: state)
+                    heartbeats.register(m.identity, grace: options.heartbeatTimeout)
+                    members[i].isNew = false
+                    sendOrMark(welcome, to: m)
+                } else {
+                    sendOrMark(ReformMessage(rank: i, world: world, completedSteps: completed, reason: reason), to: m)
+                }
+            }
+            do {
+                var ready = 0
+                let deadline = Deadline.after(seconds: options.joinTimeout)
+                while ready < members.count {
+                    guard let (rank, frame) = try nextFromMember(deadline: deadline) else {
+                        let missing = members.filter { $0.dataEndpoint.isEmpty }.map(\.name).joined(separator: ", ")
+                        throw CoordinatorError("no READY from \(missing) within \(Int(options.joinTimeout)) s")
+                    }
+                    guard frame.header.kind == .ready, frame.header.generation == generation,
+                          let msg = try? ReadyMessage.decode(frame) else {
+                        rejects.record(frame.header.generation < generation ? .stale : .unexpected)
+                        continue
+                    }
+                    if let curve = options.curve, !curve.allowedClientKeys.contains(msg.publicKey) {
+                        throw CoordinatorError("\(members[rank].name) announced a ring key that is not on the allow-list")
+                    }
+                    if members[rank].dataEndpoint.isEmpty { ready += 1 }
+                    members[rank].dataEndpoint = msg.dataEndpoint
+                    members[rank].publicKey = msg.publicKey
+                }
+                let ring = RingMessage(generation: generation, endpoints: members.map(\.dataEndpoint), publicKeys: members.map(\.publicKey))
+                for m in members { sendOrMark(ring, to: m) }
+                if generation > 1 {
+                    report(.message(.info, "Ring generation \(generation): \(members.count) worker(s) (\(reason))"))
+                }
+                return
+            } catch let lost as MembersLost {
+                _ = try dropLost(lost)
+            }
         }
-        let ring = RingMessage(generation: 1, endpoints: members.map(\.dataEndpoint))
-        for m in members { try send(ring, to: m) }
+    }
+
+    /// Throws `MembersLost` for members silent past the heartbeat timeout or whose
+    /// connection failed.
+    private func checkLiveness() throws {
+        var ranks: [Int] = [], reasons: [String] = []
+        for (i, m) in members.enumerated() {
+            if let why = unreachable[m.identity] {
+                ranks.append(i); reasons.append(why)
+            } else if let silent = heartbeats.silence(m.identity), silent > options.heartbeatTimeout {
+                ranks.append(i); reasons.append(String(format: "no heartbeat for %.1f s", silent))
+            }
+        }
+        if !ranks.isEmpty { throw MembersLost(ranks: ranks, reasons: reasons) }
+    }
+
+    /// Serves the control socket for `seconds` (joins, stale frames) and throws as soon as a
+    /// member is lost.
+    private func waitForLoss(seconds: Double) throws {
+        let deadline = Deadline.after(seconds: seconds)
+        while try nextFromMember(deadline: deadline) != nil {
+            rejects.record(.stale)
+        }
+    }
+
+    /// A HELLO (or anything) from a peer that is not a member.
+    private func handleStranger(_ identity: [UInt8], _ frame: Frame) {
+        guard frame.header.kind == .hello, frame.header.runID == 0, let hello = try? HelloMessage.decode(frame) else {
+            rejects.record(frame.header.runID == runID || frame.header.runID == 0 ? .unexpected : .wrongRun)
+            return
+        }
+        if pending.contains(where: { $0.identity == identity }) { return }
+        func refuse(_ why: String, _ kind: String) {
+            peerRejections.record(kind)
+            let n = peerRejections.total
+            if n <= 10 || n % 1000 == 0 {  // a flood of refusals must not flood the log
+                report(.message(.warning, "Refused a worker on \(hello.host), pid \(hello.pid): \(why) (\(n) refused so far)"))
+            }
+            // Never wait for a refused peer (one that does not read must not slow the run down).
+            try? sendRaw(ErrorMessage(text: why).frame(runID: 0), to: identity, deadline: .after(milliseconds: 0))
+        }
+        guard hello.protocolVersion == protocolVersion else {
+            return refuse("protocol version \(hello.protocolVersion) is not \(protocolVersion)", "wrong protocol version")
+        }
+        if let token, hello.token != token {
+            return refuse(hello.token.isEmpty ? "this run needs its token (--token, RNN_TOKEN or the token file of the coordinator)"
+                                              : "wrong run token", "wrong run token")
+        }
+        pending.append(Member(identity: identity, rank: -1, host: hello.host, pid: hello.pid))
+        report(.message(.info, "Worker \(hello.host) pid \(hello.pid) joined (\(pending.count + members.count)/\(options.workers))"))
     }
 
     // MARK: Steps
 
     private func collectMetrics(globalStep: Int) throws -> [MetricsMessage] {
         var results = [MetricsMessage?](repeating: nil, count: members.count)
-        var pending = members.count
+        var pendingCount = members.count
         let deadline = Deadline.after(seconds: options.stepTimeout)
-        while pending > 0 {
-            guard let (rank, frame) = try receiveFromMember(deadline: deadline) else {
-                let missing = members.filter { results[$0.rank] == nil }.map(\.name).joined(separator: ", ")
-                throw CoordinatorError("global step \(globalStep): no result from \(missing) within \(Int(options.stepTimeout)) s")
+        while pendingCount > 0 {
+            guard let (rank, frame) = try nextFromMember(deadline: deadline) else {
+                // Everyone still sends heartbeats, yet the step is stuck: treat it as a failed
+                // exchange (re-form and redo, a bounded number of times).
+                let missing = members.filter { results[$0.rank] == nil }
+                throw StepAbandoned(rank: missing.first?.rank ?? 0,
+                                    text: "no result from \(missing.map(\.name).joined(separator: ", ")) within the step timeout of \(options.stepTimeout) s")
             }
-            guard let m = try metricsOrFail(frame, rank: rank), m.globalStep == globalStep, results[rank] == nil else {
+            if frame.header.generation != generation {
+                rejects.record(.stale)
+                continue
+            }
+            if frame.header.kind == .abortStep, let failed = try? StepFailedMessage.decode(frame), failed.globalStep == globalStep {
+                throw StepAbandoned(rank: rank, text: failed.text)
+            }
+            guard frame.header.kind == .metrics, let m = try? MetricsMessage.decode(frame), m.globalStep == globalStep,
+                  results[rank] == nil else {
                 rejects.record(.unexpected)
                 continue
             }
             results[rank] = m
-            pending -= 1
+            pendingCount -= 1
         }
         return results.map { $0! }
-    }
-
-    private func metricsOrFail(_ frame: Frame, rank: Int) throws -> MetricsMessage? {
-        if frame.header.kind == .error {
-            let text = (try? ErrorMessage.decode(frame).text) ?? "unreadable error"
-            throw CoordinatorError("worker \(members[rank].name) failed: \(text)")
-        }
-        guard frame.header.kind == .metrics else { return nil }
-        return try? MetricsMessage.decode(frame)
     }
 
     private func checkHashes(_ results: [MetricsMessage], globalStep: Int) throws {
@@ -409,13 +740,15 @@ public final class Coordinator: @unchecked Sendable {
         try send(StateRequestMessage(), to: rank0)
         let deadline = Deadline.after(seconds: options.stepTimeout)
         while true {
-            guard let (rank, frame) = try receiveFromMember(deadline: deadline) else {
+            guard let (rank, frame) = try nextFromMember(deadline: deadline) else {
                 throw CoordinatorError("no state from \(rank0.name) within \(Int(options.stepTimeout)) s")
             }
-            if frame.header.kind == .error { _ = try metricsOrFail(frame, rank: rank) }
             guard rank == 0, frame.header.kind == .state, let msg = try? StateMessage.decode(frame) else {
                 rejects.record(.unexpected)
                 continue
+            }
+            guard msg.globalStep == globalStep else {
+                throw CoordinatorError("\(rank0.name) sent the state of global step \(msg.globalStep), expected \(globalStep)")
             }
             return msg.state
         }
@@ -444,39 +777,63 @@ public final class Coordinator: @unchecked Sendable {
     // MARK: Sockets
 
     private func send<M: ControlMessage>(_ message: M, to member: Member, step: Int = 0, deadline: Deadline? = nil) throws {
-        try sendRaw(message.frame(runID: runID, step: UInt64(step)), to: member.identity,
-                    deadline: deadline ?? .after(seconds: options.stepTimeout))
+        do {
+            try sendRaw(message.frame(runID: runID, generation: generation, step: UInt64(step)), to: member.identity,
+                        deadline: deadline ?? .after(seconds: min(options.stepTimeout, options.heartbeatTimeout)))
+        } catch {
+            // The peer's connection is gone (or it stopped reading): it is lost at the next check.
+            unreachable[member.identity] = "its connection failed (\(error))"
+            try checkLiveness()
+            throw error
+        }
+    }
+
+    /// Sends, and on failure marks the member lost for the next liveness check.
+    private func sendOrMark<M: ControlMessage>(_ message: M, to member: Member) {
+        do {
+            try sendRaw(message.frame(runID: runID, generation: generation), to: member.identity,
+                        deadline: .after(seconds: min(options.stepTimeout, options.heartbeatTimeout)))
+        } catch {
+            unreachable[member.identity] = "its connection failed (\(error))"
+        }
     }
 
     private func sendRaw(_ frame: Frame, to identity: [UInt8], deadline: Deadline) throws {
         try router.sendMultipart([identity, frame.encoded], deadline: deadline)
     }
 
-    /// The next frame that decodes, with its sender's routing id; nil at the deadline.
-    private func receive(_ decoder: FrameDecoder, deadline: Deadline) throws -> ([UInt8], Frame)? {
-        while let parts = try router.receiveMultipart(deadline: deadline) {
-            guard parts.count == 2 else {
-                rejects.record(.unexpected)
+    /// The next valid frame of this run from a member, with its rank; HELLOs of new workers
+    /// are queued for the next step boundary; foreign frames are counted and dropped. Waits in
+    /// slices of at most 100 ms and throws `MembersLost` as soon as a member is lost; nil at
+    /// the deadline.
+    private func nextFromMember(deadline: Deadline) throws -> (Int, Frame)? {
+        let decoder = FrameDecoder(expectedRunID: nil, maxPayloadBytes: 1 << 31 - 1, rejects: rejects)
+        while true {
+            try checkLiveness()
+            let slice = Deadline(nanoseconds: min(deadline.nanoseconds, Deadline.after(milliseconds: 100).nanoseconds))
+            if let parts = try router.receiveMultipart(deadline: slice) {
+                guard parts.count == 2 else {
+                    rejects.record(.unexpected)
+                    continue
+                }
+                guard let frame = try? decoder.decode(parts[1]) else { continue }
+                let identity = parts[0].bytes
+                if let rank = members.firstIndex(where: { $0.identity == identity }) {
+                    guard frame.header.runID == runID else {
+                        rejects.record(.wrongRun)
+                        continue
+                    }
+                    if frame.header.kind == .error {
+                        let text = (try? ErrorMessage.decode(frame).text) ?? "unreadable error"
+                        throw CoordinatorError("worker \(members[rank].name) failed: \(text)")
+                    }
+                    return (rank, frame)
+                }
+                handleStranger(identity, frame)
                 continue
             }
-            guard let frame = try? decoder.decode(parts[1]) else { continue }
-            return (parts[0].bytes, frame)
+            if deadline.hasPassed { return nil }
         }
-        return nil
-    }
-
-    /// The next valid frame of this run from a member, with its rank; foreign frames are
-    /// counted and dropped.
-    private func receiveFromMember(deadline: Deadline) throws -> (Int, Frame)? {
-        let decoder = FrameDecoder(expectedRunID: runID, maxPayloadBytes: 1 << 31 - 1, rejects: rejects)
-        while let (identity, frame) = try receive(decoder, deadline: deadline) {
-            guard let rank = members.firstIndex(where: { $0.identity == identity }) else {
-                rejects.record(.unexpected)
-                continue
-            }
-            return (rank, frame)
-        }
-        return nil
     }
 }
 
@@ -507,5 +864,13 @@ final class MetricsLog {
         }
         guard let data = try? JSONSerialization.data(withJSONObject: clean, options: [.sortedKeys]) else { return }
         handle?.write(data + Data("\n".utf8))
+    }
+}
+
+extension MetricsHistory {
+    /// The history of the first `count` global steps (steps are 1-based and increasing).
+    func truncated(toSteps count: Int) -> MetricsHistory {
+        let n = steps.firstIndex(where: { $0 > count }) ?? steps.count
+        return MetricsHistory(steps: Array(steps.prefix(n)), loss: Array(loss.prefix(n)), accuracy: accuracy.map { Array($0.prefix(n)) })
     }
 }

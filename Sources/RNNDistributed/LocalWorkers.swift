@@ -11,7 +11,10 @@ public final class LocalWorkerGroup: @unchecked Sendable {
 
     /// Starts `count` copies of `executable` with `--connect endpoint` plus `extraArguments`.
     /// Their output goes to this process's standard output and error.
-    public init(count: Int, executable: String, endpoint: String, extraArguments: [String] = []) throws {
+    /// `environment` is added to this process's environment (e.g. RNN_TOKEN, kept out of
+    /// the process list).
+    public init(count: Int, executable: String, endpoint: String, extraArguments: [String] = [],
+                environment: [String: String] = [:]) throws {
         guard FileManager.default.isExecutableFile(atPath: executable) else {
             throw CoordinatorError("cannot start local workers: no rnn-worker executable at \(executable)")
         }
@@ -19,6 +22,9 @@ public final class LocalWorkerGroup: @unchecked Sendable {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: executable)
             p.arguments = ["--connect", endpoint] + extraArguments
+            if !environment.isEmpty {
+                p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+            }
             p.terminationHandler = { [weak self] proc in
                 guard proc.terminationStatus != 0 || proc.terminationReason != .exit else { return }
                 self?.record("local worker \(i) (pid \(proc.processIdentifier)) exited with status \(proc.terminationStatus)")

@@ -1,11 +1,22 @@
 // Control-plane messages between the coordinator (ROUTER) and the workers (DEALER).
 //
-// Handshake:  worker HELLO -> coordinator WELCOME (rank, world, run, config, state)
-//             -> worker READY (its bound data endpoint) -> coordinator RING (generation, all
-//             endpoints): the ring is formed and training starts.
+// Handshake:  worker HELLO (version, host, pid, run token) -> coordinator WELCOME (rank, world,
+//             run, config, state, heartbeat endpoint) -> worker READY (its bound data endpoint)
+//             -> coordinator RING (generation, all endpoints): the ring is formed.
 // Each step:  coordinator STEP (rows of this worker) -> worker METRICS (loss sum, counts, hash).
+//             A worker whose all-reduce failed sends STEP_FAILED (kind ABORT_STEP) and waits.
+// Re-form:    coordinator REFORM (kind ABORT_STEP; new generation in the header, new rank and
+//             world, the completed step count) -> worker abandons the unfinished step, rolls
+//             back to the completed count, binds a new ring socket -> READY -> RING. Used after
+//             a lost worker (survivors only) and when workers join at a step boundary (they
+//             get WELCOME with the current state instead).
+// Liveness:   HEARTBEAT on a second socket pair (worker DEALER -> coordinator ROUTER on its own
+//             thread, which answers each one): see Heartbeat.swift.
 // On demand:  coordinator STATE_REQUEST -> worker STATE (parameters + Adam state).
 // The end:    coordinator BYE -> worker exits 0. A named failure travels as ERROR.
+//
+// The header's generation field tags STEP, METRICS, READY, RING and REFORM: a message of
+// another generation is stale and dropped (counted).
 //
 // Every message is one ZeroMQ frame: the checked `FrameHeader` followed by the payload
 // encoded here with `BinaryWriter`; decoding is bounds-checked and never trusts a length.
@@ -122,6 +133,12 @@ struct WelcomeMessage: ControlMessage {
     var ringTimeoutMilliseconds: Int
     /// Milliseconds a worker waits for the coordinator's next message.
     var coordinatorTimeoutMilliseconds: Int
+    /// Global steps already applied to `state`.
+    var completedSteps: Int
+    /// Where the worker sends heartbeats (the coordinator's heartbeat ROUTER).
+    var heartbeatEndpoint: String
+    var heartbeatIntervalMilliseconds: Int
+    var heartbeatTimeoutMilliseconds: Int
     var state: ReplicaState
 
     func encode(into w: inout BinaryWriter) {
@@ -130,16 +147,25 @@ struct WelcomeMessage: ControlMessage {
         w.write(configJSON)
         w.write(ringTimeoutMilliseconds)
         w.write(coordinatorTimeoutMilliseconds)
+        w.write(completedSteps)
+        w.write(heartbeatEndpoint)
+        w.write(heartbeatIntervalMilliseconds)
+        w.write(heartbeatTimeoutMilliseconds)
         state.encode(into: &w)
     }
 
     init(rank: Int, world: Int, configJSON: String, ringTimeoutMilliseconds: Int,
-         coordinatorTimeoutMilliseconds: Int, state: ReplicaState) {
+         coordinatorTimeoutMilliseconds: Int, completedSteps: Int, heartbeatEndpoint: String,
+         heartbeatIntervalMilliseconds: Int, heartbeatTimeoutMilliseconds: Int, state: ReplicaState) {
         self.rank = rank
         self.world = world
         self.configJSON = configJSON
         self.ringTimeoutMilliseconds = ringTimeoutMilliseconds
         self.coordinatorTimeoutMilliseconds = coordinatorTimeoutMilliseconds
+        self.completedSteps = completedSteps
+        self.heartbeatEndpoint = heartbeatEndpoint
+        self.heartbeatIntervalMilliseconds = heartbeatIntervalMilliseconds
+        self.heartbeatTimeoutMilliseconds = heartbeatTimeoutMilliseconds
         self.state = state
     }
 
@@ -149,18 +175,120 @@ struct WelcomeMessage: ControlMessage {
         configJSON = try r.readString("config")
         ringTimeoutMilliseconds = try r.readInt("ring timeout")
         coordinatorTimeoutMilliseconds = try r.readInt("coordinator timeout")
+        completedSteps = try r.readInt("completed steps")
+        heartbeatEndpoint = try r.readString("heartbeat endpoint")
+        heartbeatIntervalMilliseconds = try r.readInt("heartbeat interval")
+        heartbeatTimeoutMilliseconds = try r.readInt("heartbeat timeout")
         state = try ReplicaState(from: &r)
     }
+}
+
+extension WelcomeMessage {
+    /// The heartbeat settings at the front of a WELCOME payload, read without decoding the
+    /// (possibly large) state, so that the worker's heartbeats start at once.
+    static func heartbeatSettings(_ frame: Frame) -> (endpoint: String, intervalMilliseconds: Int, timeoutMilliseconds: Int)? {
+        guard frame.header.kind == kind else { return nil }
+        var r = BinaryReader(frame.payload)
+        do {
+            _ = try r.readInt("rank")
+            _ = try r.readInt("world")
+            _ = try r.readString("config")
+            _ = try r.readInt("ring timeout")
+            _ = try r.readInt("coordinator timeout")
+            _ = try r.readInt("completed steps")
+            return (try r.readString("heartbeat endpoint"), try r.readInt("heartbeat interval"), try r.readInt("heartbeat timeout"))
+        } catch {
+            return nil
+        }
+    }
+}
+
+/// Coordinator -> member: the ring changes (a peer was lost, or workers join). The new
+/// generation travels in the header. The worker abandons any unfinished step, returns to
+/// `completedSteps` applied steps (undoing a step it applied but the coordinator did not
+/// accept), binds a new ring socket as `rank` of `world` and answers READY.
+struct ReformMessage: ControlMessage, Equatable {
+    static let kind = MessageKind.abortStep
+    var rank: Int
+    var world: Int
+    var completedSteps: Int
+    var reason: String
+
+    func encode(into w: inout BinaryWriter) {
+        w.write(rank)
+        w.write(world)
+        w.write(completedSteps)
+        w.write(reason)
+    }
+
+    init(rank: Int, world: Int, completedSteps: Int, reason: String) {
+        self.rank = rank
+        self.world = world
+        self.completedSteps = completedSteps
+        self.reason = reason
+    }
+
+    init(from r: inout BinaryReader) throws(PayloadError) {
+        rank = try r.readInt("rank")
+        world = try r.readInt("world")
+        completedSteps = try r.readInt("completed steps")
+        reason = try r.readString("reason")
+    }
+}
+
+/// Worker -> coordinator: this worker abandoned global step `globalStep` (its all-reduce
+/// failed: a timeout or a broken exchange) and waits for a REFORM.
+struct StepFailedMessage: ControlMessage, Equatable {
+    static let kind = MessageKind.abortStep
+    var globalStep: Int
+    var text: String
+
+    func encode(into w: inout BinaryWriter) {
+        w.write(globalStep)
+        w.write(text)
+    }
+
+    init(globalStep: Int, text: String) {
+        self.globalStep = globalStep
+        self.text = text
+    }
+
+    init(from r: inout BinaryReader) throws(PayloadError) {
+        globalStep = try r.readInt("global step")
+        text = try r.readString("text")
+    }
+}
+
+/// Either direction on the heartbeat sockets: liveness. The worker's carries its rank
+/// and applied steps (for the log); the coordinator's answer is empty.
+struct HeartbeatMessage: ControlMessage, Equatable {
+    static let kind = MessageKind.heartbeat
+    var appliedSteps: Int
+
+    func encode(into w: inout BinaryWriter) { w.write(appliedSteps) }
+    init(appliedSteps: Int) { self.appliedSteps = appliedSteps }
+    init(from r: inout BinaryReader) throws(PayloadError) { appliedSteps = try r.readInt("applied steps") }
 }
 
 struct ReadyMessage: ControlMessage, Equatable {
     static let kind = MessageKind.ready
     /// The worker's bound ring endpoint, as its peers must dial it.
     var dataEndpoint: String
+    /// With CURVE: the public key its ring socket serves with ("" otherwise).
+    var publicKey: String = ""
 
-    func encode(into w: inout BinaryWriter) { w.write(dataEndpoint) }
-    init(dataEndpoint: String) { self.dataEndpoint = dataEndpoint }
-    init(from r: inout BinaryReader) throws(PayloadError) { dataEndpoint = try r.readString("data endpoint") }
+    func encode(into w: inout BinaryWriter) {
+        w.write(dataEndpoint)
+        w.write(publicKey)
+    }
+    init(dataEndpoint: String, publicKey: String = "") {
+        self.dataEndpoint = dataEndpoint
+        self.publicKey = publicKey
+    }
+    init(from r: inout BinaryReader) throws(PayloadError) {
+        dataEndpoint = try r.readString("data endpoint")
+        publicKey = try r.readString("public key")
+    }
 }
 
 struct RingMessage: ControlMessage, Equatable {
@@ -168,16 +296,21 @@ struct RingMessage: ControlMessage, Equatable {
     var generation: UInt32
     /// endpoints[k] is rank k's data endpoint.
     var endpoints: [String]
+    /// With CURVE: publicKeys[k] is rank k's ring server key (empty strings otherwise).
+    var publicKeys: [String]
 
     func encode(into w: inout BinaryWriter) {
         w.write(generation)
         w.write(endpoints.count)
         for e in endpoints { w.write(e) }
+        for k in publicKeys { w.write(k) }
     }
 
-    init(generation: UInt32, endpoints: [String]) {
+    init(generation: UInt32, endpoints: [String], publicKeys: [String]? = nil) {
         self.generation = generation
         self.endpoints = endpoints
+        self.publicKeys = publicKeys ?? endpoints.map { _ in "" }
+        precondition(self.publicKeys.count == endpoints.count)
     }
 
     init(from r: inout BinaryReader) throws(PayloadError) {
@@ -186,6 +319,8 @@ struct RingMessage: ControlMessage, Equatable {
         guard n >= 0 && n <= 65_536 else { throw PayloadError.invalidValue(field: "endpoint count", found: "\(n) (expected 0...65536)") }
         endpoints = []
         for _ in 0..<n { endpoints.append(try r.readString("endpoint")) }
+        publicKeys = []
+        for _ in 0..<n { publicKeys.append(try r.readString("public key")) }
     }
 }
 

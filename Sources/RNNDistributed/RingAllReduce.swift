@@ -47,6 +47,9 @@ public enum AllReduceError: Error, CustomStringConvertible, Sendable {
     case transport(ZMQError)
     /// `allReduce` was called before `connect(peerEndpoints:)`.
     case notConnected(rank: Int)
+    /// `interruptCheck` returned true while waiting for a frame: the caller abandons the step
+    /// (e.g. the coordinator re-forms the ring after losing a peer).
+    case interrupted(generation: UInt32, step: UInt64)
 
     public var description: String {
         switch self {
@@ -59,6 +62,8 @@ public enum AllReduceError: Error, CustomStringConvertible, Sendable {
             return "all-reduce transport failure: \(e)"
         case .notConnected(let r):
             return "all-reduce on rank \(r) called before connect(peerEndpoints:)"
+        case .interrupted(let g, let s):
+            return "all-reduce interrupted at generation \(g) step \(s)"
         }
     }
 }
@@ -101,6 +106,21 @@ public final class RingAllReduce: @unchecked Sendable {
     public let closeLingerMilliseconds: Int
     /// Rejected and stale frames by reason.
     public let rejects: RejectCounter
+    /// Called every `interruptPollMilliseconds` while a receive waits; returning true
+    /// abandons the exchange with `AllReduceError.interrupted`. Runs on the calling thread.
+    public var interruptCheck: (() -> Bool)?
+    public var interruptPollMilliseconds: Int = 20
+    /// Configures each socket before it binds (`peerRank` nil: this rank's receiving socket)
+    /// or connects (`peerRank`: the right neighbour), e.g. with CURVE keys.
+    public typealias SocketSetup = (ZMQSocket, _ peerRank: Int?) throws -> Void
+    private let socketSetup: SocketSetup?
+
+    private static func setUp(_ setup: SocketSetup?, _ socket: ZMQSocket, _ peer: Int?) throws(ZMQError) {
+        guard let setup else { return }
+        do { try setup(socket, peer) } catch let e as ZMQError { throw e } catch {
+            throw ZMQError(call: "ring socket setup (\(error))", endpoint: nil, errno: 0)
+        }
+    }
 
     private let receiver: ZMQSocket
     private let curve: ZMQCurveKeyPair?
@@ -120,7 +140,8 @@ public final class RingAllReduce: @unchecked Sendable {
     /// `inproc://ring-3`). Announce `localEndpoint`, then call `connect(peerEndpoints:)`.
     public init(context: ZMQContext, rank: Int, world: Int, runID: UInt64, generation: UInt32 = 0,
                 bindEndpoint: String, timeoutMilliseconds: Int = 10_000, closeLingerMilliseconds: Int = 5_000,
-                curve: ZMQCurveKeyPair? = nil, rejects: RejectCounter = RejectCounter()) throws(ZMQError) {
+                curve: ZMQCurveKeyPair? = nil, rejects: RejectCounter = RejectCounter(),
+                socketSetup: SocketSetup? = nil) throws(ZMQError) {
         precondition(world >= 1 && rank >= 0 && rank < world, "rank \(rank) outside world of \(world)")
         self.rank = rank
         self.world = world
@@ -129,6 +150,7 @@ public final class RingAllReduce: @unchecked Sendable {
         self.timeoutMilliseconds = timeoutMilliseconds
         self.closeLingerMilliseconds = closeLingerMilliseconds
         self.rejects = rejects
+        self.socketSetup = socketSetup
         self.decoder = FrameDecoder(expectedRunID: runID, maxPayloadBytes: Int(Int32.max), rejects: rejects)
         self.curve = curve
         let pull = try ZMQSocket(context, type: .pull, lingerMilliseconds: 0)
@@ -137,6 +159,7 @@ public final class RingAllReduce: @unchecked Sendable {
         // parallel instead of sharing one thread.
         if context.ioThreads >= 2 { try pull.setAffinity(1) }
         if let curve { try pull.configureCurveServer(keys: curve) }
+        try Self.setUp(socketSetup, pull, nil)
         try pull.bind(bindEndpoint)
         self.receiver = pull
         self.localEndpoint = bindEndpoint.hasPrefix("tcp://") ? try pull.lastEndpoint() : bindEndpoint
@@ -160,6 +183,7 @@ public final class RingAllReduce: @unchecked Sendable {
         if let curve, let keys = peerPublicKeys {
             try push.configureCurveClient(keys: curve, serverPublicKey: keys[rightRank])
         }
+        try Self.setUp(socketSetup, push, rightRank)
         let ep = peerEndpoints[rightRank]
         try push.connect(ep)
         sender = push
@@ -216,7 +240,7 @@ public final class RingAllReduce: @unchecked Sendable {
             }
             // The caller may change the buffer as soon as we return: every zero-copy send
             // must have been released by libzmq.
-            guard tracker.waitUntilAllComplete(deadline: .after(milliseconds: timeoutMilliseconds)) else {
+            guard try waitInterruptibly(.after(milliseconds: timeoutMilliseconds), step: step, { tracker.waitUntilAllComplete(deadline: $0) }) else {
                 throw AllReduceError.timeout(operation: "send completion", peerRank: rightRank, endpoint: rightEndpoint,
                                              milliseconds: timeoutMilliseconds, generation: generation, step: step)
             }
@@ -341,11 +365,25 @@ public final class RingAllReduce: @unchecked Sendable {
         }
     }
 
+    /// `wait(deadline)` until `deadline`, in slices that consult `interruptCheck` (a send to
+    /// a dead or stopped neighbour may never complete; the caller must be able to give up).
+    private func waitInterruptibly(_ deadline: Deadline, step: UInt64, _ wait: (Deadline) -> Bool) throws(AllReduceError) -> Bool {
+        guard let interruptCheck else { return wait(deadline) }
+        while true {
+            let slice = Deadline(nanoseconds: min(deadline.nanoseconds,
+                                                  monotonicNanoseconds() &+ UInt64(interruptPollMilliseconds) &* 1_000_000))
+            if wait(slice) { return true }
+            if deadline.hasPassed { return false }
+            if interruptCheck() { throw .interrupted(generation: generation, step: step) }
+        }
+    }
+
     // MARK: frames
 
     /// Waits until libzmq has released the bytes of send `slot`.
     private func awaitSend(_ slot: Int, _ ctx: Exchange) throws(AllReduceError) {
-        guard tracker.waitUntilComplete(slot, deadline: .after(milliseconds: timeoutMilliseconds)) else {
+        guard try waitInterruptibly(.after(milliseconds: timeoutMilliseconds), step: ctx.step,
+                                    { tracker.waitUntilComplete(slot, deadline: $0) }) else {
             throw .timeout(operation: "send completion", peerRank: rightRank, endpoint: rightEndpoint,
                            milliseconds: timeoutMilliseconds, generation: generation, step: ctx.step)
         }
@@ -396,7 +434,18 @@ public final class RingAllReduce: @unchecked Sendable {
         }
         while true {
             do {
-                guard try receiver.receive(into: incomingHeader, deadline: deadline) else { throw timedOut() }
+                if let interruptCheck {
+                    // Wait in slices so that the caller can abandon the step between them.
+                    while true {
+                        let slice = Deadline(nanoseconds: min(deadline.nanoseconds,
+                                                              monotonicNanoseconds() &+ UInt64(interruptPollMilliseconds) &* 1_000_000))
+                        if try receiver.receive(into: incomingHeader, deadline: slice) { break }
+                        if deadline.hasPassed { throw timedOut() }
+                        if interruptCheck() { throw AllReduceError.interrupted(generation: generation, step: ctx.step) }
+                    }
+                } else {
+                    guard try receiver.receive(into: incomingHeader, deadline: deadline) else { throw timedOut() }
+                }
                 if !incomingHeader.hasMore {
                     // A single-part frame never belongs to the data plane: count and drop.
                     _ = try? incomingHeader.withUnsafeBytes { (f: UnsafeRawBufferPointer) throws(FrameError) in

@@ -1,6 +1,14 @@
 // The worker: joins a coordinator, holds one replica of the model, computes the gradient sum
 // of its rows of every global step, all-reduces it with its ring neighbours, and applies the
 // same Adam step as every other rank.
+//
+// Faults: a heartbeat thread (Heartbeat.swift) tells the coordinator this worker is alive
+// while it computes, and tells this worker when the coordinator is gone. Every wait on the
+// control socket is sliced (100 ms) and checks that; inside the ring all-reduce the same
+// check runs through `RingAllReduce.interruptCheck`, which also watches the control socket:
+// a REFORM from the coordinator (a peer was lost) abandons the step at once. The replica
+// keeps the state before its last update, so a step it applied but the coordinator did not
+// accept (a peer died after the exchange) is rolled back before the step is redone.
 import Foundation
 import RNNCore
 import RNNData
@@ -23,8 +31,14 @@ public struct WorkerOptions: Sendable {
     public var threads: Int?
     /// Seconds to wait for the coordinator's WELCOME after HELLO.
     public var joinTimeout: Double
-    /// The run token the coordinator expects ("" when it asks none).
+    /// The run token the coordinator expects; "" reads RNN_TOKEN, then (loopback only) the
+    /// coordinator's token file.
     public var token: String
+    /// After losing the coordinator, keep trying to join a (restarted) coordinator at the
+    /// same endpoint for this many seconds; 0 exits non-zero at once.
+    public var reconnectTimeout: Double = 0
+    /// CURVE: this worker's key pair and the coordinator's public key.
+    public var curve: CurveClientConfig?
 
     public init(connect: String, dataRoot: String? = nil, dataBind: String? = nil, advertiseHost: String? = nil,
                 threads: Int? = nil, joinTimeout: Double = 120, token: String = "") {
@@ -42,17 +56,40 @@ public struct WorkerOptions: Sendable {
 public struct WorkerSummary: Sendable {
     public var rank: Int
     public var world: Int
-    /// Global steps this worker applied.
+    /// Global steps this worker applied (and kept) in its last session.
     public var steps: Int
     /// The replica's final parameters (bitwise equal on every rank).
     public var parameters: [Float]
     public var reason: String
+    /// Ring generations this worker went through.
+    public var generations: Int = 1
+    /// Steps it applied and then rolled back (the coordinator did not accept them).
+    public var rolledBack: Int = 0
+    /// Steps it abandoned mid-way (interrupted or failed all-reduce).
+    public var abandoned: Int = 0
+    /// Frames rejected on its control and ring sockets.
+    public var rejectedFrames: Int = 0
 }
 
 /// A worker failure; the description names the endpoint, the rank or the file.
 public struct WorkerError: Error, CustomStringConvertible {
     public var description: String
     public init(_ description: String) { self.description = description }
+}
+
+/// The coordinator stopped answering (heartbeats or control messages).
+struct CoordinatorLost: Error, CustomStringConvertible {
+    var description: String
+}
+
+/// The ring's CURVE public keys by rank (from the latest RING message).
+final class RingKeys: @unchecked Sendable {
+    var keys: [String] = []
+}
+
+/// Frames taken off the control socket while a step was running.
+final class Inbox {
+    var frames: [Frame] = []
 }
 
 /// One worker process (or thread, in tests). Use from one thread.
@@ -66,89 +103,266 @@ public final class Worker: @unchecked Sendable {
     }
 
     /// Joins, trains until the coordinator says BYE, and returns the final replica.
-    /// Throws on a lost coordinator, a failed all-reduce or unusable data, with a message.
+    /// Throws on a lost coordinator (after `reconnectTimeout`), a failed run or unusable
+    /// data, with a message.
     public func run() throws -> WorkerSummary {
+        var lostAt: Date?
+        while true {
+            let joinTimeout = lostAt.map { max(0.5, options.reconnectTimeout - Date().timeIntervalSince($0)) } ?? options.joinTimeout
+            do {
+                return try session(joinTimeout: joinTimeout, reconnecting: lostAt != nil)
+            } catch let lost as CoordinatorLost {
+                if options.reconnectTimeout <= 0 { throw WorkerError(lost.description) }
+                let since = lostAt ?? Date()
+                if Date().timeIntervalSince(since) >= options.reconnectTimeout {
+                    throw WorkerError("\(lost.description); gave up after trying to reconnect for \(Int(options.reconnectTimeout)) s")
+                }
+                if lostAt == nil { log("worker: \(lost.description); trying to reconnect for up to \(Int(options.reconnectTimeout)) s") }
+                lostAt = since
+                Thread.sleep(forTimeInterval: 0.2)
+            }
+        }
+    }
+
+    private func resolvedToken() -> String {
+        if !options.token.isEmpty { return options.token }
+        if let env = ProcessInfo.processInfo.environment["RNN_TOKEN"], !env.isEmpty { return env }
+        if let host = Endpoint.host(of: options.connect), Endpoint.isLoopback(host), let port = Endpoint.port(of: options.connect),
+           let t = RunToken.read(RunToken.defaultPath(port: port)) {
+            return t
+        }
+        return ""
+    }
+
+    private func session(joinTimeout: Double, reconnecting: Bool) throws -> WorkerSummary {
         let context = try ZMQContext()
         defer { context.shutdown() }
-        let control = try ZMQSocket(context, type: .dealer, lingerMilliseconds: 2000)
+        var idBytes = [UInt8](repeating: 0, count: 8)
+        var g = SystemRandomNumberGenerator()
+        for i in idBytes.indices { idBytes[i] = UInt8.random(in: 0...255, using: &g) }
+        let identity = idBytes + [0x63]
+        // A short linger: a last ERROR gets out, but a dead coordinator does not delay the exit.
+        let control = try ZMQSocket(context, type: .dealer, lingerMilliseconds: 300)
         defer { control.close() }
+        try control.setRoutingID(identity)
+        try options.curve?.configure(control)
         try control.connect(options.connect)
 
         // HELLO: the run id is not known yet, so it travels as 0.
         let hello = HelloMessage(protocolVersion: protocolVersion, host: ProcessInfo.processInfo.hostName,
                                  pid: Int(ProcessInfo.processInfo.processIdentifier),
-                                 capabilities: ["ring-allreduce", "adam", "adamw"], token: options.token)
-        try control.send(frame: hello.frame(runID: 0), deadline: .after(seconds: options.joinTimeout))
+                                 capabilities: ["ring-allreduce", "adam", "adamw", "elastic"], token: resolvedToken())
+        try control.send(frame: hello.frame(runID: 0), deadline: .after(seconds: joinTimeout))
 
         let openDecoder = FrameDecoder(expectedRunID: nil)
-        guard let welcomeFrame = try control.receiveFrame(openDecoder, deadline: .after(seconds: options.joinTimeout)) else {
-            throw WorkerError("no answer from the coordinator at \(options.connect) within \(Int(options.joinTimeout)) s; is `rnn-coord start` running there?")
+        guard let welcomeFrame = try control.receiveFrame(openDecoder, deadline: .after(seconds: joinTimeout)) else {
+            if reconnecting { throw CoordinatorLost(description: "no coordinator answered at \(options.connect)") }
+            throw WorkerError("no answer from the coordinator at \(options.connect) within \(Int(joinTimeout)) s; is `rnn-coord start` running there?")
         }
         if welcomeFrame.header.kind == .error {
             let text = (try? ErrorMessage.decode(welcomeFrame).text) ?? "unreadable error"
+            // A restarted coordinator has a new token (its file may not be written yet): retry.
+            if reconnecting { throw CoordinatorLost(description: "the coordinator at \(options.connect) refused this worker: \(text)") }
             throw WorkerError("the coordinator at \(options.connect) refused this worker: \(text)")
         }
-        let welcome = try WelcomeMessage.decode(welcomeFrame)
         let runID = welcomeFrame.header.runID
+        // Heartbeats first: decoding a large state may take a while.
+        guard let beat = WelcomeMessage.heartbeatSettings(welcomeFrame) else {
+            throw WorkerError("the coordinator at \(options.connect) sent an unreadable WELCOME")
+        }
+        let heartbeat = try HeartbeatLink(context: context, endpoint: heartbeatEndpoint(beat.endpoint),
+                                          controlIdentity: identity, runID: runID,
+                                          intervalMilliseconds: beat.intervalMilliseconds,
+                                          timeoutMilliseconds: beat.timeoutMilliseconds, curve: options.curve)
+        defer { heartbeat.stop() }
+        let welcome = try WelcomeMessage.decode(welcomeFrame)
         let config = try TrainingConfig.fromJSON(welcome.configJSON)
-        let rank = welcome.rank
-        let coordinatorTimeout = Double(welcome.coordinatorTimeoutMilliseconds) / 1000
-        log("worker: joined run \(String(runID, radix: 16)) at \(options.connect) as rank \(rank) of \(welcome.world)")
+        var rank = welcome.rank
+        var world = welcome.world
+        var generation = welcomeFrame.header.generation
+        log("worker: joined run \(String(runID, radix: 16)) at \(options.connect) as rank \(rank) of \(world) at global step \(welcome.completedSteps)")
+
+        heartbeat.update(rank: rank, appliedSteps: welcome.completedSteps)
+        let heartbeatTimeout = Double(welcome.heartbeatTimeoutMilliseconds) / 1000
 
         let replica: Replica
         do {
             replica = try Replica(config: config, state: welcome.state, threads: options.threads ?? config.workerThreads,
                                   files: config.dataFiles.map(remap))
+            replica.appliedSteps = welcome.completedSteps
         } catch {
             let text = "rank \(rank): \(error)"
             try? control.send(frame: ErrorMessage(text: text).frame(runID: runID, sender: UInt32(rank)), deadline: .after(seconds: 2))
             throw WorkerError(text)
         }
 
-        let ring = try RingAllReduce(context: context, rank: rank, world: welcome.world, runID: runID,
-                                     bindEndpoint: try dataBindEndpoint(),
-                                     timeoutMilliseconds: welcome.ringTimeoutMilliseconds)
-        defer { ring.close() }
-        let endpoint = announced(ring.localEndpoint)
-        try control.send(frame: ReadyMessage(dataEndpoint: endpoint).frame(runID: runID, sender: UInt32(rank)),
-                         deadline: .after(seconds: coordinatorTimeout))
-
         let decoder = FrameDecoder(expectedRunID: runID)
-        let sender = UInt32(rank)
-        var applied = 0
+        let inbox = Inbox()
+        /// Throws when the heartbeat thread saw the coordinator go (or expel this worker).
+        func checkCoordinator() throws {
+            switch heartbeat.status {
+            case .alive: return
+            case .lost(let silent):
+                throw CoordinatorLost(description: "rank \(rank): lost the coordinator at \(options.connect): "
+                    + String(format: "no heartbeat answer for %.1f s (timeout %.1f s)", silent, heartbeatTimeout))
+            case .expelled(let text):
+                throw WorkerError("rank \(rank): \(text)")
+            }
+        }
+        // With CURVE the ring is encrypted too: each worker's receiving socket serves with its
+        // own key pair, and the sender checks its right neighbour's key from the RING message.
+        // A peer that connects before this worker has read the RING is refused once and
+        // reconnects (ZeroMQ retries every 100 ms).
+        let ringKeys = RingKeys()
+        let curve = options.curve
+        // Only the ring's members may connect to this worker's ring socket: a ZAP handler in
+        // this worker's context checks client keys against the latest RING message.
+        let ringGate = try curve.map { _ in
+            try ZAPAuthenticator(context: context, allowed: [], rejections: PeerRejections(),
+                                 log: { [log] in log("worker: \($0)") })
+        }
+        defer { ringGate?.stop() }
+        let setup: RingAllReduce.SocketSetup? = curve.map { curve in
+            { (socket: ZMQSocket, peer: Int?) throws in
+                if let peer {
+                    try socket.setCurveServerKey(ringKeys.keys.indices.contains(peer) ? ringKeys.keys[peer] : "")
+                    try socket.setCurvePublicKey(curve.keys.publicKey)
+                    try socket.setCurveSecretKey(curve.keys.secretKey)
+                } else {
+                    try socket.setCurveServer(true)
+                    try socket.setCurveSecretKey(curve.keys.secretKey)
+                }
+            }
+        }
+        let ringPublicKey = curve?.keys.publicKey ?? ""
+        func makeRing() throws -> RingAllReduce {
+            var attempt = 0
+            while true {
+                do {
+                    let ring = try RingAllReduce(context: context, rank: rank, world: world, runID: runID, generation: generation,
+                                                 bindEndpoint: try dataBindEndpoint(), timeoutMilliseconds: welcome.ringTimeoutMilliseconds,
+                                                 rejects: decoder.rejects, socketSetup: setup)
+                    ring.interruptCheck = {
+                        if heartbeat.status != .alive { return true }
+                        // Any message of the coordinator during a step means: stop (REFORM, ERROR, BYE).
+                        if let f = try? control.receiveFrame(decoder, deadline: .now()) {
+                            inbox.frames.append(f)
+                            return true
+                        }
+                        return false
+                    }
+                    return ring
+                } catch {
+                    // A fixed --data-bind port may still be held by the previous generation's socket.
+                    attempt += 1
+                    if attempt >= 40 { throw WorkerError("rank \(rank): cannot bind the ring socket: \(error)") }
+                    Thread.sleep(forTimeInterval: 0.05)
+                }
+            }
+        }
+        var ring = try makeRing()
+        // After BYE the last frames for the right neighbour get their linger; on any failure
+        // they are useless (the ring will be re-formed or the run is over) and are dropped.
+        var finishedNormally = false
+        defer { ring.close(discardPending: !finishedNormally) }
+        log("worker: ring endpoint \(announced(ring.localEndpoint)) (generation \(generation))")
+        let sender = { UInt32(rank) }
+        try control.send(frame: ReadyMessage(dataEndpoint: announced(ring.localEndpoint), publicKey: ringPublicKey).frame(runID: runID, generation: generation, sender: sender()),
+                         deadline: .after(seconds: heartbeatTimeout))
+
+        var generations = 1, rolledBack = 0, abandoned = 0
         while true {
-            guard let frame = try control.receiveFrame(decoder, deadline: .after(seconds: coordinatorTimeout)) else {
-                throw WorkerError("rank \(rank): lost the coordinator at \(options.connect): no message for \(Int(coordinatorTimeout)) s")
+            let frame: Frame
+            if !inbox.frames.isEmpty {
+                frame = inbox.frames.removeFirst()
+            } else {
+                // The heartbeats decide whether the coordinator is alive (it may legitimately be
+                // quiet for long, e.g. evaluating a large validation set).
+                var next: Frame?
+                while next == nil {
+                    try checkCoordinator()
+                    next = try control.receiveFrame(decoder, deadline: .after(milliseconds: 100))
+                }
+                frame = next!
             }
             switch frame.header.kind {
             case .ringUpdate:
                 let update = try RingMessage.decode(frame)
-                guard update.endpoints.count == welcome.world else {
-                    throw WorkerError("rank \(rank): ring of \(update.endpoints.count) endpoints for a world of \(welcome.world)")
+                guard update.generation == generation else {
+                    decoder.rejects.record(.stale)
+                    continue
                 }
-                ring.setGeneration(update.generation)
+                guard update.endpoints.count == world else {
+                    throw WorkerError("rank \(rank): ring of \(update.endpoints.count) endpoints for a world of \(world)")
+                }
+                ringKeys.keys = update.publicKeys
+                ringGate?.setAllowed(Set(update.publicKeys))
                 try ring.connect(peerEndpoints: update.endpoints)
+            case .abortStep:
+                // REFORM: a new generation, rank and world; back to the completed step count.
+                let reform = try ReformMessage.decode(frame)
+                guard frame.header.generation > generation else {
+                    decoder.rejects.record(.stale)
+                    continue
+                }
+                if replica.appliedSteps == reform.completedSteps + 1 {
+                    try replica.rollBack()
+                    rolledBack += 1
+                } else if replica.appliedSteps != reform.completedSteps {
+                    throw WorkerError("rank \(rank) holds \(replica.appliedSteps) applied steps, the coordinator asks for \(reform.completedSteps)")
+                }
+                ring.close(discardPending: true)
+                rank = reform.rank
+                world = reform.world
+                generation = frame.header.generation
+                generations += 1
+                ring = try makeRing()
+                heartbeat.update(rank: rank, appliedSteps: replica.appliedSteps)
+                log("worker: now rank \(rank) of \(world), generation \(generation), ring endpoint \(announced(ring.localEndpoint)) (\(reform.reason))")
+                try control.send(frame: ReadyMessage(dataEndpoint: announced(ring.localEndpoint), publicKey: ringPublicKey).frame(runID: runID, generation: generation, sender: sender()),
+                                 deadline: .after(seconds: heartbeatTimeout))
             case .stepAssignment:
+                guard frame.header.generation == generation else {
+                    decoder.rejects.record(.stale)
+                    continue
+                }
                 let step = try StepMessage.decode(frame)
                 let metrics: MetricsMessage
                 do {
                     metrics = try replica.step(step, ring: ring)
+                } catch let e as AllReduceError {
+                    abandoned += 1
+                    if case .interrupted = e {
+                        try checkCoordinator()
+                        continue  // the coordinator's message is in the inbox
+                    }
+                    try checkCoordinator()
+                    // The exchange broke without word from the coordinator: report and wait for a REFORM.
+                    let text = "rank \(rank): \(e)"
+                    log("worker: abandoned global step \(step.globalStep + 1): \(e)")
+                    try control.send(frame: StepFailedMessage(globalStep: step.globalStep, text: text)
+                                        .frame(runID: runID, generation: generation, sender: sender(), step: UInt64(step.globalStep)),
+                                     deadline: .after(seconds: heartbeatTimeout))
+                    continue
                 } catch {
                     let text = "rank \(rank) failed global step \(step.globalStep): \(error)"
-                    try? control.send(frame: ErrorMessage(text: text).frame(runID: runID, sender: sender), deadline: .after(seconds: 2))
+                    try? control.send(frame: ErrorMessage(text: text).frame(runID: runID, sender: sender()), deadline: .after(seconds: 2))
                     throw WorkerError(text)
                 }
-                applied += 1
-                try control.send(frame: metrics.frame(runID: runID, sender: sender, step: UInt64(step.globalStep)),
-                                 deadline: .after(seconds: coordinatorTimeout))
+                heartbeat.update(rank: rank, appliedSteps: replica.appliedSteps)
+                try control.send(frame: metrics.frame(runID: runID, generation: generation, sender: sender(), step: UInt64(step.globalStep)),
+                                 deadline: .after(seconds: heartbeatTimeout))
             case .stateRequest:
                 let state = StateMessage(globalStep: replica.appliedSteps, state: replica.state)
-                try control.send(frame: state.frame(runID: runID, sender: sender), deadline: .after(seconds: coordinatorTimeout))
+                try control.send(frame: state.frame(runID: runID, generation: generation, sender: sender()), deadline: .after(seconds: heartbeatTimeout))
             case .bye:
                 let bye = try ByeMessage.decode(frame)
-                log("worker: rank \(rank) done after \(applied) steps: \(bye.reason)")
-                return WorkerSummary(rank: rank, world: welcome.world, steps: applied,
-                                     parameters: replica.parameters, reason: bye.reason)
+                finishedNormally = true
+                log("worker: rank \(rank) done after \(replica.appliedSteps) steps: \(bye.reason); \(generations) generation(s), "
+                    + "\(rolledBack) step(s) rolled back, \(abandoned) abandoned, \(decoder.rejects.total) frame(s) rejected")
+                return WorkerSummary(rank: rank, world: world, steps: replica.appliedSteps, parameters: replica.parameters,
+                                     reason: bye.reason, generations: generations, rolledBack: rolledBack, abandoned: abandoned,
+                                     rejectedFrames: decoder.rejects.total)
             case .error:
                 let text = (try? ErrorMessage.decode(frame).text) ?? "unreadable error"
                 throw WorkerError("rank \(rank): the coordinator stopped the run: \(text)")
@@ -158,6 +372,15 @@ public final class Worker: @unchecked Sendable {
                 decoder.rejects.record(.unexpected)
             }
         }
+    }
+
+    /// The coordinator's heartbeat endpoint as this machine reaches it: the port it announced
+    /// at the host this worker dialled.
+    private func heartbeatEndpoint(_ announced: String) -> String {
+        guard announced.hasPrefix("tcp://"), let port = Endpoint.port(of: announced), let host = Endpoint.host(of: options.connect) else {
+            return announced
+        }
+        return host.contains(":") ? "tcp://[\(host)]:\(port)" : "tcp://\(host):\(port)"
     }
 
     /// The dataset path on this machine.
@@ -196,7 +419,9 @@ final class Replica {
     /// Gradient sums followed by one scalar (the scored count), all-reduced in one exchange.
     private let reduceBuffer: AllReduceBuffer
     private var batch = Batch()
-    private(set) var appliedSteps = 0
+    var appliedSteps = 0
+    /// The state before the last update, for `rollBack()`.
+    private var previous: ReplicaState?
 
     init(config: TrainingConfig, state: ReplicaState, threads: Int, files: [String]) throws {
         self.config = config
@@ -220,6 +445,16 @@ final class Replica {
     var state: ReplicaState {
         ReplicaState(parameters: parameters, expAvg: optimizer.expAvg, expAvgSq: optimizer.expAvgSq,
                      optimizerStep: optimizer.stepCount)
+    }
+
+    /// Undoes the last applied step (the coordinator did not accept it).
+    func rollBack() throws {
+        guard let previous else { throw WorkerError("no earlier state to roll back to (applied steps \(appliedSteps))") }
+        parameters = previous.parameters
+        optimizer = try AdamOptimizer(config: config.optimizer, expAvg: previous.expAvg, expAvgSq: previous.expAvgSq,
+                                      stepCount: previous.optimizerStep)
+        appliedSteps -= 1
+        self.previous = nil
     }
 
     /// Gradient sum of this worker's rows, all-reduce, mean, Adam: one global step.
@@ -256,6 +491,7 @@ final class Replica {
         reduceBuffer.withGradients { g in
             for i in 0..<gradient.count { gradient[i] = g[i] * scale }
         }
+        previous = state
         optimizer.step(parameters: &parameters, gradient: &gradient)
         appliedSteps = step.globalStep + 1
         let end = monotonicNanoseconds()

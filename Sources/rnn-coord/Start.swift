@@ -104,7 +104,28 @@ struct Start: ParsableCommand {
     var noPlot = false
     // MARK: end of the product block
 
+    // Fault tolerance and security (see Heartbeat.swift and Security.swift in RNNDistributed).
+    @Option(name: .customLong("heartbeat-interval"), help: "Seconds between heartbeats, both ways.")
+    var heartbeatInterval: Double = 1
+    @Option(name: .customLong("heartbeat-timeout"), help: "A worker silent this long is declared lost; the ring is re-formed without it.")
+    var heartbeatTimeout: Double = 10
+    @Option(name: .customLong("min-workers"), help: "Below this many live workers: write a checkpoint and stop with an error.")
+    var minWorkers = 1
+    @Option(name: .customLong("curve-key"), help: "The coordinator's CURVE key file (NAME.key from `rnn-coord keygen`): encrypts and authenticates.")
+    var curveKey: String?
+    @Option(name: .customLong("allow"), help: "With --curve-key: file of the workers' public keys allowed to join (one per line).")
+    var allow: String?
+    @Option(help: "The run token workers must present (default: random, written to a user-only file for local workers).")
+    var token: String?
+    @Flag(help: "Allow binding to a non-loopback address without CURVE keys.")
+    var insecure = false
+
     func validate() throws {
+        if (curveKey == nil) != (allow == nil) { throw ValidationError("Please specify '--curve-key' and '--allow' together.") }
+        if !(heartbeatTimeout > 0) || !(heartbeatInterval > 0) || heartbeatInterval >= heartbeatTimeout {
+            throw ValidationError("Please specify a positive '--heartbeat-interval' shorter than '--heartbeat-timeout'.")
+        }
+        if minWorkers < 1 { throw ValidationError("Please specify '--min-workers' of at least 1.") }
         if data.isEmpty { throw ValidationError("Please specify '--data' with at least one HDF5 file.") }
         if localWorkers < 0 { throw ValidationError("Please specify '--local-workers' of 0 or more.") }
         if let w = workers, w < 1 { throw ValidationError("Please specify '--workers' of at least 1.") }
@@ -126,16 +147,21 @@ struct Start: ParsableCommand {
                 files: data, valFiles: val, xName: xName, yName: yName, cell: cell, hiddenSize: hidden, layers: layers,
                 optimizer: optimizerConfig, batchSize: batchSize, epochs: epochs, seed: seed, shuffle: shuffle,
                 dropLast: dropLast, maxSteps: maxSteps, workerThreads: threads)
-            let options = CoordinatorOptions(
+            var options = CoordinatorOptions(
                 config: config, bind: bind, workers: workers ?? localWorkers, checkpointDir: checkpointDir,
                 checkpointEvery: checkpointEvery, keep: keep, resume: resume, joinTimeout: joinTimeout,
                 stepTimeout: stepTimeout)
+            try applyFaultAndSecurityOptions(&options)
             output.announce(effectiveConfig(config), checkpointDir: checkpointDir, resuming: resume != nil)
             let coordinator = try Coordinator(options: options, events: output.events)
             var group: LocalWorkerGroup?
             if localWorkers > 0 {
+                guard curveKey == nil else {
+                    throw ValidationError("'--local-workers' cannot be combined with '--curve-key'; start rnn-worker with its own key instead.")
+                }
                 group = try LocalWorkerGroup(count: localWorkers, executable: LocalWorkerGroup.siblingExecutable(),
-                                             endpoint: coordinator.endpoint, extraArguments: output.localWorkerArguments)
+                                             endpoint: coordinator.endpoint, extraArguments: output.localWorkerArguments,
+                                             environment: coordinator.token.map { ["RNN_TOKEN": $0] } ?? [:])
             }
             let summary: TrainingSummary
             do {
@@ -151,6 +177,20 @@ struct Start: ParsableCommand {
         } catch {
             output.logger.error("\(error)")
             throw ExitCode(1)
+        }
+    }
+}
+
+extension Start {
+    /// --heartbeat-*, --min-workers, --curve-key/--allow, --token, --insecure.
+    func applyFaultAndSecurityOptions(_ options: inout CoordinatorOptions) throws {
+        options.heartbeatInterval = heartbeatInterval
+        options.heartbeatTimeout = heartbeatTimeout
+        options.minWorkers = minWorkers
+        options.token = token
+        options.insecure = insecure
+        if let curveKey, let allow {
+            options.curve = try CurveServerConfig.load(keyFile: curveKey, allowFile: allow)
         }
     }
 }

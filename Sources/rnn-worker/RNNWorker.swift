@@ -41,6 +41,15 @@ struct RNNWorkerCommand: ParsableCommand {
     @Option(name: .customLong("log-level"), help: "Lowest log level shown: trace, debug, info, notice, warning, error or critical.")
     var logLevel: Logger.Level = .info
     // MARK: end of the product block
+    // Fault tolerance and security.
+    @Option(name: .customLong("reconnect-timeout"), help: "After losing the coordinator, keep trying to rejoin it for this many seconds (0: exit non-zero at once).")
+    var reconnectTimeout: Double = 0
+    @Option(help: "The run token (default: RNN_TOKEN, or the coordinator's token file on this machine).")
+    var token: String?
+    @Option(name: .customLong("curve-key"), help: "This worker's CURVE key file (NAME.key from `rnn-coord keygen`).")
+    var curveKey: String?
+    @Option(name: .customLong("server-key"), help: "The coordinator's public key: its NAME.pub file or the 40 Z85 characters.")
+    var serverKey: String?
 
     func validate() throws {
         guard connect.hasPrefix("tcp://") || connect.hasPrefix("ipc://") else {
@@ -48,14 +57,18 @@ struct RNNWorkerCommand: ParsableCommand {
         }
         if let t = threads, t < 1 { throw ValidationError("Please specify '--threads' of at least 1.") }
         if !(joinTimeout > 0) { throw ValidationError("Please specify a positive '--join-timeout'.") }
+        if reconnectTimeout < 0 { throw ValidationError("Please specify a '--reconnect-timeout' of 0 or more.") }
+        if (curveKey == nil) != (serverKey == nil) { throw ValidationError("Please specify '--curve-key' and '--server-key' together.") }
     }
 
     func run() throws {
-        let options = WorkerOptions(connect: connect, dataRoot: dataRoot, dataBind: dataBind, advertiseHost: advertiseHost,
-                                    threads: threads, joinTimeout: joinTimeout)
+        var options = WorkerOptions(connect: connect, dataRoot: dataRoot, dataBind: dataBind, advertiseHost: advertiseHost,
+                                    threads: threads, joinTimeout: joinTimeout, token: token ?? "")
+        options.reconnectTimeout = reconnectTimeout
         let (_, logger) = makeConsoleLogger(label: "rnn-worker", format: logFormat, level: quiet ? .error : logLevel)
-        let worker = Worker(options: options, log: { line in logger.info("\(line)") })
         do {
+            if let curveKey, let serverKey { options.curve = try CurveClientConfig.load(keyFile: curveKey, serverKey: serverKey) }
+            let worker = Worker(options: options, log: { line in logger.info("\(line)") })
             _ = try worker.run()
         } catch {
             logger.error("\(error)")

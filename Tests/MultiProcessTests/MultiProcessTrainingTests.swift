@@ -87,12 +87,16 @@ final class MultiProcessTrainingTests: XCTestCase {
         XCTAssertTrue(worker.output.contains("tcp://HOST:PORT"), worker.output)
     }
 
-    /// A worker killed mid-run: the coordinator does not hang, it fails within the step
-    /// timeout and names the lost rank; the surviving worker exits non-zero too.
-    func testKilledWorkerEndsTheRunWithANamedErrorInsteadOfAHang() throws {
+    /// A worker killed mid-run with --min-workers 2: the coordinator does not hang; within
+    /// the heartbeat timeout it declares the rank lost, writes a checkpoint and exits non-zero
+    /// naming what was lost; the surviving worker exits non-zero too. (With fewer required
+    /// workers the run continues: FaultToleranceTests.)
+    func testKilledWorkerBelowMinWorkersEndsTheRunWithACheckpointAndANamedError() throws {
+        let ckptDir = (dir as NSString).appendingPathComponent("ckpt")
         let coord = try ChildProcess("rnn-coord", ["start", "--data", train, "--cell", "lstm", "--hidden", "256",
-                                                   "--batch-size", "64", "--epochs", "50", "--workers", "2",
-                                                   "--bind", "tcp://127.0.0.1:*", "--step-timeout", "5", "--log-every", "1"])
+                                                   "--batch-size", "64", "--epochs", "50", "--workers", "2", "--min-workers", "2",
+                                                   "--bind", "tcp://127.0.0.1:*", "--heartbeat-timeout", "2", "--log-every", "1",
+                                                   "--checkpoint-dir", ckptDir])
         let listening = try XCTUnwrap(coord.waitForLine(containing: "listening on", timeout: 60), coord.output)
         let endpoint = try XCTUnwrap(listening.split(separator: " ").first { $0.hasPrefix("tcp://") }.map(String.init))
         let workers = try (0..<2).map { _ in try ChildProcess("rnn-worker", ["--connect", endpoint]) }
@@ -102,8 +106,12 @@ final class MultiProcessTrainingTests: XCTestCase {
         let status = coord.wait(timeout: 60)
         XCTAssertNotNil(status, "the coordinator hung after a worker died")
         XCTAssertNotEqual(status, 0)
-        XCTAssertLessThan(Date().timeIntervalSince(start), 30)
-        XCTAssertTrue(coord.output.contains("rank"), coord.output)
+        XCTAssertLessThan(Date().timeIntervalSince(start), 15)
+        let error = try XCTUnwrap(coord.output.split(separator: "\n").first { $0.contains("rnn-coord: error") }, coord.output)
+        XCTAssertTrue(error.contains("lost rank") && error.contains("pid \(workers[1].process.processIdentifier)")
+                      && error.contains("--min-workers 2") && error.contains("checkpoint"), String(error))
+        let saved = try FileManager.default.contentsOfDirectory(atPath: ckptDir).filter { $0.hasPrefix("ckpt-") }
+        XCTAssertEqual(saved.count, 1, "one checkpoint of the last completed step: \(saved)")
         let survivor = workers[0].wait(timeout: 30)
         XCTAssertNotNil(survivor, "the surviving worker hung")
         XCTAssertNotEqual(survivor, 0, workers[0].output)

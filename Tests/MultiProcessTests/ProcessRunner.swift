@@ -20,10 +20,11 @@ final class ChildProcess: @unchecked Sendable {
     private let pipe = Pipe()
     let name: String
 
-    /// Starts `executable` (a product name) with `arguments`; stdout and stderr are merged.
+    /// Starts `executable` (a product name, or an absolute path) with `arguments`; stdout and stderr are merged.
     init(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws {
         name = executable
-        process.executableURL = productsDirectory.appendingPathComponent(executable)
+        process.executableURL = executable.hasPrefix("/") ? URL(fileURLWithPath: executable)
+            : productsDirectory.appendingPathComponent(executable)
         process.arguments = arguments
         if let environment { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         process.standardOutput = pipe
