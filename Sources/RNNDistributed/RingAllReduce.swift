@@ -123,7 +123,6 @@ public final class RingAllReduce: @unchecked Sendable {
     }
 
     private let receiver: ZMQSocket
-    private let curve: ZMQCurveKeyPair?
     private var sender: ZMQSocket?
     private var rightEndpoint: String?
     private let decoder: FrameDecoder
@@ -140,8 +139,7 @@ public final class RingAllReduce: @unchecked Sendable {
     /// `inproc://ring-3`). Announce `localEndpoint`, then call `connect(peerEndpoints:)`.
     public init(context: ZMQContext, rank: Int, world: Int, runID: UInt64, generation: UInt32 = 0,
                 bindEndpoint: String, timeoutMilliseconds: Int = 10_000, closeLingerMilliseconds: Int = 5_000,
-                curve: ZMQCurveKeyPair? = nil, rejects: RejectCounter = RejectCounter(),
-                socketSetup: SocketSetup? = nil) throws(ZMQError) {
+                rejects: RejectCounter = RejectCounter(), socketSetup: SocketSetup? = nil) throws(ZMQError) {
         precondition(world >= 1 && rank >= 0 && rank < world, "rank \(rank) outside world of \(world)")
         self.rank = rank
         self.world = world
@@ -152,13 +150,11 @@ public final class RingAllReduce: @unchecked Sendable {
         self.rejects = rejects
         self.socketSetup = socketSetup
         self.decoder = FrameDecoder(expectedRunID: runID, maxPayloadBytes: Int(Int32.max), rejects: rejects)
-        self.curve = curve
         let pull = try ZMQSocket(context, type: .pull, lingerMilliseconds: 0)
         try pull.setReceiveHighWaterMark(0)
         // With two or more I/O threads, receiving (thread 0) and sending (thread 1) run in
         // parallel instead of sharing one thread.
         if context.ioThreads >= 2 { try pull.setAffinity(1) }
-        if let curve { try pull.configureCurveServer(keys: curve) }
         try Self.setUp(socketSetup, pull, nil)
         try pull.bind(bindEndpoint)
         self.receiver = pull
@@ -166,12 +162,9 @@ public final class RingAllReduce: @unchecked Sendable {
     }
 
     /// Connects to the right neighbour. `peerEndpoints[k]` is rank k's `localEndpoint`.
-    /// With CURVE (`curve` given at init), `peerPublicKeys[k]` is rank k's public key; the
-    /// connection to the right neighbour authenticates it and encrypts the data.
-    public func connect(peerEndpoints: [String], peerPublicKeys: [String]? = nil) throws(ZMQError) {
+    /// CURVE (authentication and encryption) is configured by the `socketSetup` hook.
+    public func connect(peerEndpoints: [String]) throws(ZMQError) {
         precondition(peerEndpoints.count == world, "need \(world) endpoints, got \(peerEndpoints.count)")
-        precondition(peerPublicKeys == nil || peerPublicKeys!.count == world, "need \(world) public keys")
-        precondition((curve == nil) == (peerPublicKeys == nil), "CURVE needs both our key pair and the peers' public keys")
         sender?.close(discardPending: true)
         sender = nil
         guard world > 1 else { return }
@@ -180,9 +173,6 @@ public final class RingAllReduce: @unchecked Sendable {
         let push = try ZMQSocket(receiver.context, type: .push, lingerMilliseconds: closeLingerMilliseconds)
         try push.setSendHighWaterMark(0)
         if receiver.context.ioThreads >= 2 { try push.setAffinity(2) }
-        if let curve, let keys = peerPublicKeys {
-            try push.configureCurveClient(keys: curve, serverPublicKey: keys[rightRank])
-        }
         try Self.setUp(socketSetup, push, rightRank)
         let ep = peerEndpoints[rightRank]
         try push.connect(ep)
@@ -197,14 +187,13 @@ public final class RingAllReduce: @unchecked Sendable {
     /// Re-forms the ring after a membership change: new rank, world and generation, and a
     /// new connection to the new right neighbour. The bound data socket (and so the
     /// announced `localEndpoint`) stays. Frames of older generations are dropped as stale.
-    public func reform(rank: Int, world: Int, generation: UInt32, peerEndpoints: [String],
-                       peerPublicKeys: [String]? = nil) throws(ZMQError) {
+    public func reform(rank: Int, world: Int, generation: UInt32, peerEndpoints: [String]) throws(ZMQError) {
         precondition(world >= 1 && rank >= 0 && rank < world, "rank \(rank) outside world of \(world)")
         precondition(generation > self.generation, "a re-formed ring needs a newer generation")
         self.rank = rank
         self.world = world
         self.generation = generation
-        try connect(peerEndpoints: peerEndpoints, peerPublicKeys: peerPublicKeys)
+        try connect(peerEndpoints: peerEndpoints)
     }
 
     /// Closes both sockets. By default frames still queued for the right neighbour get up to

@@ -183,11 +183,19 @@ final class AllReduceTests: XCTestCase {
         let ctx = try ZMQContext()
         let world = 3
         let keys = try (0..<world).map { _ in try ZMQCurveKeyPair.generate() }
+        // The public key each rank expects of its right neighbour (changed below to a wrong one).
+        let expectedRight = Box((0..<world).map { keys[($0 + 1) % world].publicKey })
         let rings = try (0..<world).map { r in
             try RingAllReduce(context: ctx, rank: r, world: world, runID: 31, bindEndpoint: "tcp://127.0.0.1:*",
-                              timeoutMilliseconds: 5000, curve: keys[r])
+                              timeoutMilliseconds: 5000, socketSetup: { socket, peer in
+                                  if peer == nil {
+                                      try socket.configureCurveServer(keys: keys[r])
+                                  } else {
+                                      try socket.configureCurveClient(keys: keys[r], serverPublicKey: expectedRight.get[r])
+                                  }
+                              })
         }
-        for r in rings { try r.connect(peerEndpoints: rings.map(\.localEndpoint), peerPublicKeys: keys.map(\.publicKey)) }
+        for r in rings { try r.connect(peerEndpoints: rings.map(\.localEndpoint)) }
         let outputs = Box([[Float]](repeating: [], count: world))
         XCTAssertTrue(runOnThreads(world, timeoutSeconds: 20) { rank in
             var buf = (0..<100_003).map { contribution(rank, $0) }
@@ -199,9 +207,8 @@ final class AllReduceTests: XCTestCase {
 
         // Rank 0 connects to rank 1 with rank 2's public key: the handshake fails, nothing arrives.
         for r in rings { r.timeoutMilliseconds = 300 }
-        var wrong = keys.map(\.publicKey)
-        wrong[1] = keys[2].publicKey
-        try rings[0].connect(peerEndpoints: rings.map(\.localEndpoint), peerPublicKeys: wrong)
+        expectedRight.update { $0[0] = keys[2].publicKey }
+        try rings[0].connect(peerEndpoints: rings.map(\.localEndpoint))
         let errors = Box([Int: AllReduceError]())
         XCTAssertTrue(runOnThreads(world, timeoutSeconds: 10) { rank in
             var buf = [Float](repeating: 1, count: 10)
@@ -293,8 +300,10 @@ final class AllReduceTests: XCTestCase {
                           deadline: .after(milliseconds: 1000))
         // The intruder's frames arrive at some point (its own TCP connection, fair-queued with
         // the neighbour's): keep reducing until both were seen, checking every result.
+        // Bounded by time, not by a count: on a loaded machine the connection may take a while.
         var ops = 0
-        while ops < 100 && (rings[1].rejects.count(.truncated) < 1 || rings[1].rejects.count(.wrongRun) < 1) {
+        let deadline = Deadline.after(seconds: 15)
+        while !deadline.hasPassed && (rings[1].rejects.count(.truncated) < 1 || rings[1].rejects.count(.wrongRun) < 1) {
             let outputs = Box([[Float]](repeating: [], count: 2))
             let step = UInt64(ops)
             XCTAssertTrue(runOnThreads(2, timeoutSeconds: 10) { rank in
