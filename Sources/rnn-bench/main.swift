@@ -12,6 +12,7 @@ func usage(_ problem: String) -> Never {
         rnn-bench: \(problem)
         usage: rnn-bench gemm [--threads N]
                rnn-bench train [--threads N] [--config NAME[,NAME]] [--seconds S]
+               rnn-bench distributed [--config NAME[,NAME]] [--seconds S] [--workers W] [--repeats R] [--bin DIR]
         """)
     exit(2)
 }
@@ -41,6 +42,13 @@ case "train":
         return s
     } ?? 3
     runTrainBenchmark(threads: intOption("--threads", default: 1), only: stringOption("--config"), seconds: seconds)
+case "distributed":
+    let seconds = stringOption("--seconds").map { text -> Double in
+        guard let s = Double(text), s > 0 else { usage("'--seconds' expects a positive number, found '\(text)'") }
+        return s
+    } ?? 12
+    runDistributedBenchmark(only: stringOption("--config"), seconds: seconds, workers: intOption("--workers", default: 2),
+                            repeats: intOption("--repeats", default: 1), binDirectory: stringOption("--bin"))
 case let other?:
     usage("unknown subcommand '\(other)'")
 case nil:
