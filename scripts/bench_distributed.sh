@@ -20,7 +20,7 @@ python3 scripts/bench_ddp.py --workers 2 "$@" | tee "$theirs"
 echo "# load after: $(uptime)"
 echo
 echo "config       ours 1w s/s  ours 2w s/s  efficiency  ours 2w allreduce ms  DDP 2x1 s/s  ours/DDP"
-awk 'FNR == NR { if ($1 !~ /^#/ && $1 != "config" && NF >= 7) { a[$1] = $2; b[$1] = $3; e[$1] = $4; r[$1] = $7 }; next }
+awk 'FNR == NR { if ($1 == "breakdown") done = 1; if (!done && $1 !~ /^#/ && $1 != "config" && NF >= 8) { a[$1] = $2; b[$1] = $3; e[$1] = $4; r[$1] = $7 }; next }
      $1 !~ /^#/ && $1 != "config" && ($1 in b) {
        printf "%-12s %12.1f %12.1f %11s %21.3f %12.1f %8.2fx\n", $1, a[$1], b[$1], e[$1], r[$1], $2, b[$1] / $2 }' \
     "$ours" "$theirs"

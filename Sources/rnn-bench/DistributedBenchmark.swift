@@ -54,10 +54,16 @@ func runDistributedBenchmark(only: String?, seconds: Double, workers: Int, repea
 
     print("# rnn-bench distributed: rnn-coord start --local-workers W --threads 1 (\(coord)), ~\(seconds) s per run, best of \(repeats)")
     print("# samples/s from metrics.jsonl per-step durations, warm-up steps excluded; allreduce = mean reduce_s of the slowest rank")
-    print("config        1w-samples/s  \(workers)w-samples/s  efficiency  1w-ms/step  \(workers)w-ms/step  \(workers)w-allreduce-ms  steps(1w/\(workers)w)")
+    print(dPad("config", 12) + dPad("1w-samples/s", 14, right: true) + dPad("\(workers)w-samples/s", 14, right: true)
+          + dPad("efficiency", 12, right: true) + dPad("1w-ms/step", 12, right: true) + dPad("\(workers)w-ms/step", 12, right: true)
+          + dPad("\(workers)w-allreduce-ms", 18, right: true) + dPad("steps(1w/\(workers)w)", 15, right: true))
+    var breakdown: [String] = []
     for bench in trainBenchConfigs where wanted?.contains(bench.name) ?? true {
         do {
             let stepSeconds = try estimateStepSeconds(bench)
+            // Forward + backward of one worker's shard (B / W rows), in process: the compute
+            // part of a W-worker step.
+            let shardSeconds = try estimateStepSeconds(bench, batch: (bench.batch + workers - 1) / workers)
             // Steps for ~`seconds` at 1 worker; the W-worker run does W times as many (same time).
             let steps1 = max(12, min(3000, Int(seconds / max(stepSeconds, 1e-6))))
             let stepsW = max(12, min(6000, steps1 * workers))
@@ -81,14 +87,29 @@ func runDistributedBenchmark(only: String?, seconds: Double, workers: Int, repea
                   + dPad(dFormat(b.stepMilliseconds, 2), 12, right: true)
                   + dPad(dFormat(b.reduceMilliseconds, 3), 18, right: true)
                   + dPad("\(a.timedSteps)/\(b.timedSteps)", 15, right: true))
+            breakdown.append(dPad(bench.name, 12) + dPad(dFormat(b.stepMilliseconds, 2), 12, right: true)
+                             + dPad(dFormat(shardSeconds * 1e3, 2), 16, right: true)
+                             + dPad(dFormat(b.reduceMilliseconds, 3), 14, right: true)
+                             + dPad(dFormat(b.stepMilliseconds - shardSeconds * 1e3 - b.reduceMilliseconds, 2), 12, right: true)
+                             + dPad(dFormat(stepSeconds * 1e3, 2), 16, right: true)
+                             + dPad(dFormat(a.stepMilliseconds - stepSeconds * 1e3, 2), 12, right: true))
         } catch {
             print("\(bench.name): \(error)")
         }
     }
+    print("# where a step's time goes: compute = in-process forward+backward of one worker's rows (1 thread, best of 3);")
+    print("# allreduce = reduce_s (includes waiting for the slower rank); other = the rest (step/metrics round trip")
+    print("# through the coordinator, data read, mean + Adam, hash every 10 steps)")
+    print(dPad("breakdown", 12) + dPad("\(workers)w-ms/step", 12, right: true) + dPad("\(workers)w-compute-ms", 16, right: true)
+          + dPad("allreduce-ms", 14, right: true) + dPad("other-ms", 12, right: true) + dPad("1w-compute-ms", 16, right: true)
+          + dPad("1w-other-ms", 12, right: true))
+    for line in breakdown { print(line) }
 }
 
 /// Seconds of one in-process training step (1 thread, after a warm-up step).
-private func estimateStepSeconds(_ bench: TrainBenchConfig) throws -> Double {
+private func estimateStepSeconds(_ bench: TrainBenchConfig, batch: Int? = nil) throws -> Double {
+    var bench = bench
+    if let batch { bench.batch = batch }
     let config = modelConfig(bench)
     let network = try RNNNetwork(config: config, threads: 1)
     let parameters = ParameterTable.initialParameters(config: config, seed: 1)
