@@ -108,6 +108,8 @@ public final class Coordinator: @unchecked Sendable {
     private let runID: UInt64
     private let rejects = RejectCounter()
     private var members: [Member] = []
+    /// Metrics of the next global step that arrived while the current one was collected.
+    private var early: [Int: MetricsMessage] = [:]
 
     /// Binds the control socket; workers may connect from now on.
     /// `events` receives progress (see `plainLineReporter`); the coordinator prints nothing itself.
@@ -229,6 +231,8 @@ public final class Coordinator: @unchecked Sendable {
             report(.message(.info, "Checkpoint \(path)"))
         }
 
+        /// The global step whose assignments went out early (see the pipelining below).
+        var assignedAhead = -1
         training: for epoch in startEpoch..<config.epochs {
             let order = plan.epoch(epoch)
             var epochStats = LossStats()
@@ -238,10 +242,23 @@ public final class Coordinator: @unchecked Sendable {
                 if let max = config.maxSteps, globalStep >= max { break training }
                 let stepStarted = monotonicNanoseconds()
                 let wantHash = (globalStep + 1) % config.hashEvery == 0
-                for m in members {
-                    let rows = order.shard(step: s, rank: m.rank, worldSize: world)
-                    try send(StepMessage(epoch: epoch, stepInEpoch: s, globalStep: globalStep, rows: rows, wantHash: wantHash),
-                             to: m, step: globalStep)
+                func assign(_ s: Int, _ g: Int) throws {
+                    for m in members {
+                        let rows = order.shard(step: s, rank: m.rank, worldSize: world)
+                        try send(StepMessage(epoch: epoch, stepInEpoch: s, globalStep: g, rows: rows,
+                                             wantHash: (g + 1) % config.hashEvery == 0), to: m, step: g)
+                    }
+                }
+                if assignedAhead != globalStep { try assign(s, globalStep) }
+                // Pipelining: assign the next step before collecting this one, so each worker
+                // starts it straight after its Adam step instead of waiting one round trip
+                // through the coordinator. Not across an epoch end, a checkpoint or the last
+                // step (those need the workers idle after this step).
+                let next = globalStep + 1
+                if s + 1 < order.steps, config.maxSteps.map({ next < $0 }) ?? true,
+                   !(options.checkpointEvery > 0 && next % options.checkpointEvery == 0) {
+                    try assign(s + 1, next)
+                    assignedAhead = next
                 }
                 let results = try collectMetrics(globalStep: globalStep)
                 var stats = LossStats()
@@ -369,6 +386,12 @@ public final class Coordinator: @unchecked Sendable {
     private func collectMetrics(globalStep: Int) throws -> [MetricsMessage] {
         var results = [MetricsMessage?](repeating: nil, count: members.count)
         var pending = members.count
+        // Results of this step that arrived while the previous one was being collected.
+        for (rank, m) in early where m.globalStep == globalStep && rank < results.count {
+            results[rank] = m
+            pending -= 1
+        }
+        early.removeAll()
         let deadline = Deadline.after(seconds: options.stepTimeout)
         while pending > 0 {
             guard let (rank, frame) = try receiveFromMember(deadline: deadline) else {
@@ -376,7 +399,12 @@ public final class Coordinator: @unchecked Sendable {
                 throw CoordinatorError("global step \(globalStep): no result from \(missing) within \(Int(options.stepTimeout)) s")
             }
             guard let m = try metricsOrFail(frame, rank: rank), m.globalStep == globalStep, results[rank] == nil else {
-                rejects.record(.unexpected)
+                if let m = try? MetricsMessage.decode(frame), frame.header.kind == .metrics,
+                   m.globalStep == globalStep + 1, early[rank] == nil {
+                    early[rank] = m // the next (pipelined) step, from a rank that is ahead
+                } else {
+                    rejects.record(.unexpected)
+                }
                 continue
             }
             results[rank] = m
