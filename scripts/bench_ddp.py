@@ -5,10 +5,12 @@ loopback. Same model as scripts/bench_torch_train.py (nn.RNN/LSTM/GRU batch_firs
 on the last step, CrossEntropyLoss, Adam); the global batch B is split evenly among the ranks.
 
 Each process: torch.set_num_threads(1); warm-up steps; rank 0 calibrates the step count for
-about --seconds and broadcasts it; barrier; N timed steps; barrier. Global samples/s =
-B * N / (rank 0's elapsed time).
+about --seconds and broadcasts it; barrier; N timed steps; barrier. Every step ends in the
+gradient all-reduce, so rank 0's step durations are the global ones. Global samples/s =
+B / median step duration (as `rnn-bench distributed`, robust to other processes stealing the
+CPU now and then); mean-samples/s = B * N / rank 0's elapsed time.
 
-Prints one row per configuration:  config  samples/s  ms/step  steps
+Prints one row per configuration:  config  samples/s  ms/step(median)  steps  mean-samples/s
 Usage: python3 scripts/bench_ddp.py [--workers 2] [--config NAME[,NAME]] [--seconds 12] [--repeats 1]
 """
 import argparse
@@ -80,13 +82,17 @@ def worker(rank, world, port, cfg, seconds, results):
     dist.broadcast(count, 0)
     steps = int(count.item())
     dist.barrier()
+    durations = []
     start = time.perf_counter()
     for _ in range(steps):
+        t = time.perf_counter()
         step()
+        durations.append(time.perf_counter() - t)
     dist.barrier()
     elapsed = time.perf_counter() - start
     if rank == 0:
-        results.put((B * steps / elapsed, elapsed / steps, steps))
+        median = sorted(durations)[len(durations) // 2]
+        results.put((B / median, median, steps, B * steps / elapsed))
     dist.destroy_process_group()
 
 
@@ -101,7 +107,7 @@ def main():
     ctx = mp.get_context("spawn")
     print(f"# PyTorch {torch.__version__} DDP gloo: {args.workers} processes x 1 thread, loopback, "
           f"~{args.seconds} s per run, best of {args.repeats}")
-    print("config        samples/s    ms/step  steps")
+    print("config        samples/s    ms/step  steps  mean-samples/s")
     for cfg in CONFIGS:
         if wanted and cfg[0] not in wanted:
             continue
@@ -113,8 +119,8 @@ def main():
             got = results.get()
             if best is None or got[0] > best[0]:
                 best = got
-        rate, per_step, steps = best
-        print(f"{cfg[0]:<12}{rate:>11.1f}{per_step * 1e3:>11.2f}{steps:>7d}", flush=True)
+        rate, per_step, steps, mean_rate = best
+        print(f"{cfg[0]:<12}{rate:>11.1f}{per_step * 1e3:>11.2f}{steps:>7d}{mean_rate:>16.1f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,10 @@ import RNNCore
 import RNNData
 
 struct DistributedRun {
+    /// B / median step time (robust to other processes stealing the CPU now and then).
     var samplesPerSecond: Double
+    /// B * steps / total time of the timed steps.
+    var meanSamplesPerSecond: Double
     var reduceMilliseconds: Double
     var stepMilliseconds: Double
     var timedSteps: Int
@@ -40,23 +43,25 @@ func runDistributedBenchmark(only: String?, seconds: Double, workers: Int, repea
         .deletingLastPathComponent().path
     let coord = (bin as NSString).appendingPathComponent("rnn-coord")
     for tool in [coord, (bin as NSString).appendingPathComponent("rnn-worker")] where !FileManager.default.isExecutableFile(atPath: tool) {
-        print("rnn-bench distributed: no executable at \(tool); build with `swift build -c release` (or pass --bin DIR)")
+        say("rnn-bench distributed: no executable at \(tool); build with `swift build -c release` (or pass --bin DIR)")
         exit(1)
     }
     let folder = (NSTemporaryDirectory() as NSString).appendingPathComponent("rnn-bench-distributed-\(getpid())")
     do {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
     } catch {
-        print("rnn-bench distributed: cannot create \(folder): \(error)")
+        say("rnn-bench distributed: cannot create \(folder): \(error)")
         exit(1)
     }
     defer { try? FileManager.default.removeItem(atPath: folder) }
 
-    print("# rnn-bench distributed: rnn-coord start --local-workers W --threads 1 (\(coord)), ~\(seconds) s per run, best of \(repeats)")
-    print("# samples/s from metrics.jsonl per-step durations, warm-up steps excluded; allreduce = mean reduce_s of the slowest rank")
-    print(dPad("config", 12) + dPad("1w-samples/s", 14, right: true) + dPad("\(workers)w-samples/s", 14, right: true)
+    say("# rnn-bench distributed: rnn-coord start --local-workers W --threads 1 (\(coord)), ~\(seconds) s per run, best of \(repeats)")
+    say("# samples/s = B / median step duration (from metrics.jsonl, warm-up steps excluded); mean-s/s = B * steps / their total time;")
+    say("# allreduce = median reduce_s of the slowest rank; each figure is the best of the repeats")
+    say(dPad("config", 12) + dPad("1w-samples/s", 14, right: true) + dPad("\(workers)w-samples/s", 14, right: true)
           + dPad("efficiency", 12, right: true) + dPad("1w-ms/step", 12, right: true) + dPad("\(workers)w-ms/step", 12, right: true)
-          + dPad("\(workers)w-allreduce-ms", 18, right: true) + dPad("steps(1w/\(workers)w)", 15, right: true))
+          + dPad("\(workers)w-allreduce-ms", 18, right: true) + dPad("steps(1w/\(workers)w)", 15, right: true)
+          + dPad("1w-mean-s/s", 14, right: true) + dPad("\(workers)w-mean-s/s", 14, right: true))
     var breakdown: [String] = []
     for bench in trainBenchConfigs where wanted?.contains(bench.name) ?? true {
         do {
@@ -80,13 +85,15 @@ func runDistributedBenchmark(only: String?, seconds: Double, workers: Int, repea
             }
             guard let a = best1, let b = bestW else { continue }
             let efficiency = b.samplesPerSecond / (Double(workers) * a.samplesPerSecond)
-            print(dPad(bench.name, 12) + dPad(dFormat(a.samplesPerSecond, 1), 14, right: true)
+            say(dPad(bench.name, 12) + dPad(dFormat(a.samplesPerSecond, 1), 14, right: true)
                   + dPad(dFormat(b.samplesPerSecond, 1), 14, right: true)
                   + dPad(dFormat(efficiency * 100, 1) + "%", 12, right: true)
                   + dPad(dFormat(a.stepMilliseconds, 2), 12, right: true)
                   + dPad(dFormat(b.stepMilliseconds, 2), 12, right: true)
                   + dPad(dFormat(b.reduceMilliseconds, 3), 18, right: true)
-                  + dPad("\(a.timedSteps)/\(b.timedSteps)", 15, right: true))
+                  + dPad("\(a.timedSteps)/\(b.timedSteps)", 15, right: true)
+                  + dPad(dFormat(a.meanSamplesPerSecond, 1), 14, right: true)
+                  + dPad(dFormat(b.meanSamplesPerSecond, 1), 14, right: true))
             breakdown.append(dPad(bench.name, 12) + dPad(dFormat(b.stepMilliseconds, 2), 12, right: true)
                              + dPad(dFormat(shardSeconds * 1e3, 2), 16, right: true)
                              + dPad(dFormat(b.reduceMilliseconds, 3), 14, right: true)
@@ -94,16 +101,16 @@ func runDistributedBenchmark(only: String?, seconds: Double, workers: Int, repea
                              + dPad(dFormat(stepSeconds * 1e3, 2), 16, right: true)
                              + dPad(dFormat(a.stepMilliseconds - stepSeconds * 1e3, 2), 12, right: true))
         } catch {
-            print("\(bench.name): \(error)")
+            say("\(bench.name): \(error)")
         }
     }
-    print("# where a step's time goes: compute = in-process forward+backward of one worker's rows (1 thread, best of 3);")
-    print("# allreduce = reduce_s (includes waiting for the slower rank); other = the rest (step/metrics round trip")
-    print("# through the coordinator, data read, mean + Adam, hash every 10 steps)")
-    print(dPad("breakdown", 12) + dPad("\(workers)w-ms/step", 12, right: true) + dPad("\(workers)w-compute-ms", 16, right: true)
+    say("# where a step's time goes: compute = in-process forward+backward of one worker's rows (1 thread, best of 3);")
+    say("# allreduce = reduce_s (includes waiting for the slower rank); other = the rest (step/metrics round trip")
+    say("# through the coordinator, data read, mean + Adam, hash every 10 steps)")
+    say(dPad("breakdown", 12) + dPad("\(workers)w-ms/step", 12, right: true) + dPad("\(workers)w-compute-ms", 16, right: true)
           + dPad("allreduce-ms", 14, right: true) + dPad("other-ms", 12, right: true) + dPad("1w-compute-ms", 16, right: true)
           + dPad("1w-other-ms", 12, right: true))
-    for line in breakdown { print(line) }
+    for line in breakdown { say(line) }
 }
 
 /// Seconds of one in-process training step (1 thread, after a warm-up step).
@@ -191,8 +198,12 @@ private func runCoordinator(_ coord: String, bench: TrainBenchConfig, data: Stri
     let timed = durations[warmup...]
     let seconds = timed.reduce(0, +)
     let reduce = reduces[warmup...].reduce(0, +) / Double(timed.count)
-    return DistributedRun(samplesPerSecond: Double(bench.batch * timed.count) / seconds,
-                          reduceMilliseconds: reduce * 1e3, stepMilliseconds: seconds / Double(timed.count) * 1e3,
+    let median = timed.sorted()[timed.count / 2]
+    let medianReduce = reduces[warmup...].sorted()[timed.count / 2]
+    _ = reduce
+    return DistributedRun(samplesPerSecond: Double(bench.batch) / median,
+                          meanSamplesPerSecond: Double(bench.batch * timed.count) / seconds,
+                          reduceMilliseconds: medianReduce * 1e3, stepMilliseconds: median * 1e3,
                           timedSteps: timed.count)
 }
 
@@ -201,4 +212,10 @@ private func dFormat(_ value: Double, _ digits: Int) -> String { String(format: 
 private func dPad(_ text: String, _ width: Int, right: Bool = false) -> String {
     let fill = String(repeating: " ", count: max(0, width - text.count))
     return right ? fill + text : text + fill
+}
+
+/// print + flush: rows appear as they are measured, also through a pipe.
+private func say(_ line: String) {
+    print(line)
+    fflush(nil)
 }
