@@ -19,8 +19,11 @@ echo "# load between: $(uptime)"
 python3 scripts/bench_ddp.py --workers 2 "$@" | tee "$theirs"
 echo "# load after: $(uptime)"
 echo
-echo "config       ours 1w s/s  ours 2w s/s  efficiency  ours 2w allreduce ms  DDP 2x1 s/s  ours/DDP"
-awk 'FNR == NR { if ($1 == "breakdown") done = 1; if (!done && $1 !~ /^#/ && $1 != "config" && NF >= 8) { a[$1] = $2; b[$1] = $3; e[$1] = $4; r[$1] = $7 }; next }
+echo "samples/s = B / median step time; (mean) = B * steps / total time"
+echo "config       ours 1w s/s  ours 2w s/s  efficiency  2w allreduce ms  DDP 2x1 s/s  ours/DDP  (mean: ours 2w  DDP  ratio)"
+awk 'FNR == NR { if ($1 == "breakdown") done = 1
+                 if (!done && $1 !~ /^#/ && $1 != "config" && NF >= 10) { a[$1] = $2; b[$1] = $3; e[$1] = $4; r[$1] = $7; m[$1] = $10 }
+                 next }
      $1 !~ /^#/ && $1 != "config" && ($1 in b) {
-       printf "%-12s %12.1f %12.1f %11s %21.3f %12.1f %8.2fx\n", $1, a[$1], b[$1], e[$1], r[$1], $2, b[$1] / $2 }' \
+       printf "%-12s %11.1f %12.1f %11s %16.3f %12.1f %8.2fx  (%9.1f %9.1f %6.2fx)\n", $1, a[$1], b[$1], e[$1], r[$1], $2, b[$1] / $2, m[$1], $5, m[$1] / $5 }' \
     "$ours" "$theirs"
