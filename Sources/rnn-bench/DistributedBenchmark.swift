@@ -70,8 +70,8 @@ func runDistributedBenchmark(only: String?, seconds: Double, workers: Int, repea
             // part of a W-worker step.
             let shardSeconds = try estimateStepSeconds(bench, batch: (bench.batch + workers - 1) / workers)
             // Steps for ~`seconds` at 1 worker; the W-worker run does W times as many (same time).
-            let steps1 = max(12, min(3000, Int(seconds / max(stepSeconds, 1e-6))))
-            let stepsW = max(12, min(6000, steps1 * workers))
+            let steps1 = max(8, min(3000, Int(seconds / max(stepSeconds, 1e-6))))
+            let stepsW = max(8, min(6000, steps1 * workers))
             let data = try writeDataset(bench, steps: stepsW, folder: folder)
             var best1: DistributedRun?
             var bestW: DistributedRun?
