@@ -17,6 +17,7 @@ func benchUsage(_ problem: String) -> Never {
                rnn-bench train [--threads N] [--config NAME[,NAME]] [--seconds S] [--steps N]
                rnn-bench hdf5 [options]
                rnn-bench allreduce [options]
+               rnn-bench distributed [--config NAME[,NAME]] [--seconds S] [--workers W] [--repeats R] [--bin DIR]
         """)
     exit(2)
 }
@@ -57,6 +58,13 @@ case "train":
     let steps = arguments.contains("--steps") ? intOption("--steps", default: 1) : nil
     runTrainBenchmark(threads: intOption("--threads", default: 1), only: stringOption("--config"), seconds: seconds,
                       fixedSteps: steps)
+case "distributed":
+    let seconds = stringOption("--seconds").map { text -> Double in
+        guard let s = Double(text), s > 0 else { usage("'--seconds' expects a positive number, found '\(text)'") }
+        return s
+    } ?? 12
+    runDistributedBenchmark(only: stringOption("--config"), seconds: seconds, workers: intOption("--workers", default: 2),
+                            repeats: intOption("--repeats", default: 1), binDirectory: stringOption("--bin"))
 case "hdf5":
     exit(runHDF5Benchmark(arguments: Array(benchArguments.dropFirst())))
 case "allreduce", "allreduce-rank":
