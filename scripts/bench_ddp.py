@@ -15,6 +15,7 @@ Usage: python3 scripts/bench_ddp.py [--workers 2] [--config NAME[,NAME]] [--seco
 """
 import argparse
 import os
+import sys
 import socket
 import time
 
@@ -27,24 +28,9 @@ import torch.multiprocessing as mp  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.nn.parallel import DistributedDataParallel as DDP  # noqa: E402
 
-CONFIGS = [
-    # name, module, I, H, L, T, B, C
-    ("seed-small", "RNN", 5, 64, 1, 10, 32, 2),
-    ("lstm-med", "LSTM", 64, 256, 1, 50, 64, 10),
-    ("gru-med", "GRU", 64, 256, 1, 50, 64, 10),
-    ("lstm-large", "LSTM", 128, 512, 2, 100, 64, 10),
-]
-
-
-class Model(nn.Module):
-    def __init__(self, module, I, H, L, C):
-        super().__init__()
-        self.rnn = getattr(nn, module)(I, H, L, batch_first=True)
-        self.fc = nn.Linear(H, C)
-
-    def forward(self, x):
-        out, _ = self.rnn(x)
-        return self.fc(out[:, -1, :])
+# The same configurations and model class as the single-process baseline.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_torch_train import CONFIGS, Model  # noqa: E402
 
 
 def free_port():
