@@ -199,7 +199,7 @@ public final class Coordinator: @unchecked Sendable {
     private var redone = 0
 
     /// Binds the control socket; workers may connect from now on.
-    /// `events` receives progress (see `plainLineReporter`); the coordinator prints nothing itself.
+    /// `events` receives progress (see RNNReport's `progressReporter`); the coordinator prints nothing itself.
     public init(options: CoordinatorOptions, events: @escaping @Sendable (TrainingEvent) -> Void = { _ in }) throws {
         try options.validate()
         self.options = options
@@ -838,7 +838,6 @@ public final class Coordinator: @unchecked Sendable {
     }
 }
 
-func fmt(_ x: Double) -> String { String(format: "%.4f", x) }
 
 
 /// Appends one JSON object per line to a file (created on first use). Lines are encoded by
