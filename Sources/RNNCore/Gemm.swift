@@ -49,8 +49,6 @@ public enum GemmBlocking {
     /// Floats of op(B) packed at once by an unpacked product (4 MiB, L3-resident): NC is
     /// lowered to budget / K for deep products.
     public static let packedBBudget = 1 << 20
-    /// Floats of a transposed op(A) K slice packed at once for all rows (4 MiB).
-    public static let packedABudget = 1 << 20
 }
 
 /// op(B) of a product packed once into the GEMM's panel layout, to be reused by many
@@ -409,16 +407,11 @@ func gemmBlocked(
     if case .raw = b, cResident {
         ncStep = min(ncBlock, max(nr, bBudget / k / nr * nr))
     }
-    // Transposed A in the B-slice-resident order: each K slice of op(A) is packed once for
-    // all M rows, reading the slice's K rows of memory front to back, instead of per row
-    // block (MC-wide strips of K rows, a strided walk the prefetcher follows poorly).
-    let wholeSliceA = transA && !cResident && !directA && m * kcMax <= GemmBlocking.packedABudget
-    let paddedM = (m + mr - 1) / mr * mr
     let ncMax = min(ncStep, (n + nr - 1) / nr * nr)
     if case .raw = b {
-        ws.reserve(a: directA ? 0 : (wholeSliceA ? paddedM : mcMax) * kcMax, b: (cResident ? k : kcMax) * ncMax)
+        ws.reserve(a: directA ? 0 : mcMax * kcMax, b: (cResident ? k : kcMax) * ncMax)
     } else {
-        ws.reserve(a: directA ? 0 : (wholeSliceA ? paddedM : mcMax) * kcMax, b: 0)
+        ws.reserve(a: directA ? 0 : mcMax * kcMax, b: 0)
     }
     let bufA = ws.a, bufB = ws.b
     let scale = UnsafePointer(ws.scale)
@@ -430,10 +423,6 @@ func gemmBlocked(
         ws.scale[1] = pc == 0 ? beta : 1
         if directA {
             gemmMacroKernel(GemmDirectA.self, mc: mc, nc: nc, kc: kc, a: a + ic * lda + pc, lda: lda,
-                            b: sliceB, scale: scale, c: c + ic * ldc + jc, ldc: ldc)
-        } else if wholeSliceA {
-            // Row block ic starts at panel ic / 6 of the slice packed in the K loop.
-            gemmMacroKernel(GemmPackedA.self, mc: mc, nc: nc, kc: kc, a: UnsafePointer(bufA + ic * kc), lda: lda,
                             b: sliceB, scale: scale, c: c + ic * ldc + jc, ldc: ldc)
         } else {
             gemmPackA(transA: transA, mc: mc, kc: kc,
@@ -491,9 +480,6 @@ func gemmBlocked(
                     sliceB = UnsafePointer(bufB)
                 case let .packed(bp, panels, offset):
                     sliceB = bp + pc * panels * nr + (offset + jc / nr) * kc * nr
-                }
-                if wholeSliceA {
-                    gemmPackA(transA: true, mc: m, kc: kc, a: a + pc * lda, lda: lda, dst: bufA)
                 }
                 var ic = 0
                 while ic < m {

@@ -10,9 +10,10 @@ func gemmPackA(transA: Bool, mc: Int, kc: Int, a: UnsafePointer<Float>, lda: Int
     var i = 0
     var d = dst
     if transA {
-        // op(A) column p of rows i..<i+6 is contiguous in memory: walk the source row by row
-        // (one pass over each K row serves every panel) rather than panel by panel, whose
-        // K-strided walk reuses one L1 set when lda is a multiple of 1024 floats.
+        // op(A) column p of rows i..<i+6 is contiguous in memory: whole panels are moved
+        // 8 K rows at a time, as vectors (see gemmPackATransposedPanels). GEMM bench (c)
+        // dW 2048x128x6400: 76 GFLOP/s with scalar panel-by-panel copies, 96 with this
+        // (a variant packing the whole K slice for all M rows at once measured 86-90).
         let fullPanels = mc / mr
         if fullPanels > 0 && kc > 1 {
             gemmPackATransposedPanels(panels: fullPanels, kc: kc, a: a, lda: lda, dst: dst)
