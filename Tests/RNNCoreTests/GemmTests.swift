@@ -145,6 +145,23 @@ final class GemmTests: XCTestCase {
         }
     }
 
+    /// In-place A splits the last 7, 8 or 9 rows into two tiles (4+3, 4+4, 5+4): every M
+    /// remainder, with and without a packed B.
+    func testInPlaceARowSplits() {
+        let engine = GemmEngine()
+        engine.directAMaxColumns = 256
+        var seed: UInt64 = 9500
+        for m in [7, 8, 9, 13, 14, 15, 20, 32, 33] {
+            for packed in [false, true] {
+                let p = Problem(transA: false, transB: true, m: m, n: 37, k: 29, beta: 1, padA: 2, padC: 1)
+                let ops = makeOperands(p, seed: seed)
+                seed += 1
+                assertClose(run(engine, p, ops, packed: packed ? PackedMatrix() : nil), reference(p, ops), p,
+                            "direct A m=\(m) packedB=\(packed)")
+            }
+        }
+    }
+
     /// Sizes past the cache blocks: K > KC (several K slices, beta applied once), M > MC,
     /// N > NC, with padded leading dimensions.
     func testSizesBeyondCacheBlocks() {
