@@ -107,6 +107,9 @@ final class Workspace {
     let biasRow: AlignedBuffer
     /// dW_ih^T (I, G*H) of layer 0 when I is narrower than a GEMM register tile.
     let weightGradientT: AlignedBuffer
+    /// B*H zeros, never written: the top layer's output gradient at steps other than the
+    /// last under a last-step head (instead of zero-filling (T-1)*B*H floats per step).
+    let zeroRows: AlignedBuffer
     /// Gradients of the initial state, (L, B, H) each.
     let dh0: AlignedBuffer
     let dc0: AlignedBuffer
@@ -135,6 +138,7 @@ final class Workspace {
         dLogits = AlignedBuffer(count: headRows * config.outputSize)
         biasRow = AlignedBuffer(count: GH)
         weightGradientT = AlignedBuffer(count: config.inputSize < RNNNetwork.narrowInput ? config.inputSize * GH : 0)
+        zeroRows = AlignedBuffer(count: config.head == .lastStep ? batch * H : 0)
         dh0 = AlignedBuffer(count: L * batch * H)
         dc0 = AlignedBuffer(count: isLSTM ? L * batch * H : 0)
     }
@@ -591,7 +595,7 @@ public final class RNNNetwork {
         var dOut = ws.dA.pointer
         var dBelow = ws.dB.pointer
         if lastStep {
-            dOut.update(repeating: 0, count: (T - 1) * BH)
+            // Only step T-1 of dOut is written; the other steps read `zeroRows` (below).
             gemm(false, false, B, H, O, dLogits, O, p + headWeight, H, 0, dOut + (T - 1) * BH, H)
         } else {
             gemm(false, false, N, H, O, dLogits, O, p + headWeight, H, 0, dOut, H)
@@ -608,7 +612,7 @@ public final class RNNNetwork {
             dhCarry.update(repeating: 0, count: BH)
             dcCarry.update(repeating: 0, count: BH)
             for t in stride(from: T - 1, through: 0, by: -1) {
-                let dOutT = UnsafePointer(dOut + t * BH)
+                let dOutT = lastStep && l == L - 1 && t < T - 1 ? UnsafePointer(ws.zeroRows.pointer) : UnsafePointer(dOut + t * BH)
                 let dG = dGx + t * B * GH
                 // The gradient reaching h0 is needed only for a caller-given initial state.
                 let recurrent = t > 0 || hasInitialState
