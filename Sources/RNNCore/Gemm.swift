@@ -508,10 +508,17 @@ func gemmMacroKernel<L: GemmALayout>(
         let bp = b + jr * kc
         var ir = 0
         while ir < mc {
-            let mEdge = min(mr, mc - ir)
+            var mEdge = min(mr, mc - ir)
+            let rest = mc - ir
+            if !L.packed && rest > mr && rest < mr + 4 {
+                // In-place A can take any row split: 7, 8, 9 last rows run as 4+3, 4+4, 5+4
+                // rather than 6+1, 6+2, 6+3. A tile of 1-3 rows has at most 6 accumulator
+                // chains, too few to cover the FMA latency, so it runs latency-bound.
+                mEdge = (rest + 1) / 2
+            }
             gemmMicroKernel(L.self, rows: mEdge, cols: nEdge, kc: kc, a: a + ir * (L.packed ? kc : lda), lda: lda, b: bp,
                             scale: scale, c: c + ir * ldc + jr, ldc: ldc)
-            ir += mr
+            ir += mEdge
         }
         jr += nr
     }

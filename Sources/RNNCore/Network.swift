@@ -107,6 +107,9 @@ final class Workspace {
     let biasRow: AlignedBuffer
     /// dW_ih^T (I, G*H) of layer 0 when I is narrower than a GEMM register tile.
     let weightGradientT: AlignedBuffer
+    /// B*H zeros, never written: the top layer's output gradient at steps other than the
+    /// last under a last-step head (instead of zero-filling (T-1)*B*H floats per step).
+    let zeroRows: AlignedBuffer
     /// Gradients of the initial state, (L, B, H) each.
     let dh0: AlignedBuffer
     let dc0: AlignedBuffer
@@ -135,6 +138,7 @@ final class Workspace {
         dLogits = AlignedBuffer(count: headRows * config.outputSize)
         biasRow = AlignedBuffer(count: GH)
         weightGradientT = AlignedBuffer(count: config.inputSize < RNNNetwork.narrowInput ? config.inputSize * GH : 0)
+        zeroRows = AlignedBuffer(count: config.head == .lastStep ? batch * H : 0)
         dh0 = AlignedBuffer(count: L * batch * H)
         dc0 = AlignedBuffer(count: isLSTM ? L * batch * H : 0)
     }
@@ -591,7 +595,7 @@ public final class RNNNetwork {
         var dOut = ws.dA.pointer
         var dBelow = ws.dB.pointer
         if lastStep {
-            dOut.update(repeating: 0, count: (T - 1) * BH)
+            // Only step T-1 of dOut is written; the other steps read `zeroRows` (below).
             gemm(false, false, B, H, O, dLogits, O, p + headWeight, H, 0, dOut + (T - 1) * BH, H)
         } else {
             gemm(false, false, N, H, O, dLogits, O, p + headWeight, H, 0, dOut, H)
@@ -608,7 +612,7 @@ public final class RNNNetwork {
             dhCarry.update(repeating: 0, count: BH)
             dcCarry.update(repeating: 0, count: BH)
             for t in stride(from: T - 1, through: 0, by: -1) {
-                let dOutT = UnsafePointer(dOut + t * BH)
+                let dOutT = lastStep && l == L - 1 && t < T - 1 ? UnsafePointer(ws.zeroRows.pointer) : UnsafePointer(dOut + t * BH)
                 let dG = dGx + t * B * GH
                 // The gradient reaching h0 is needed only for a caller-given initial state.
                 let recurrent = t > 0 || hasInitialState
@@ -650,8 +654,13 @@ public final class RNNNetwork {
             // Without an initial state h[0] = 0 contributes nothing: skip step 0's rows.
             let skip = hasInitialState ? 0 : B
             gemm(true, false, GH, H, N - skip, dGh + skip * GH, GH, hs + skip * H, H, 1, g + o.weightHH, H)
-            addColumnSums(dGx, rows: N, columns: GH, into: g + o.biasIH)
-            addColumnSums(dGh, rows: N, columns: GH, into: g + o.biasHH)
+            if dGh == UnsafePointer(dGx) {
+                // RNN/LSTM: b_ih and b_hh see the same gate gradients; sum them once.
+                addColumnSums(dGh, rows: N, columns: GH, into: g + o.biasIH, alsoInto: g + o.biasHH)
+            } else {
+                addColumnSums(dGx, rows: N, columns: GH, into: g + o.biasIH)
+                addColumnSums(dGh, rows: N, columns: GH, into: g + o.biasHH)
+            }
             if l > 0 {
                 // Gradient of the layer below's outputs: dX (N, H) = dGx (N, GH) W_ih (GH, H).
                 gemm(false, false, N, H, GH, dGx, GH, p + o.weightIH, H, 0, dBelow, H)
@@ -660,14 +669,46 @@ public final class RNNNetwork {
         }
     }
 
-    /// into (columns) += sum over rows of m (rows, columns): rows in memory order, eight
-    /// columns per vector (the output row stays in L1).
-    private func addColumnSums(_ m: UnsafePointer<Float>, rows: Int, columns: Int, into out: UnsafeMutablePointer<Float>) {
-        for r in 0..<rows {
-            let row = m + r * columns
-            forEachChunk(columns) { c, w in
-                storeLanes(loadLanes(out, c, w) + loadLanes(row, c, w), out, c, w)
+    /// into (columns) += sum over rows of m (rows, columns), and the same sums added to
+    /// `alsoInto` when given. Columns in groups of 32 (four vector accumulators in registers)
+    /// summed down all rows, then added once to the outputs; the sum is formed in row order
+    /// for every column, as a per-row accumulation into the output would.
+    private func addColumnSums(
+        _ m: UnsafePointer<Float>, rows: Int, columns: Int, into out: UnsafeMutablePointer<Float>,
+        alsoInto out2: UnsafeMutablePointer<Float>? = nil
+    ) {
+        var c = 0
+        while c < columns {
+            let w = min(32, columns - c)
+            var s0 = SIMD8<Float>(), s1 = SIMD8<Float>(), s2 = SIMD8<Float>(), s3 = SIMD8<Float>()
+            if w == 32 {
+                var row = m + c
+                for _ in 0..<rows {
+                    s0 += loadLanes(row, 0, 8)
+                    s1 += loadLanes(row, 8, 8)
+                    s2 += loadLanes(row, 16, 8)
+                    s3 += loadLanes(row, 24, 8)
+                    row += columns
+                }
+            } else {
+                for r in 0..<rows {
+                    let row = m + r * columns + c
+                    s0 += loadLanes(row, 0, min(8, w))
+                    if w > 8 { s1 += loadLanes(row, 8, min(8, w - 8)) }
+                    if w > 16 { s2 += loadLanes(row, 16, min(8, w - 16)) }
+                    if w > 24 { s3 += loadLanes(row, 24, w - 24) }
+                }
             }
+            @inline(__always) func add(to target: UnsafeMutablePointer<Float>) {
+                let t = target + c
+                storeLanes(loadLanes(t, 0, min(8, w)) + s0, t, 0, min(8, w))
+                if w > 8 { storeLanes(loadLanes(t, 8, min(8, w - 8)) + s1, t, 8, min(8, w - 8)) }
+                if w > 16 { storeLanes(loadLanes(t, 16, min(8, w - 16)) + s2, t, 16, min(8, w - 16)) }
+                if w > 24 { storeLanes(loadLanes(t, 24, w - 24) + s3, t, 24, w - 24) }
+            }
+            add(to: out)
+            if let out2 { add(to: out2) }
+            c += w
         }
     }
 }

@@ -23,7 +23,7 @@ public enum VectorMath {
     /// +inf above 88.72, gradual underflow below -87.3, NaN propagates.
     @inlinable @inline(__always)
     public static func exp(_ x: SIMD8<Float>) -> SIMD8<Float> {
-        let xc = pointwiseMax(pointwiseMin(x, SIMD8(repeating: 88.72284)), SIMD8(repeating: -104))
+        let xc = clampBelow(clampAbove(x, 88.72284), -104)
         var y = expCore(xc)
         y.replace(with: .infinity, where: x .> 88.72283)
         y.replace(with: x, where: x .!= x)
@@ -71,7 +71,7 @@ public enum VectorMath {
     /// (measured 2.1e-7). Exactly 1 for x >= 17, 0 at -inf; NaN propagates.
     @inlinable @inline(__always)
     public static func sigmoid(_ x: SIMD8<Float>) -> SIMD8<Float> {
-        let ax = pointwiseMin(abs8(x), SIMD8(repeating: 104))
+        let ax = clampAbove(abs8(x), 104)
         let e = expCore(-ax)
         let numerator = SIMD8<Float>(repeating: 1).replacing(with: e, where: x .< 0)
         var y = numerator / (1 + e)
@@ -96,7 +96,7 @@ public enum VectorMath {
     public static func tanh(_ x: SIMD8<Float>) -> SIMD8<Float> {
         let ax = abs8(x)
         // Large |x|: e <= 0.287, so 1 - e and 1 + e lose nothing.
-        let e = expCore(-2 * pointwiseMin(ax, SIMD8(repeating: 52)))
+        let e = expCore(-2 * clampAbove(ax, 52))
         let large = (1 - e) / (1 + e)
         // Small |x|.
         let t = ax * ax
@@ -117,6 +117,19 @@ public enum VectorMath {
     @inlinable @inline(__always)
     public static func tanh(_ x: SIMD16<Float>) -> SIMD16<Float> {
         SIMD16(lowHalf: tanh(x.lowHalf), highHalf: tanh(x.highHalf))
+    }
+
+    /// min(x, limit) lane-wise; NaN stays NaN. A masked select that always inlines (the
+    /// standard library's generic `pointwiseMin` compiled to an out-of-line call per vector).
+    @inlinable @inline(__always)
+    static func clampAbove(_ x: SIMD8<Float>, _ limit: Float) -> SIMD8<Float> {
+        x.replacing(with: limit, where: x .> limit)
+    }
+
+    /// max(x, limit) lane-wise; NaN stays NaN.
+    @inlinable @inline(__always)
+    static func clampBelow(_ x: SIMD8<Float>, _ limit: Float) -> SIMD8<Float> {
+        x.replacing(with: limit, where: x .< limit)
     }
 
     /// |x| by clearing the sign bit (NaN stays NaN).

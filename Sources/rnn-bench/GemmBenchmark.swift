@@ -28,6 +28,7 @@ let gemmBenchmarkShapes: [GemmShape] = [
     GemmShape(name: "(a) input proj 6400x2048x128 tB", transA: false, transB: true, m: 6400, n: 2048, k: 128, beta: 0, packedB: false),
     GemmShape(name: "(b) recurrent 64x2048x512 packed", transA: false, transB: true, m: 64, n: 2048, k: 512, beta: 0, packedB: true),
     GemmShape(name: "(c) dW 2048x128x6400 tA b=1", transA: true, transB: false, m: 2048, n: 128, k: 6400, beta: 1, packedB: false),
+    GemmShape(name: "(c2) dW_hh 2048x512x6336 tA b=1", transA: true, transB: false, m: 2048, n: 512, k: 6336, beta: 1, packedB: false),
     GemmShape(name: "(d) dX 6400x128x2048", transA: false, transB: false, m: 6400, n: 128, k: 2048, beta: 0, packedB: false),
     GemmShape(name: "(e) dh step 64x512x2048 packed", transA: false, transB: false, m: 64, n: 512, k: 2048, beta: 1, packedB: true),
     GemmShape(name: "lstm-med recurrent 64x1024x256 pk", transA: false, transB: true, m: 64, n: 1024, k: 256, beta: 1, packedB: true),

@@ -125,6 +125,43 @@ final class GemmTests: XCTestCase {
         }
     }
 
+    /// Transposed A packed by rows (whole 6-row panels as overlapping 8-float vectors, the
+    /// last K step of each slice by scalars): M at and around multiples of 6 and of MC, K of
+    /// 1, 2, 3 and past KC, unpadded A (so an over-read past the last row would be caught
+    /// by the address sanitizer / show as garbage) and padded A.
+    func testTransposedAPackingShapes() {
+        let engine = GemmEngine()
+        engine.directAMaxColumns = 0
+        var seed: UInt64 = 9000
+        for m in [6, 7, 12, 17, GemmBlocking.mc, GemmBlocking.mc + 5] {
+            for k in [1, 2, 3, GemmBlocking.kc + 1] {
+                for padA in [0, 3] {
+                    let p = Problem(transA: true, transB: false, m: m, n: 19, k: k, padA: padA)
+                    let ops = makeOperands(p, seed: seed)
+                    seed += 1
+                    assertClose(run(engine, p, ops), reference(p, ops), p, "tA m=\(m) k=\(k) padA=\(padA)")
+                }
+            }
+        }
+    }
+
+    /// In-place A splits the last 7, 8 or 9 rows into two tiles (4+3, 4+4, 5+4): every M
+    /// remainder, with and without a packed B.
+    func testInPlaceARowSplits() {
+        let engine = GemmEngine()
+        engine.directAMaxColumns = 256
+        var seed: UInt64 = 9500
+        for m in [7, 8, 9, 13, 14, 15, 20, 32, 33] {
+            for packed in [false, true] {
+                let p = Problem(transA: false, transB: true, m: m, n: 37, k: 29, beta: 1, padA: 2, padC: 1)
+                let ops = makeOperands(p, seed: seed)
+                seed += 1
+                assertClose(run(engine, p, ops, packed: packed ? PackedMatrix() : nil), reference(p, ops), p,
+                            "direct A m=\(m) packedB=\(packed)")
+            }
+        }
+    }
+
     /// Sizes past the cache blocks: K > KC (several K slices, beta applied once), M > MC,
     /// N > NC, with padded leading dimensions.
     func testSizesBeyondCacheBlocks() {
