@@ -97,6 +97,14 @@ public enum BatchTargets: Sendable, Equatable {
     case classes([Int32])
     /// Float targets: (B, O) or (B, T, O).
     case values([Float])
+
+    /// The same targets as RNNCore's network takes them.
+    public var networkTargets: Targets {
+        switch self {
+        case .classes(let ids): return .classIds(ids)
+        case .values(let v): return .values(v)
+        }
+    }
 }
 
 /// One batch: `x` (B, T, I) float32 row-major, and its targets. Reuse one Batch with

@@ -763,11 +763,7 @@ public final class Coordinator: @unchecked Sendable {
         while start < data.count {
             let rows = Array(start..<min(start + chunk, data.count))
             try data.read(rows: rows, into: &batch)
-            let targets: Targets
-            switch batch.targets {
-            case .classes(let ids): targets = .classIds(ids)
-            case .values(let v): targets = .values(v)
-            }
+            let targets = batch.targets.networkTargets
             total = total + (try network.evaluate(parameters: parameters, input: batch.x, batch: batch.count,
                                                   steps: data.steps, targets: targets))
             start += chunk

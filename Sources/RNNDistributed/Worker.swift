@@ -467,11 +467,7 @@ final class Replica {
                 throw WorkerError("row \(r) is outside the dataset's \(dataset.count) rows")
             }
             try dataset.read(rows: step.rows, into: &batch)
-            let targets: Targets
-            switch batch.targets {
-            case .classes(let ids): targets = .classIds(ids)
-            case .values(let v): targets = .values(v)
-            }
+            let targets = batch.targets.networkTargets
             stats = try parameters.withUnsafeBufferPointer { p in
                 try batch.x.withUnsafeBufferPointer { x in
                     try reduceBuffer.withGradients { g in

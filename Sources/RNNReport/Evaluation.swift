@@ -160,11 +160,7 @@ extension LoadedModel {
         while start < data.count {
             let rows = Array(start..<min(start + batchSize, data.count))
             try data.read(rows: rows, into: &batch)
-            let targets: Targets
-            switch batch.targets {
-            case .classes(let ids): targets = .classIds(ids)
-            case .values(let v): targets = .values(v)
-            }
+            let targets = batch.targets.networkTargets
             stats = stats + (try network.evaluate(parameters: checkpoint.parameters, input: batch.x, batch: batch.count,
                                                   steps: data.steps, targets: targets))
             if case .classes(let ids) = batch.targets, confusion != nil {
