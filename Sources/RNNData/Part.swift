@@ -407,33 +407,12 @@ final class Part: @unchecked Sendable {
         var unique: [Int] = []
         unique.reserveCapacity(localRows.count)
         for r in localRows where unique.last != r { unique.append(r) }
-        var runs: [Range<Int>] = []
-        var runStart = unique[0], previous = unique[0]
-        for r in unique.dropFirst() {
-            if r != previous + 1 { runs.append(runStart..<(previous + 1)); runStart = r }
-            previous = r
-        }
-        runs.append(runStart..<(previous + 1))
+        let runs = Self.runs(ofIncreasing: unique)
         let needed = unique.count * rowElements
         if scratch.count < needed {
             scratch = [T](unsafeUninitializedCapacity: needed) { _, n in n = needed }
         }
-        var offset = 0
-        var first = 0
-        do {
-            if let reader = dataset === x ? xDirect : yDirect, reader.scalar == T.hdf5Scalar {
-                try reader.readRows(runs, into: &scratch)
-                first = runs.count
-            }
-            while first < runs.count {
-                let group = Array(runs[first..<min(runs.count, first + maxRunsPerRead)])
-                try dataset.readRows(group, into: &scratch, at: offset)
-                offset += group.reduce(0) { $0 + $1.count } * rowElements
-                first += group.count
-            }
-        } catch {
-            throw DataError.io(error, file: path, dataset: dataset.path, doing: "reading \(unique.count) rows")
-        }
+        try readRuns(dataset, runs, rowElements: rowElements, into: &scratch, at: 0, rowCount: unique.count)
         if unique.count != localRows.count {
             // Expand repeats so scratch row k is localRows[k].
             var expanded = [T](unsafeUninitializedCapacity: localRows.count * rowElements) { _, n in n = localRows.count * rowElements }
@@ -457,28 +436,41 @@ final class Part: @unchecked Sendable {
 
     /// Reads strictly increasing `localRows` of `dataset` straight into `out` at batch row `first`.
     func readDirect(_ dataset: HDF5Dataset, _ localRows: [Int], first: Int, elements: Int, into out: inout [Float]) throws(DataError) {
+        try readRuns(dataset, Self.runs(ofIncreasing: localRows), rowElements: elements, into: &out,
+                     at: first * elements, rowCount: localRows.count)
+    }
+
+    /// Consecutive rows of strictly increasing `rows` as ranges.
+    static func runs(ofIncreasing rows: [Int]) -> [Range<Int>] {
         var runs: [Range<Int>] = []
-        var runStart = localRows[0], previous = localRows[0]
-        for r in localRows.dropFirst() {
+        var runStart = rows[0], previous = rows[0]
+        for r in rows.dropFirst() {
             if r != previous + 1 { runs.append(runStart..<(previous + 1)); runStart = r }
             previous = r
         }
         runs.append(runStart..<(previous + 1))
-        var offset = first * elements
+        return runs
+    }
+
+    /// Reads `runs` of `dataset` as `T` into `out` from element `start`: through the direct
+    /// (pread) reader when it serves this dataset and type, otherwise `maxRunsPerRead` runs per H5Dread.
+    func readRuns<T: HDF5Element>(_ dataset: HDF5Dataset, _ runs: [Range<Int>], rowElements: Int, into out: inout [T],
+                                  at start: Int, rowCount: Int) throws(DataError) {
+        var offset = start
         var index = 0
         do {
-            if let reader = dataset === x ? xDirect : yDirect, reader.scalar == .float32 {
+            if let reader = dataset === x ? xDirect : yDirect, reader.scalar == T.hdf5Scalar {
                 try reader.readRows(runs, into: &out, at: offset)
                 index = runs.count
             }
             while index < runs.count {
                 let group = Array(runs[index..<min(runs.count, index + maxRunsPerRead)])
                 try dataset.readRows(group, into: &out, at: offset)
-                offset += group.reduce(0) { $0 + $1.count } * elements
+                offset += group.reduce(0) { $0 + $1.count } * rowElements
                 index += group.count
             }
         } catch {
-            throw DataError.io(error, file: path, dataset: dataset.path, doing: "reading \(localRows.count) rows")
+            throw DataError.io(error, file: path, dataset: dataset.path, doing: "reading \(rowCount) rows")
         }
     }
 
