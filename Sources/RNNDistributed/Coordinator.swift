@@ -189,6 +189,8 @@ public final class Coordinator: @unchecked Sendable {
     private let authenticator: ZAPAuthenticator?
     /// The live members of the current generation, index = rank.
     private var members: [Member] = []
+    /// Frames of the step assigned ahead that arrived while the current step was collected.
+    private var aheadFrames: [(Int, Frame)] = []
     /// Workers that said HELLO and wait for the next step boundary.
     private var pending: [Member] = []
     /// Members whose connection is gone (a send failed): lost at the next check.
@@ -407,6 +409,23 @@ public final class Coordinator: @unchecked Sendable {
         var stepNanoseconds: UInt64 = 0
         let evaluator = try RNNNetwork(config: config.model, threads: 1)
 
+        /// The global step whose assignments went out ahead (-1: none).
+        var assignedAhead = -1
+        /// Sends each member its rows of a step.
+        func assign(_ order: EpochOrder, step s: Int, globalStep g: Int) throws {
+            let world = members.count
+            let wantHash = (g + 1) % config.hashEvery == 0
+            for m in members {
+                let rows = order.shard(step: s, rank: m.rank, worldSize: world)
+                try send(StepMessage(epoch: order.epoch, stepInEpoch: s, globalStep: g, rows: rows, wantHash: wantHash), to: m, step: g)
+            }
+        }
+        /// After a failure the step assigned ahead is void (the re-formed ring redoes the current one).
+        func dropAssignedAhead() {
+            assignedAhead = -1
+            aheadFrames = []
+        }
+
         training: for epoch in startEpoch..<config.epochs {
             let order = plan.epoch(epoch)
             var epochStats = LossStats()
@@ -414,8 +433,9 @@ public final class Coordinator: @unchecked Sendable {
             let first = epoch == startEpoch ? startStep : 0
             for s in first..<order.steps {
                 if let max = config.maxSteps, globalStep >= max { break training }
-                // Workers that asked to join come in at this step boundary with the current state.
-                if !pending.isEmpty {
+                // Workers that asked to join come in at this step boundary with the current state
+                // (at the next one when this step already went out ahead).
+                if !pending.isEmpty && assignedAhead != globalStep {
                     try refreshState()
                     let joining = pending.map { "\($0.host) pid \($0.pid)" }.joined(separator: ", ")
                     members += pending
@@ -429,19 +449,27 @@ public final class Coordinator: @unchecked Sendable {
                 var failures = 0
                 while true {
                     do {
-                        let world = members.count
-                        for m in members {
-                            let rows = order.shard(step: s, rank: m.rank, worldSize: world)
-                            try send(StepMessage(epoch: epoch, stepInEpoch: s, globalStep: globalStep, rows: rows, wantHash: wantHash),
-                                     to: m, step: globalStep)
+                        if assignedAhead != globalStep { try assign(order, step: s, globalStep: globalStep) }
+                        assignedAhead = -1
+                        // Pipelining: the next step goes out before this one is collected, so a
+                        // worker starts it right after its Adam step instead of one coordinator
+                        // round trip later. Not across an epoch end, a checkpoint, the last step
+                        // or a join: the workers must be idle after this step for those.
+                        let next = globalStep + 1
+                        if s + 1 < order.steps, config.maxSteps.map({ next < $0 }) ?? true, pending.isEmpty,
+                           !(options.checkpointEvery > 0 && next % options.checkpointEvery == 0) {
+                            try assign(order, step: s + 1, globalStep: next)
+                            assignedAhead = next
                         }
                         results = try collectMetrics(globalStep: globalStep)
                         break
                     } catch let lost as MembersLost {
+                        dropAssignedAhead()
                         try recover(lost, completed: globalStep)
                         redone += 1
                         report(.message(.warning, "Redoing global step \(globalStep + 1) with \(members.count) worker(s) (generation \(generation))"))
                     } catch let abandoned as StepAbandoned {
+                        dropAssignedAhead()
                         failures += 1
                         let who = members.indices.contains(abandoned.rank) ? members[abandoned.rank].name : "rank \(abandoned.rank)"
                         report(.message(.warning, "Worker \(who) abandoned global step \(globalStep + 1): \(abandoned.text)"))
@@ -696,9 +724,41 @@ public final class Coordinator: @unchecked Sendable {
 
     // MARK: Steps
 
+    /// Gathers every member's METRICS of `globalStep`. Frames of the next step (assigned
+    /// ahead by the pipelining) that arrive meanwhile are kept for the next call.
     private func collectMetrics(globalStep: Int) throws -> [MetricsMessage] {
         var results = [MetricsMessage?](repeating: nil, count: members.count)
         var pendingCount = members.count
+        var next: [(Int, Frame)] = []
+        /// Takes one frame of a member; throws `StepAbandoned` for a failed exchange.
+        func take(_ rank: Int, _ frame: Frame) throws {
+            if frame.header.generation != generation {
+                rejects.record(.stale)
+                return
+            }
+            if frame.header.kind == .abortStep, let failed = try? StepFailedMessage.decode(frame) {
+                if failed.globalStep == globalStep { throw StepAbandoned(rank: rank, text: failed.text) }
+                if failed.globalStep == globalStep + 1 { next.append((rank, frame)) } else { rejects.record(.unexpected) }
+                return
+            }
+            guard frame.header.kind == .metrics, let m = try? MetricsMessage.decode(frame) else {
+                rejects.record(.unexpected)
+                return
+            }
+            if m.globalStep == globalStep + 1 {
+                next.append((rank, frame))
+                return
+            }
+            guard m.globalStep == globalStep, results[rank] == nil else {
+                rejects.record(.unexpected)
+                return
+            }
+            results[rank] = m
+            pendingCount -= 1
+        }
+        let early = aheadFrames
+        aheadFrames = []
+        for (rank, frame) in early where rank < members.count { try take(rank, frame) }
         let deadline = Deadline.after(seconds: options.stepTimeout)
         while pendingCount > 0 {
             guard let (rank, frame) = try nextFromMember(deadline: deadline) else {
@@ -708,21 +768,9 @@ public final class Coordinator: @unchecked Sendable {
                 throw StepAbandoned(rank: missing.first?.rank ?? 0,
                                     text: "no result from \(missing.map(\.name).joined(separator: ", ")) within the step timeout of \(options.stepTimeout) s")
             }
-            if frame.header.generation != generation {
-                rejects.record(.stale)
-                continue
-            }
-            if frame.header.kind == .abortStep, let failed = try? StepFailedMessage.decode(frame), failed.globalStep == globalStep {
-                throw StepAbandoned(rank: rank, text: failed.text)
-            }
-            guard frame.header.kind == .metrics, let m = try? MetricsMessage.decode(frame), m.globalStep == globalStep,
-                  results[rank] == nil else {
-                rejects.record(.unexpected)
-                continue
-            }
-            results[rank] = m
-            pendingCount -= 1
+            try take(rank, frame)
         }
+        aheadFrames = next
         return results.map { $0! }
     }
 

@@ -6,9 +6,11 @@
 // while it computes, and tells this worker when the coordinator is gone. Every wait on the
 // control socket is sliced (100 ms) and checks that; inside the ring all-reduce the same
 // check runs through `RingAllReduce.interruptCheck`, which also watches the control socket:
-// a REFORM from the coordinator (a peer was lost) abandons the step at once. The replica
-// keeps the state before its last update, so a step it applied but the coordinator did not
-// accept (a peer died after the exchange) is rolled back before the step is redone.
+// a REFORM from the coordinator (a peer was lost) abandons the step at once; the next step's
+// assignment, which the coordinator sends before collecting this step, waits in the inbox. The
+// replica keeps the states before its last two updates, so steps it applied but the
+// coordinator did not accept (a peer died after the exchange, with the next step already
+// assigned) are rolled back before the step is redone.
 import Foundation
 import RNNCore
 import RNNData
@@ -39,6 +41,9 @@ public struct WorkerOptions: Sendable {
     public var reconnectTimeout: Double = 0
     /// CURVE: this worker's key pair and the coordinator's public key.
     public var curve: CurveClientConfig?
+    /// How often an all-reduce that waits for a peer checks the control socket for a REFORM
+    /// (milliseconds).
+    public var interruptPollMilliseconds = 20
 
     public init(connect: String, dataRoot: String? = nil, dataBind: String? = nil, advertiseHost: String? = nil,
                 threads: Int? = nil, joinTimeout: Double = 120, token: String = "") {
@@ -242,12 +247,17 @@ public final class Worker: @unchecked Sendable {
                     let ring = try RingAllReduce(context: context, rank: rank, world: world, runID: runID, generation: generation,
                                                  bindEndpoint: try dataBindEndpoint(), timeoutMilliseconds: welcome.ringTimeoutMilliseconds,
                                                  rejects: decoder.rejects, socketSetup: setup)
+                    ring.interruptPollMilliseconds = options.interruptPollMilliseconds
                     ring.interruptCheck = {
                         if heartbeat.status != .alive { return true }
-                        // Any message of the coordinator during a step means: stop (REFORM, ERROR, BYE).
-                        if let f = try? control.receiveFrame(decoder, deadline: .now()) {
+                        // A message of the coordinator during a step means: stop (REFORM, ERROR,
+                        // BYE), except the next step's assignment, which the coordinator sends
+                        // ahead (pipelining) and which waits in the inbox.
+                        func stops(_ f: Frame) -> Bool { f.header.kind != .stepAssignment && f.header.kind != .heartbeat }
+                        if inbox.frames.contains(where: stops) { return true }
+                        while let f = try? control.receiveFrame(decoder, deadline: .now()) {
                             inbox.frames.append(f)
-                            return true
+                            if stops(f) { return true }
                         }
                         return false
                     }
@@ -305,11 +315,10 @@ public final class Worker: @unchecked Sendable {
                     decoder.rejects.record(.stale)
                     continue
                 }
-                if replica.appliedSteps == reform.completedSteps + 1 {
-                    try replica.rollBack()
-                    rolledBack += 1
-                } else if replica.appliedSteps != reform.completedSteps {
-                    throw WorkerError("rank \(rank) holds \(replica.appliedSteps) applied steps, the coordinator asks for \(reform.completedSteps)")
+                do {
+                    rolledBack += try replica.rollBack(to: reform.completedSteps)
+                } catch {
+                    throw WorkerError("rank \(rank) \(error)")
                 }
                 ring.close(discardPending: true)
                 rank = reform.rank
@@ -420,8 +429,10 @@ final class Replica {
     private let reduceBuffer: AllReduceBuffer
     private var batch = Batch()
     var appliedSteps = 0
-    /// The state before the last update, for `rollBack()`.
-    private var previous: ReplicaState?
+    /// The states before the last two updates, for `rollBack(to:)`: with the coordinator's
+    /// pipelining a worker may be two steps past the last step the coordinator accepted.
+    private var snapshots: [Snapshot] = []
+    private var newestSnapshot = 0
 
     init(config: TrainingConfig, state: ReplicaState, threads: Int, files: [String]) throws {
         self.config = config
@@ -447,14 +458,30 @@ final class Replica {
                      optimizerStep: optimizer.stepCount)
     }
 
-    /// Undoes the last applied step (the coordinator did not accept it).
-    func rollBack() throws {
-        guard let previous else { throw WorkerError("no earlier state to roll back to (applied steps \(appliedSteps))") }
-        parameters = previous.parameters
-        optimizer = try AdamOptimizer(config: config.optimizer, expAvg: previous.expAvg, expAvgSq: previous.expAvgSq,
-                                      stepCount: previous.optimizerStep)
-        appliedSteps -= 1
-        self.previous = nil
+    /// Undoes the steps applied after `completed` (the coordinator did not accept them);
+    /// returns how many were undone.
+    func rollBack(to completed: Int) throws -> Int {
+        let undone = appliedSteps - completed
+        if undone == 0 { return 0 }
+        guard undone > 0, let i = snapshots.indices.first(where: { snapshots[$0].appliedSteps == completed }) else {
+            throw WorkerError("holds \(appliedSteps) applied steps and no saved state of step \(completed), which the coordinator asks for")
+        }
+        snapshots[i].restore(into: &parameters, &optimizer)
+        appliedSteps = completed
+        for j in snapshots.indices { snapshots[j].appliedSteps = -1 }
+        return undone
+    }
+
+    /// Saves the state before an update into the older of two reused snapshots (no allocation
+    /// once both exist).
+    private func saveSnapshot() {
+        if snapshots.count < 2 {
+            snapshots.append(Snapshot(count: parameters.count))
+            newestSnapshot = snapshots.count - 1
+        } else {
+            newestSnapshot = 1 - newestSnapshot
+        }
+        snapshots[newestSnapshot].save(parameters, optimizer, appliedSteps: appliedSteps)
     }
 
     /// Gradient sum of this worker's rows, all-reduce, mean, Adam: one global step.
@@ -487,7 +514,7 @@ final class Replica {
         reduceBuffer.withGradients { g in
             for i in 0..<gradient.count { gradient[i] = g[i] * scale }
         }
-        previous = state
+        saveSnapshot()
         optimizer.step(parameters: &parameters, gradient: &gradient)
         appliedSteps = step.globalStep + 1
         let end = monotonicNanoseconds()
@@ -496,6 +523,44 @@ final class Replica {
                               parameterHash: step.wantHash ? parameterHash(parameters) : 0,
                               computeSeconds: Double(computed - start) / 1e9 + Double(end - reduced) / 1e9,
                               reduceSeconds: Double(reduced - computed) / 1e9)
+    }
+}
+
+/// A replica's parameters and Adam moments before one update, in buffers reused step after step.
+private struct Snapshot {
+    var parameters: [Float]
+    var expAvg: [Float]
+    var expAvgSq: [Float]
+    var optimizerStep = 0
+    /// The applied-step count this state belongs to; -1 when the slot holds nothing usable.
+    var appliedSteps = -1
+
+    init(count: Int) {
+        parameters = [Float](repeating: 0, count: count)
+        expAvg = parameters
+        expAvgSq = parameters
+    }
+
+    mutating func save(_ p: [Float], _ optimizer: AdamOptimizer, appliedSteps: Int) {
+        Snapshot.copy(p, into: &parameters)
+        Snapshot.copy(optimizer.expAvg, into: &expAvg)
+        Snapshot.copy(optimizer.expAvgSq, into: &expAvgSq)
+        optimizerStep = optimizer.stepCount
+        self.appliedSteps = appliedSteps
+    }
+
+    func restore(into p: inout [Float], _ optimizer: inout AdamOptimizer) {
+        Snapshot.copy(parameters, into: &p)
+        Snapshot.copy(expAvg, into: &optimizer.expAvg)
+        Snapshot.copy(expAvgSq, into: &optimizer.expAvgSq)
+        optimizer.stepCount = optimizerStep
+    }
+
+    private static func copy(_ source: [Float], into target: inout [Float]) {
+        precondition(source.count == target.count)
+        target.withUnsafeMutableBufferPointer { t in
+            source.withUnsafeBufferPointer { s in t.baseAddress!.update(from: s.baseAddress!, count: s.count) }
+        }
     }
 }
 

@@ -26,14 +26,20 @@ final class DataParallelTests: XCTestCase {
         let one = try trainInProcess(config, world: 1)
         XCTAssertEqual(one.summary.globalSteps, 21)
         for world in [2, 3] {
-            let run = try trainInProcess(config, world: world)
+            // Waiting ranks look at the control socket all the time, where the next
+            // step's assignment arrives while this one runs (pipelining).
+            let run = try trainInProcess(config, world: world, interruptPollMilliseconds: 0)
             XCTAssertEqual(run.summary.globalSteps, 21)
             XCTAssertEqual(run.workers.count, world)
             for w in run.workers {
                 XCTAssertEqual(w.steps, 21, "rank \(w.rank) applied \(w.steps) steps")
+                // The next step's assignment, sent ahead while a step runs, must not abort it.
+                XCTAssertEqual(w.abandoned, 0, "rank \(w.rank) abandoned \(w.abandoned) step(s)")
+                XCTAssertEqual(w.rolledBack, 0)
                 XCTAssertTrue(w.parameters == run.workers[0].parameters, "rank \(w.rank) differs bitwise from rank 0")
             }
             XCTAssertTrue(run.summary.parameters == run.workers[0].parameters)
+            XCTAssertEqual(run.summary.redoneSteps, 0)
             let diff = maxAbsDifference(run.summary.parameters, one.summary.parameters)
             print("\(config.model.cell.rawValue) W=\(world): max |p_W - p_1| = \(diff)")
             XCTAssertLessThanOrEqual(diff, 1e-5, "W=\(world) drifted from W=1 by \(diff)")

@@ -21,7 +21,8 @@ struct InProcessRun {
 /// Trains `config` with `world` workers on threads; fails the test (never hangs) after `timeout`.
 func trainInProcess(
     _ config: TrainingConfig, world: Int, checkpointDir: String? = nil, checkpointEvery: Int = 0,
-    resume: String? = nil, timeout: Double = 120, beforeWorkers: ((String) -> Void)? = nil
+    resume: String? = nil, timeout: Double = 120, interruptPollMilliseconds: Int = 20,
+    beforeWorkers: ((String) -> Void)? = nil
 ) throws -> InProcessRun {
     let options = CoordinatorOptions(config: config, bind: "tcp://127.0.0.1:*", workers: world,
                                      checkpointDir: checkpointDir, checkpointEvery: checkpointEvery, resume: resume,
@@ -42,7 +43,9 @@ func trainInProcess(
         group.enter()
         let endpoint = coordinator.endpoint
         Thread.detachNewThread {
-            let worker = Worker(options: WorkerOptions(connect: endpoint, joinTimeout: timeout))
+            var workerOptions = WorkerOptions(connect: endpoint, joinTimeout: timeout)
+            workerOptions.interruptPollMilliseconds = interruptPollMilliseconds
+            let worker = Worker(options: workerOptions)
             let r = Result { try worker.run() }
             workerResults.update { $0[i] = r }
             group.leave()
