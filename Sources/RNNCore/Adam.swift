@@ -42,60 +42,137 @@ public struct AdamOptimizer: Sendable, Equatable {
     public mutating func step(parameters: inout [Float], gradient: inout [Float]) -> Float {
         precondition(parameters.count == expAvg.count && gradient.count == expAvg.count,
                      "Adam expects \(expAvg.count) parameters and gradients, found \(parameters.count) and \(gradient.count)")
-        let norm = gradient.withUnsafeMutableBufferPointer { g in
-            clipGradientNorm(g, maxNorm: config.clipNorm)
-        }
-        stepCount += 1
-        let c = config
-        let step = Double(stepCount)
-        let bias1 = 1 - Double.pow(Double(c.beta1), step)
-        let bias2Sqrt = Double.sqrt(1 - Double.pow(Double(c.beta2), step))
-        let stepSize = Float(Double(c.lr) / bias1)
-        let bias2SqrtF = Float(bias2Sqrt)
-        let decoupled = c.kind == .adamw
-        let l2 = decoupled ? Float(0) : c.weightDecay
-        let shrink: Float = decoupled ? 1 - c.lr * c.weightDecay : 1
-        let oneMinusBeta1 = 1 - c.beta1
-        let oneMinusBeta2 = 1 - c.beta2
-        let beta2 = c.beta2
-        let eps = c.eps
-        let count = parameters.count
+        let (norm, c) = prepare(&gradient)
         parameters.withUnsafeMutableBufferPointer { p in
             gradient.withUnsafeBufferPointer { g in
                 expAvg.withUnsafeMutableBufferPointer { m in
                     expAvgSq.withUnsafeMutableBufferPointer { v in
-                        let p = p.baseAddress!, g = g.baseAddress!, m = m.baseAddress!, v = v.baseAddress!
-                        // Branch-free: shrink is 1 for Adam and l2 is 0 for AdamW (exact no-ops).
-                        @inline(__always)
-                        func update(_ param: SIMD8<Float>, _ grad: SIMD8<Float>, _ m: SIMD8<Float>, _ v: SIMD8<Float>)
-                            -> (p: SIMD8<Float>, m: SIMD8<Float>, v: SIMD8<Float>) {
-                            let param = param * shrink
-                            let grad = grad.addingProduct(l2, param)
-                            let mi = m + oneMinusBeta1 * (grad - m)
-                            let vi = v * beta2 + oneMinusBeta2 * grad * grad
-                            let denom = vectorSquareRoot(vi) / bias2SqrtF + eps
-                            return (param - stepSize * (mi / denom), mi, vi)
-                        }
-                        var i = 0
-                        while i + 8 <= count {
-                            let r = update(loadLanes(p, i, 8), loadLanes(g, i, 8), loadLanes(m, i, 8), loadLanes(v, i, 8))
-                            storeLanes(r.p, p, i, 8)
-                            storeLanes(r.m, m, i, 8)
-                            storeLanes(r.v, v, i, 8)
-                            i += 8
-                        }
-                        if i < count {
-                            let w = count - i
-                            let r = update(loadLanes(p, i, w), loadLanes(g, i, w), loadLanes(m, i, w), loadLanes(v, i, w))
-                            storeLanes(r.p, p, i, w)
-                            storeLanes(r.m, m, i, w)
-                            storeLanes(r.v, v, i, w)
-                        }
+                        c.apply(count: p.count, parameters: UnsafePointer(p.baseAddress!), gradient: g.baseAddress!,
+                                expAvg: UnsafePointer(m.baseAddress!), expAvgSq: UnsafePointer(v.baseAddress!),
+                                into: p.baseAddress!, m.baseAddress!, v.baseAddress!)
                     }
                 }
             }
         }
         return norm
+    }
+
+    /// The same step, out of place: the updated parameters and moments are written into
+    /// `previous`'s buffers, which are then swapped in, so that afterwards `parameters`,
+    /// `expAvg` and `expAvgSq` hold the new state and `previous` the state before the step
+    /// (what a data-parallel replica keeps to undo a step) without copying anything.
+    /// Bitwise equal to `step(parameters:gradient:)`; allocation-free once `previous` has the
+    /// parameter count (it is resized on first use).
+    @discardableResult
+    public mutating func step(parameters: inout [Float], gradient: inout [Float], keepingPreviousIn previous: inout AdamState) -> Float {
+        precondition(parameters.count == expAvg.count && gradient.count == expAvg.count,
+                     "Adam expects \(expAvg.count) parameters and gradients, found \(parameters.count) and \(gradient.count)")
+        let count = parameters.count
+        if previous.parameters.count != count { previous.parameters = [Float](repeating: 0, count: count) }
+        if previous.expAvg.count != count { previous.expAvg = [Float](repeating: 0, count: count) }
+        if previous.expAvgSq.count != count { previous.expAvgSq = [Float](repeating: 0, count: count) }
+        previous.stepCount = stepCount
+        let (norm, c) = prepare(&gradient)
+        parameters.withUnsafeBufferPointer { p in
+            gradient.withUnsafeBufferPointer { g in
+                expAvg.withUnsafeBufferPointer { m in
+                    expAvgSq.withUnsafeBufferPointer { v in
+                        previous.parameters.withUnsafeMutableBufferPointer { np in
+                            previous.expAvg.withUnsafeMutableBufferPointer { nm in
+                                previous.expAvgSq.withUnsafeMutableBufferPointer { nv in
+                                    c.apply(count: count, parameters: p.baseAddress!, gradient: g.baseAddress!, expAvg: m.baseAddress!,
+                                            expAvgSq: v.baseAddress!, into: np.baseAddress!, nm.baseAddress!, nv.baseAddress!)
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        swap(&parameters, &previous.parameters)
+        swap(&expAvg, &previous.expAvg)
+        swap(&expAvgSq, &previous.expAvgSq)
+        return norm
+    }
+
+    /// Clips the gradient, advances the step count, returns the norm and this step's constants.
+    private mutating func prepare(_ gradient: inout [Float]) -> (Float, AdamStepConstants) {
+        let norm = gradient.withUnsafeMutableBufferPointer { g in
+            clipGradientNorm(g, maxNorm: config.clipNorm)
+        }
+        stepCount += 1
+        return (norm, AdamStepConstants(config: config, step: stepCount))
+    }
+}
+
+/// Parameters and Adam moments before an update (see `AdamOptimizer.step(parameters:gradient:keepingPreviousIn:)`).
+public struct AdamState: Sendable, Equatable {
+    public var parameters: [Float]
+    public var expAvg: [Float]
+    public var expAvgSq: [Float]
+    /// The optimizer's step count before the update.
+    public var stepCount: Int
+
+    public init(parameters: [Float] = [], expAvg: [Float] = [], expAvgSq: [Float] = [], stepCount: Int = 0) {
+        self.parameters = parameters
+        self.expAvg = expAvg
+        self.expAvgSq = expAvgSq
+        self.stepCount = stepCount
+    }
+}
+
+/// The per-step scalars of one Adam(W) update and the element-wise update itself.
+private struct AdamStepConstants {
+    let stepSize, bias2Sqrt, l2, shrink, oneMinusBeta1, oneMinusBeta2, beta2, eps: Float
+
+    init(config c: OptimizerConfig, step stepCount: Int) {
+        let step = Double(stepCount)
+        let bias1 = 1 - Double.pow(Double(c.beta1), step)
+        stepSize = Float(Double(c.lr) / bias1)
+        bias2Sqrt = Float(Double.sqrt(1 - Double.pow(Double(c.beta2), step)))
+        let decoupled = c.kind == .adamw
+        l2 = decoupled ? Float(0) : c.weightDecay
+        shrink = decoupled ? 1 - c.lr * c.weightDecay : 1
+        oneMinusBeta1 = 1 - c.beta1
+        oneMinusBeta2 = 1 - c.beta2
+        beta2 = c.beta2
+        eps = c.eps
+    }
+
+    /// Reads p, g, m, v and writes the updated p, m, v to the output pointers (which may be
+    /// the inputs: every element is read before it is written).
+    @inline(__always)
+    func apply(count: Int, parameters p: UnsafePointer<Float>, gradient g: UnsafePointer<Float>, expAvg m: UnsafePointer<Float>,
+               expAvgSq v: UnsafePointer<Float>, into np: UnsafeMutablePointer<Float>, _ nm: UnsafeMutablePointer<Float>,
+               _ nv: UnsafeMutablePointer<Float>) {
+        let (stepSize, bias2SqrtF, l2, shrink) = (stepSize, bias2Sqrt, l2, shrink)
+        let (oneMinusBeta1, oneMinusBeta2, beta2, eps) = (oneMinusBeta1, oneMinusBeta2, beta2, eps)
+        // Branch-free: shrink is 1 for Adam and l2 is 0 for AdamW (exact no-ops).
+        @inline(__always)
+        func update(_ param: SIMD8<Float>, _ grad: SIMD8<Float>, _ m: SIMD8<Float>, _ v: SIMD8<Float>)
+            -> (p: SIMD8<Float>, m: SIMD8<Float>, v: SIMD8<Float>) {
+            let param = param * shrink
+            let grad = grad.addingProduct(l2, param)
+            let mi = m + oneMinusBeta1 * (grad - m)
+            let vi = v * beta2 + oneMinusBeta2 * grad * grad
+            let denom = vectorSquareRoot(vi) / bias2SqrtF + eps
+            return (param - stepSize * (mi / denom), mi, vi)
+        }
+        var i = 0
+        while i + 8 <= count {
+            let r = update(loadLanes(p, i, 8), loadLanes(g, i, 8), loadLanes(m, i, 8), loadLanes(v, i, 8))
+            storeLanes(r.p, np, i, 8)
+            storeLanes(r.m, nm, i, 8)
+            storeLanes(r.v, nv, i, 8)
+            i += 8
+        }
+        if i < count {
+            let w = count - i
+            let r = update(loadLanes(p, i, w), loadLanes(g, i, w), loadLanes(m, i, w), loadLanes(v, i, w))
+            storeLanes(r.p, np, i, w)
+            storeLanes(r.m, nm, i, w)
+            storeLanes(r.v, nv, i, w)
+        }
     }
 }
 

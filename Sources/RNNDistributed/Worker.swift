@@ -466,22 +466,26 @@ final class Replica {
         guard undone > 0, let i = snapshots.indices.first(where: { snapshots[$0].appliedSteps == completed }) else {
             throw WorkerError("holds \(appliedSteps) applied steps and no saved state of step \(completed), which the coordinator asks for")
         }
-        snapshots[i].restore(into: &parameters, &optimizer)
+        swap(&parameters, &snapshots[i].state.parameters)
+        swap(&optimizer.expAvg, &snapshots[i].state.expAvg)
+        swap(&optimizer.expAvgSq, &snapshots[i].state.expAvgSq)
+        optimizer.stepCount = snapshots[i].state.stepCount
         appliedSteps = completed
         for j in snapshots.indices { snapshots[j].appliedSteps = -1 }
         return undone
     }
 
-    /// Saves the state before an update into the older of two reused snapshots (no allocation
-    /// once both exist).
-    private func saveSnapshot() {
+    /// Adam on the mean gradient; the state before it goes into the older of two snapshots
+    /// (out of place: nothing is copied, and nothing allocated once both exist).
+    private func applyUpdate() {
         if snapshots.count < 2 {
-            snapshots.append(Snapshot(count: parameters.count))
+            snapshots.append(Snapshot())
             newestSnapshot = snapshots.count - 1
         } else {
             newestSnapshot = 1 - newestSnapshot
         }
-        snapshots[newestSnapshot].save(parameters, optimizer, appliedSteps: appliedSteps)
+        optimizer.step(parameters: &parameters, gradient: &gradient, keepingPreviousIn: &snapshots[newestSnapshot].state)
+        snapshots[newestSnapshot].appliedSteps = appliedSteps
     }
 
     /// Gradient sum of this worker's rows, all-reduce, mean, Adam: one global step.
@@ -514,8 +518,7 @@ final class Replica {
         reduceBuffer.withGradients { g in
             for i in 0..<gradient.count { gradient[i] = g[i] * scale }
         }
-        saveSnapshot()
-        optimizer.step(parameters: &parameters, gradient: &gradient)
+        applyUpdate()
         appliedSteps = step.globalStep + 1
         let end = monotonicNanoseconds()
         return MetricsMessage(globalStep: step.globalStep, lossSum: stats.lossSum, scored: stats.scoredCount,
@@ -526,42 +529,12 @@ final class Replica {
     }
 }
 
-/// A replica's parameters and Adam moments before one update, in buffers reused step after step.
+/// A replica's parameters and Adam moments before one update; the buffers are reused step
+/// after step (`AdamOptimizer.step(parameters:gradient:keepingPreviousIn:)` swaps them).
 private struct Snapshot {
-    var parameters: [Float]
-    var expAvg: [Float]
-    var expAvgSq: [Float]
-    var optimizerStep = 0
+    var state = AdamState()
     /// The applied-step count this state belongs to; -1 when the slot holds nothing usable.
     var appliedSteps = -1
-
-    init(count: Int) {
-        parameters = [Float](repeating: 0, count: count)
-        expAvg = parameters
-        expAvgSq = parameters
-    }
-
-    mutating func save(_ p: [Float], _ optimizer: AdamOptimizer, appliedSteps: Int) {
-        Snapshot.copy(p, into: &parameters)
-        Snapshot.copy(optimizer.expAvg, into: &expAvg)
-        Snapshot.copy(optimizer.expAvgSq, into: &expAvgSq)
-        optimizerStep = optimizer.stepCount
-        self.appliedSteps = appliedSteps
-    }
-
-    func restore(into p: inout [Float], _ optimizer: inout AdamOptimizer) {
-        Snapshot.copy(parameters, into: &p)
-        Snapshot.copy(expAvg, into: &optimizer.expAvg)
-        Snapshot.copy(expAvgSq, into: &optimizer.expAvgSq)
-        optimizer.stepCount = optimizerStep
-    }
-
-    private static func copy(_ source: [Float], into target: inout [Float]) {
-        precondition(source.count == target.count)
-        target.withUnsafeMutableBufferPointer { t in
-            source.withUnsafeBufferPointer { s in t.baseAddress!.update(from: s.baseAddress!, count: s.count) }
-        }
-    }
 }
 
 /// Checks that a dataset has the input size, targets and head the model was built for.

@@ -63,6 +63,28 @@ final class OptimizerTests: XCTestCase {
         XCTAssertThrowsError(try AdamOptimizer(config: config, expAvg: [0], expAvgSq: [0, 0], stepCount: 1))
     }
 
+    func testOutOfPlaceStepEqualsInPlaceAndKeepsThePreviousState() {
+        for config in [OptimizerConfig(lr: 0.01, weightDecay: 0.01), OptimizerConfig(kind: .adamw, lr: 0.02, weightDecay: 0.1, clipNorm: 0.5)] {
+            var rng = SeededGenerator(seed: 9)
+            let n = 53  // not a multiple of the 8 lanes
+            var a = AdamOptimizer(config: config, parameterCount: n), b = a
+            var pa = (0..<n).map { _ in rng.nextFloat(in: -1, 1) }, pb = pa
+            var previous = AdamState()
+            for _ in 0..<5 {
+                let grad = (0..<n).map { _ in rng.nextFloat(in: -2, 2) }
+                let before = AdamState(parameters: pb, expAvg: b.expAvg, expAvgSq: b.expAvgSq, stepCount: b.stepCount)
+                var g1 = grad, g2 = grad
+                let n1 = a.step(parameters: &pa, gradient: &g1)
+                let n2 = b.step(parameters: &pb, gradient: &g2, keepingPreviousIn: &previous)
+                XCTAssertEqual(n1, n2)
+                XCTAssertEqual(pa, pb, "out-of-place parameters differ from in-place")
+                XCTAssertEqual(a, b, "out-of-place moments or step count differ from in-place")
+                XCTAssertEqual(previous, before, "the previous state is not the state before the step")
+                XCTAssertNotEqual(pb, before.parameters)
+            }
+        }
+    }
+
     func testVectorSquareRootIsWithinOneUlp() {
         var rng = SeededGenerator(seed: 3)
         var worstUlps: Float = 0
