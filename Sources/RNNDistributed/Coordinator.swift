@@ -774,13 +774,18 @@ public final class Coordinator: @unchecked Sendable {
         return results.map { $0! }
     }
 
+    /// Stops the run when the replicas' parameter hashes differ, naming the ranks that differ
+    /// from the majority (or all of them when there is none, e.g. two workers).
     private func checkHashes(_ results: [MetricsMessage], globalStep: Int) throws {
-        let reference = results[0].parameterHash
-        let differing = results.indices.filter { results[$0].parameterHash != reference }
-        guard differing.isEmpty else {
-            let names = differing.map { members[$0].name }.joined(separator: ", ")
-            throw CoordinatorError("replicas diverged after global step \(globalStep + 1): the parameters of \(names) differ from rank 0's")
+        let groups = Dictionary(grouping: results.indices, by: { results[$0].parameterHash })
+        guard groups.count > 1 else { return }
+        let largest = groups.values.max { $0.count < $1.count }!
+        if largest.count * 2 > results.count {
+            let names = results.indices.filter { !largest.contains($0) }.map { members[$0].name }.joined(separator: ", ")
+            throw CoordinatorError("replicas diverged after global step \(globalStep + 1): the parameters of \(names) differ from those of the other \(largest.count) rank(s)")
         }
+        let names = results.indices.map { "\(members[$0].name) \(String(results[$0].parameterHash, radix: 16))" }.joined(separator: ", ")
+        throw CoordinatorError("replicas diverged after global step \(globalStep + 1): no majority of equal parameters (hashes: \(names))")
     }
 
     /// The replicated state, from rank 0.

@@ -463,16 +463,31 @@ struct ErrorMessage: ControlMessage, Equatable {
     init(from r: inout BinaryReader) throws(PayloadError) { text = try r.readString("text") }
 }
 
-/// FNV-1a over the bit patterns of `values`: equal hashes for bitwise-equal replicas.
+/// A hash of the bit patterns of `values`, equal for bitwise-equal replicas: FNV-1a over
+/// 32-bit words in four interleaved lanes (independent multiply chains, ~4x faster than one
+/// byte-wise chain: hashing lstm-large's 3.4 M parameters is on a replica's critical path
+/// every --hash-every steps), lanes and length folded together at the end.
 func parameterHash(_ values: [Float]) -> UInt64 {
-    var h: UInt64 = 0xCBF2_9CE4_8422_2325
-    for v in values {
-        var bits = v.bitPattern
-        for _ in 0..<4 {
-            h ^= UInt64(bits & 0xFF)
-            h &*= 0x0000_0100_0000_01B3
-            bits >>= 8
+    let prime: UInt64 = 0x0000_0100_0000_01B3
+    var lanes = (UInt64(0xCBF2_9CE4_8422_2325), UInt64(0x8422_2325_CBF2_9CE4), UInt64(0x9E37_79B9_7F4A_7C15), UInt64(0xC2B2_AE3D_27D4_EB4F))
+    values.withUnsafeBufferPointer { v in
+        var i = 0
+        while i + 4 <= v.count {
+            lanes.0 = (lanes.0 ^ UInt64(v[i].bitPattern)) &* prime
+            lanes.1 = (lanes.1 ^ UInt64(v[i + 1].bitPattern)) &* prime
+            lanes.2 = (lanes.2 ^ UInt64(v[i + 2].bitPattern)) &* prime
+            lanes.3 = (lanes.3 ^ UInt64(v[i + 3].bitPattern)) &* prime
+            i += 4
         }
+        while i < v.count {
+            lanes.0 = (lanes.0 ^ UInt64(v[i].bitPattern)) &* prime
+            i += 1
+        }
+    }
+    var h = UInt64(0xCBF2_9CE4_8422_2325)
+    for x in [lanes.0, lanes.1, lanes.2, lanes.3, UInt64(values.count)] {
+        h = (h ^ x) &* prime
+        h ^= h >> 29
     }
     return h
 }

@@ -44,6 +44,9 @@ public struct WorkerOptions: Sendable {
     /// How often an all-reduce that waits for a peer checks the control socket for a REFORM
     /// (milliseconds).
     public var interruptPollMilliseconds = 20
+    /// Testing only: after applying this global step the replica flips the lowest bit of its
+    /// first parameter (a memory fault), which the coordinator's hash check must catch.
+    var corruptAfterGlobalStep: Int?
 
     public init(connect: String, dataRoot: String? = nil, dataBind: String? = nil, advertiseHost: String? = nil,
                 threads: Int? = nil, joinTimeout: Double = 120, token: String = "") {
@@ -358,6 +361,7 @@ public final class Worker: @unchecked Sendable {
                     try? control.send(frame: ErrorMessage(text: text).frame(runID: runID, sender: sender()), deadline: .after(seconds: 2))
                     throw WorkerError(text)
                 }
+                if options.corruptAfterGlobalStep == step.globalStep { replica.flipLowestBitOfFirstParameter() }
                 heartbeat.update(rank: rank, appliedSteps: replica.appliedSteps)
                 try control.send(frame: metrics.frame(runID: runID, generation: generation, sender: sender(), step: UInt64(step.globalStep)),
                                  deadline: .after(seconds: heartbeatTimeout))
@@ -473,6 +477,11 @@ final class Replica {
         appliedSteps = completed
         for j in snapshots.indices { snapshots[j].appliedSteps = -1 }
         return undone
+    }
+
+    /// Testing (`WorkerOptions.corruptAfterGlobalStep`): a one-bit memory fault.
+    func flipLowestBitOfFirstParameter() {
+        parameters[0] = Float(bitPattern: parameters[0].bitPattern ^ 1)
     }
 
     /// Adam on the mean gradient; the state before it goes into the older of two snapshots

@@ -22,7 +22,7 @@ struct InProcessRun {
 func trainInProcess(
     _ config: TrainingConfig, world: Int, checkpointDir: String? = nil, checkpointEvery: Int = 0,
     resume: String? = nil, timeout: Double = 120, interruptPollMilliseconds: Int = 20,
-    beforeWorkers: ((String) -> Void)? = nil
+    beforeWorkers: ((String) -> Void)? = nil, configureWorker: (@Sendable (Int, inout WorkerOptions) -> Void)? = nil
 ) throws -> InProcessRun {
     let options = CoordinatorOptions(config: config, bind: "tcp://127.0.0.1:*", workers: world,
                                      checkpointDir: checkpointDir, checkpointEvery: checkpointEvery, resume: resume,
@@ -45,6 +45,7 @@ func trainInProcess(
         Thread.detachNewThread {
             var workerOptions = WorkerOptions(connect: endpoint, joinTimeout: timeout)
             workerOptions.interruptPollMilliseconds = interruptPollMilliseconds
+            configureWorker?(i, &workerOptions)
             let worker = Worker(options: workerOptions)
             let r = Result { try worker.run() }
             workerResults.update { $0[i] = r }

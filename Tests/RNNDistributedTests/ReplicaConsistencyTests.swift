@@ -1,5 +1,7 @@
-// A replica undoes the steps the coordinator did not accept: with the coordinator's pipelining
-// (the next step assigned before the current one is collected) that can be two steps.
+// Replicas stay identical and the run notices when they do not: a replica undoes the steps the
+// coordinator did not accept (with the coordinator's pipelining, the next step assigned before
+// the current one is collected, that can be two steps), and a replica whose parameters differ
+// by one bit stops the run with an error naming it.
 import Foundation
 import RNNCore
 import RNNData
@@ -7,7 +9,7 @@ import RNNData
 import RNNTransport
 import XCTest
 
-final class RollbackTests: XCTestCase {
+final class ReplicaConsistencyTests: XCTestCase {
     func testReplicaRollsBackOneOrTwoStepsExactlyAndNoFurther() throws {
         let dir = try makeTemporaryDirectory("rollback")
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -54,5 +56,44 @@ final class RollbackTests: XCTestCase {
             XCTAssertTrue("\(error)".contains("no saved state of step 0"), "\(error)")
         }
         XCTAssertTrue(same(replica.state, afterThree), "a refused rollback changed the state")
+    }
+
+    func testParameterHashSeesEveryBitAndEveryPosition() {
+        var rng = SeededGenerator(seed: 3)
+        let values = (0..<1001).map { _ in rng.nextFloat(in: -1, 1) }
+        let reference = parameterHash(values)
+        XCTAssertEqual(parameterHash(values), reference)
+        for index in [0, 1, 2, 3, 4, 500, 999, 1000] {
+            for bit in [0, 7, 22, 23, 31] {
+                var changed = values
+                changed[index] = Float(bitPattern: changed[index].bitPattern ^ (1 << UInt32(bit)))
+                XCTAssertNotEqual(parameterHash(changed), reference, "flipping bit \(bit) of value \(index) kept the hash")
+            }
+        }
+        var swapped = values
+        swapped.swapAt(10, 11)
+        XCTAssertNotEqual(parameterHash(swapped), reference)
+        XCTAssertNotEqual(parameterHash(Array(values.dropLast())), reference)
+    }
+
+    func testOneBitOfDifferenceBetweenReplicasStopsTheRunNamingTheRank() throws {
+        let dir = try makeTemporaryDirectory("diverge")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = (dir as NSString).appendingPathComponent("random.h5")
+        try SyntheticData.random(count: 50, steps: 6, features: 3, classes: 3, seed: 11).write(to: path)
+        let config = try TrainingConfig.forDataset(files: [path], cell: .gru, hiddenSize: 12, layers: 1,
+                                                   optimizer: OptimizerConfig(lr: 0.01), batchSize: 8, epochs: 3, seed: 5,
+                                                   shuffle: true, hashEvery: 3)
+        XCTAssertThrowsError(try trainInProcess(config, world: 3, timeout: 60, configureWorker: { i, options in
+            if i == 2 { options.corruptAfterGlobalStep = 4 }
+        })) { error in
+            let text = "\(error)"
+            // Steps are counted from 1 in messages: the fault after step index 4 is seen at the
+            // hash of step 6 (every 3rd step); the two healthy replicas are the majority.
+            print("divergence: \(text)")
+            XCTAssertTrue(text.contains("replicas diverged after global step 6"), text)
+            XCTAssertTrue(text.contains("differ from those of the other 2 rank(s)"), text)
+            XCTAssertEqual((0...2).filter { text.contains("rank \($0) ") }.count, 1, text)
+        }
     }
 }
