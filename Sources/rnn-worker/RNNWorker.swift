@@ -25,7 +25,7 @@ struct RNNWorkerCommand: ParsableCommand {
     var connect: String
     @Option(name: .customLong("data-root"), help: "Folder where this machine mounts the dataset files (looked up by file name).")
     var dataRoot: String?
-    @Option(name: .customLong("data-bind"), help: "Endpoint to bind the ring socket (default: loopback for a loopback coordinator, else all interfaces).")
+    @Option(name: .customLong("data-bind"), help: "Endpoint to bind the ring socket (default: an abstract IPC socket for a loopback coordinator, where all workers share this machine; else tcp://0.0.0.0:* on all interfaces).")
     var dataBind: String?
     @Option(name: .customLong("advertise-host"), help: "Host or address the other workers use to reach this one.")
     var advertiseHost: String?

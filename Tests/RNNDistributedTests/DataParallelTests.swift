@@ -28,7 +28,10 @@ final class DataParallelTests: XCTestCase {
         for world in [2, 3] {
             // Waiting ranks look at the control socket all the time, where the next
             // step's assignment arrives while this one runs (pipelining).
-            let run = try trainInProcess(config, world: world, interruptPollMilliseconds: 0)
+            // W = 2 rings over the default IPC sockets of a loopback run, W = 3 over TCP.
+            let run = try trainInProcess(config, world: world, interruptPollMilliseconds: 0, configureWorker: { _, options in
+                if world == 3 { options.dataBind = "tcp://127.0.0.1:*" }
+            })
             XCTAssertEqual(run.summary.globalSteps, 21)
             XCTAssertEqual(run.workers.count, world)
             for w in run.workers {
