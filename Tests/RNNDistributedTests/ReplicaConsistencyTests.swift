@@ -10,15 +10,24 @@ import RNNTransport
 import XCTest
 
 final class ReplicaConsistencyTests: XCTestCase {
+    var dir = ""
+
+    override func setUpWithError() throws { dir = try makeTemporaryDirectory("replicas") }
+    override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
+
+    /// A 1-layer model on `count` random samples (T=6, I=3, 3 classes), batch 8.
+    func makeConfig(count: Int, cell: CellKind, hidden: Int, epochs: Int, shuffle: Bool) throws -> TrainingConfig {
+        let path = (dir as NSString).appendingPathComponent("random-\(count).h5")
+        try SyntheticData.random(count: count, steps: 6, features: 3, classes: 3, seed: 11).write(to: path)
+        return try TrainingConfig.forDataset(files: [path], cell: cell, hiddenSize: hidden, layers: 1, optimizer: OptimizerConfig(lr: 0.05),
+                                             batchSize: 8, epochs: epochs, seed: 5, shuffle: shuffle, hashEvery: 3)
+    }
+
     func testReplicaRollsBackOneOrTwoStepsExactlyAndNoFurther() throws {
-        let dir = try makeTemporaryDirectory("rollback")
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let path = (dir as NSString).appendingPathComponent("random.h5")
-        try SyntheticData.random(count: 24, steps: 5, features: 3, classes: 3, seed: 4).write(to: path)
-        let config = try TrainingConfig.forDataset(files: [path], cell: .lstm, hiddenSize: 8, layers: 1,
-                                                   optimizer: OptimizerConfig(lr: 0.05), batchSize: 8, epochs: 1, seed: 2, shuffle: false)
+        let config = try makeConfig(count: 24, cell: .lstm, hidden: 8, epochs: 1, shuffle: false)
+        let path = config.dataFiles[0]
         let table = ParameterTable(config: config.model)
-        let initial = ReplicaState(parameters: ParameterTable.initialParameters(config: config.model, seed: 2),
+        let initial = ReplicaState(parameters: ParameterTable.initialParameters(config: config.model, seed: 5),
                                    expAvg: [Float](repeating: 0, count: table.totalCount),
                                    expAvgSq: [Float](repeating: 0, count: table.totalCount), optimizerStep: 0)
         let replica = try Replica(config: config, state: initial, threads: 1, files: [path])
@@ -77,13 +86,7 @@ final class ReplicaConsistencyTests: XCTestCase {
     }
 
     func testOneBitOfDifferenceBetweenReplicasStopsTheRunNamingTheRank() throws {
-        let dir = try makeTemporaryDirectory("diverge")
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let path = (dir as NSString).appendingPathComponent("random.h5")
-        try SyntheticData.random(count: 50, steps: 6, features: 3, classes: 3, seed: 11).write(to: path)
-        let config = try TrainingConfig.forDataset(files: [path], cell: .gru, hiddenSize: 12, layers: 1,
-                                                   optimizer: OptimizerConfig(lr: 0.01), batchSize: 8, epochs: 3, seed: 5,
-                                                   shuffle: true, hashEvery: 3)
+        let config = try makeConfig(count: 50, cell: .gru, hidden: 12, epochs: 3, shuffle: true)
         XCTAssertThrowsError(try trainInProcess(config, world: 3, timeout: 60, configureWorker: { i, options in
             if i == 2 { options.corruptAfterGlobalStep = 4 }
         })) { error in
