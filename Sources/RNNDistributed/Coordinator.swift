@@ -177,6 +177,9 @@ public final class Coordinator: @unchecked Sendable {
     private let router: ZMQSocket
     /// The resolved control endpoint (with the real port when bound to `*`).
     public let endpoint: String
+    /// For a loopback `bind`: the same control socket, also bound to an abstract IPC name, for
+    /// workers on this machine (`--local-workers`): Unix domain sockets skip the TCP stack.
+    public let localEndpoint: String?
     /// The run token workers must present in HELLO (nil with CURVE).
     public let token: String?
     /// The file holding `token` for workers on this machine (nil when none was written).
@@ -234,6 +237,12 @@ public final class Coordinator: @unchecked Sendable {
             throw CoordinatorError("cannot bind the coordinator to \(options.bind): \(error)")
         }
         endpoint = options.bind.hasPrefix("tcp://") ? ((try? router.lastEndpoint()) ?? options.bind) : options.bind
+        if let host = Endpoint.host(of: endpoint), Endpoint.isLoopback(host) {
+            let ipc = "ipc://@rnn-coord-\(String(runID, radix: 16))"
+            localEndpoint = (try? router.bind(ipc)) != nil ? ipc : nil
+        } else {
+            localEndpoint = nil
+        }
         do {
             heartbeats = try HeartbeatServer(context: context, controlBind: options.bind, runID: runID, curve: options.curve, rejects: rejects)
         } catch {

@@ -160,7 +160,7 @@ struct Start: ParsableCommand {
                     throw ValidationError("'--local-workers' cannot be combined with '--curve-key'; start rnn-worker with its own key instead.")
                 }
                 group = try LocalWorkerGroup(count: localWorkers, executable: LocalWorkerGroup.siblingExecutable(),
-                                             endpoint: coordinator.endpoint, extraArguments: output.localWorkerArguments,
+                                             endpoint: coordinator.localEndpoint ?? coordinator.endpoint, extraArguments: output.localWorkerArguments,
                                              environment: coordinator.token.map { ["RNN_TOKEN": $0] } ?? [:])
             }
             let summary: TrainingSummary

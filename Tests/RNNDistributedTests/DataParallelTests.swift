@@ -28,8 +28,10 @@ final class DataParallelTests: XCTestCase {
         for world in [2, 3] {
             // Waiting ranks look at the control socket all the time, where the next
             // step's assignment arrives while this one runs (pipelining).
-            // W = 2 rings over the default IPC sockets of a loopback run, W = 3 over TCP.
-            let run = try trainInProcess(config, world: world, interruptPollMilliseconds: 0, configureWorker: { _, options in
+            // W = 2 joins through the coordinator's IPC endpoint and rings over IPC (what
+            // --local-workers does), W = 3 joins over loopback TCP and rings over TCP.
+            let run = try trainInProcess(config, world: world, interruptPollMilliseconds: 0, connectOverIPC: world == 2,
+                                         configureWorker: { _, options in
                 if world == 3 { options.dataBind = "tcp://127.0.0.1:*" }
             })
             XCTAssertEqual(run.summary.globalSteps, 21)

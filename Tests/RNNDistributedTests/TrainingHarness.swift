@@ -21,7 +21,7 @@ struct InProcessRun {
 /// Trains `config` with `world` workers on threads; fails the test (never hangs) after `timeout`.
 func trainInProcess(
     _ config: TrainingConfig, world: Int, checkpointDir: String? = nil, checkpointEvery: Int = 0,
-    resume: String? = nil, timeout: Double = 120, interruptPollMilliseconds: Int = 20,
+    resume: String? = nil, timeout: Double = 120, interruptPollMilliseconds: Int = 20, connectOverIPC: Bool = false,
     beforeWorkers: ((String) -> Void)? = nil, configureWorker: (@Sendable (Int, inout WorkerOptions) -> Void)? = nil
 ) throws -> InProcessRun {
     let options = CoordinatorOptions(config: config, bind: "tcp://127.0.0.1:*", workers: world,
@@ -41,9 +41,11 @@ func trainInProcess(
     }
     for i in 0..<world {
         group.enter()
-        let endpoint = coordinator.endpoint
+        let endpoint = connectOverIPC ? coordinator.localEndpoint ?? "(no IPC endpoint)" : coordinator.endpoint
         Thread.detachNewThread {
-            var workerOptions = WorkerOptions(connect: endpoint, joinTimeout: timeout)
+            // Over IPC there is no port to find the token file by: the token is handed over,
+            // as --local-workers does through RNN_TOKEN.
+            var workerOptions = WorkerOptions(connect: endpoint, joinTimeout: timeout, token: connectOverIPC ? coordinator.token ?? "" : "")
             workerOptions.interruptPollMilliseconds = interruptPollMilliseconds
             configureWorker?(i, &workerOptions)
             let worker = Worker(options: workerOptions)
