@@ -92,7 +92,7 @@ public final class RingAllReduce: @unchecked Sendable {
     /// Longest wait for any single frame to arrive or leave, in milliseconds.
     public var timeoutMilliseconds: Int
     /// Pipelining granularity in bytes (payload of one frame, at most).
-    public var subChunkBytes: Int = 256 * 1024
+    public var subChunkBytes: Int = 1024 * 1024
     /// Buffers up to this size use the exchange path when W > 2.
     public var smallMessageBytes: Int = 16 * 1024
     public var algorithm: AllReduceAlgorithm = .automatic
