@@ -17,11 +17,12 @@
 // forwarded as soon as it has been reduced, so the link stays busy while ranks compute.
 //
 // Every frame carries the standard header (run id, generation, step, kind GRADIENT_CHUNK,
-// sender rank, sequence = step_in_schedule * S + sub_chunk). On this socket a frame travels
-// as a two-part ZeroMQ message, the 48-byte header then the payload, so the payload can be
-// sent zero-copy straight from the caller's buffer; a sub-chunk is overwritten only after
-// libzmq has released the send that reads it, and `allReduceSum` returns only once all its
-// sends are released. Frames of an older generation or step are stale leftovers of an
+// sender rank, sequence = step_in_schedule * S + sub_chunk). A payload of up to
+// `copyFrameBytes` travels copied inside one single-part ZeroMQ message (header + payload);
+// a larger one as a two-part message, the 48-byte header then the payload, so the payload
+// can be sent zero-copy straight from the caller's buffer; a sub-chunk is overwritten only
+// after libzmq has released the send that reads it, and `allReduceSum` returns only once all
+// its sends are released. Frames of an older generation or step are stale leftovers of an
 // aborted exchange: dropped and counted. Every receive has a deadline; a silent left
 // neighbour yields `AllReduceError.timeout` naming its rank.
 //
@@ -93,6 +94,9 @@ public final class RingAllReduce: @unchecked Sendable {
     public var timeoutMilliseconds: Int
     /// Pipelining granularity in bytes (payload of one frame, at most).
     public var subChunkBytes: Int = 1024 * 1024
+    /// Payloads up to this size travel copied inside one single-part frame (header +
+    /// payload): cheaper than a zero-copy send, whose release must be tracked and awaited.
+    public var copyFrameBytes: Int = 64 * 1024
     /// Buffers up to this size use the exchange path when W > 2.
     public var smallMessageBytes: Int = 16 * 1024
     public var algorithm: AllReduceAlgorithm = .automatic
@@ -378,8 +382,10 @@ public final class RingAllReduce: @unchecked Sendable {
         }
     }
 
-    /// Sends `base[range]` as frame `sequence`: a 48-byte header frame, then the payload
-    /// frame (zero-copy from `base` unless `zeroCopy` is off).
+    /// Sends `base[range]` as frame `sequence`: payloads up to `copyFrameBytes` (or any
+    /// payload when zero-copy is off or not allowed) as one single-part frame holding the
+    /// header and a copy of the payload; larger ones as a 48-byte header frame followed by
+    /// the payload frame, sent zero-copy from `base` through tracker slot `sequence`.
     private func send(_ base: UnsafeMutablePointer<Float>, _ range: Range<Int>, sequence: Int, _ ctx: Exchange) throws(AllReduceError) {
         let bytes = range.count * 4
         let header = FrameHeader(kind: .gradientChunk, runID: runID, generation: generation, sender: UInt32(rank),
@@ -387,13 +393,18 @@ public final class RingAllReduce: @unchecked Sendable {
         let deadline = Deadline.after(milliseconds: timeoutMilliseconds)
         let payload = UnsafeRawBufferPointer(start: base + range.lowerBound, count: bytes)
         do {
-            let h = try ZMQMessage(size: FrameHeader.size)
-            h.withUnsafeMutableBytes { header.encode(to: $0.baseAddress!) }
-            try ctx.sender.send(h, more: true, deadline: deadline)
-            if zeroCopy && zeroCopyAllowed {
-                try ctx.sender.sendNoCopy(payload, tracker: tracker, slot: sequence, deadline: deadline)
+            if bytes <= copyFrameBytes || !(zeroCopy && zeroCopyAllowed) {
+                let m = try ZMQMessage(size: FrameHeader.size + bytes)
+                m.withUnsafeMutableBytes { dst in
+                    header.encode(to: dst.baseAddress!)
+                    if bytes > 0 { (dst.baseAddress! + FrameHeader.size).copyMemory(from: payload.baseAddress!, byteCount: bytes) }
+                }
+                try ctx.sender.send(m, deadline: deadline)
             } else {
-                try ctx.sender.send(bytes: payload, deadline: deadline)
+                let h = try ZMQMessage(size: FrameHeader.size)
+                h.withUnsafeMutableBytes { header.encode(to: $0.baseAddress!) }
+                try ctx.sender.send(h, more: true, deadline: deadline)
+                try ctx.sender.sendNoCopy(payload, tracker: tracker, slot: sequence, deadline: deadline)
             }
         } catch let e as ZMQTimeout {
             throw .timeout(operation: "send", peerRank: rightRank, endpoint: rightEndpoint, milliseconds: e.milliseconds,
@@ -435,22 +446,18 @@ public final class RingAllReduce: @unchecked Sendable {
                 } else {
                     guard try receiver.receive(into: incomingHeader, deadline: deadline) else { throw timedOut() }
                 }
-                if !incomingHeader.hasMore {
-                    // A single-part frame never belongs to the data plane: count and drop.
-                    _ = try? incomingHeader.withUnsafeBytes { (f: UnsafeRawBufferPointer) throws(FrameError) in
-                        let h = try decoder.decodeHeader(f)
-                        throw decoder.reject(.unexpected("single-part \(h.kind) frame on the all-reduce data socket"))
+                // A single-part message is a whole frame (header + copied payload); a
+                // multipart one is the header frame followed by the payload frame.
+                if incomingHeader.hasMore {
+                    guard try receiver.receive(into: incomingPayload, deadline: deadline) else { throw timedOut() }
+                    if incomingPayload.hasMore {
+                        // More parts than header + payload: drain them, count, drop.
+                        while incomingPayload.hasMore {
+                            guard try receiver.receive(into: incomingPayload, deadline: deadline) else { throw timedOut() }
+                        }
+                        _ = decoder.reject(.unexpected("multipart message with more than two parts on the data socket"))
+                        continue
                     }
-                    continue
-                }
-                guard try receiver.receive(into: incomingPayload, deadline: deadline) else { throw timedOut() }
-                if incomingPayload.hasMore {
-                    // More parts than header + payload: drain them, count, drop.
-                    while incomingPayload.hasMore {
-                        guard try receiver.receive(into: incomingPayload, deadline: deadline) else { throw timedOut() }
-                    }
-                    _ = decoder.reject(.unexpected("multipart message with more than two parts on the data socket"))
-                    continue
                 }
             } catch let e as AllReduceError {
                 throw e
@@ -459,10 +466,12 @@ public final class RingAllReduce: @unchecked Sendable {
             } catch {
                 throw .transport(ZMQError(call: "zmq_msg_recv (\(error))", endpoint: nil, errno: 0))
             }
+            let single = !incomingHeader.hasMore
             let payloadCount = incomingPayload.count
             let outcome: Result<Bool, FrameError> = incomingHeader.withUnsafeBytes { headerBytes in
                 do throws(FrameError) {
-                    let h = try decoder.decodeSplitHeader(headerBytes, payloadCount: payloadCount)
+                    let h = single ? try decoder.decodeHeader(headerBytes)
+                                   : try decoder.decodeSplitHeader(headerBytes, payloadCount: payloadCount)
                     guard h.kind == .gradientChunk else {
                         throw decoder.reject(.unexpected("\(h.kind) on the all-reduce data socket"))
                     }
@@ -484,13 +493,18 @@ public final class RingAllReduce: @unchecked Sendable {
             }
             switch outcome {
             case .success(true):
-                incomingPayload.withUnsafeBytes { src in
+                func consume(_ src: UnsafeRawBufferPointer) {
                     guard let p = src.baseAddress, range.count > 0 else { return }
                     if add {
                         addUnaligned(base + range.lowerBound, p, range.count)
                     } else {
                         UnsafeMutableRawPointer(base + range.lowerBound).copyMemory(from: p, byteCount: range.count * 4)
                     }
+                }
+                if single {
+                    incomingHeader.withUnsafeBytes { consume(UnsafeRawBufferPointer(rebasing: $0[FrameHeader.size...])) }
+                } else {
+                    incomingPayload.withUnsafeBytes { consume($0) }
                 }
                 return
             case .success(false):

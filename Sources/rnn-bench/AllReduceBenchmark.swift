@@ -18,6 +18,7 @@ struct AllReduceBenchOptions {
     var algorithmName = "auto"
     var json = false
     var subChunkBytes: Int?  // nil: RingAllReduce's default
+    var copyFrameBytes: Int?  // nil: RingAllReduce's default
     var bytesPerSize = 512 << 20  // total bytes reduced per size (sets the iteration count)
     var rank = 0
     var control = ""
@@ -29,7 +30,7 @@ struct AllReduceBenchOptions {
 
     static let usage = """
         usage: rnn-bench allreduce [--world W] [--sizes 4096,65536,...] [--algorithm auto|ring|exchange]
-                                   [--sub-chunk BYTES] [--volume BYTES] [--json] [--default-malloc] [--copy] [--io-threads N] [--transport tcp|ipc]
+                                   [--sub-chunk BYTES] [--copy-frame BYTES] [--volume BYTES] [--json] [--default-malloc] [--copy] [--io-threads N] [--transport tcp|ipc]
                                    [--sockbuf BYTES]
         """
 
@@ -52,6 +53,7 @@ struct AllReduceBenchOptions {
             case "--rank": o.rank = Int(try value("--rank")) ?? -1
             case "--control": o.control = try value("--control")
             case "--sub-chunk": o.subChunkBytes = try int("--sub-chunk")
+            case "--copy-frame": o.copyFrameBytes = Int(try value("--copy-frame")) ?? -1
             case "--volume": o.bytesPerSize = try int("--volume")
             case "--json": o.json = true
             case "--default-malloc": o.defaultMalloc = true
@@ -142,6 +144,7 @@ private func runAllReduceParent(_ o: AllReduceBenchOptions) throws {
         var a: [String] = ["allreduce-rank", "--rank", "\(r)", "--world", "\(o.world)", "--control", controlEndpoint]
         a += ["--algorithm", o.algorithmName, "--volume", "\(o.bytesPerSize)"]
         if let b = o.subChunkBytes { a += ["--sub-chunk", "\(b)"] }
+        if let b = o.copyFrameBytes { a += ["--copy-frame", "\(b)"] }
         a += ["--sizes", o.sizes.map(String.init).joined(separator: ",")]
         if o.defaultMalloc { a.append("--default-malloc") }
         if o.copySends { a.append("--copy") }
@@ -236,6 +239,7 @@ private func runAllReduceRank(_ o: AllReduceBenchOptions) throws {
                                  } : nil)
     ring.algorithm = o.algorithm
     if let b = o.subChunkBytes { ring.subChunkBytes = b }
+    if let b = o.copyFrameBytes { ring.copyFrameBytes = b }
     ring.zeroCopy = !o.copySends
     let me = UInt32(rank)
     func sendControl(_ kind: MessageKind, _ payload: [UInt8]) throws {
