@@ -19,6 +19,7 @@ struct AllReduceBenchOptions {
     var json = false
     var subChunkBytes: Int?  // nil: RingAllReduce's default
     var copyFrameBytes: Int?  // nil: RingAllReduce's default
+    var sendWindow: Int?
     var bytesPerSize = 512 << 20  // total bytes reduced per size (sets the iteration count)
     var rank = 0
     var control = ""
@@ -53,6 +54,7 @@ struct AllReduceBenchOptions {
             case "--rank": o.rank = Int(try value("--rank")) ?? -1
             case "--control": o.control = try value("--control")
             case "--sub-chunk": o.subChunkBytes = try int("--sub-chunk")
+            case "--send-window": o.sendWindow = Int(try value("--send-window")) ?? 0
             case "--copy-frame": o.copyFrameBytes = Int(try value("--copy-frame")) ?? -1
             case "--volume": o.bytesPerSize = try int("--volume")
             case "--json": o.json = true
@@ -145,6 +147,7 @@ private func runAllReduceParent(_ o: AllReduceBenchOptions) throws {
         a += ["--algorithm", o.algorithmName, "--volume", "\(o.bytesPerSize)"]
         if let b = o.subChunkBytes { a += ["--sub-chunk", "\(b)"] }
         if let b = o.copyFrameBytes { a += ["--copy-frame", "\(b)"] }
+        if let b = o.sendWindow { a += ["--send-window", "\(b)"] }
         a += ["--sizes", o.sizes.map(String.init).joined(separator: ",")]
         if o.defaultMalloc { a.append("--default-malloc") }
         if o.copySends { a.append("--copy") }
@@ -240,6 +243,7 @@ private func runAllReduceRank(_ o: AllReduceBenchOptions) throws {
     ring.algorithm = o.algorithm
     if let b = o.subChunkBytes { ring.subChunkBytes = b }
     if let b = o.copyFrameBytes { ring.copyFrameBytes = b }
+    if let b = o.sendWindow { ring.sendWindow = b }
     ring.zeroCopy = !o.copySends
     let me = UInt32(rank)
     func sendControl(_ kind: MessageKind, _ payload: [UInt8]) throws {
