@@ -119,10 +119,13 @@ final class AllReduceTests: XCTestCase {
         try checkExactSums(world: 2, wire: .tcp, algorithm: .automatic, sizes: sizes, copyFrameBytes: .max)
         try checkExactSums(world: 3, wire: .tcp, algorithm: .ring, sizes: sizes, copyFrameBytes: .max)
     }
-    /// W = 2 exchange with every sub-chunk sent at once, and with a window of 3.
-    func testTwoRanksSendWindowsTCP() throws {
+    /// Send windows other than the default 1: W = 2 exchange with every sub-chunk sent at
+    /// once and with a window of 3; W = 3 ring with a full-chunk window (0) and a window of 2.
+    func testSendWindowsTCP() throws {
         try checkExactSums(world: 2, wire: .tcp, algorithm: .automatic, sizes: sizes, subChunkBytes: 64 * 1024, sendWindow: 0)
         try checkExactSums(world: 2, wire: .tcp, algorithm: .automatic, sizes: sizes, subChunkBytes: 64 * 1024, sendWindow: 3)
+        try checkExactSums(world: 3, wire: .tcp, algorithm: .ring, sizes: sizes, subChunkBytes: 64 * 1024, sendWindow: 0)
+        try checkExactSums(world: 3, wire: .tcp, algorithm: .ring, sizes: sizes, subChunkBytes: 64 * 1024, sendWindow: 2)
     }
     func testFourRanksTCP() throws { try checkExactSums(world: 4, wire: .tcp, algorithm: .automatic, sizes: sizes, subChunkBytes: 100 * 1024) }
     func testThreeRanksExchangeInproc() throws { try checkExactSums(world: 3, wire: .inproc, algorithm: .exchange, sizes: Array(sizes.prefix(12))) }
