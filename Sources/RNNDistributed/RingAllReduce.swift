@@ -13,8 +13,12 @@
 //  - ring: reduce-scatter then all-gather in W chunks, 2 (W - 1) steps. Each chunk is reduced
 //    exactly once (at its final owner) and then copied to everyone, so all ranks hold
 //    bitwise identical results.
-// Both are pipelined: a chunk is split into sub-chunks of `subChunkBytes`; a sub-chunk is
-// forwarded as soon as it has been reduced, so the link stays busy while ranks compute.
+// Both are pipelined: a chunk is split into sub-chunks of `subChunkBytes` (1 MiB); a
+// sub-chunk is forwarded as soon as it has been reduced, so the link stays busy while ranks
+// compute. Receiving frame k releases the send of frame k + `sendWindow` (default 1): on
+// loopback TCP the machine is CPU bound in the kernel's copies, and with about one
+// sub-chunk in flight per direction those copies and the addition hit the cache instead of
+// memory (measured: a third less CPU per op than sending everything at once).
 //
 // Every frame carries the standard header (run id, generation, step, kind GRADIENT_CHUNK,
 // sender rank, sequence = step_in_schedule * S + sub_chunk). A payload of up to
