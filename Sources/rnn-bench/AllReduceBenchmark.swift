@@ -31,7 +31,7 @@ struct AllReduceBenchOptions {
 
     static let usage = """
         usage: rnn-bench allreduce [--world W] [--sizes 4096,65536,...] [--algorithm auto|ring|exchange]
-                                   [--sub-chunk BYTES] [--copy-frame BYTES] [--volume BYTES] [--json] [--default-malloc] [--copy] [--io-threads N] [--transport tcp|ipc]
+                                   [--sub-chunk BYTES] [--copy-frame BYTES] [--send-window N] [--volume BYTES] [--json] [--default-malloc] [--copy] [--io-threads N] [--transport tcp|ipc]
                                    [--sockbuf BYTES]
         """
 
@@ -54,8 +54,14 @@ struct AllReduceBenchOptions {
             case "--rank": o.rank = Int(try value("--rank")) ?? -1
             case "--control": o.control = try value("--control")
             case "--sub-chunk": o.subChunkBytes = try int("--sub-chunk")
-            case "--send-window": o.sendWindow = Int(try value("--send-window")) ?? 0
-            case "--copy-frame": o.copyFrameBytes = Int(try value("--copy-frame")) ?? -1
+            case "--send-window":
+                let v = try value("--send-window")
+                guard let w = Int(v), w >= 0 else { throw BenchError("'--send-window' expects a count >= 0, found '\(v)'.") }
+                o.sendWindow = w
+            case "--copy-frame":
+                let v = try value("--copy-frame")
+                guard let b = Int(v) else { throw BenchError("'--copy-frame' expects a byte count (-1: never copy), found '\(v)'.") }
+                o.copyFrameBytes = b
             case "--volume": o.bytesPerSize = try int("--volume")
             case "--json": o.json = true
             case "--default-malloc": o.defaultMalloc = true
