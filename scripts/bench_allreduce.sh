@@ -50,4 +50,23 @@ for b in sorted({k[1] for k in by if k[0] == "gloo"}):
             continue
         line += f" | {X[0]:9.1f} {X[1]:6.3f} {G[0] / X[0]:6.2f}" + ("" if X[2] else " WRONG")
     print(line)
+# CPU time of both ranks together (all threads) per op: what the machine pays, and less
+# sensitive than wall time to other load on a shared machine.
+def cpu(impl, b):
+    rs = by.get((impl, b))
+    if not rs or "cpu_us_per_op" not in rs[0]:
+        return None
+    return statistics.median(r["cpu_us_per_op"] for r in rs)
+print()
+print("CPU us per op (both ranks, all threads; median) and ratio gloo / swift")
+print(f"{'size':>8} | {'gloo':>9} | {'swift':>9} {'ratio':>6} | {'ring':>9} {'ratio':>6} | {'io2':>9} {'ratio':>6}")
+for b in sorted({k[1] for k in by if k[0] == "gloo"}):
+    G = cpu("gloo", b)
+    if G is None:
+        continue
+    line = f"{size(b):>8} | {G:9.1f}"
+    for impl in ("swift-auto", "swift-ring", "swift-auto-io2"):
+        X = cpu(impl, b)
+        line += " | (missing)" if X is None else f" | {X:9.1f} {G / X:6.2f}"
+    print(line)
 PY

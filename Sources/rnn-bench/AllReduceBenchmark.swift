@@ -17,7 +17,9 @@ struct AllReduceBenchOptions {
     var algorithm: AllReduceAlgorithm = .automatic
     var algorithmName = "auto"
     var json = false
-    var subChunkBytes = 256 * 1024
+    var subChunkBytes: Int?  // nil: RingAllReduce's default
+    var copyFrameBytes: Int?  // nil: RingAllReduce's default
+    var sendWindow: Int?
     var bytesPerSize = 512 << 20  // total bytes reduced per size (sets the iteration count)
     var rank = 0
     var control = ""
@@ -25,10 +27,12 @@ struct AllReduceBenchOptions {
     var copySends = false
     var ioThreads = 1
     var transport = "tcp"
+    var kernelBufferBytes = 0  // ZMQ_SNDBUF/ZMQ_RCVBUF of the ring sockets (0: OS default)
 
     static let usage = """
         usage: rnn-bench allreduce [--world W] [--sizes 4096,65536,...] [--algorithm auto|ring|exchange]
-                                   [--sub-chunk BYTES] [--volume BYTES] [--json] [--default-malloc] [--copy] [--io-threads N] [--transport tcp|ipc]
+                                   [--sub-chunk BYTES] [--copy-frame BYTES] [--send-window N] [--volume BYTES] [--json] [--default-malloc] [--copy] [--io-threads N] [--transport tcp|ipc]
+                                   [--sockbuf BYTES]
         """
 
     static func parse(_ args: [String]) throws -> AllReduceBenchOptions {
@@ -50,11 +54,20 @@ struct AllReduceBenchOptions {
             case "--rank": o.rank = Int(try value("--rank")) ?? -1
             case "--control": o.control = try value("--control")
             case "--sub-chunk": o.subChunkBytes = try int("--sub-chunk")
+            case "--send-window":
+                let v = try value("--send-window")
+                guard let w = Int(v), w >= 0 else { throw BenchError("'--send-window' expects a count >= 0, found '\(v)'.") }
+                o.sendWindow = w
+            case "--copy-frame":
+                let v = try value("--copy-frame")
+                guard let b = Int(v) else { throw BenchError("'--copy-frame' expects a byte count (-1: never copy), found '\(v)'.") }
+                o.copyFrameBytes = b
             case "--volume": o.bytesPerSize = try int("--volume")
             case "--json": o.json = true
             case "--default-malloc": o.defaultMalloc = true
             case "--copy": o.copySends = true
             case "--io-threads": o.ioThreads = try int("--io-threads")
+            case "--sockbuf": o.kernelBufferBytes = try int("--sockbuf")
             case "--transport":
                 o.transport = try value("--transport")
                 guard ["tcp", "ipc"].contains(o.transport) else {
@@ -98,6 +111,8 @@ struct AllReduceSample: Codable {
     var iterations: Int
     var seconds: Double
     var verified: Bool
+    /// CPU time (user + system, all threads) of this rank over the timed loop.
+    var cpuSeconds: Double = 0
 }
 
 private struct RankHello: Codable { var rank: Int; var endpoint: String }
@@ -134,9 +149,17 @@ private func runAllReduceParent(_ o: AllReduceBenchOptions) throws {
     for r in 0..<o.world {
         let p = Process()
         p.executableURL = exe
-        p.arguments = ["allreduce-rank", "--rank", "\(r)", "--world", "\(o.world)", "--control", controlEndpoint,
-                       "--algorithm", o.algorithmName, "--sub-chunk", "\(o.subChunkBytes)", "--volume", "\(o.bytesPerSize)",
-                       "--sizes", o.sizes.map(String.init).joined(separator: ",")] + (o.defaultMalloc ? ["--default-malloc"] : []) + (o.copySends ? ["--copy"] : []) + ["--io-threads", "\(o.ioThreads)", "--transport", o.transport]
+        var a: [String] = ["allreduce-rank", "--rank", "\(r)", "--world", "\(o.world)", "--control", controlEndpoint]
+        a += ["--algorithm", o.algorithmName, "--volume", "\(o.bytesPerSize)"]
+        if let b = o.subChunkBytes { a += ["--sub-chunk", "\(b)"] }
+        if let b = o.copyFrameBytes { a += ["--copy-frame", "\(b)"] }
+        if let b = o.sendWindow { a += ["--send-window", "\(b)"] }
+        a += ["--sizes", o.sizes.map(String.init).joined(separator: ",")]
+        if o.defaultMalloc { a.append("--default-malloc") }
+        if o.copySends { a.append("--copy") }
+        a += ["--io-threads", "\(o.ioThreads)", "--transport", o.transport]
+        if o.kernelBufferBytes > 0 { a += ["--sockbuf", "\(o.kernelBufferBytes)"] }
+        p.arguments = a
         try p.run()
         children.append(p)
     }
@@ -167,7 +190,7 @@ private func runAllReduceParent(_ o: AllReduceBenchOptions) throws {
     var byes = 0
     if !o.json {
         print("all-reduce sum, float32, \(o.world) processes, algorithm \(o.algorithmName), \(o.transport == "tcp" ? "loopback TCP" : "Unix domain sockets (ipc)")")
-        print("     bytes    iters      us/op   busbw GB/s")
+        print("     bytes    iters      us/op   busbw GB/s  cpu us/op (all ranks)")
     }
     while byes < o.world {
         // Large sizes may take a while per size; every wait is still bounded.
@@ -184,10 +207,12 @@ private func runAllReduceParent(_ o: AllReduceBenchOptions) throws {
                 let perOp = all.map { $0.seconds / Double($0.iterations) }.max()!
                 let busBW = 2.0 * Double(o.world - 1) / Double(o.world) * Double(s.bytes) / perOp / 1e9
                 let ok = all.allSatisfy(\.verified)
+                // CPU time of all ranks together per op (robust against other load).
+                let cpuPerOp = all.map { $0.cpuSeconds / Double($0.iterations) }.reduce(0, +)
                 if o.json {
-                    print("{\"impl\":\"swift-\(o.algorithmName)\(o.transport == "ipc" ? "-ipc" : "")\",\"world\":\(o.world),\"bytes\":\(s.bytes),\"iters\":\(s.iterations),\"us_per_op\":\(perOp * 1e6),\"busbw_gbps\":\(busBW),\"verified\":\(ok)}")
+                    print("{\"impl\":\"swift-\(o.algorithmName)\(o.transport == "ipc" ? "-ipc" : "")\",\"world\":\(o.world),\"bytes\":\(s.bytes),\"iters\":\(s.iterations),\"us_per_op\":\(perOp * 1e6),\"cpu_us_per_op\":\(cpuPerOp * 1e6),\"busbw_gbps\":\(busBW),\"verified\":\(ok)}")
                 } else {
-                    print(String(format: "%10d %8d %10.1f %12.3f%@", s.bytes, s.iterations, perOp * 1e6, busBW, ok ? "" : "  WRONG RESULT"))
+                    print(String(format: "%10d %8d %10.1f %12.3f %12.1f%@", s.bytes, s.iterations, perOp * 1e6, busBW, cpuPerOp * 1e6, ok ? "" : "  WRONG RESULT"))
                 }
                 fflush(nil)
             }
@@ -217,9 +242,14 @@ private func runAllReduceRank(_ o: AllReduceBenchOptions) throws {
     defer { if o.transport == "ipc" { unlink(ipcPath) } }
     let ring = try RingAllReduce(context: ctx, rank: rank, world: o.world, runID: benchRunID,
                                  bindEndpoint: o.transport == "ipc" ? "ipc://" + ipcPath : "tcp://127.0.0.1:*",
-                                 timeoutMilliseconds: 60_000)
+                                 timeoutMilliseconds: 60_000,
+                                 socketSetup: o.kernelBufferBytes > 0 ? { [b = o.kernelBufferBytes] s, _ in
+                                     try s.setKernelBuffers(sendBytes: b, receiveBytes: b)
+                                 } : nil)
     ring.algorithm = o.algorithm
-    ring.subChunkBytes = o.subChunkBytes
+    if let b = o.subChunkBytes { ring.subChunkBytes = b }
+    if let b = o.copyFrameBytes { ring.copyFrameBytes = b }
+    if let b = o.sendWindow { ring.sendWindow = b }
     ring.zeroCopy = !o.copySends
     let me = UInt32(rank)
     func sendControl(_ kind: MessageKind, _ payload: [UInt8]) throws {
@@ -250,11 +280,13 @@ private func runAllReduceRank(_ o: AllReduceBenchOptions) throws {
             for _ in 0..<2 { try buf.allReduce(with: ring, step: step); step += 1 }
             try barrier.allReduce(with: ring, step: step); step += 1
             let iters = o.iterations(bytes: bytes)
+            let c0 = processCPUSeconds()
             let t0 = monotonicNanoseconds()
             for _ in 0..<iters { try buf.allReduce(with: ring, step: step); step += 1 }
             let seconds = Double(monotonicNanoseconds() - t0) / 1e9
+            let cpu = processCPUSeconds() - c0
             try sendControl(.metrics, try JSONPayload.encode(
-                AllReduceSample(rank: rank, bytes: bytes, iterations: iters, seconds: seconds, verified: verified)))
+                AllReduceSample(rank: rank, bytes: bytes, iterations: iters, seconds: seconds, verified: verified, cpuSeconds: cpu)))
         }
         try sendControl(.bye, [])
     } catch {

@@ -46,11 +46,16 @@ final class AllReduceTests: XCTestCase {
     let sizes = [1, 2, 3, 5, 15, 16, 17, 31, 100, 1000, 4097, 65_537, 262_147, 1_000_003]
 
     func checkExactSums(world: Int, wire: Wire, algorithm: AllReduceAlgorithm, sizes: [Int], subChunkBytes: Int = 256 * 1024,
-                         zeroCopy: Bool = true, ioThreads: Int = 1) throws {
+                         zeroCopy: Bool = true, ioThreads: Int = 1, copyFrameBytes: Int? = nil,
+                         sendWindow: Int? = nil) throws {
         let ctx = try ZMQContext(ioThreads: ioThreads)
         let runID = UInt64.random(in: 1 ... .max)
         let rings = try makeRing(ctx, world: world, wire: wire, runID: runID)
-        for r in rings { r.algorithm = algorithm; r.subChunkBytes = subChunkBytes; r.zeroCopy = zeroCopy }
+        for r in rings {
+            r.algorithm = algorithm; r.subChunkBytes = subChunkBytes; r.zeroCopy = zeroCopy
+            if let c = copyFrameBytes { r.copyFrameBytes = c }
+            if let w = sendWindow { r.sendWindow = w }
+        }
         let outputs = Box([[[Float]]](repeating: [], count: world))
         let errors = Box([String]())
         let finished = runOnThreads(world, timeoutSeconds: 60) { rank in
@@ -105,6 +110,22 @@ final class AllReduceTests: XCTestCase {
     }
     func testTwoRanksCopyingSendsTCP() throws {
         try checkExactSums(world: 2, wire: .tcp, algorithm: .automatic, sizes: sizes, zeroCopy: false)
+    }
+    /// Every frame two-part and zero-copy (even the tiny ones), then every frame single-part
+    /// with a copied payload (even the 256 KiB ones).
+    func testTwoRanksAllZeroCopyOrAllSinglePartFramesTCP() throws {
+        try checkExactSums(world: 2, wire: .tcp, algorithm: .automatic, sizes: sizes, copyFrameBytes: -1)
+        try checkExactSums(world: 3, wire: .tcp, algorithm: .ring, sizes: sizes, copyFrameBytes: -1)
+        try checkExactSums(world: 2, wire: .tcp, algorithm: .automatic, sizes: sizes, copyFrameBytes: .max)
+        try checkExactSums(world: 3, wire: .tcp, algorithm: .ring, sizes: sizes, copyFrameBytes: .max)
+    }
+    /// Send windows other than the default 1: W = 2 exchange with every sub-chunk sent at
+    /// once and with a window of 3; W = 3 ring with a full-chunk window (0) and a window of 2.
+    func testSendWindowsTCP() throws {
+        try checkExactSums(world: 2, wire: .tcp, algorithm: .automatic, sizes: sizes, subChunkBytes: 64 * 1024, sendWindow: 0)
+        try checkExactSums(world: 2, wire: .tcp, algorithm: .automatic, sizes: sizes, subChunkBytes: 64 * 1024, sendWindow: 3)
+        try checkExactSums(world: 3, wire: .tcp, algorithm: .ring, sizes: sizes, subChunkBytes: 64 * 1024, sendWindow: 0)
+        try checkExactSums(world: 3, wire: .tcp, algorithm: .ring, sizes: sizes, subChunkBytes: 64 * 1024, sendWindow: 2)
     }
     func testFourRanksTCP() throws { try checkExactSums(world: 4, wire: .tcp, algorithm: .automatic, sizes: sizes, subChunkBytes: 100 * 1024) }
     func testThreeRanksExchangeInproc() throws { try checkExactSums(world: 3, wire: .inproc, algorithm: .exchange, sizes: Array(sizes.prefix(12))) }
