@@ -702,6 +702,18 @@ public final class RNNNetwork {
         }
     }
 
+    /// t[0 ..< width] += the first `width` lanes of s0, s1, s2, s3 (width <= 32).
+    @inline(__always)
+    private static func addLanes(
+        _ s0: SIMD8<Float>, _ s1: SIMD8<Float>, _ s2: SIMD8<Float>, _ s3: SIMD8<Float>, width w: Int,
+        to t: UnsafeMutablePointer<Float>
+    ) {
+        storeLanes(loadLanes(t, 0, min(8, w)) + s0, t, 0, min(8, w))
+        if w > 8 { storeLanes(loadLanes(t, 8, min(8, w - 8)) + s1, t, 8, min(8, w - 8)) }
+        if w > 16 { storeLanes(loadLanes(t, 16, min(8, w - 16)) + s2, t, 16, min(8, w - 16)) }
+        if w > 24 { storeLanes(loadLanes(t, 24, w - 24) + s3, t, 24, w - 24) }
+    }
+
     /// into (columns) += sum over rows of m (rows, columns), and the same sums added to
     /// `alsoInto` when given. Columns in groups of 32 (four vector accumulators in registers)
     /// summed down all rows, then added once to the outputs; the sum is formed in row order
@@ -732,15 +744,10 @@ public final class RNNNetwork {
                     if w > 24 { s3 += loadLanes(row, 24, w - 24) }
                 }
             }
-            @inline(__always) func add(to target: UnsafeMutablePointer<Float>) {
-                let t = target + c
-                storeLanes(loadLanes(t, 0, min(8, w)) + s0, t, 0, min(8, w))
-                if w > 8 { storeLanes(loadLanes(t, 8, min(8, w - 8)) + s1, t, 8, min(8, w - 8)) }
-                if w > 16 { storeLanes(loadLanes(t, 16, min(8, w - 16)) + s2, t, 16, min(8, w - 16)) }
-                if w > 24 { storeLanes(loadLanes(t, 24, w - 24) + s3, t, 24, w - 24) }
-            }
-            add(to: out)
-            if let out2 { add(to: out2) }
+            // A static helper rather than a local function capturing s0...s3: the capturing
+            // version put its context on the heap, 14 allocations per seed-small step.
+            Self.addLanes(s0, s1, s2, s3, width: w, to: out + c)
+            if let out2 { Self.addLanes(s0, s1, s2, s3, width: w, to: out2 + c) }
             c += w
         }
     }
