@@ -49,6 +49,11 @@ public enum GemmBlocking {
     /// Floats of op(B) packed at once by an unpacked product (4 MiB, L3-resident): NC is
     /// lowered to budget / K for deep products.
     public static let packedBBudget = 1 << 20
+    /// Largest K slice of packed op(B) (KC x NC floats, 512 KiB: half of L2) for which a
+    /// packed-A block runs row panels outside (B slice streamed from L2, C rows walked
+    /// sequentially). GEMM bench (c4) dW 2048x512x6400 tA: 90-99 GFLOP/s column panels
+    /// outside, 102-106 row panels outside, same run.
+    public static let rowsOuterMaxSlice = 1 << 17
 }
 
 /// op(B) of a product packed once into the GEMM's panel layout, to be reused by many
@@ -202,6 +207,13 @@ public final class GemmEngine {
         didSet { precondition(packedBBudget >= 1, "GemmEngine.packedBBudget must be positive, found \(packedBBudget)") }
     }
 
+    /// Products with packed op(A) whose K slice of packed op(B) holds at most this many
+    /// floats (default `GemmBlocking.rowsOuterMaxSlice`) run the row panels of A outside the
+    /// column panels of B (`gemmMacroKernelRowsOuter`); 0 turns that order off.
+    public var rowsOuterMaxSlice: Int = GemmBlocking.rowsOuterMaxSlice {
+        didSet { precondition(rowsOuterMaxSlice >= 0, "GemmEngine.rowsOuterMaxSlice must not be negative, found \(rowsOuterMaxSlice)") }
+    }
+
     private var workspaces: [GemmWorkspace] = []
     private let job = GemmJob()
 
@@ -280,7 +292,8 @@ public final class GemmEngine {
             let ws = workspace(0)
             gemmBlocked(ws: ws, transA: transA, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
                         b: b, beta: beta, c: c, ldc: ldc, directA: !transA && n <= directAMaxColumns,
-                        mcBlock: rowBlock, ncBlock: columnBlock, bBudget: packedBBudget)
+                        mcBlock: rowBlock, ncBlock: columnBlock, bBudget: packedBBudget,
+                        rowsOuterSlice: rowsOuterMaxSlice)
             return
         }
         // The job object and its parts array are reused: no allocation once warmed up.
@@ -308,6 +321,7 @@ public final class GemmEngine {
         job.mcBlock = rowBlock
         job.ncBlock = columnBlock
         job.bBudget = packedBBudget
+        job.rowsOuterSlice = rowsOuterMaxSlice
         let job = self.job
         DispatchQueue.concurrentPerform(iterations: t) { i in
             job.run(i)
@@ -349,12 +363,13 @@ final class GemmJob: @unchecked Sendable {
     var parts: [GemmPart] = []
     var transA = false, k = 0, alpha: Float = 1, lda = 1, beta: Float = 0, ldc = 1, directAMaxColumns = 0
     var mcBlock = GemmBlocking.mc, ncBlock = GemmBlocking.nc, bBudget = GemmBlocking.packedBBudget
+    var rowsOuterSlice = GemmBlocking.rowsOuterMaxSlice
 
     func run(_ i: Int) {
         let p = parts[i]
         gemmBlocked(ws: p.ws, transA: transA, m: p.m, n: p.n, k: k, alpha: alpha, a: p.a, lda: lda,
                     b: p.b, beta: beta, c: p.c, ldc: ldc, directA: !transA && p.n <= directAMaxColumns,
-                    mcBlock: mcBlock, ncBlock: ncBlock, bBudget: bBudget)
+                    mcBlock: mcBlock, ncBlock: ncBlock, bBudget: bBudget, rowsOuterSlice: rowsOuterSlice)
     }
 }
 
@@ -396,7 +411,8 @@ func gemmBlocked(
     ws: GemmWorkspace, transA: Bool, m: Int, n: Int, k: Int, alpha: Float,
     a: UnsafePointer<Float>, lda: Int, b: GemmBSource,
     beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, directA: Bool,
-    mcBlock: Int = GemmBlocking.mc, ncBlock: Int = GemmBlocking.nc, bBudget: Int = GemmBlocking.packedBBudget
+    mcBlock: Int = GemmBlocking.mc, ncBlock: Int = GemmBlocking.nc, bBudget: Int = GemmBlocking.packedBBudget,
+    rowsOuterSlice: Int = GemmBlocking.rowsOuterMaxSlice
 ) {
     assert(!directA || !transA)
     let mr = GemmBlocking.mr, nr = GemmBlocking.nr, kcBlock = GemmBlocking.kc
@@ -427,8 +443,13 @@ func gemmBlocked(
         } else {
             gemmPackA(transA: transA, mc: mc, kc: kc,
                       a: gemmOffsetA(a, transA: transA, lda: lda, i: ic, p: pc), lda: lda, dst: bufA)
-            gemmMacroKernel(GemmPackedA.self, mc: mc, nc: nc, kc: kc, a: UnsafePointer(bufA), lda: lda,
-                            b: sliceB, scale: scale, c: c + ic * ldc + jc, ldc: ldc)
+            if kc * nc <= rowsOuterSlice {
+                gemmMacroKernelRowsOuter(mc: mc, nc: nc, kc: kc, a: UnsafePointer(bufA),
+                                         b: sliceB, scale: scale, c: c + ic * ldc + jc, ldc: ldc)
+            } else {
+                gemmMacroKernel(GemmPackedA.self, mc: mc, nc: nc, kc: kc, a: UnsafePointer(bufA), lda: lda,
+                                b: sliceB, scale: scale, c: c + ic * ldc + jc, ldc: ldc)
+            }
         }
     }
 
@@ -521,5 +542,29 @@ func gemmMacroKernel<L: GemmALayout>(
             ir += mEdge
         }
         jr += nr
+    }
+}
+
+/// Like `gemmMacroKernel` for packed A, with the row panels outside: each MR panel of A stays
+/// in L1 while the K slice of packed B (L2-resident) streams past it in order, and every
+/// register tile of one row panel walks along the same six rows of C, which the hardware
+/// prefetcher follows as six sequential streams.
+@inline(__always)
+func gemmMacroKernelRowsOuter(
+    mc: Int, nc: Int, kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+    scale: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int
+) {
+    let mr = GemmBlocking.mr, nr = GemmBlocking.nr
+    var ir = 0
+    while ir < mc {
+        let mEdge = min(mr, mc - ir)
+        let ap = a + ir * kc
+        var jr = 0
+        while jr < nc {
+            gemmMicroKernel(GemmPackedA.self, rows: mEdge, cols: min(nr, nc - jr), kc: kc, a: ap, lda: 0, b: b + jr * kc,
+                            scale: scale, c: c + ir * ldc + jr, ldc: ldc)
+            jr += nr
+        }
+        ir += mr
     }
 }

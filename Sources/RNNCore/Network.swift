@@ -193,6 +193,8 @@ public final class RNNNetwork {
     /// op(B) = W_hh^T (H, G*H), backward as op(B) = W_hh (G*H, H).
     private let packedRecurrent: [PackedMatrix]
     private let packedRecurrentBackward: [PackedMatrix]
+    /// Per layer, W_ih^T packed once per forward pass for the row-chunked input projection.
+    private let packedInput: [PackedMatrix]
     private let layerOffsets: [LayerOffsets]
     private let headWeight: Int
     private let headBias: Int
@@ -228,6 +230,7 @@ public final class RNNNetwork {
         headBias = offset("fc.bias")
         packedRecurrent = (0..<config.layers).map { _ in PackedMatrix() }
         packedRecurrentBackward = (0..<config.layers).map { _ in PackedMatrix() }
+        packedInput = (0..<config.layers).map { _ in PackedMatrix() }
     }
 
     // MARK: Public entry points
@@ -386,6 +389,18 @@ public final class RNNNetwork {
         return 3 * forward
     }
 
+    /// Rows per chunk of the input projection (N when it runs as one product): chunks of
+    /// about 128 Ki floats of gates (half of L2) when the gates do not fit in L2, W_ih^T packs
+    /// into at most 256 Ki floats (re-read from L3 by every chunk), and the product runs on
+    /// one thread (a chunk is too small to split).
+    private func projectionChunkRows(inputs: Int, gateWidth: Int, rows: Int) -> Int {
+        let chunk = max(GemmBlocking.mr, (1 << 17) / gateWidth / GemmBlocking.mr * GemmBlocking.mr)
+        guard engine.threads == 1, inputs * gateWidth <= 1 << 18, rows * gateWidth > 1 << 18, chunk < rows else {
+            return rows
+        }
+        return chunk
+    }
+
     /// Inputs narrower than this take the transposed dW_ih product (see `backward`).
     static let narrowInput = 16
 
@@ -534,9 +549,27 @@ public final class RNNNetwork {
             let bias = ws.biasRow.pointer
             let keepHH = config.cell == .gru ? 2 * H : GH
             for k in 0..<GH { bias[k] = p[o.biasIH + k] + (k < keepHH ? p[o.biasHH + k] : 0) }
-            for r in 0..<N { (gates + r * GH).update(from: bias, count: GH) }
-            // Input projection of all steps: gates (N, GH) += X_l (N, I_l) W_ih^T.
-            gemm(false, true, N, GH, o.inputs, input, o.inputs, p + o.weightIH, o.inputs, 1, gates, GH)
+            // Input projection of all steps: gates (N, GH) = bias + X_l (N, I_l) W_ih^T.
+            let chunk = projectionChunkRows(inputs: o.inputs, gateWidth: GH, rows: N)
+            if chunk < N {
+                // Row chunks of about 512 KiB of gates: each chunk's bias rows are written
+                // and then accumulated into while they sit in L2 (one pass over the (N, GH)
+                // gates through memory instead of three). W_ih^T is packed once for all chunks;
+                // every element gets the same operations as in one product.
+                let packedIH = packedInput[l]
+                packedIH.pack(transB: true, k: o.inputs, n: GH, b: p + o.weightIH, ldb: o.inputs)
+                var r0 = 0
+                while r0 < N {
+                    let rows = min(chunk, N - r0)
+                    for r in r0..<(r0 + rows) { (gates + r * GH).update(from: bias, count: GH) }
+                    engine.multiply(transA: false, m: rows, a: input + r0 * o.inputs, lda: o.inputs, packedB: packedIH,
+                                    beta: 1, c: gates + r0 * GH, ldc: GH)
+                    r0 += rows
+                }
+            } else {
+                for r in 0..<N { (gates + r * GH).update(from: bias, count: GH) }
+                gemm(false, true, N, GH, o.inputs, input, o.inputs, p + o.weightIH, o.inputs, 1, gates, GH)
+            }
             let whh = p + o.weightHH
             let packed = packedRecurrent[l]
             packed.pack(transB: true, k: H, n: GH, b: whh, ldb: H)
@@ -669,6 +702,18 @@ public final class RNNNetwork {
         }
     }
 
+    /// t[0 ..< width] += the first `width` lanes of s0, s1, s2, s3 (width <= 32).
+    @inline(__always)
+    private static func addLanes(
+        _ s0: SIMD8<Float>, _ s1: SIMD8<Float>, _ s2: SIMD8<Float>, _ s3: SIMD8<Float>, width w: Int,
+        to t: UnsafeMutablePointer<Float>
+    ) {
+        storeLanes(loadLanes(t, 0, min(8, w)) + s0, t, 0, min(8, w))
+        if w > 8 { storeLanes(loadLanes(t, 8, min(8, w - 8)) + s1, t, 8, min(8, w - 8)) }
+        if w > 16 { storeLanes(loadLanes(t, 16, min(8, w - 16)) + s2, t, 16, min(8, w - 16)) }
+        if w > 24 { storeLanes(loadLanes(t, 24, w - 24) + s3, t, 24, w - 24) }
+    }
+
     /// into (columns) += sum over rows of m (rows, columns), and the same sums added to
     /// `alsoInto` when given. Columns in groups of 32 (four vector accumulators in registers)
     /// summed down all rows, then added once to the outputs; the sum is formed in row order
@@ -699,15 +744,10 @@ public final class RNNNetwork {
                     if w > 24 { s3 += loadLanes(row, 24, w - 24) }
                 }
             }
-            @inline(__always) func add(to target: UnsafeMutablePointer<Float>) {
-                let t = target + c
-                storeLanes(loadLanes(t, 0, min(8, w)) + s0, t, 0, min(8, w))
-                if w > 8 { storeLanes(loadLanes(t, 8, min(8, w - 8)) + s1, t, 8, min(8, w - 8)) }
-                if w > 16 { storeLanes(loadLanes(t, 16, min(8, w - 16)) + s2, t, 16, min(8, w - 16)) }
-                if w > 24 { storeLanes(loadLanes(t, 24, w - 24) + s3, t, 24, w - 24) }
-            }
-            add(to: out)
-            if let out2 { add(to: out2) }
+            // A static helper rather than a local function capturing s0...s3: the capturing
+            // version put its context on the heap, 14 allocations per seed-small step.
+            Self.addLanes(s0, s1, s2, s3, width: w, to: out + c)
+            if let out2 { Self.addLanes(s0, s1, s2, s3, width: w, to: out2 + c) }
             c += w
         }
     }

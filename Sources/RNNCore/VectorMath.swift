@@ -63,6 +63,26 @@ public enum VectorMath {
         return p * s1 * s2
     }
 
+    /// `expCore` for x in [-86, 0] (NaN-free input), where e^x is a normal float: 2^n is one
+    /// normal factor (n >= -125), and p * 2^n is exact either way, so the result is
+    /// bit-identical to `expCore(x)` with five fewer vector operations.
+    @inlinable @inline(__always)
+    static func expCoreNormal(_ x: SIMD8<Float>) -> SIMD8<Float> {
+        let magic = SIMD8<Float>(repeating: 12_582_912)
+        let t = magic.addingProduct(x, SIMD8(repeating: 1.442_695_04))
+        let n = t - magic
+        var r = x.addingProduct(n, SIMD8(repeating: -0.693_145_752))
+        r = r.addingProduct(n, SIMD8(repeating: -1.428_606_82e-6))
+        var q = SIMD8<Float>(repeating: 0.001_375_140_7)
+        q = SIMD8(repeating: 0.008_368_916).addingProduct(q, r)
+        q = SIMD8(repeating: 0.041_669_533).addingProduct(q, r)
+        q = SIMD8(repeating: 0.166_665_18).addingProduct(q, r)
+        q = SIMD8(repeating: 0.499_999_88).addingProduct(q, r)
+        let p = (r + 1).addingProduct(r * r, q)
+        let ni = unsafeBitCast(t, to: SIMD8<Int32>.self) &- 0x4B40_0000
+        return p * unsafeBitCast((ni &+ 127) &<< 23, to: SIMD8<Float>.self)
+    }
+
     // MARK: sigmoid
 
     /// The logistic function 1 / (1 + e^-x) on eight lanes, computed from e = e^-|x| <= 1
@@ -95,8 +115,10 @@ public enum VectorMath {
     @inlinable @inline(__always)
     public static func tanh(_ x: SIMD8<Float>) -> SIMD8<Float> {
         let ax = abs8(x)
-        // Large |x|: e <= 0.287, so 1 - e and 1 + e lose nothing.
-        let e = expCore(-2 * clampAbove(ax, 52))
+        // Large |x|: e <= 0.287, so 1 - e and 1 + e lose nothing. Above |x| = 43 (where
+        // e < 2^-124 is far below half an ulp of 1) the result is exactly 1 whatever e is, so
+        // |x| is clamped there and e stays a normal float.
+        let e = expCoreNormal(-2 * clampAbove(ax, 43))
         let large = (1 - e) / (1 + e)
         // Small |x|.
         let t = ax * ax

@@ -38,13 +38,14 @@ let gemmBenchmarkShapes: [GemmShape] = [
 ]
 
 /// `rnn-bench gemm [--threads N]`, plus tuning flags for experiments:
-/// `--only NAME-PART`, `--direct-a MAX-COLUMNS`, `--mc ROWS`, `--nc COLUMNS`.
+/// `--only NAME-PART`, `--direct-a MAX-COLUMNS`, `--mc ROWS`, `--nc COLUMNS`,
+/// `--rows-outer MAX-SLICE-FLOATS` (0: column panels outside always).
 func runGemmBenchmarkCommand(_ arguments: [String]) {
     var values: [String: String] = [:]
     var i = 0
     while i < arguments.count {
         let flag = arguments[i]
-        guard ["--threads", "--only", "--direct-a", "--mc", "--nc"].contains(flag) else {
+        guard ["--threads", "--only", "--direct-a", "--mc", "--nc", "--rows-outer"].contains(flag) else {
             benchUsage("unknown option '\(flag)' for 'gemm'")
         }
         guard i + 1 < arguments.count else { benchUsage("'\(flag)' expects a value, found nothing") }
@@ -56,8 +57,14 @@ func runGemmBenchmarkCommand(_ arguments: [String]) {
         guard let v = Int(text), v >= 1 else { benchUsage("'\(flag)' expects a positive integer, found '\(text)'") }
         return v
     }
+    var rowsOuter: Int?
+    if let text = values["--rows-outer"] {
+        guard let v = Int(text), v >= 0 else { benchUsage("'--rows-outer' expects a non-negative integer, found '\(text)'") }
+        rowsOuter = v
+    }
     runGemmBenchmark(threads: positive("--threads") ?? 1, directAMaxColumns: positive("--direct-a"),
-                     rowBlock: positive("--mc"), columnBlock: positive("--nc"), only: values["--only"])
+                     rowBlock: positive("--mc"), columnBlock: positive("--nc"), rowsOuterMaxSlice: rowsOuter,
+                     only: values["--only"])
     if values["--only"] == nil {
         runPackBenchmark(threads: positive("--threads") ?? 1)
         runRecurrentSequenceBenchmark(threads: positive("--threads") ?? 1)
@@ -68,7 +75,8 @@ func runGemmBenchmarkCommand(_ arguments: [String]) {
 ///
 /// Tuning knobs (not needed for the comparison): `directAMaxColumns` overrides the engine's
 /// in-place-A threshold, `only` keeps the shapes whose name contains it.
-func runGemmBenchmark(threads: Int, directAMaxColumns: Int? = nil, rowBlock: Int? = nil, columnBlock: Int? = nil, only: String? = nil) {
+func runGemmBenchmark(threads: Int, directAMaxColumns: Int? = nil, rowBlock: Int? = nil, columnBlock: Int? = nil,
+                      rowsOuterMaxSlice: Int? = nil, only: String? = nil) {
     let clockName = threads == 1 ? "thread CPU time" : "wall time"
     print("GemmEngine, threads=\(threads) (\(clockName), median of 7 timed repetitions, each >= 20 ms)")
     print(pad("shape", 34) + pad("GFLOP/s", 10, left: true) + pad("µs/call", 12, left: true))
@@ -76,6 +84,7 @@ func runGemmBenchmark(threads: Int, directAMaxColumns: Int? = nil, rowBlock: Int
     if let d = directAMaxColumns { engine.directAMaxColumns = d }
     if let mc = rowBlock { engine.rowBlock = mc }
     if let nc = columnBlock { engine.columnBlock = nc }
+    if let r = rowsOuterMaxSlice { engine.rowsOuterMaxSlice = r }
     var generator = SplitMix(seed: 42)
     for shape in gemmBenchmarkShapes where only.map({ shape.name.contains($0) }) ?? true {
         let rowsA = shape.transA ? shape.k : shape.m, colsA = shape.transA ? shape.m : shape.k

@@ -117,7 +117,11 @@ final class GemmTests: XCTestCase {
                             engine.directAMaxColumns = 256
                             assertClose(run(engine, p, ops), want, p, "tA=\(transA) tB=\(transB) m=\(m) n=\(n) k=\(k)")
                             engine.directAMaxColumns = 0
-                            assertClose(run(engine, p, ops), want, p, "packed A, tA=\(transA) tB=\(transB) m=\(m) n=\(n) k=\(k)")
+                            for rowsOuter in [0, Int.max] {
+                                engine.rowsOuterMaxSlice = rowsOuter
+                                assertClose(run(engine, p, ops), want, p, "packed A, rows outer \(rowsOuter > 0), tA=\(transA) tB=\(transB) m=\(m) n=\(n) k=\(k)")
+                            }
+                            engine.rowsOuterMaxSlice = GemmBlocking.rowsOuterMaxSlice
                         }
                     }
                 }
@@ -200,14 +204,15 @@ final class GemmTests: XCTestCase {
             for transA in [false, true] {
                 for transB in [false, true] {
                     for usePacked in [false, true] {
-                        for direct in [0, 1000] {
+                        for (direct, rowsOuter) in [(0, 0), (0, Int.max), (1000, 0)] {
                             engine.directAMaxColumns = direct
+                            engine.rowsOuterMaxSlice = rowsOuter
                             let p = Problem(transA: transA, transB: transB, m: m, n: n, k: k, alpha: -0.5, beta: 0.5,
                                             padA: 2, padB: 1, padC: 3)
                             let ops = makeOperands(p, seed: seed)
                             seed += 1
                             assertClose(run(engine, p, ops, packed: usePacked ? PackedMatrix() : nil), reference(p, ops), p,
-                                        "small blocks m=\(m) n=\(n) k=\(k) tA=\(transA) tB=\(transB) packed=\(usePacked) direct=\(direct)")
+                                        "small blocks m=\(m) n=\(n) k=\(k) tA=\(transA) tB=\(transB) packed=\(usePacked) direct=\(direct) rowsOuter=\(rowsOuter)")
                         }
                     }
                 }

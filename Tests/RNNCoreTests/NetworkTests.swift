@@ -118,6 +118,23 @@ final class NetworkTests: XCTestCase {
         print("threads 2 vs 1: gradients \(results[1] == results[0] ? "bitwise equal" : "max abs diff \(r.maxAbs)")")
     }
 
+    /// The input projection runs in row chunks on one thread once the gates outgrow L2 (here
+    /// N x 4H = 1400 x 256 floats, chunks of 510 rows, the last one partial) and as one product
+    /// with two threads (a chunk is too small to split): every element gets the same
+    /// operations, so outputs and final states are bitwise equal, for both layers.
+    func testChunkedInputProjectionIsBitwiseEqualToOneProduct() throws {
+        let config = ModelConfig(cell: .lstm, inputSize: 24, hiddenSize: 64, layers: 2, outputSize: 5, head: .everyStep)
+        let p = ParameterTable.initialParameters(config: config, seed: 21)
+        let data = GradientCheckTests.makeBatch(config, batch: 56, steps: 25, withState: true, seed: 8)
+        var predictions: [Prediction] = []
+        for threads in [1, 2] {
+            let network = try RNNNetwork(config: config, threads: threads)
+            predictions.append(try network.predict(parameters: p, input: data.x, batch: 56, steps: 25, initialState: data.initial))
+        }
+        XCTAssertEqual(predictions[0].outputs, predictions[1].outputs)
+        XCTAssertEqual(predictions[0].finalState, predictions[1].finalState)
+    }
+
     func testPredictReturnsBatchFirstOutputsAndFinalState() throws {
         let config = ModelConfig(cell: .lstm, inputSize: 2, hiddenSize: 3, layers: 2, outputSize: 2, head: .everyStep)
         let network = try RNNNetwork(config: config)

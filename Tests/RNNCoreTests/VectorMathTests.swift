@@ -1,5 +1,5 @@
 import RealModule
-import RNNCore
+@testable import RNNCore
 import XCTest
 
 /// VectorMath against Double-precision RealModule. Errors are measured against the exact
@@ -133,6 +133,30 @@ final class VectorMathTests: XCTestCase {
         let v = VectorMath.tanh(SIMD8<Float>(1, .nan, -1, 0, 3, -3, .infinity, 0.1))
         XCTAssertTrue(v[1].isNaN)
         XCTAssertFalse(v[0].isNaN || v[2].isNaN || v[7].isNaN)
+    }
+
+    /// tanh's one-factor exponential gives the same bits as the general two-factor one over
+    /// its whole domain [-86, 0]: every 1009th float (about 1.1 million values, subnormals
+    /// included) and the ends.
+    func testNormalRangeExpCoreIsBitIdenticalToExpCore() {
+        let last = Float(-86).bitPattern
+        var bits = (-Float(0)).bitPattern
+        var v = SIMD8<Float>()
+        var lane = 0
+        while bits <= last {
+            v[lane] = Float(bitPattern: bits)
+            lane += 1
+            if lane == 8 {
+                let a = VectorMath.expCoreNormal(v), b = VectorMath.expCore(v)
+                if a != b {
+                    for l in 0..<8 { XCTAssertEqual(a[l].bitPattern, b[l].bitPattern, "expCoreNormal(\(v[l]))") }
+                }
+                lane = 0
+            }
+            bits += 1009
+        }
+        let ends = SIMD8<Float>(-86, -0.0, 0, -1e-30, -43.5, -85.999, -1e-7, -0.5)
+        XCTAssertEqual(VectorMath.expCoreNormal(ends), VectorMath.expCore(ends))
     }
 
     func testSIMD16MatchesSIMD8Lanes() {
