@@ -36,9 +36,10 @@ public enum VectorMath {
         SIMD16(lowHalf: exp(x.lowHalf), highHalf: exp(x.highHalf))
     }
 
-    /// e^x for x already clamped to [-104, 88.72284] (NaN-free input gives finite output).
+    /// The range reduction and polynomial shared by `expCore` and `expCoreNormal`:
+    /// e^x = p * 2^n with n = round(x / ln2) and p = e^r, r = x - n ln2, |r| <= ln2 / 2.
     @inlinable @inline(__always)
-    static func expCore(_ x: SIMD8<Float>) -> SIMD8<Float> {
+    static func expReduced(_ x: SIMD8<Float>) -> (p: SIMD8<Float>, n: SIMD8<Int32>) {
         // t = x / ln2 + 1.5 * 2^23 rounds x / ln2 to an integer n held in t's low mantissa bits.
         let magic = SIMD8<Float>(repeating: 12_582_912)
         let t = magic.addingProduct(x, SIMD8(repeating: 1.442_695_04))
@@ -53,9 +54,14 @@ public enum VectorMath {
         q = SIMD8(repeating: 0.041_669_533).addingProduct(q, r)
         q = SIMD8(repeating: 0.166_665_18).addingProduct(q, r)
         q = SIMD8(repeating: 0.499_999_88).addingProduct(q, r)
-        let p = (r + 1).addingProduct(r * r, q)
+        return ((r + 1).addingProduct(r * r, q), unsafeBitCast(t, to: SIMD8<Int32>.self) &- 0x4B40_0000)
+    }
+
+    /// e^x for x already clamped to [-104, 88.72284] (NaN-free input gives finite output).
+    @inlinable @inline(__always)
+    static func expCore(_ x: SIMD8<Float>) -> SIMD8<Float> {
+        let (p, ni) = expReduced(x)
         // 2^n = 2^(n >> 1) * 2^(n - (n >> 1)), each factor a normal float.
-        let ni = unsafeBitCast(t, to: SIMD8<Int32>.self) &- 0x4B40_0000
         let n1 = ni &>> 1
         let n2 = ni &- n1
         let s1 = unsafeBitCast((n1 &+ 127) &<< 23, to: SIMD8<Float>.self)
@@ -68,18 +74,7 @@ public enum VectorMath {
     /// bit-identical to `expCore(x)` with five fewer vector operations.
     @inlinable @inline(__always)
     static func expCoreNormal(_ x: SIMD8<Float>) -> SIMD8<Float> {
-        let magic = SIMD8<Float>(repeating: 12_582_912)
-        let t = magic.addingProduct(x, SIMD8(repeating: 1.442_695_04))
-        let n = t - magic
-        var r = x.addingProduct(n, SIMD8(repeating: -0.693_145_752))
-        r = r.addingProduct(n, SIMD8(repeating: -1.428_606_82e-6))
-        var q = SIMD8<Float>(repeating: 0.001_375_140_7)
-        q = SIMD8(repeating: 0.008_368_916).addingProduct(q, r)
-        q = SIMD8(repeating: 0.041_669_533).addingProduct(q, r)
-        q = SIMD8(repeating: 0.166_665_18).addingProduct(q, r)
-        q = SIMD8(repeating: 0.499_999_88).addingProduct(q, r)
-        let p = (r + 1).addingProduct(r * r, q)
-        let ni = unsafeBitCast(t, to: SIMD8<Int32>.self) &- 0x4B40_0000
+        let (p, ni) = expReduced(x)
         return p * unsafeBitCast((ni &+ 127) &<< 23, to: SIMD8<Float>.self)
     }
 
