@@ -105,12 +105,13 @@ public struct AdamOptimizer: Sendable, Equatable {
     }
 }
 
-/// Parameters and Adam moments before an update (see `AdamOptimizer.step(parameters:gradient:keepingPreviousIn:)`).
+/// Parameters with their Adam moments and step count: a replica's whole training state, e.g.
+/// the state before an update (see `AdamOptimizer.step(parameters:gradient:keepingPreviousIn:)`).
 public struct AdamState: Sendable, Equatable {
     public var parameters: [Float]
     public var expAvg: [Float]
     public var expAvgSq: [Float]
-    /// The optimizer's step count before the update.
+    /// The optimizer's step count (PyTorch's `state['step']`) that goes with these values.
     public var stepCount: Int
 
     public init(parameters: [Float] = [], expAvg: [Float] = [], expAvgSq: [Float] = [], stepCount: Int = 0) {

@@ -310,7 +310,7 @@ public final class Coordinator: @unchecked Sendable {
         // Initial state: fresh, or the newest valid checkpoint.
         var state = ReplicaState(parameters: ParameterTable.initialParameters(config: config.model, seed: config.seed),
                                  expAvg: [Float](repeating: 0, count: table.totalCount),
-                                 expAvgSq: [Float](repeating: 0, count: table.totalCount), optimizerStep: 0)
+                                 expAvgSq: [Float](repeating: 0, count: table.totalCount), stepCount: 0)
         var startEpoch = 0, startStep = 0, globalStep = 0
         var history = MetricsHistory(steps: [], loss: [], accuracy: config.model.loss == .crossEntropy ? [] : nil)
         if let dir = options.resume {
@@ -324,7 +324,7 @@ public final class Coordinator: @unchecked Sendable {
                 throw CoordinatorError("--resume \(path): the checkpoint's model \(saved.model) differs from the requested \(config.model)")
             }
             state = ReplicaState(parameters: ckpt.parameters, expAvg: ckpt.optimizer.expAvg,
-                                 expAvgSq: ckpt.optimizer.expAvgSq, optimizerStep: ckpt.optimizer.step)
+                                 expAvgSq: ckpt.optimizer.expAvgSq, stepCount: ckpt.optimizer.step)
             startEpoch = ckpt.metadata.epoch
             startStep = ckpt.metadata.stepInEpoch
             globalStep = ckpt.metadata.globalStep
@@ -353,7 +353,7 @@ public final class Coordinator: @unchecked Sendable {
                 metadata: CheckpointMetadata(globalStep: stateStep, epoch: epoch, stepInEpoch: stepInEpoch, seed: config.seed,
                                              worldSize: max(1, members.count), configJSON: config.jsonString()),
                 parameters: state.parameters,
-                optimizer: OptimizerState(config: config.optimizer, step: state.optimizerStep,
+                optimizer: OptimizerState(config: config.optimizer, step: state.stepCount,
                                           expAvg: state.expAvg, expAvgSq: state.expAvgSq),
                 metrics: history.truncated(toSteps: stateStep))
             let path = try store.write(ckpt, table: table)
@@ -420,10 +420,12 @@ public final class Coordinator: @unchecked Sendable {
 
         /// The global step whose assignments went out ahead (-1: none).
         var assignedAhead = -1
+        /// Whether the replicas report their parameter hash after global step `g`.
+        func wantsHash(_ g: Int) -> Bool { (g + 1) % config.hashEvery == 0 }
         /// Sends each member its rows of a step.
         func assign(_ order: EpochOrder, step s: Int, globalStep g: Int) throws {
             let world = members.count
-            let wantHash = (g + 1) % config.hashEvery == 0
+            let wantHash = wantsHash(g)
             for m in members {
                 let rows = order.shard(step: s, rank: m.rank, worldSize: world)
                 try send(StepMessage(epoch: order.epoch, stepInEpoch: s, globalStep: g, rows: rows, wantHash: wantHash), to: m, step: g)
@@ -453,7 +455,7 @@ public final class Coordinator: @unchecked Sendable {
                     report(.message(.info, "Worker(s) \(joining) joined at global step \(globalStep); \(members.count) worker(s) now"))
                 }
                 let stepStarted = monotonicNanoseconds()
-                let wantHash = (globalStep + 1) % config.hashEvery == 0
+                let wantHash = wantsHash(globalStep)
                 var results: [MetricsMessage] = []
                 var failures = 0
                 while true {

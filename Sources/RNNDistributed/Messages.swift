@@ -20,6 +20,7 @@
 //
 // Every message is one ZeroMQ frame: the checked `FrameHeader` followed by the payload
 // encoded here with `BinaryWriter`; decoding is bounds-checked and never trusts a length.
+import RNNCore
 import RNNTransport
 
 /// A payload of one `MessageKind`.
@@ -94,32 +95,21 @@ struct HelloMessage: ControlMessage, Equatable {
     }
 }
 
-/// The replicated training state: parameters and Adam's moments and step count.
-struct ReplicaState: Equatable {
-    var parameters: [Float]
-    var expAvg: [Float]
-    var expAvgSq: [Float]
-    var optimizerStep: Int
+/// The replicated training state: parameters and Adam's moments and step count (RNNCore's
+/// `AdamState`, which the replicas also keep for rollback), as it travels in WELCOME and STATE.
+typealias ReplicaState = AdamState
 
+extension AdamState {
     func encode(into w: inout BinaryWriter) {
         w.write(floats: parameters)
         w.write(floats: expAvg)
         w.write(floats: expAvgSq)
-        w.write(optimizerStep)
-    }
-
-    init(parameters: [Float], expAvg: [Float], expAvgSq: [Float], optimizerStep: Int) {
-        self.parameters = parameters
-        self.expAvg = expAvg
-        self.expAvgSq = expAvgSq
-        self.optimizerStep = optimizerStep
+        w.write(stepCount)
     }
 
     init(from r: inout BinaryReader) throws(PayloadError) {
-        parameters = try r.readFloats("parameters")
-        expAvg = try r.readFloats("exp_avg")
-        expAvgSq = try r.readFloats("exp_avg_sq")
-        optimizerStep = try r.readInt("optimizer step")
+        self.init(parameters: try r.readFloats("parameters"), expAvg: try r.readFloats("exp_avg"),
+                  expAvgSq: try r.readFloats("exp_avg_sq"), stepCount: try r.readInt("optimizer step"))
     }
 }
 

@@ -458,7 +458,7 @@ final class Replica {
         try checkDataset(dataset, fits: config.model)
         parameters = state.parameters
         optimizer = try AdamOptimizer(config: config.optimizer, expAvg: state.expAvg, expAvgSq: state.expAvgSq,
-                                      stepCount: state.optimizerStep)
+                                      stepCount: state.stepCount)
         guard optimizer.expAvg.count == count else {
             throw WorkerError("received optimizer moments of \(optimizer.expAvg.count) values, the model needs \(count)")
         }
@@ -468,7 +468,7 @@ final class Replica {
 
     var state: ReplicaState {
         ReplicaState(parameters: parameters, expAvg: optimizer.expAvg, expAvgSq: optimizer.expAvgSq,
-                     optimizerStep: optimizer.stepCount)
+                     stepCount: optimizer.stepCount)
     }
 
     /// Undoes the steps applied after `completed` (the coordinator did not accept them);

@@ -31,17 +31,9 @@ final class CurveTrainingTests: XCTestCase {
         XCTAssertNil(coordinator.token, "CURVE runs authenticate by key, not by token")
         let ringEndpoints = Box<[String]>([])
         let ringKeys = Box<[String]>([])  // ringKeys[k]: the public key serving ringEndpoints[k]
-        let done = Box(false)
         let group = DispatchGroup()
-        let summary = Box<Result<TrainingSummary, Error>?>(nil)
+        let (summary, done) = runInBackground(coordinator, group: group)
         let workers = Box<[Result<WorkerSummary, Error>]>([])
-        group.enter()
-        Thread.detachNewThread {
-            let r = Result { try coordinator.run() }
-            summary.update { $0 = r }
-            done.update { $0 = true }
-            group.leave()
-        }
         for keys in clients {
             group.enter()
             var wo = WorkerOptions(connect: coordinator.endpoint, joinTimeout: 30)

@@ -36,17 +36,9 @@ final class ForeignTrafficTests: XCTestCase {
             }
         })
         let ringEndpoints = Box<[String]>([])
-        let done = Box(false)
         let group = DispatchGroup()
-        let summary = Box<Result<TrainingSummary, Error>?>(nil)
+        let (summary, done) = runInBackground(coordinator, group: group)
         let workers = Box<[Result<WorkerSummary, Error>]>([])
-        group.enter()
-        Thread.detachNewThread {
-            let r = Result { try coordinator.run() }
-            summary.update { $0 = r }
-            done.update { $0 = true }
-            group.leave()
-        }
         for _ in 0..<2 {
             group.enter()
             let endpoint = coordinator.endpoint

@@ -29,7 +29,7 @@ final class ReplicaConsistencyTests: XCTestCase {
         let table = ParameterTable(config: config.model)
         let initial = ReplicaState(parameters: ParameterTable.initialParameters(config: config.model, seed: 5),
                                    expAvg: [Float](repeating: 0, count: table.totalCount),
-                                   expAvgSq: [Float](repeating: 0, count: table.totalCount), optimizerStep: 0)
+                                   expAvgSq: [Float](repeating: 0, count: table.totalCount), stepCount: 0)
         let replica = try Replica(config: config, state: initial, threads: 1, files: [path])
         let ring = try RingAllReduce(context: ZMQContext(), rank: 0, world: 1, runID: 1, bindEndpoint: "inproc://rollback")
         func step(_ g: Int) throws {
@@ -37,7 +37,7 @@ final class ReplicaConsistencyTests: XCTestCase {
                                  ring: ring)
         }
         func same(_ a: ReplicaState, _ b: ReplicaState) -> Bool {
-            a.parameters == b.parameters && a.expAvg == b.expAvg && a.expAvgSq == b.expAvgSq && a.optimizerStep == b.optimizerStep
+            a.parameters == b.parameters && a.expAvg == b.expAvg && a.expAvgSq == b.expAvgSq && a.stepCount == b.stepCount
         }
         try step(0)
         let afterOne = replica.state

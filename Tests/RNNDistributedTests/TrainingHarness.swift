@@ -18,6 +18,22 @@ struct InProcessRun {
     var workers: [WorkerSummary]
 }
 
+/// Runs `coordinator` on a thread inside `group`; `summary` gets its result and `done` turns
+/// true when it returns.
+func runInBackground(_ coordinator: Coordinator, group: DispatchGroup)
+    -> (summary: Box<Result<TrainingSummary, Error>?>, done: Box<Bool>) {
+    let summary = Box<Result<TrainingSummary, Error>?>(nil)
+    let done = Box(false)
+    group.enter()
+    Thread.detachNewThread {
+        let r = Result { try coordinator.run() }
+        summary.update { $0 = r }
+        done.update { $0 = true }
+        group.leave()
+    }
+    return (summary, done)
+}
+
 /// Trains `config` with `world` workers on threads; fails the test (never hangs) after `timeout`.
 func trainInProcess(
     _ config: TrainingConfig, world: Int, checkpointDir: String? = nil, checkpointEvery: Int = 0,
@@ -31,14 +47,8 @@ func trainInProcess(
     let coordinator = try Coordinator(options: options)
     beforeWorkers?(coordinator.endpoint)
     let group = DispatchGroup()
-    let summary = Box<Result<TrainingSummary, Error>?>(nil)
+    let (summary, _) = runInBackground(coordinator, group: group)
     let workerResults = Box<[Int: Result<WorkerSummary, Error>]>([:])
-    group.enter()
-    Thread.detachNewThread {
-        let r = Result { try coordinator.run() }
-        summary.update { $0 = r }
-        group.leave()
-    }
     for i in 0..<world {
         group.enter()
         let endpoint = connectOverIPC ? coordinator.localEndpoint ?? "(no IPC endpoint)" : coordinator.endpoint
