@@ -53,7 +53,7 @@ struct RNNWorkerCommand: ParsableCommand {
 
     func validate() throws {
         guard connect.hasPrefix("tcp://") || connect.hasPrefix("ipc://") else {
-            throw ValidationError("Please specify '--connect' as tcp://HOST:PORT, found '\(connect)'.")
+            throw ValidationError("Please specify '--connect' as tcp://HOST:PORT (or ipc://NAME for a coordinator on this machine), found '\(connect)'.")
         }
         if let t = threads, t < 1 { throw ValidationError("Please specify '--threads' of at least 1.") }
         if !(joinTimeout > 0) { throw ValidationError("Please specify a positive '--join-timeout'.") }
