@@ -44,6 +44,9 @@ public struct WorkerOptions: Sendable {
     /// How often an all-reduce that waits for a peer checks the control socket for a REFORM
     /// (milliseconds).
     public var interruptPollMilliseconds = 20
+    /// How long a ring receive keeps polling (yielding the CPU between tries) before it
+    /// sleeps, in microseconds (`RingAllReduce.spinMicroseconds`; 0 sleeps at once).
+    public var spinMicroseconds = 100
     /// Testing only: after applying this global step the replica flips the lowest bit of its
     /// first parameter (a memory fault), which the coordinator's hash check must catch.
     var corruptAfterGlobalStep: Int?
@@ -254,6 +257,7 @@ public final class Worker: @unchecked Sendable {
                                                  timeoutMilliseconds: welcome.ringTimeoutMilliseconds,
                                                  rejects: decoder.rejects, socketSetup: setup)
                     ring.interruptPollMilliseconds = options.interruptPollMilliseconds
+                    ring.spinMicroseconds = options.spinMicroseconds
                     ring.interruptCheck = {
                         if heartbeat.status != .alive { return true }
                         // A message of the coordinator during a step means: stop (REFORM, ERROR,
@@ -568,3 +572,4 @@ func checkDataset(_ dataset: TensorDataset, fits model: ModelConfig, name: Strin
         throw WorkerError("\(name) \(files) has \(dataset.targetKind), which needs head '\(dataset.targetKind.head.rawValue)' and loss '\(dataset.targetKind.loss.rawValue)'; the model has '\(model.head.rawValue)' and '\(model.loss.rawValue)'")
     }
 }
+

@@ -20,6 +20,7 @@ struct AllReduceBenchOptions {
     var subChunkBytes: Int?  // nil: RingAllReduce's default
     var copyFrameBytes: Int?  // nil: RingAllReduce's default
     var sendWindow: Int?
+    var spinMicroseconds: Int?  // nil: RingAllReduce's default
     var bytesPerSize = 512 << 20  // total bytes reduced per size (sets the iteration count)
     var rank = 0
     var control = ""
@@ -31,7 +32,7 @@ struct AllReduceBenchOptions {
 
     static let usage = """
         usage: rnn-bench allreduce [--world W] [--sizes 4096,65536,...] [--algorithm auto|ring|exchange]
-                                   [--sub-chunk BYTES] [--copy-frame BYTES] [--send-window N] [--volume BYTES] [--json] [--default-malloc] [--copy] [--io-threads N] [--transport tcp|ipc]
+                                   [--sub-chunk BYTES] [--copy-frame BYTES] [--send-window N] [--spin US] [--volume BYTES] [--json] [--default-malloc] [--copy] [--io-threads N] [--transport tcp|ipc]
                                    [--sockbuf BYTES]
         """
 
@@ -58,6 +59,10 @@ struct AllReduceBenchOptions {
                 let v = try value("--send-window")
                 guard let w = Int(v), w >= 0 else { throw BenchError("'--send-window' expects a count >= 0, found '\(v)'.") }
                 o.sendWindow = w
+            case "--spin":
+                let v = try value("--spin")
+                guard let us = Int(v), us >= 0 else { throw BenchError("'--spin' expects microseconds >= 0, found '\(v)'.") }
+                o.spinMicroseconds = us
             case "--copy-frame":
                 let v = try value("--copy-frame")
                 guard let b = Int(v) else { throw BenchError("'--copy-frame' expects a byte count (-1: never copy), found '\(v)'.") }
@@ -154,6 +159,7 @@ private func runAllReduceParent(_ o: AllReduceBenchOptions) throws {
         if let b = o.subChunkBytes { a += ["--sub-chunk", "\(b)"] }
         if let b = o.copyFrameBytes { a += ["--copy-frame", "\(b)"] }
         if let b = o.sendWindow { a += ["--send-window", "\(b)"] }
+        if let us = o.spinMicroseconds { a += ["--spin", "\(us)"] }
         a += ["--sizes", o.sizes.map(String.init).joined(separator: ",")]
         if o.defaultMalloc { a.append("--default-malloc") }
         if o.copySends { a.append("--copy") }
@@ -250,6 +256,7 @@ private func runAllReduceRank(_ o: AllReduceBenchOptions) throws {
     if let b = o.subChunkBytes { ring.subChunkBytes = b }
     if let b = o.copyFrameBytes { ring.copyFrameBytes = b }
     if let b = o.sendWindow { ring.sendWindow = b }
+    if let us = o.spinMicroseconds { ring.spinMicroseconds = us }
     ring.zeroCopy = !o.copySends
     let me = UInt32(rank)
     func sendControl(_ kind: MessageKind, _ payload: [UInt8]) throws {

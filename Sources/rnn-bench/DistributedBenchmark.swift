@@ -37,7 +37,9 @@ struct DistributedBenchError: Error, CustomStringConvertible {
 /// Runs every configuration (or only the comma-separated `only`) with 1 and `workers` local
 /// worker processes, `repeats` times each (the best run counts: the machine is shared), and
 /// prints `config  1w-samples/s  Nw-samples/s  efficiency  allreduce-ms  ...`.
-func runDistributedBenchmark(only: String?, seconds: Double, workers: Int, repeats: Int, binDirectory: String?) {
+/// `spin` is rnn-coord's --spin (nil: its default).
+func runDistributedBenchmark(only: String?, seconds: Double, workers: Int, repeats: Int, binDirectory: String?,
+                             spin: Int? = nil) {
     let wanted = only.map { Set($0.split(separator: ",").map(String.init)) }
     let bin = binDirectory ?? URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
         .deletingLastPathComponent().path
@@ -55,7 +57,7 @@ func runDistributedBenchmark(only: String?, seconds: Double, workers: Int, repea
     }
     defer { try? FileManager.default.removeItem(atPath: folder) }
 
-    say("# rnn-bench distributed: rnn-coord start --local-workers W --threads 1 (\(coord)), ~\(seconds) s per run, best of \(repeats)")
+    say("# rnn-bench distributed: rnn-coord start --local-workers W --threads 1 (\(coord)), ~\(seconds) s per run, best of \(repeats)" + (spin.map { ", --spin \($0)" } ?? ""))
     say("# samples/s = B / median step duration (from metrics.jsonl, warm-up steps excluded); mean-s/s = B * steps / their total time;")
     say("# allreduce = median reduce_s of the slowest rank; each figure is the best of the repeats")
     say(dPad("config", 12) + dPad("1w-samples/s", 14, right: true) + dPad("\(workers)w-samples/s", 14, right: true)
@@ -76,10 +78,10 @@ func runDistributedBenchmark(only: String?, seconds: Double, workers: Int, repea
             var best1: DistributedRun?
             var bestW: DistributedRun?
             for r in 0..<repeats {
-                let one = try runCoordinator(coord, bench: bench, data: data, workers: 1, steps: steps1,
+                let one = try runCoordinator(coord, bench: bench, data: data, workers: 1, steps: steps1, spin: spin,
                                              folder: (folder as NSString).appendingPathComponent("\(bench.name)-1w-\(r)"))
                 if one.samplesPerSecond > best1?.samplesPerSecond ?? 0 { best1 = one }
-                let many = try runCoordinator(coord, bench: bench, data: data, workers: workers, steps: stepsW,
+                let many = try runCoordinator(coord, bench: bench, data: data, workers: workers, steps: stepsW, spin: spin,
                                               folder: (folder as NSString).appendingPathComponent("\(bench.name)-\(workers)w-\(r)"))
                 if many.samplesPerSecond > bestW?.samplesPerSecond ?? 0 { bestW = many }
             }
@@ -154,13 +156,14 @@ private func writeDataset(_ bench: TrainBenchConfig, steps: Int, folder: String)
 
 /// One real run of `rnn-coord start`; parses its metrics.jsonl.
 private func runCoordinator(_ coord: String, bench: TrainBenchConfig, data: String, workers: Int, steps: Int,
-                            folder: String) throws -> DistributedRun {
+                            spin: Int?, folder: String) throws -> DistributedRun {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: coord)
     process.arguments = ["start", "--data", data, "--cell", bench.cell.rawValue, "--hidden", "\(bench.hidden)",
                          "--layers", "\(bench.layers)", "--batch-size", "\(bench.batch)", "--epochs", "1000000",
                          "--max-steps", "\(steps)", "--threads", "1", "--local-workers", "\(workers)",
                          "--bind", "tcp://127.0.0.1:*", "--checkpoint-dir", folder, "--keep", "1"]
+        + (spin.map { ["--spin", "\($0)"] } ?? [])
     let output = Pipe()
     process.standardOutput = output
     process.standardError = output

@@ -90,6 +90,8 @@ struct Start: ParsableCommand {
     var joinTimeout: Double = 120
     @Option(name: .customLong("step-timeout"), help: "Seconds to wait for the workers' results of one step.")
     var stepTimeout: Double = 600
+    @Option(help: "Microseconds a wait for a worker's message (in local workers: for a ring frame) keeps polling, yielding the CPU between tries, before it sleeps (0: sleep at once).")
+    var spin = 100
 
     // MARK: Output, config file, plot (the product layer; helpers in StartOutput.swift)
     @Option(help: "A YAML file of flag values (keys are long flag names, e.g. 'batch-size: 32'); flags typed here override it.")
@@ -136,6 +138,7 @@ struct Start: ParsableCommand {
         if batchSize < 1 { throw ValidationError("Please specify '--batch-size' of at least 1.") }
         if epochs < 1 { throw ValidationError("Please specify '--epochs' of at least 1.") }
         if threads < 1 { throw ValidationError("Please specify '--threads' of at least 1.") }
+        if spin < 0 { throw ValidationError("Please specify '--spin' of 0 or more microseconds, found \(spin).") }
     }
 
     func run() throws {
@@ -151,6 +154,7 @@ struct Start: ParsableCommand {
                 config: config, bind: bind, workers: workers ?? localWorkers, checkpointDir: checkpointDir,
                 checkpointEvery: checkpointEvery, keep: keep, resume: resume, joinTimeout: joinTimeout,
                 stepTimeout: stepTimeout)
+            options.spinMicroseconds = spin
             try applyFaultAndSecurityOptions(&options)
             output.announce(effectiveConfig(config), checkpointDir: checkpointDir, resuming: resume != nil)
             let coordinator = try Coordinator(options: options, events: output.events)
@@ -160,7 +164,7 @@ struct Start: ParsableCommand {
                     throw ValidationError("'--local-workers' cannot be combined with '--curve-key'; start rnn-worker with its own key instead.")
                 }
                 group = try LocalWorkerGroup(count: localWorkers, executable: LocalWorkerGroup.siblingExecutable(),
-                                             endpoint: coordinator.localEndpoint ?? coordinator.endpoint, extraArguments: output.localWorkerArguments,
+                                             endpoint: coordinator.localEndpoint ?? coordinator.endpoint, extraArguments: output.localWorkerArguments + ["--spin", "\(spin)"],
                                              environment: coordinator.token.map { ["RNN_TOKEN": $0] } ?? [:])
             }
             let summary: TrainingSummary

@@ -33,6 +33,8 @@ struct RNNWorkerCommand: ParsableCommand {
     var threads: Int?
     @Option(name: .customLong("join-timeout"), help: "Seconds to wait for the coordinator to welcome this worker.")
     var joinTimeout: Double = 120
+    @Option(help: "Microseconds a wait for a ring frame keeps polling, yielding the CPU between tries, before it sleeps (0: sleep at once).")
+    var spin = 100
     @Flag(help: "Print only errors.")
     var quiet = false
     // MARK: Output (the product layer)
@@ -59,12 +61,14 @@ struct RNNWorkerCommand: ParsableCommand {
         if !(joinTimeout > 0) { throw ValidationError("Please specify a positive '--join-timeout'.") }
         if reconnectTimeout < 0 { throw ValidationError("Please specify a '--reconnect-timeout' of 0 or more.") }
         if (curveKey == nil) != (serverKey == nil) { throw ValidationError("Please specify '--curve-key' and '--server-key' together.") }
+        if spin < 0 { throw ValidationError("Please specify '--spin' of 0 or more microseconds, found \(spin).") }
     }
 
     func run() throws {
         var options = WorkerOptions(connect: connect, dataRoot: dataRoot, dataBind: dataBind, advertiseHost: advertiseHost,
                                     threads: threads, joinTimeout: joinTimeout, token: token ?? "")
         options.reconnectTimeout = reconnectTimeout
+        options.spinMicroseconds = spin
         let (_, logger) = makeConsoleLogger(label: "rnn-worker", format: logFormat, level: quiet ? .error : logLevel)
         do {
             if let curveKey, let serverKey { options.curve = try CurveClientConfig.load(keyFile: curveKey, serverKey: serverKey) }

@@ -98,6 +98,8 @@ final class CLITests: XCTestCase {
             ("rnn-worker", ["--conect", "tcp://127.0.0.1:1"], "'--connect'"),
             ("rnn-coord", ["strat"], "'start'"),
             ("rnn-coord", ["eval", "--checkpoint", "none.h5", "--data", "x.h5"], "no such file"),
+            ("rnn-coord", ["start", "--data", "x.h5", "--local-workers", "1", "--spin=-5"], "'--spin' of 0 or more microseconds, found -5"),
+            ("rnn-worker", ["--connect", "tcp://127.0.0.1:1", "--spin=-1"], "'--spin' of 0 or more microseconds, found -1"),
         ]
         for (name, args, expected) in cases {
             let (status, out, err) = try run(name, args)

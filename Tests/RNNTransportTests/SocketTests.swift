@@ -1,3 +1,4 @@
+import Dispatch
 import XCTest
 @testable import RNNTransport
 
@@ -46,6 +47,40 @@ final class SocketTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(ms2, 90)
         XCTAssertLessThan(ms2, 1000)
         XCTAssertEqual(try s.poll(.readable, deadline: .after(milliseconds: 20)), [])
+    }
+
+    /// `spinMicroseconds`: a frame arriving during the spin or after it (in the blocking
+    /// wait) is received whole, and the spin never runs past the deadline.
+    func testSpinningReceiveGetsEarlyAndLateFramesAndKeepsTheDeadline() throws {
+        let ctx = try ZMQContext()
+        let a = try ZMQSocket(ctx, type: .pair)
+        try a.bind("tcp://127.0.0.1:*")
+        let b = try ZMQSocket(ctx, type: .pair)
+        try b.connect(try a.lastEndpoint())
+
+        // Empty socket, spin (1 s) longer than the deadline (40 ms): false at the deadline.
+        var t0 = monotonicNanoseconds()
+        XCTAssertFalse(try a.receive(into: ZMQMessage(), deadline: .after(milliseconds: 40), spinMicroseconds: 1_000_000))
+        var ms = Double(monotonicNanoseconds() - t0) / 1e6
+        XCTAssertGreaterThanOrEqual(ms, 39)
+        XCTAssertLessThan(ms, 500)
+
+        // Sent 5 ms into a 500 ms spin, and sent 80 ms after a 1 ms spin ended.
+        for (delayMs, spin) in [(5, 500_000), (80, 1_000)] {
+            let sent = DispatchSemaphore(value: 0)
+            let sender = b
+            DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(delayMs)) {
+                try? sender.sendMultipart([[UInt8(delayMs)], [7, 8, 9]], deadline: .after(milliseconds: 1000))
+                sent.signal()
+            }
+            t0 = monotonicNanoseconds()
+            let parts = try XCTUnwrap(try a.receiveMultipart(deadline: .after(milliseconds: 5000), spinMicroseconds: spin))
+            ms = Double(monotonicNanoseconds() - t0) / 1e6
+            XCTAssertEqual(parts.map(\.bytes), [[UInt8(delayMs)], [7, 8, 9]])
+            XCTAssertGreaterThanOrEqual(ms, Double(delayMs) - 1)
+            XCTAssertLessThan(ms, 2000)
+            sent.wait()
+        }
     }
 
     func testSendToAbsentPeerTimesOutAndCloseDoesNotHang() throws {
