@@ -194,9 +194,11 @@ private func drawPanel(_ image: inout RGBImage, x: Int, y: Int, width: Int, heig
         image.fill(x: xx, y: bottom, width: 1, height: 6, Palette.axis)
         let label = tickLabel(t, spacing: xSpacing)
         let w = RGBImage.textWidth(label, scale: scale)
-        if xx - w / 2 > lastLabelEnd + 8 {
-            image.draw(text: label, x: xx - w / 2, y: bottom + 10, scale: scale, color: Palette.text)
-            lastLabelEnd = xx + w / 2
+        // Centred under its tick, but kept inside the panel (a wide last label overshot it).
+        let labelX = min(xx - w / 2, x + width - w)
+        if labelX > lastLabelEnd + 8 {
+            image.draw(text: label, x: labelX, y: bottom + 10, scale: scale, color: Palette.text)
+            lastLabelEnd = labelX + w
         }
     }
     let xTitle = "GLOBAL STEP"

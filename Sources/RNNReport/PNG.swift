@@ -37,9 +37,12 @@ public struct RGBImage: Sendable, Equatable {
         self[x, y] = color
     }
 
+    /// Fills a rectangle, clipped to the image (it may lie partly or wholly outside).
     public mutating func fill(x: Int, y: Int, width w: Int, height h: Int, _ color: RGB) {
-        for yy in max(0, y)..<min(height, y + h) where w > 0 {
-            for xx in max(0, x)..<min(width, x + w) { self[xx, yy] = color }
+        let x0 = max(0, x), x1 = min(width, x + w), y0 = max(0, y), y1 = min(height, y + h)
+        guard x0 < x1, y0 < y1 else { return }
+        for yy in y0..<y1 {
+            for xx in x0..<x1 { self[xx, yy] = color }
         }
     }
 

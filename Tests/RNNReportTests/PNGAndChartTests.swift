@@ -93,6 +93,26 @@ final class PNGAndChartTests: XCTestCase {
         XCTAssertGreaterThan(rightHalfRaw, 10, "one panel spans the width")
     }
 
+    /// A 25,000-step run (its last x tick label reaches past the right edge of the image)
+    /// renders; before, a glyph pixel outside the image crashed the coordinator at the end
+    /// of the run.
+    func testLongRunCurveAndOffImageDrawingAreClipped() {
+        let steps = Array(1...25_000)
+        let curves = RunCurves(title: "rnn_tanh", steps: steps, stepLoss: steps.map { 0.7 + 0.01 * sin(Double($0)) },
+                               stepAccuracy: steps.map { 0.5 + 0.01 * cos(Double($0)) },
+                               epochs: (1...5).map { EpochPoint(epoch: $0, globalStep: 5_000 * $0, loss: 0.69, accuracy: 0.5) })
+        let image = renderCurves(curves)
+        XCTAssertEqual(image.pixels.count, 1200 * 520 * 3)
+        var small = RGBImage(width: 8, height: 8)
+        small.draw(text: "25000", x: 6, y: 6, scale: 2)
+        small.fill(x: 20, y: -30, width: 5, height: 100, .black)
+        small.fill(x: -10, y: 7, width: 12, height: 9, .black)
+        XCTAssertEqual(small[0, 7], .black)
+        XCTAssertEqual(small[1, 7], .black)
+        XCTAssertEqual(small[2, 7], .white)
+        XCTAssertEqual(small[0, 6], .white)
+    }
+
     func testTextIsDrawnFromTheFont() {
         var image = RGBImage(width: 40, height: 10)
         image.draw(text: "1", x: 0, y: 0, scale: 1)
