@@ -50,6 +50,8 @@ public struct WorkerOptions: Sendable {
     /// Testing only: after applying this global step the replica flips the lowest bit of its
     /// first parameter (a memory fault), which the coordinator's hash check must catch.
     var corruptAfterGlobalStep: Int?
+    /// Testing only: the exchange of this global step fails once, as a broken connection would.
+    var failExchangeAtGlobalStep: Int?
 
     public init(connect: String, dataRoot: String? = nil, dataBind: String? = nil, advertiseHost: String? = nil,
                 threads: Int? = nil, joinTimeout: Double = 120, token: String = "") {
@@ -80,6 +82,8 @@ public struct WorkerSummary: Sendable {
     public var abandoned: Int = 0
     /// Frames rejected on its control and ring sockets.
     public var rejectedFrames: Int = 0
+    /// STEP messages it received (each carries one or more consecutive steps).
+    public var stepMessages: Int = 0
 }
 
 /// A worker failure; the description names the endpoint, the rank or the file.
@@ -290,7 +294,8 @@ public final class Worker: @unchecked Sendable {
         try control.send(frame: ReadyMessage(dataEndpoint: announced(ring.localEndpoint), publicKey: ringPublicKey).frame(runID: runID, generation: generation, sender: sender()),
                          deadline: .after(seconds: heartbeatTimeout))
 
-        var generations = 1, rolledBack = 0, abandoned = 0
+        var generations = 1, rolledBack = 0, abandoned = 0, stepMessages = 0
+        var failExchangeAt = options.failExchangeAtGlobalStep
         while true {
             let frame: Frame
             if !inbox.frames.isEmpty {
@@ -345,32 +350,46 @@ public final class Worker: @unchecked Sendable {
                     decoder.rejects.record(.stale)
                     continue
                 }
-                let step = try StepMessage.decode(frame)
-                let metrics: MetricsMessage
-                do {
-                    metrics = try replica.step(step, ring: ring)
-                } catch let e as AllReduceError {
-                    abandoned += 1
-                    if case .interrupted = e {
+                let group = try StepGroupMessage.decode(frame)
+                stepMessages += 1
+                // With the coordinator's pipelining this worker may run a whole group past the
+                // last group the coordinator accepted: keep that many states to roll back to.
+                replica.keepStates(2 * group.steps.count)
+                var results: [MetricsMessage] = []
+                results.reserveCapacity(group.steps.count)
+                for step in group.steps {
+                    do {
+                        if failExchangeAt == step.globalStep {
+                            failExchangeAt = nil
+                            throw AllReduceError.transport(ZMQError(call: "test: exchange failure injected at global step \(step.globalStep)", endpoint: nil, errno: 0))
+                        }
+                        results.append(try replica.step(step, ring: ring))
+                    } catch let e as AllReduceError {
+                        abandoned += 1
+                        if case .interrupted = e {
+                            try checkCoordinator()
+                            break  // the coordinator's message is in the inbox
+                        }
                         try checkCoordinator()
-                        continue  // the coordinator's message is in the inbox
+                        // The exchange broke without word from the coordinator: report and wait for a REFORM.
+                        let text = "rank \(rank): \(e)"
+                        log("worker: abandoned global step \(step.globalStep + 1): \(e)")
+                        try control.send(frame: StepFailedMessage(globalStep: step.globalStep, text: text)
+                                            .frame(runID: runID, generation: generation, sender: sender(), step: UInt64(step.globalStep)),
+                                         deadline: .after(seconds: heartbeatTimeout))
+                        break
+                    } catch {
+                        let text = "rank \(rank) failed global step \(step.globalStep): \(error)"
+                        try? control.send(frame: ErrorMessage(text: text).frame(runID: runID, sender: sender()), deadline: .after(seconds: 2))
+                        throw WorkerError(text)
                     }
-                    try checkCoordinator()
-                    // The exchange broke without word from the coordinator: report and wait for a REFORM.
-                    let text = "rank \(rank): \(e)"
-                    log("worker: abandoned global step \(step.globalStep + 1): \(e)")
-                    try control.send(frame: StepFailedMessage(globalStep: step.globalStep, text: text)
-                                        .frame(runID: runID, generation: generation, sender: sender(), step: UInt64(step.globalStep)),
-                                     deadline: .after(seconds: heartbeatTimeout))
-                    continue
-                } catch {
-                    let text = "rank \(rank) failed global step \(step.globalStep): \(error)"
-                    try? control.send(frame: ErrorMessage(text: text).frame(runID: runID, sender: sender()), deadline: .after(seconds: 2))
-                    throw WorkerError(text)
+                    if options.corruptAfterGlobalStep == step.globalStep { replica.flipLowestBitOfFirstParameter() }
+                    heartbeat.update(rank: rank, appliedSteps: replica.appliedSteps)
                 }
-                if options.corruptAfterGlobalStep == step.globalStep { replica.flipLowestBitOfFirstParameter() }
-                heartbeat.update(rank: rank, appliedSteps: replica.appliedSteps)
-                try control.send(frame: metrics.frame(runID: runID, generation: generation, sender: sender(), step: UInt64(step.globalStep)),
+                // Reported only when every step of the group went through (a broken one voids the group).
+                guard results.count == group.steps.count else { continue }
+                try control.send(frame: MetricsGroupMessage(results: results)
+                                    .frame(runID: runID, generation: generation, sender: sender(), step: UInt64(group.steps[0].globalStep)),
                                  deadline: .after(seconds: heartbeatTimeout))
             case .stateRequest:
                 let state = StateMessage(globalStep: replica.appliedSteps, state: replica.state)
@@ -378,11 +397,11 @@ public final class Worker: @unchecked Sendable {
             case .bye:
                 let bye = try ByeMessage.decode(frame)
                 finishedNormally = true
-                log("worker: rank \(rank) done after \(replica.appliedSteps) steps: \(bye.reason); \(generations) generation(s), "
-                    + "\(rolledBack) step(s) rolled back, \(abandoned) abandoned, \(decoder.rejects.total) frame(s) rejected")
+                log("worker: rank \(rank) done after \(replica.appliedSteps) steps in \(stepMessages) STEP message(s): \(bye.reason); "
+                    + "\(generations) generation(s), \(rolledBack) step(s) rolled back, \(abandoned) abandoned, \(decoder.rejects.total) frame(s) rejected")
                 return WorkerSummary(rank: rank, world: world, steps: replica.appliedSteps, parameters: replica.parameters,
                                      reason: bye.reason, generations: generations, rolledBack: rolledBack, abandoned: abandoned,
-                                     rejectedFrames: decoder.rejects.total)
+                                     rejectedFrames: decoder.rejects.total, stepMessages: stepMessages)
             case .error:
                 let text = (try? ErrorMessage.decode(frame).text) ?? "unreadable error"
                 throw WorkerError("rank \(rank): the coordinator stopped the run: \(text)")
@@ -446,10 +465,12 @@ final class Replica {
     private let reduceBuffer: AllReduceBuffer
     private var batch = Batch()
     var appliedSteps = 0
-    /// The states before the last two updates, for `rollBack(to:)`: with the coordinator's
-    /// pipelining a worker may be two steps past the last step the coordinator accepted.
+    /// The states before the last `keptStates` updates (a ring), for `rollBack(to:)`: with the
+    /// coordinator's pipelining a worker may be two STEP messages past the last one the
+    /// coordinator accepted.
     private var snapshots: [Snapshot] = []
     private var newestSnapshot = 0
+    private(set) var keptStates = 2
 
     init(config: TrainingConfig, state: ReplicaState, threads: Int, files: [String]) throws {
         self.config = config
@@ -497,14 +518,21 @@ final class Replica {
         parameters[0] = Float(bitPattern: parameters[0].bitPattern ^ 1)
     }
 
-    /// Adam on the mean gradient; the state before it goes into the older of two snapshots
-    /// (out of place: nothing is copied, and nothing allocated once both exist).
+    /// Keeps (at least) the states before the last `count` updates from now on; never fewer than 2.
+    func keepStates(_ count: Int) {
+        keptStates = max(keptStates, count)
+    }
+
+    /// Adam on the mean gradient; the state before it goes into the oldest of the kept
+    /// snapshots (out of place: nothing is copied, and nothing allocated once all exist).
     private func applyUpdate() {
-        if snapshots.count < 2 {
-            snapshots.append(Snapshot())
-            newestSnapshot = snapshots.count - 1
+        if snapshots.count < keptStates {
+            // A new slot right after the newest keeps the ring in age order.
+            let slot = snapshots.isEmpty ? 0 : newestSnapshot + 1
+            snapshots.insert(Snapshot(), at: slot)
+            newestSnapshot = slot
         } else {
-            newestSnapshot = 1 - newestSnapshot
+            newestSnapshot = (newestSnapshot + 1) % snapshots.count
         }
         optimizer.step(parameters: &parameters, gradient: &gradient, keepingPreviousIn: &snapshots[newestSnapshot].state)
         snapshots[newestSnapshot].appliedSteps = appliedSteps

@@ -9,7 +9,7 @@
 //       20    4 sender         sender rank (0xFFFF_FFFF = coordinator or not yet ranked)
 //       24    8 step           global step the frame belongs to
 //       32    4 sequence       position inside a multi-frame exchange (all-reduce sub-chunk)
-//       36    4 flags          reserved, must be 0 in version 1
+//       36    4 flags          reserved, must be 0
 //       40    8 payloadLength  bytes after the header; the frame must be exactly 48 + this
 //
 // Control messages travel as one ZeroMQ frame (header + payload). The all-reduce data plane
@@ -21,7 +21,7 @@
 // flags and exact length are checked; every rejection is a typed `FrameError` and is counted.
 import Foundation
 
-/// Closed set of message kinds of protocol version 1.
+/// Closed set of message kinds of protocol version 2.
 public enum MessageKind: UInt16, CaseIterable, Sendable, CustomStringConvertible {
     /// Worker -> coordinator: protocol version, capabilities, announced data endpoint.
     case hello = 1
@@ -75,7 +75,8 @@ public enum MessageKind: UInt16, CaseIterable, Sendable, CustomStringConvertible
 /// The fixed header in front of every frame.
 public struct FrameHeader: Sendable, Equatable {
     public static let magic: UInt32 = 0x544E_4E52  // "RNNT" read little-endian
-    public static let currentVersion: UInt16 = 1
+    /// 2: STEP and METRICS carry a group of consecutive steps (1 held exactly one).
+    public static let currentVersion: UInt16 = 2
     public static let size = 48
     /// `sender` of frames that come from the coordinator or an unranked worker.
     public static let noRank: UInt32 = 0xFFFF_FFFF

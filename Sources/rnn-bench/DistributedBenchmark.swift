@@ -9,7 +9,8 @@
 // with --checkpoint-dir, so the coordinator writes metrics.jsonl; its step records carry the
 // epoch's cumulative `samples_per_s` (samples of the epoch so far / time since the epoch
 // started), from which the duration of every single step follows:
-//   t_k = k * B / rate_k (k-th step of the epoch), step k took t_k - t_{k-1}.
+//   t_k = k * B / rate_k (k-th step of the epoch), step k took t_k - t_{k-1}
+// (short steps arrive several per message, so their median is taken over 16-step windows).
 // The first `warmup` steps of the run (buffer first touch, ring connection, page faults of
 // the dataset) are dropped; samples/s = B * (timed steps) / (sum of their durations). The
 // all-reduce time per step is the mean of the records' `reduce_s` (slowest rank) over the same
@@ -37,9 +38,9 @@ struct DistributedBenchError: Error, CustomStringConvertible {
 /// Runs every configuration (or only the comma-separated `only`) with 1 and `workers` local
 /// worker processes, `repeats` times each (the best run counts: the machine is shared), and
 /// prints `config  1w-samples/s  Nw-samples/s  efficiency  allreduce-ms  ...`.
-/// `spin` is rnn-coord's --spin (nil: its default).
+/// `extraArguments` go to every `rnn-coord start` (e.g. --spin 0).
 func runDistributedBenchmark(only: String?, seconds: Double, workers: Int, repeats: Int, binDirectory: String?,
-                             spin: Int? = nil) {
+                             extraArguments: [String] = []) {
     let wanted = only.map { Set($0.split(separator: ",").map(String.init)) }
     let bin = binDirectory ?? URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
         .deletingLastPathComponent().path
@@ -57,8 +58,8 @@ func runDistributedBenchmark(only: String?, seconds: Double, workers: Int, repea
     }
     defer { try? FileManager.default.removeItem(atPath: folder) }
 
-    say("# rnn-bench distributed: rnn-coord start --local-workers W --threads 1 (\(coord)), ~\(seconds) s per run, best of \(repeats)" + (spin.map { ", --spin \($0)" } ?? ""))
-    say("# samples/s = B / median step duration (from metrics.jsonl, warm-up steps excluded); mean-s/s = B * steps / their total time;")
+    say("# rnn-bench distributed: rnn-coord start --local-workers W --threads 1 (\(coord)), ~\(seconds) s per run, best of \(repeats)" + (extraArguments.isEmpty ? "" : " " + extraArguments.joined(separator: " ")))
+    say("# samples/s = B / median step duration (16-step windows when short; from metrics.jsonl, warm-up steps excluded); mean-s/s = B * steps / their total time;")
     say("# allreduce = median reduce_s of the slowest rank; each figure is the best of the repeats")
     say(dPad("config", 12) + dPad("1w-samples/s", 14, right: true) + dPad("\(workers)w-samples/s", 14, right: true)
           + dPad("efficiency", 12, right: true) + dPad("1w-ms/step", 12, right: true) + dPad("\(workers)w-ms/step", 12, right: true)
@@ -78,10 +79,10 @@ func runDistributedBenchmark(only: String?, seconds: Double, workers: Int, repea
             var best1: DistributedRun?
             var bestW: DistributedRun?
             for r in 0..<repeats {
-                let one = try runCoordinator(coord, bench: bench, data: data, workers: 1, steps: steps1, spin: spin,
+                let one = try runCoordinator(coord, bench: bench, data: data, workers: 1, steps: steps1, extra: extraArguments,
                                              folder: (folder as NSString).appendingPathComponent("\(bench.name)-1w-\(r)"))
                 if one.samplesPerSecond > best1?.samplesPerSecond ?? 0 { best1 = one }
-                let many = try runCoordinator(coord, bench: bench, data: data, workers: workers, steps: stepsW, spin: spin,
+                let many = try runCoordinator(coord, bench: bench, data: data, workers: workers, steps: stepsW, extra: extraArguments,
                                               folder: (folder as NSString).appendingPathComponent("\(bench.name)-\(workers)w-\(r)"))
                 if many.samplesPerSecond > bestW?.samplesPerSecond ?? 0 { bestW = many }
             }
@@ -156,14 +157,14 @@ private func writeDataset(_ bench: TrainBenchConfig, steps: Int, folder: String)
 
 /// One real run of `rnn-coord start`; parses its metrics.jsonl.
 private func runCoordinator(_ coord: String, bench: TrainBenchConfig, data: String, workers: Int, steps: Int,
-                            spin: Int?, folder: String) throws -> DistributedRun {
+                            extra: [String], folder: String) throws -> DistributedRun {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: coord)
     process.arguments = ["start", "--data", data, "--cell", bench.cell.rawValue, "--hidden", "\(bench.hidden)",
                          "--layers", "\(bench.layers)", "--batch-size", "\(bench.batch)", "--epochs", "1000000",
                          "--max-steps", "\(steps)", "--threads", "1", "--local-workers", "\(workers)",
                          "--bind", "tcp://127.0.0.1:*", "--checkpoint-dir", folder, "--keep", "1"]
-        + (spin.map { ["--spin", "\($0)"] } ?? [])
+        + extra
     let output = Pipe()
     process.standardOutput = output
     process.standardError = output
@@ -198,12 +199,15 @@ private func runCoordinator(_ coord: String, bench: TrainBenchConfig, data: Stri
     guard durations.count >= 2 else {
         throw DistributedBenchError("only \(durations.count) step records in \(metrics)")
     }
-    let timed = durations[warmup...]
+    let timed = Array(durations[warmup...])
     let seconds = timed.reduce(0, +)
-    let reduce = reduces[warmup...].reduce(0, +) / Double(timed.count)
-    let median = timed.sorted()[timed.count / 2]
+    // Short steps travel up to 8 per message (`rnn-coord start --steps-per-message`), so the
+    // coordinator sees them in bunches: the median is taken over windows of 16 consecutive
+    // steps (two messages' worth) when the run has enough of them.
+    let window = timed.count >= 64 ? 16 : 1
+    let windows = stride(from: 0, to: timed.count - window + 1, by: window).map { timed[$0..<$0 + window].reduce(0, +) / Double(window) }
+    let median = windows.sorted()[windows.count / 2]
     let medianReduce = reduces[warmup...].sorted()[timed.count / 2]
-    _ = reduce
     return DistributedRun(samplesPerSecond: Double(bench.batch) / median,
                           meanSamplesPerSecond: Double(bench.batch * timed.count) / seconds,
                           reduceMilliseconds: medianReduce * 1e3, stepMilliseconds: median * 1e3,

@@ -17,7 +17,7 @@ func benchUsage(_ problem: String) -> Never {
                rnn-bench train [--threads N] [--config NAME[,NAME]] [--seconds S] [--steps N]
                rnn-bench hdf5 [options]
                rnn-bench allreduce [options]
-               rnn-bench distributed [--config NAME[,NAME]] [--seconds S] [--workers W] [--repeats R] [--bin DIR] [--spin US]
+               rnn-bench distributed [--config NAME[,NAME]] [--seconds S] [--workers W] [--repeats R] [--bin DIR] [--spin US] [--steps-per-message N]
         """)
     exit(2)
 }
@@ -65,9 +65,11 @@ case "distributed":
     } ?? 12
     runDistributedBenchmark(only: stringOption("--config"), seconds: seconds, workers: intOption("--workers", default: 2),
                             repeats: intOption("--repeats", default: 1), binDirectory: stringOption("--bin"),
-                            spin: stringOption("--spin").map { text -> Int in
-                                guard let us = Int(text), us >= 0 else { usage("'--spin' expects microseconds >= 0, found '\(text)'") }
-                                return us
+                            extraArguments: ["--spin", "--steps-per-message"].flatMap { flag in
+                                stringOption(flag).map { text -> [String] in
+                                    guard let n = Int(text), n >= 0 else { usage("'\(flag)' expects an integer >= 0, found '\(text)'") }
+                                    return [flag, "\(n)"]
+                                } ?? []
                             })
 case "hdf5":
     exit(runHDF5Benchmark(arguments: Array(benchArguments.dropFirst())))

@@ -92,6 +92,8 @@ struct Start: ParsableCommand {
     var stepTimeout: Double = 600
     @Option(help: "Microseconds a wait for a worker's message (in local workers: for a ring frame) keeps polling, yielding the CPU between tries, before it sleeps (0: sleep at once).")
     var spin = 100
+    @Option(name: .customLong("steps-per-message"), help: "At most this many consecutive short steps per assignment and per report (as many as take ~1 ms; 1: a message per step).")
+    var stepsPerMessage = 8
 
     // MARK: Output, config file, plot (the product layer; helpers in StartOutput.swift)
     @Option(help: "A YAML file of flag values (keys are long flag names, e.g. 'batch-size: 32'); flags typed here override it.")
@@ -155,6 +157,7 @@ struct Start: ParsableCommand {
                 checkpointEvery: checkpointEvery, keep: keep, resume: resume, joinTimeout: joinTimeout,
                 stepTimeout: stepTimeout)
             options.spinMicroseconds = spin
+            options.maxStepsPerMessage = stepsPerMessage
             try applyFaultAndSecurityOptions(&options)
             output.announce(effectiveConfig(config), checkpointDir: checkpointDir, resuming: resume != nil)
             let coordinator = try Coordinator(options: options, events: output.events)

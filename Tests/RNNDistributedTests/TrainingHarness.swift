@@ -38,12 +38,14 @@ func runInBackground(_ coordinator: Coordinator, group: DispatchGroup)
 func trainInProcess(
     _ config: TrainingConfig, world: Int, checkpointDir: String? = nil, checkpointEvery: Int = 0,
     resume: String? = nil, timeout: Double = 120, interruptPollMilliseconds: Int = 20, connectOverIPC: Bool = false,
-    beforeWorkers: ((String) -> Void)? = nil, configureWorker: (@Sendable (Int, inout WorkerOptions) -> Void)? = nil
+    beforeWorkers: ((String) -> Void)? = nil, configureWorker: (@Sendable (Int, inout WorkerOptions) -> Void)? = nil,
+    configureCoordinator: ((inout CoordinatorOptions) -> Void)? = nil
 ) throws -> InProcessRun {
-    let options = CoordinatorOptions(config: config, bind: "tcp://127.0.0.1:*", workers: world,
+    var options = CoordinatorOptions(config: config, bind: "tcp://127.0.0.1:*", workers: world,
                                      checkpointDir: checkpointDir, checkpointEvery: checkpointEvery, resume: resume,
                                      joinTimeout: timeout, stepTimeout: timeout, ringTimeout: timeout / 2,
                                      workerIdleTimeout: timeout)
+    configureCoordinator?(&options)
     let coordinator = try Coordinator(options: options)
     beforeWorkers?(coordinator.endpoint)
     let group = DispatchGroup()

@@ -49,7 +49,7 @@ final class FrameCodecTests: XCTestCase {
         let b = h.encoded
         XCTAssertEqual(b.count, 48)
         XCTAssertEqual(Array(b[0..<4]), Array("RNNT".utf8))
-        XCTAssertEqual(Array(b[4..<6]), [1, 0])
+        XCTAssertEqual(Array(b[4..<6]), [2, 0])
         XCTAssertEqual(Array(b[6..<8]), [7, 0])
         XCTAssertEqual(Array(b[8..<16]), [8, 7, 6, 5, 4, 3, 2, 1])
         XCTAssertEqual(b[16], 3)
@@ -94,7 +94,7 @@ final class FrameCodecTests: XCTestCase {
             var b = good; b[Int.random(in: 0..<4, using: &rng)] ^= UInt8.random(in: 1...255, using: &rng)
             expectReject(decoder, b, .badMagic, "seed \(seed) magic")
             // Wrong version.
-            b = good; b[4] = UInt8.random(in: 2...255, using: &rng)
+            b = good; b[4] ^= UInt8.random(in: 1...255, using: &rng)
             expectReject(decoder, b, .badVersion, "seed \(seed) version")
             // Wrong run.
             b = good; b[8 + Int.random(in: 0..<8, using: &rng)] ^= UInt8.random(in: 1...255, using: &rng)
