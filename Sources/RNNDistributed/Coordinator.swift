@@ -460,7 +460,7 @@ public final class Coordinator: @unchecked Sendable {
                     StepMessage(epoch: order.epoch, stepInEpoch: s + i, globalStep: g + i,
                                 rows: order.shard(step: s + i, rank: m.rank, worldSize: world), wantHash: wantsHash(g + i))
                 }
-                try send(StepGroupMessage(steps: steps), to: m, step: g)
+                try send(StepGroupMessage(steps), to: m, step: g)
             }
         }
         /// After a failure the group assigned ahead is void (the re-formed ring redoes the current one).
@@ -803,15 +803,15 @@ public final class Coordinator: @unchecked Sendable {
                 rejects.record(.unexpected)
                 return
             }
-            if m.results[0].globalStep == globalStep + count {
+            if m.records[0].globalStep == globalStep + count {
                 next.append((rank, frame))
                 return
             }
-            guard m.results[0].globalStep == globalStep, m.results.count == count, results[rank] == nil else {
+            guard m.records[0].globalStep == globalStep, m.records.count == count, results[rank] == nil else {
                 rejects.record(.unexpected)
                 return
             }
-            results[rank] = m.results
+            results[rank] = m.records
             pendingCount -= 1
         }
         let early = aheadFrames

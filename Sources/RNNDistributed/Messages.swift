@@ -316,72 +316,57 @@ struct RingMessage: ControlMessage, Equatable {
     }
 }
 
-/// STEP: consecutive global steps a worker runs back to back before it reports them in one
-/// METRICS (a group of one when steps are long; see `CoordinatorOptions.maxStepsPerMessage`).
-struct StepGroupMessage: ControlMessage, Equatable {
-    static let kind = MessageKind.stepAssignment
-    /// At least one, global steps consecutive.
-    var steps: [StepMessage]
+/// One global step's entry in a STEP message (`StepMessage`) or a METRICS message
+/// (`MetricsMessage`).
+protocol StepRecord: Equatable {
+    /// The kind of the message that carries a group of these.
+    static var groupKind: MessageKind { get }
+    var globalStep: Int { get }
+    func encode(into writer: inout BinaryWriter)
+    init(from reader: inout BinaryReader) throws(PayloadError)
+}
 
-    func encode(into w: inout BinaryWriter) {
-        w.write(steps.count)
-        for s in steps { s.encode(into: &w) }
+/// STEP and METRICS: one or more consecutive global steps in one message. Short steps travel
+/// several per message, which a worker runs back to back and reports together (see
+/// `CoordinatorOptions.maxStepsPerMessage`); long ones one per message.
+struct StepGroup<Record: StepRecord>: ControlMessage, Equatable {
+    static var kind: MessageKind { Record.groupKind }
+    /// At least one; global steps consecutive.
+    var records: [Record]
+
+    init(_ records: [Record]) {
+        precondition(!records.isEmpty, "a \(Self.kind) message needs at least one step")
+        self.records = records
     }
 
-    init(steps: [StepMessage]) {
-        precondition(!steps.isEmpty, "a STEP message needs at least one step")
-        self.steps = steps
+    func encode(into w: inout BinaryWriter) {
+        w.write(records.count)
+        for r in records { r.encode(into: &w) }
     }
 
     init(from r: inout BinaryReader) throws(PayloadError) {
-        steps = try readGroup(&r, "step", maxCount: maxStepsPerMessageLimit) { r throws(PayloadError) in try StepMessage(from: &r) }
-        for i in steps.indices.dropFirst() where steps[i].globalStep != steps[i - 1].globalStep + 1 {
-            throw PayloadError.invalidValue(field: "global step", found: "\(steps[i].globalStep) after \(steps[i - 1].globalStep) (expected consecutive steps)")
+        let n = try r.readInt("step count")
+        guard n >= 1 && n <= maxStepsPerMessageLimit else {
+            throw PayloadError.invalidValue(field: "step count", found: "\(n) (expected 1...\(maxStepsPerMessageLimit))")
+        }
+        records = []
+        records.reserveCapacity(n)
+        for _ in 0..<n { records.append(try Record(from: &r)) }
+        for i in records.indices.dropFirst() where records[i].globalStep != records[i - 1].globalStep + 1 {
+            throw PayloadError.invalidValue(field: "global step", found: "\(records[i].globalStep) after \(records[i - 1].globalStep) (expected consecutive steps)")
         }
     }
 }
 
-/// METRICS: a worker's results of one STEP message's steps, in order.
-struct MetricsGroupMessage: ControlMessage, Equatable {
-    static let kind = MessageKind.metrics
-    var results: [MetricsMessage]
-
-    func encode(into w: inout BinaryWriter) {
-        w.write(results.count)
-        for m in results { m.encode(into: &w) }
-    }
-
-    init(results: [MetricsMessage]) {
-        precondition(!results.isEmpty, "a METRICS message needs at least one result")
-        self.results = results
-    }
-
-    init(from r: inout BinaryReader) throws(PayloadError) {
-        results = try readGroup(&r, "result", maxCount: maxStepsPerMessageLimit) { r throws(PayloadError) in try MetricsMessage(from: &r) }
-        for i in results.indices.dropFirst() where results[i].globalStep != results[i - 1].globalStep + 1 {
-            throw PayloadError.invalidValue(field: "global step", found: "\(results[i].globalStep) after \(results[i - 1].globalStep) (expected consecutive steps)")
-        }
-    }
-}
+typealias StepGroupMessage = StepGroup<StepMessage>
+typealias MetricsGroupMessage = StepGroup<MetricsMessage>
 
 /// The most steps one STEP or METRICS message may carry.
 let maxStepsPerMessageLimit = 64
 
-/// A count (1...maxCount) followed by that many elements.
-private func readGroup<T>(_ r: inout BinaryReader, _ what: String, maxCount: Int,
-                          _ element: (inout BinaryReader) throws(PayloadError) -> T) throws(PayloadError) -> [T] {
-    let n = try r.readInt("\(what) count")
-    guard n >= 1 && n <= maxCount else {
-        throw PayloadError.invalidValue(field: "\(what) count", found: "\(n) (expected 1...\(maxCount))")
-    }
-    var items: [T] = []
-    items.reserveCapacity(n)
-    for _ in 0..<n { items.append(try element(&r)) }
-    return items
-}
-
 /// One global step of a STEP message.
-struct StepMessage: Equatable {
+struct StepMessage: StepRecord {
+    static let groupKind = MessageKind.stepAssignment
     var epoch: Int
     var stepInEpoch: Int
     var globalStep: Int
@@ -423,7 +408,8 @@ struct StepMessage: Equatable {
 }
 
 /// One step's result in a METRICS message.
-struct MetricsMessage: Equatable {
+struct MetricsMessage: StepRecord {
+    static let groupKind = MessageKind.metrics
     var globalStep: Int
     /// Sum of the loss over this worker's scored elements.
     var lossSum: Double

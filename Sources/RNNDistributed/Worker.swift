@@ -354,10 +354,10 @@ public final class Worker: @unchecked Sendable {
                 stepMessages += 1
                 // With the coordinator's pipelining this worker may run a whole group past the
                 // last group the coordinator accepted: keep that many states to roll back to.
-                replica.keepStates(2 * group.steps.count)
+                replica.keepStates(2 * group.records.count)
                 var results: [MetricsMessage] = []
-                results.reserveCapacity(group.steps.count)
-                for step in group.steps {
+                results.reserveCapacity(group.records.count)
+                for step in group.records {
                     do {
                         if failExchangeAt == step.globalStep {
                             failExchangeAt = nil
@@ -387,9 +387,9 @@ public final class Worker: @unchecked Sendable {
                     heartbeat.update(rank: rank, appliedSteps: replica.appliedSteps)
                 }
                 // Reported only when every step of the group went through (a broken one voids the group).
-                guard results.count == group.steps.count else { continue }
-                try control.send(frame: MetricsGroupMessage(results: results)
-                                    .frame(runID: runID, generation: generation, sender: sender(), step: UInt64(group.steps[0].globalStep)),
+                guard results.count == group.records.count else { continue }
+                try control.send(frame: MetricsGroupMessage(results)
+                                    .frame(runID: runID, generation: generation, sender: sender(), step: UInt64(group.records[0].globalStep)),
                                  deadline: .after(seconds: heartbeatTimeout))
             case .stateRequest:
                 let state = StateMessage(globalStep: replica.appliedSteps, state: replica.state)

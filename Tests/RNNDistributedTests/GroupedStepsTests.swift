@@ -5,6 +5,7 @@ import Foundation
 import RNNCore
 import RNNData
 @testable import RNNDistributed
+import RNNTransport
 import XCTest
 
 final class GroupedStepsTests: XCTestCase {
@@ -89,6 +90,34 @@ final class GroupedStepsTests: XCTestCase {
             XCTAssertEqual(w.rolledBack, 3, "rank \(w.rank) should undo steps 10-12")
             XCTAssertEqual(w.abandoned, 1, "rank \(w.rank)")
             XCTAssertTrue(w.parameters == clean.summary.parameters)
+        }
+    }
+
+    /// STEP and METRICS messages round-trip a group, and refuse an empty, an oversized and a
+    /// non-consecutive one with an error that names what was found.
+    func testGroupMessagesRoundTripAndRejectBadGroups() throws {
+        let steps = (0..<3).map { StepMessage(epoch: 1, stepInEpoch: 4 + $0, globalStep: 11 + $0, rows: [$0, 7, 9], wantHash: $0 == 1) }
+        let frame = StepGroupMessage(steps).frame(runID: 5, generation: 2, step: 11)
+        XCTAssertEqual(frame.header.kind, .stepAssignment)
+        XCTAssertEqual(try StepGroupMessage.decode(frame).records, steps)
+        let results = (0..<2).map { MetricsMessage(globalStep: 3 + $0, lossSum: 1.5, scored: 8, correct: $0, samples: 8, globalScored: 16,
+                                                   parameterHash: 99, computeSeconds: 0.1, reduceSeconds: 0.2) }
+        XCTAssertEqual(try MetricsGroupMessage.decode(MetricsGroupMessage(results).frame(runID: 5)).records, results)
+        XCTAssertThrowsError(try StepGroupMessage.decode(MetricsGroupMessage(results).frame(runID: 5)))
+
+        func payload(count: Int, globalSteps: [Int]) -> Frame {
+            var w = BinaryWriter()
+            w.write(count)
+            for g in globalSteps { StepMessage(epoch: 0, stepInEpoch: 0, globalStep: g, rows: [], wantHash: false).encode(into: &w) }
+            return Frame(header: FrameHeader(kind: .stepAssignment, runID: 5, payloadLength: w.bytes.count), payload: w.bytes)
+        }
+        for (frame, expected) in [(payload(count: 0, globalSteps: []), "0 (expected 1...64)"),
+                                  (payload(count: 65, globalSteps: Array(0..<65)), "65 (expected 1...64)"),
+                                  (payload(count: 2, globalSteps: [4, 6]), "6 after 4 (expected consecutive steps)"),
+                                  (payload(count: 3, globalSteps: [4, 5]), "needs 8 bytes, only 0 left")] {
+            XCTAssertThrowsError(try StepGroupMessage.decode(frame)) { error in
+                XCTAssertTrue("\(error)".contains(expected), "\(error)")
+            }
         }
     }
 }
