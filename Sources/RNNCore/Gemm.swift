@@ -5,7 +5,8 @@
 //   for each NC-wide column block of C
 //     op(B) packed into NR-wide panels (or taken from a `PackedMatrix` packed once)
 //     for each MC-tall row block of C x each KC-deep slice of K (order chosen by shape)
-//       op(A) block packed into MR-tall panels (or read in place when N is small)
+//       op(A) block packed into MR-tall panels (or read in place when N is small); the
+//       last 7-9 rows of a block as two panels of 3-5 rows (`gemmPanelRows`)
 //       for each NR panel, each MR panel: the MR x NR register-blocked micro-kernel
 // Threads (when the product is big enough) split C into row or column stripes, each with
 // its own packing buffers.
@@ -569,8 +570,9 @@ func gemmMacroKernelRowsOuter(
 /// Rows of the next register tile (and packed A panel) when `rest` rows of a row block are
 /// left: 6, except that the last 7, 8, 9 rows run as 4+3, 4+4, 5+4 rather than 6+1, 6+2,
 /// 6+3. A tile of 1-3 rows has at most 6 accumulator chains, too few to cover the FMA
-/// latency, so it runs latency-bound and costs about as much as a full tile. The number of
-/// panels stays ceil(rows / 6) either way.
+/// latency, so it runs latency-bound and costs far more than its share of the flops (GEMM
+/// bench lstm-med recurrent 32x1024x256 pk: 104-105 GFLOP/s as 5 x 6 + 2 rows, 109-111 as
+/// 4 x 6 + 4 + 4, same run). The number of panels stays ceil(rows / 6) either way.
 @inline(__always)
 func gemmPanelRows(_ rest: Int) -> Int {
     let mr = GemmBlocking.mr
