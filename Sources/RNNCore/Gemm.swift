@@ -569,13 +569,16 @@ func gemmMacroKernelRowsOuter(
 
 /// Rows of the next register tile (and packed A panel) when `rest` rows of a row block are
 /// left: 6, except that the last 7, 8, 9 rows run as 4+3, 4+4, 5+4 rather than 6+1, 6+2,
-/// 6+3. A tile of 1-3 rows has at most 6 accumulator chains, too few to cover the FMA
-/// latency, so it runs latency-bound and costs far more than its share of the flops (GEMM
-/// bench lstm-med recurrent 32x1024x256 pk: 104-105 GFLOP/s as 5 x 6 + 2 rows, 109-111 as
-/// 4 x 6 + 4 + 4, same run). The number of panels stays ceil(rows / 6) either way.
+/// 6+3, and the last 13 as 5+4+4 rather than 6+4+3. A tile of 1-3 rows has at most 6
+/// accumulator chains, too few to cover the FMA latency, so it runs latency-bound and costs
+/// far more than its share of the flops. GEMM bench, 1024 x 256 packed B, same runs:
+/// 32 rows 104-105 GFLOP/s as 5 x 6 + 2, 109-111 as 4 x 6 + 4 + 4; 25 rows 106-107 as
+/// 3 x 6 + 4 + 3, 109-110 as 2 x 6 + 5 + 4 + 4; 13 rows 101-102 as 6 + 4 + 3, 105-106 as
+/// 5 + 4 + 4. The number of panels stays ceil(rows / 6) either way.
 @inline(__always)
 func gemmPanelRows(_ rest: Int) -> Int {
     let mr = GemmBlocking.mr
+    if rest == 2 * mr + 1 { return 5 } // 13 = 5+4+4 rather than 6+4+3
     return rest > mr && rest < mr + 4 ? (rest + 1) / 2 : min(mr, rest)
 }
 

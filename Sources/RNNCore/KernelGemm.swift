@@ -4,7 +4,8 @@
 // columns of op(B)), columns past N zero.
 
 /// Packs op(A)[0 ..< mc, 0 ..< kc] into ceil(mc / 6) panels of `kc * 6` floats at `dst`,
-/// panel heights as `gemmPanelRows` walks them (6 each, the last 7-9 rows as 4+3, 4+4, 5+4);
+/// panel heights as `gemmPanelRows` walks them (6 each, the last 7-9 rows as 4+3, 4+4, 5+4,
+/// the last 13 as 5+4+4);
 /// a panel of h < 6 rows fills slots h..<6 of each step with zeros.
 /// `a` points at op(A)[0, 0]: A[i, p] = a[i * lda + p], or a[p * lda + i] when transposed.
 func gemmPackA(transA: Bool, mc: Int, kc: Int, a: UnsafePointer<Float>, lda: Int, dst: UnsafeMutablePointer<Float>) {
@@ -16,8 +17,8 @@ func gemmPackA(transA: Bool, mc: Int, kc: Int, a: UnsafePointer<Float>, lda: Int
         // 8 K rows at a time, as vectors (see gemmPackATransposedPanels). GEMM bench (c)
         // dW 2048x128x6400: 76 GFLOP/s with scalar panel-by-panel copies, 96 with this
         // (a variant packing the whole K slice for all M rows at once measured 86-90).
-        var fullPanels = mc / mr
-        if mc > mr && mc % mr != 0 && mc % mr < 4 { fullPanels -= 1 } // the last 7-9 rows split
+        var fullPanels = 0 // the leading 6-row panels (gemmPanelRows shortens the last ones)
+        while gemmPanelRows(mc - fullPanels * mr) == mr { fullPanels += 1 }
         if fullPanels > 0 && kc > 1 {
             gemmPackATransposedPanels(panels: fullPanels, kc: kc, a: a, lda: lda, dst: dst)
         } else if fullPanels > 0 {

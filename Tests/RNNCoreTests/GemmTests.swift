@@ -166,14 +166,14 @@ final class GemmTests: XCTestCase {
         }
     }
 
-    /// Packed A splits the last 7, 8 or 9 rows of a row block into two panels (4+3, 4+4, 5+4):
-    /// every M remainder, transposed and row-major A, packed and unpacked B, beta 0 and 1,
+    /// Packed A splits the last 7, 8 or 9 rows of a row block into two panels (4+3, 4+4, 5+4)
+    /// and the last 13 into three (5+4+4): every M remainder, transposed and row-major A, packed and unpacked B, beta 0 and 1,
     /// both packed-A loop orders, K below and past KC, N below, at and past 16 columns.
     func testPackedARowSplits() {
         let engine = GemmEngine()
         engine.directAMaxColumns = 0
         var seed: UInt64 = 9700
-        for m in [7, 8, 9, 13, 14, 15, 20, 32, 33] {
+        for m in [7, 8, 9, 13, 14, 15, 19, 20, 25, 32, 33] {
             for transA in [false, true] {
                 for packed in [false, true] {
                     for beta: Float in [0, 1] {
@@ -205,7 +205,7 @@ final class GemmTests: XCTestCase {
     func testRowBlocksAvoidShortLastBlock() {
         let engine = GemmEngine()
         var seed: UInt64 = 9800
-        for (rowBlock, ms) in [(6, [7, 9, 15]), (12, [13, 14, 15, 25, 27]), (GemmBlocking.mc, [GemmBlocking.mc + 1, GemmBlocking.mc + 3, 2 * GemmBlocking.mc + 2])] {
+        for (rowBlock, ms) in [(6, [7, 9, 13, 15]), (12, [13, 14, 15, 19, 25, 27]), (GemmBlocking.mc, [GemmBlocking.mc + 1, GemmBlocking.mc + 3, 2 * GemmBlocking.mc + 2])] {
             engine.rowBlock = rowBlock
             for m in ms {
                 for transA in [false, true] {
