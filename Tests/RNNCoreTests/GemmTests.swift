@@ -130,14 +130,15 @@ final class GemmTests: XCTestCase {
     }
 
     /// Transposed A packed by rows (whole 6-row panels as overlapping 8-float vectors, the
-    /// last K step of each slice by scalars): M at and around multiples of 6 and of MC, K of
+    /// last K step of each slice by scalars): M at and around multiples of 6 and of MC (with
+    /// the split tails 4+3, 4+4, 5+4+4, 6+..+4+4), K of
     /// 1, 2, 3 and past KC, unpadded A (so an over-read past the last row would be caught
     /// by the address sanitizer / show as garbage) and padded A.
     func testTransposedAPackingShapes() {
         let engine = GemmEngine()
         engine.directAMaxColumns = 0
         var seed: UInt64 = 9000
-        for m in [6, 7, 12, 17, GemmBlocking.mc, GemmBlocking.mc + 5] {
+        for m in [6, 7, 8, 12, 13, 17, 19, 32, GemmBlocking.mc, GemmBlocking.mc + 5] {
             for k in [1, 2, 3, GemmBlocking.kc + 1] {
                 for padA in [0, 3] {
                     let p = Problem(transA: true, transB: false, m: m, n: 19, k: k, padA: padA)
