@@ -131,9 +131,9 @@ final class GemmTests: XCTestCase {
 
     /// Transposed A packed by rows (whole 6-row panels as overlapping 8-float vectors, the
     /// last K step of each slice by scalars): M at and around multiples of 6 and of MC (with
-    /// the split tails 4+3, 4+4, 5+4+4, 6+..+4+4), K of
-    /// 1, 2, 3 and past KC, unpadded A (so an over-read past the last row would be caught
-    /// by the address sanitizer / show as garbage) and padded A.
+    /// the split tails 4+3, 4+4, 5+4+4, 6+...+4+4), K of 1, 2, 3 and past KC, unpadded A (so
+    /// an over-read past the last row would be caught by the address sanitizer / show as
+    /// garbage) and padded A.
     func testTransposedAPackingShapes() {
         let engine = GemmEngine()
         engine.directAMaxColumns = 0
