@@ -5,7 +5,8 @@
 //   for each NC-wide column block of C
 //     op(B) packed into NR-wide panels (or taken from a `PackedMatrix` packed once)
 //     for each MC-tall row block of C x each KC-deep slice of K (order chosen by shape)
-//       op(A) block packed into MR-tall panels (or read in place when N is small)
+//       op(A) block packed into MR-tall panels (or read in place when N is small); the
+//       last 7-9 rows of a block as two panels of 3-5 rows (`gemmPanelRows`)
 //       for each NR panel, each MR panel: the MR x NR register-blocked micro-kernel
 // Threads (when the product is big enough) split C into row or column stripes, each with
 // its own packing buffers.
@@ -479,7 +480,7 @@ func gemmBlocked(
             }
             var ic = 0
             while ic < m {
-                let mc = min(mcBlock, m - ic)
+                let mc = gemmRowBlockRows(m - ic, mcBlock: mcBlock)
                 var pc = 0
                 while pc < k {
                     let kc = min(kcBlock, k - pc)
@@ -504,7 +505,7 @@ func gemmBlocked(
                 }
                 var ic = 0
                 while ic < m {
-                    let mc = min(mcBlock, m - ic)
+                    let mc = gemmRowBlockRows(m - ic, mcBlock: mcBlock)
                     block(ic: ic, mc: mc, jc: jc, nc: nc, pc: pc, kc: kc, sliceB: sliceB)
                     ic += mc
                 }
@@ -528,18 +529,14 @@ func gemmMacroKernel<L: GemmALayout>(
         let nEdge = min(nr, nc - jr)
         let bp = b + jr * kc
         var ir = 0
+        var ap = a
         while ir < mc {
-            var mEdge = min(mr, mc - ir)
-            let rest = mc - ir
-            if !L.packed && rest > mr && rest < mr + 4 {
-                // In-place A can take any row split: 7, 8, 9 last rows run as 4+3, 4+4, 5+4
-                // rather than 6+1, 6+2, 6+3. A tile of 1-3 rows has at most 6 accumulator
-                // chains, too few to cover the FMA latency, so it runs latency-bound.
-                mEdge = (rest + 1) / 2
-            }
-            gemmMicroKernel(L.self, rows: mEdge, cols: nEdge, kc: kc, a: a + ir * (L.packed ? kc : lda), lda: lda, b: bp,
+            let mEdge = gemmPanelRows(mc - ir)
+            gemmMicroKernel(L.self, rows: mEdge, cols: nEdge, kc: kc, a: ap, lda: lda, b: bp,
                             scale: scale, c: c + ir * ldc + jr, ldc: ldc)
             ir += mEdge
+            // A packed panel takes kc * 6 floats whatever its height (see gemmPackA).
+            ap += L.packed ? kc * mr : mEdge * lda
         }
         jr += nr
     }
@@ -556,15 +553,40 @@ func gemmMacroKernelRowsOuter(
 ) {
     let mr = GemmBlocking.mr, nr = GemmBlocking.nr
     var ir = 0
+    var ap = a
     while ir < mc {
-        let mEdge = min(mr, mc - ir)
-        let ap = a + ir * kc
+        let mEdge = gemmPanelRows(mc - ir)
         var jr = 0
         while jr < nc {
             gemmMicroKernel(GemmPackedA.self, rows: mEdge, cols: min(nr, nc - jr), kc: kc, a: ap, lda: 0, b: b + jr * kc,
                             scale: scale, c: c + ir * ldc + jr, ldc: ldc)
             jr += nr
         }
-        ir += mr
+        ir += mEdge
+        ap += kc * mr
     }
+}
+
+/// Rows of the next register tile (and packed A panel) when `rest` rows of a row block are
+/// left: 6, except that the last 7, 8, 9 rows run as 4+3, 4+4, 5+4 rather than 6+1, 6+2,
+/// 6+3, and the last 13 as 5+4+4 rather than 6+4+3. A tile of 1-3 rows has at most 6
+/// accumulator chains, too few to cover the FMA latency, so it runs latency-bound and costs
+/// far more than its share of the flops. GEMM bench, 1024 x 256 packed B, same runs:
+/// 32 rows 104-105 GFLOP/s as 5 x 6 + 2, 109-111 as 4 x 6 + 4 + 4; 25 rows 106-107 as
+/// 3 x 6 + 4 + 3, 109-110 as 2 x 6 + 5 + 4 + 4; 13 rows 101-102 as 6 + 4 + 3, 105-106 as
+/// 5 + 4 + 4. The number of panels stays ceil(rows / 6) either way.
+@inline(__always)
+func gemmPanelRows(_ rest: Int) -> Int {
+    let mr = GemmBlocking.mr
+    if rest == 2 * mr + 1 { return 5 } // 13 = 5+4+4 rather than 6+4+3
+    return rest > mr && rest < mr + 4 ? (rest + 1) / 2 : min(mr, rest)
+}
+
+/// Rows of the next MC row block when `rest` rows are left: `mcBlock`, or 6 fewer when the
+/// block after it would hold only 1-3 rows (that last block then holds 7-9 rows, which
+/// `gemmPanelRows` splits into two tiles of at least 4 rows).
+@inline(__always)
+func gemmRowBlockRows(_ rest: Int, mcBlock: Int) -> Int {
+    let left = rest - mcBlock
+    return left > 0 && left < 4 && mcBlock > GemmBlocking.mr ? mcBlock - GemmBlocking.mr : min(mcBlock, rest)
 }

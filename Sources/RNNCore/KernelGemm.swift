@@ -1,9 +1,12 @@
 // Packing routines and the register-blocked micro-kernel of the GEMM (see Gemm.swift).
-// Packed A panel: `kc` steps of MR = 6 floats (column p of six rows of op(A)), rows past M
-// zero. Packed B panel: `kc` steps of NR = 16 floats (row p of 16 columns of op(B)), columns
-// past N zero.
+// Packed A panel: `kc` steps of MR = 6 floats (column p of up to six rows of op(A)), slots
+// past the panel's rows zero. Packed B panel: `kc` steps of NR = 16 floats (row p of 16
+// columns of op(B)), columns past N zero.
 
-/// Packs op(A)[0 ..< mc, 0 ..< kc] into ceil(mc / 6) panels of `kc * 6` floats at `dst`.
+/// Packs op(A)[0 ..< mc, 0 ..< kc] into ceil(mc / 6) panels of `kc * 6` floats at `dst`,
+/// panel heights as `gemmPanelRows` walks them (6 each, the last 7-9 rows as 4+3, 4+4, 5+4,
+/// the last 13 as 5+4+4);
+/// a panel of h < 6 rows fills slots h..<6 of each step with zeros.
 /// `a` points at op(A)[0, 0]: A[i, p] = a[i * lda + p], or a[p * lda + i] when transposed.
 func gemmPackA(transA: Bool, mc: Int, kc: Int, a: UnsafePointer<Float>, lda: Int, dst: UnsafeMutablePointer<Float>) {
     let mr = GemmBlocking.mr
@@ -14,7 +17,8 @@ func gemmPackA(transA: Bool, mc: Int, kc: Int, a: UnsafePointer<Float>, lda: Int
         // 8 K rows at a time, as vectors (see gemmPackATransposedPanels). GEMM bench (c)
         // dW 2048x128x6400: 76 GFLOP/s with scalar panel-by-panel copies, 96 with this
         // (a variant packing the whole K slice for all M rows at once measured 86-90).
-        let fullPanels = mc / mr
+        var fullPanels = 0 // the leading 6-row panels (gemmPanelRows shortens the last ones)
+        while gemmPanelRows(mc - fullPanels * mr) == mr { fullPanels += 1 }
         if fullPanels > 0 && kc > 1 {
             gemmPackATransposedPanels(panels: fullPanels, kc: kc, a: a, lda: lda, dst: dst)
         } else if fullPanels > 0 {
@@ -26,9 +30,9 @@ func gemmPackA(transA: Bool, mc: Int, kc: Int, a: UnsafePointer<Float>, lda: Int
         d = dst + fullPanels * kc * mr
     }
     while i < mc {
-        let rows = min(mr, mc - i)
+        let rows = gemmPanelRows(mc - i)
         if transA {
-            // The edge panel (rows < 6).
+            // The edge panels (rows < 6).
             var src = a + i
             for _ in 0..<kc {
                 for r in 0..<mr { d[r] = r < rows ? src[r] : 0 }
@@ -36,39 +40,53 @@ func gemmPackA(transA: Bool, mc: Int, kc: Int, a: UnsafePointer<Float>, lda: Int
                 src += lda
             }
         } else {
-            if rows == mr {
-                let r0 = a + i * lda, r1 = r0 + lda, r2 = r1 + lda
-                let r3 = r2 + lda, r4 = r3 + lda, r5 = r4 + lda
-                var p = 0
-                // 8 columns at a time: contiguous vector loads, strided scalar stores.
-                while p + 8 <= kc {
-                    let v0 = UnsafeRawPointer(r0 + p).loadUnaligned(as: SIMD8<Float>.self)
-                    let v1 = UnsafeRawPointer(r1 + p).loadUnaligned(as: SIMD8<Float>.self)
-                    let v2 = UnsafeRawPointer(r2 + p).loadUnaligned(as: SIMD8<Float>.self)
-                    let v3 = UnsafeRawPointer(r3 + p).loadUnaligned(as: SIMD8<Float>.self)
-                    let v4 = UnsafeRawPointer(r4 + p).loadUnaligned(as: SIMD8<Float>.self)
-                    let v5 = UnsafeRawPointer(r5 + p).loadUnaligned(as: SIMD8<Float>.self)
-                    for q in 0..<8 {
-                        d[0] = v0[q]; d[1] = v1[q]; d[2] = v2[q]
-                        d[3] = v3[q]; d[4] = v4[q]; d[5] = v5[q]
-                        d += mr
-                    }
-                    p += 8
-                }
-                while p < kc {
-                    d[0] = r0[p]; d[1] = r1[p]; d[2] = r2[p]
-                    d[3] = r3[p]; d[4] = r4[p]; d[5] = r5[p]
-                    d += mr
-                    p += 1
-                }
-            } else {
+            switch rows {
+            case 6: gemmPackARowsPanel(rows: 6, kc: kc, a: a + i * lda, lda: lda, dst: d)
+            case 5: gemmPackARowsPanel(rows: 5, kc: kc, a: a + i * lda, lda: lda, dst: d)
+            case 4: gemmPackARowsPanel(rows: 4, kc: kc, a: a + i * lda, lda: lda, dst: d)
+            default:
+                var t = d
                 for p in 0..<kc {
-                    for r in 0..<mr { d[r] = r < rows ? a[(i + r) * lda + p] : 0 }
-                    d += mr
+                    for r in 0..<mr { t[r] = r < rows ? a[(i + r) * lda + p] : 0 }
+                    t += mr
                 }
             }
+            d += kc * mr
         }
-        i += mr
+        i += rows
+    }
+}
+
+/// One panel of `rows` (4...6, a constant after inlining) rows of a row-major op(A) (row r at
+/// a + r * lda): 8 columns at a time as contiguous vector loads and strided scalar stores,
+/// slots rows..<6 of each step zero.
+@inline(__always)
+func gemmPackARowsPanel(rows: Int, kc: Int, a: UnsafePointer<Float>, lda: Int, dst: UnsafeMutablePointer<Float>) {
+    let mr = GemmBlocking.mr
+    let r0 = a, r1 = r0 + lda, r2 = r1 + lda, r3 = r2 + lda
+    // Rows past `rows` are never read (their pointers are only formed).
+    let r4 = rows > 4 ? r3 + lda : r3, r5 = rows > 5 ? r4 + lda : r4
+    var d = dst
+    var p = 0
+    while p + 8 <= kc {
+        let v0 = UnsafeRawPointer(r0 + p).loadUnaligned(as: SIMD8<Float>.self)
+        let v1 = UnsafeRawPointer(r1 + p).loadUnaligned(as: SIMD8<Float>.self)
+        let v2 = UnsafeRawPointer(r2 + p).loadUnaligned(as: SIMD8<Float>.self)
+        let v3 = UnsafeRawPointer(r3 + p).loadUnaligned(as: SIMD8<Float>.self)
+        let v4 = rows > 4 ? UnsafeRawPointer(r4 + p).loadUnaligned(as: SIMD8<Float>.self) : SIMD8()
+        let v5 = rows > 5 ? UnsafeRawPointer(r5 + p).loadUnaligned(as: SIMD8<Float>.self) : SIMD8()
+        for q in 0..<8 {
+            d[0] = v0[q]; d[1] = v1[q]; d[2] = v2[q]
+            d[3] = v3[q]; d[4] = v4[q]; d[5] = v5[q]
+            d += mr
+        }
+        p += 8
+    }
+    while p < kc {
+        d[0] = r0[p]; d[1] = r1[p]; d[2] = r2[p]
+        d[3] = r3[p]; d[4] = rows > 4 ? r4[p] : 0; d[5] = rows > 5 ? r5[p] : 0
+        d += mr
+        p += 1
     }
 }
 

@@ -32,6 +32,7 @@ let gemmBenchmarkShapes: [GemmShape] = [
     GemmShape(name: "(d) dX 6400x128x2048", transA: false, transB: false, m: 6400, n: 128, k: 2048, beta: 0, packedB: false),
     GemmShape(name: "(e) dh step 64x512x2048 packed", transA: false, transB: false, m: 64, n: 512, k: 2048, beta: 1, packedB: true),
     GemmShape(name: "lstm-med recurrent 64x1024x256 pk", transA: false, transB: true, m: 64, n: 1024, k: 256, beta: 1, packedB: true),
+    GemmShape(name: "lstm-med recurrent 32x1024x256 pk", transA: false, transB: true, m: 32, n: 1024, k: 256, beta: 1, packedB: true),
     GemmShape(name: "lstm-med W_hh h^T 1024x64x256", transA: false, transB: true, m: 1024, n: 64, k: 256, beta: 0, packedB: false),
     GemmShape(name: "tiny recurrent 32x64x64 packed", transA: false, transB: true, m: 32, n: 64, k: 64, beta: 0, packedB: true),
     GemmShape(name: "tiny input proj 320x64x5 tB", transA: false, transB: true, m: 320, n: 64, k: 5, beta: 0, packedB: false),

@@ -39,17 +39,19 @@ let trainBenchConfigs: [TrainBenchConfig] = [
 /// `seconds` each after a warm-up step, and prints one row per configuration:
 /// `name  samples/s  GFLOP/s  ms/step  steps  cpu-ms/step` (the last is process CPU time).
 /// `fixedSteps` runs exactly that many timed steps instead (e.g. to count allocations under
-/// valgrind: the count must not grow with the steps).
-func runTrainBenchmark(threads: Int, only: String? = nil, seconds: Double = 3, fixedSteps: Int? = nil) {
+/// valgrind: the count must not grow with the steps). `batch` overrides every configuration's
+/// batch size (e.g. 32: the rows one of 2 data-parallel workers runs of a global batch of 64).
+func runTrainBenchmark(threads: Int, only: String? = nil, seconds: Double = 3, fixedSteps: Int? = nil, batch: Int? = nil) {
     let wanted = only.map { Set($0.split(separator: ",").map(String.init)) }
     let known = Set(trainBenchConfigs.map(\.name))
     if let unknown = wanted?.subtracting(known).sorted(), !unknown.isEmpty {
         print("rnn-bench train: unknown configuration \(unknown.joined(separator: ", ")); known: \(trainBenchConfigs.map(\.name).joined(separator: ", "))")
         return
     }
-    print("# rnn-bench train: full step (forward, loss, backward, Adam), threads=\(threads)")
+    print("# rnn-bench train: full step (forward, loss, backward, Adam), threads=\(threads)" + (batch.map { ", batch=\($0)" } ?? ""))
     print("config        samples/s    GFLOP/s    ms/step  steps  cpu-ms/step")
-    for bench in trainBenchConfigs where wanted?.contains(bench.name) ?? true {
+    for var bench in trainBenchConfigs where wanted?.contains(bench.name) ?? true {
+        if let batch { bench.batch = batch }
         let config = ModelConfig(cell: bench.cell, inputSize: bench.input, hiddenSize: bench.hidden,
                                  layers: bench.layers, outputSize: bench.classes, head: .lastStep, loss: .crossEntropy)
         let network: RNNNetwork

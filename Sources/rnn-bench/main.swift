@@ -14,7 +14,7 @@ func benchUsage(_ problem: String) -> Never {
     print("""
         rnn-bench: \(problem)
         usage: rnn-bench gemm [--threads N]
-               rnn-bench train [--threads N] [--config NAME[,NAME]] [--seconds S] [--steps N]
+               rnn-bench train [--threads N] [--config NAME[,NAME]] [--seconds S] [--steps N] [--batch N]
                rnn-bench hdf5 [options]
                rnn-bench allreduce [options]
                rnn-bench distributed [--config NAME[,NAME]] [--seconds S] [--workers W] [--repeats R] [--bin DIR] [--spin US] [--steps-per-message N]
@@ -43,11 +43,11 @@ switch benchArguments.first {
 case "gemm":
     runGemmBenchmarkCommand(Array(benchArguments.dropFirst()))
 case "train":
-    let trainOptions: Set<String> = ["--threads", "--config", "--seconds", "--steps"]
+    let trainOptions: Set<String> = ["--threads", "--config", "--seconds", "--steps", "--batch"]
     var index = 1
     while index < arguments.count {
         guard trainOptions.contains(arguments[index]) else {
-            usage("'train' does not take '\(arguments[index])' (options: --threads N, --config NAME[,NAME], --seconds S, --steps N)")
+            usage("'train' does not take '\(arguments[index])' (options: --threads N, --config NAME[,NAME], --seconds S, --steps N, --batch N)")
         }
         index += 2
     }
@@ -57,7 +57,7 @@ case "train":
     } ?? 3
     let steps = arguments.contains("--steps") ? intOption("--steps", default: 1) : nil
     runTrainBenchmark(threads: intOption("--threads", default: 1), only: stringOption("--config"), seconds: seconds,
-                      fixedSteps: steps)
+                      fixedSteps: steps, batch: arguments.contains("--batch") ? intOption("--batch", default: 1) : nil)
 case "distributed":
     let seconds = stringOption("--seconds").map { text -> Double in
         guard let s = Double(text), s > 0 else { usage("'--seconds' expects a positive number, found '\(text)'") }

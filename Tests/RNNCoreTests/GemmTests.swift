@@ -130,14 +130,15 @@ final class GemmTests: XCTestCase {
     }
 
     /// Transposed A packed by rows (whole 6-row panels as overlapping 8-float vectors, the
-    /// last K step of each slice by scalars): M at and around multiples of 6 and of MC, K of
-    /// 1, 2, 3 and past KC, unpadded A (so an over-read past the last row would be caught
-    /// by the address sanitizer / show as garbage) and padded A.
+    /// last K step of each slice by scalars): M at and around multiples of 6 and of MC (with
+    /// the split tails 4+3, 4+4, 5+4+4, 6+...+4+4), K of 1, 2, 3 and past KC, unpadded A (so
+    /// an over-read past the last row would be caught by the address sanitizer / show as
+    /// garbage) and padded A.
     func testTransposedAPackingShapes() {
         let engine = GemmEngine()
         engine.directAMaxColumns = 0
         var seed: UInt64 = 9000
-        for m in [6, 7, 12, 17, GemmBlocking.mc, GemmBlocking.mc + 5] {
+        for m in [6, 7, 8, 12, 13, 17, 19, 32, GemmBlocking.mc, GemmBlocking.mc + 5] {
             for k in [1, 2, 3, GemmBlocking.kc + 1] {
                 for padA in [0, 3] {
                     let p = Problem(transA: true, transB: false, m: m, n: 19, k: k, padA: padA)
@@ -162,6 +163,62 @@ final class GemmTests: XCTestCase {
                 seed += 1
                 assertClose(run(engine, p, ops, packed: packed ? PackedMatrix() : nil), reference(p, ops), p,
                             "direct A m=\(m) packedB=\(packed)")
+            }
+        }
+    }
+
+    /// Packed A splits the last 7, 8 or 9 rows of a row block into two panels (4+3, 4+4, 5+4)
+    /// and the last 13 into three (5+4+4): every M remainder, transposed and row-major A, packed and unpacked B, beta 0 and 1,
+    /// both packed-A loop orders, K below and past KC, N below, at and past 16 columns.
+    func testPackedARowSplits() {
+        let engine = GemmEngine()
+        engine.directAMaxColumns = 0
+        var seed: UInt64 = 9700
+        for m in [7, 8, 9, 13, 14, 15, 19, 20, 25, 32, 33] {
+            for transA in [false, true] {
+                for packed in [false, true] {
+                    for beta: Float in [0, 1] {
+                        for (n, k) in [(16, 3), (21, 29), (48, GemmBlocking.kc + 3), (37, 8)] {
+                            let p = Problem(transA: transA, transB: true, m: m, n: n, k: k, beta: beta,
+                                            padA: Int(seed % 3), padC: 1)
+                            let ops = makeOperands(p, seed: seed)
+                            seed += 1
+                            let want = reference(p, ops)
+                            for rowsOuter in [0, Int.max] {
+                                engine.rowsOuterMaxSlice = rowsOuter
+                                assertClose(run(engine, p, ops, packed: packed ? PackedMatrix() : nil), want, p,
+                                            "packed A m=\(m) n=\(n) k=\(k) tA=\(transA) packedB=\(packed) beta=\(beta) rowsOuter=\(rowsOuter > 0)")
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // The lstm-med shape of one of 2 workers: 32 rows, packed W_hh^T, default engine.
+        let p = Problem(transA: false, transB: true, m: 32, n: 1024, k: 256, beta: 1)
+        let ops = makeOperands(p, seed: 9999)
+        assertClose(run(GemmEngine(), p, ops, packed: PackedMatrix()), reference(p, ops), p, "lstm-med 32x1024x256")
+    }
+
+    /// A row block followed by only 1-3 rows is shortened by 6 so that the last block holds
+    /// 7-9 rows and splits: M just past one and two MC blocks (small and default MC, MC = 6
+    /// where no shortening is possible), packed and in-place A.
+    func testRowBlocksAvoidShortLastBlock() {
+        let engine = GemmEngine()
+        var seed: UInt64 = 9800
+        for (rowBlock, ms) in [(6, [7, 9, 13, 15]), (12, [13, 14, 15, 19, 25, 27]), (GemmBlocking.mc, [GemmBlocking.mc + 1, GemmBlocking.mc + 3, 2 * GemmBlocking.mc + 2])] {
+            engine.rowBlock = rowBlock
+            for m in ms {
+                for transA in [false, true] {
+                    for direct in [0, 1000] {
+                        engine.directAMaxColumns = direct
+                        let p = Problem(transA: transA, transB: false, m: m, n: 35, k: 40, beta: 1, padA: 1, padB: 2, padC: 1)
+                        let ops = makeOperands(p, seed: seed)
+                        seed += 1
+                        assertClose(run(engine, p, ops, packed: PackedMatrix()), reference(p, ops), p,
+                                    "MC=\(rowBlock) m=\(m) tA=\(transA) direct=\(direct)")
+                    }
+                }
             }
         }
     }
