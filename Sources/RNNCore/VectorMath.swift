@@ -123,8 +123,8 @@ public enum VectorMath {
     /// is exactly x for |x| <= 2^-12 (subnormals included), where tanh(x) rounds to x.
     /// One division, no exponential, no branches.
     /// Maximum error: absolute 3.2e-7, relative 2.7 ulp = 3.2e-7 everywhere, including near 0
-    /// and subnormals (measured on every float: 3.14e-7 and 2.64 ulp, at x = 6.08). Exactly +-1 for
-    /// |x| >= 8.8, never beyond +-1; odd (so tanh(-0) = -0); NaN propagates
+    /// and subnormals (measured on every float: 3.14e-7 and 2.64 ulp, at x = 6.08).
+    /// Exactly +-1 for |x| >= 8.8, never beyond +-1; odd (so tanh(-0) = -0); NaN propagates
     /// (the clamps are ordered comparisons that leave NaN lanes alone).
     @inlinable @inline(__always)
     public static func tanh(_ x: SIMD8<Float>) -> SIMD8<Float> {
