@@ -215,6 +215,10 @@ public final class GemmEngine {
         didSet { precondition(rowsOuterMaxSlice >= 0, "GemmEngine.rowsOuterMaxSlice must not be negative, found \(rowsOuterMaxSlice)") }
     }
 
+    /// Products with op(B) = B (not transposed), whole 16-column panels and at most this many
+    /// rows (capped at MR = 6) read B in place instead of packing it; 0 turns that off.
+    var directBMaxRows: Int = GemmBlocking.mr
+
     private var workspaces: [GemmWorkspace] = []
     private let job = GemmJob()
 
@@ -294,7 +298,7 @@ public final class GemmEngine {
             gemmBlocked(ws: ws, transA: transA, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
                         b: b, beta: beta, c: c, ldc: ldc, directA: !transA && n <= directAMaxColumns,
                         mcBlock: rowBlock, ncBlock: columnBlock, bBudget: packedBBudget,
-                        rowsOuterSlice: rowsOuterMaxSlice)
+                        rowsOuterSlice: rowsOuterMaxSlice, directBMaxRows: directBMaxRows)
             return
         }
         // The job object and its parts array are reused: no allocation once warmed up.
@@ -323,6 +327,7 @@ public final class GemmEngine {
         job.ncBlock = columnBlock
         job.bBudget = packedBBudget
         job.rowsOuterSlice = rowsOuterMaxSlice
+        job.directBMaxRows = directBMaxRows
         let job = self.job
         DispatchQueue.concurrentPerform(iterations: t) { i in
             job.run(i)
@@ -365,12 +370,14 @@ final class GemmJob: @unchecked Sendable {
     var transA = false, k = 0, alpha: Float = 1, lda = 1, beta: Float = 0, ldc = 1, directAMaxColumns = 0
     var mcBlock = GemmBlocking.mc, ncBlock = GemmBlocking.nc, bBudget = GemmBlocking.packedBBudget
     var rowsOuterSlice = GemmBlocking.rowsOuterMaxSlice
+    var directBMaxRows = GemmBlocking.mr
 
     func run(_ i: Int) {
         let p = parts[i]
         gemmBlocked(ws: p.ws, transA: transA, m: p.m, n: p.n, k: k, alpha: alpha, a: p.a, lda: lda,
                     b: p.b, beta: beta, c: p.c, ldc: ldc, directA: !transA && p.n <= directAMaxColumns,
-                    mcBlock: mcBlock, ncBlock: ncBlock, bBudget: bBudget, rowsOuterSlice: rowsOuterSlice)
+                    mcBlock: mcBlock, ncBlock: ncBlock, bBudget: bBudget, rowsOuterSlice: rowsOuterSlice,
+                    directBMaxRows: directBMaxRows)
     }
 }
 
@@ -413,7 +420,7 @@ func gemmBlocked(
     a: UnsafePointer<Float>, lda: Int, b: GemmBSource,
     beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, directA: Bool,
     mcBlock: Int = GemmBlocking.mc, ncBlock: Int = GemmBlocking.nc, bBudget: Int = GemmBlocking.packedBBudget,
-    rowsOuterSlice: Int = GemmBlocking.rowsOuterMaxSlice
+    rowsOuterSlice: Int = GemmBlocking.rowsOuterMaxSlice, directBMaxRows: Int = GemmBlocking.mr
 ) {
     assert(!directA || !transA)
     let mr = GemmBlocking.mr, nr = GemmBlocking.nr, kcBlock = GemmBlocking.kc
@@ -425,7 +432,17 @@ func gemmBlocked(
         ncStep = min(ncBlock, max(nr, bBudget / k / nr * nr))
     }
     let ncMax = min(ncStep, (n + nr - 1) / nr * nr)
-    if case .raw = b {
+    // In-place B: with at most `directBMaxRows` (<= MR) rows, C is one row of register tiles,
+    // so every element of B feeds exactly one tile and packing would copy B only to read it
+    // once (seed-small's dW_ih^T, 5 x 64 x 320: the 80 KB copy cost about as much as the
+    // product). Needs B untransposed and whole 16-column panels; same arithmetic, same bits.
+    var directB = false
+    var directLDB = 0
+    if case let .raw(_, ldb, transB) = b, !transB, !cResident, m <= min(directBMaxRows, mr), n % nr == 0 {
+        directB = true
+        directLDB = ldb
+    }
+    if case .raw = b, !directB {
         ws.reserve(a: directA ? 0 : mcMax * kcMax, b: (cResident ? k : kcMax) * ncMax)
     } else {
         ws.reserve(a: directA ? 0 : mcMax * kcMax, b: 0)
@@ -438,8 +455,19 @@ func gemmBlocked(
     @inline(__always)
     func block(ic: Int, mc: Int, jc: Int, nc: Int, pc: Int, kc: Int, sliceB: UnsafePointer<Float>) {
         ws.scale[1] = pc == 0 ? beta : 1
-        if directA {
-            gemmMacroKernel(GemmDirectA.self, mc: mc, nc: nc, kc: kc, a: a + ic * lda + pc, lda: lda,
+        if directB {
+            // sliceB is B itself at row pc, column jc.
+            if directA {
+                gemmMacroKernel(GemmDirectA.self, GemmDirectB.self, mc: mc, nc: nc, kc: kc, a: a + ic * lda + pc, lda: lda,
+                                b: sliceB, ldb: directLDB, scale: scale, c: c + ic * ldc + jc, ldc: ldc)
+            } else {
+                gemmPackA(transA: transA, mc: mc, kc: kc,
+                          a: gemmOffsetA(a, transA: transA, lda: lda, i: ic, p: pc), lda: lda, dst: bufA)
+                gemmMacroKernel(GemmPackedA.self, GemmDirectB.self, mc: mc, nc: nc, kc: kc, a: UnsafePointer(bufA), lda: lda,
+                                b: sliceB, ldb: directLDB, scale: scale, c: c + ic * ldc + jc, ldc: ldc)
+            }
+        } else if directA {
+            gemmMacroKernel(GemmDirectA.self, GemmPackedB.self, mc: mc, nc: nc, kc: kc, a: a + ic * lda + pc, lda: lda,
                             b: sliceB, scale: scale, c: c + ic * ldc + jc, ldc: ldc)
         } else {
             gemmPackA(transA: transA, mc: mc, kc: kc,
@@ -448,7 +476,7 @@ func gemmBlocked(
                 gemmMacroKernelRowsOuter(mc: mc, nc: nc, kc: kc, a: UnsafePointer(bufA),
                                          b: sliceB, scale: scale, c: c + ic * ldc + jc, ldc: ldc)
             } else {
-                gemmMacroKernel(GemmPackedA.self, mc: mc, nc: nc, kc: kc, a: UnsafePointer(bufA), lda: lda,
+                gemmMacroKernel(GemmPackedA.self, GemmPackedB.self, mc: mc, nc: nc, kc: kc, a: UnsafePointer(bufA), lda: lda,
                                 b: sliceB, scale: scale, c: c + ic * ldc + jc, ldc: ldc)
             }
         }
@@ -497,9 +525,13 @@ func gemmBlocked(
                 let sliceB: UnsafePointer<Float>
                 switch b {
                 case let .raw(bp, ldb, transB):
-                    gemmPackB(transB: transB, kc: kc, nc: nc,
-                              b: gemmOffsetB(bp, transB: transB, ldb: ldb, p: pc, j: jc), ldb: ldb, dst: bufB)
-                    sliceB = UnsafePointer(bufB)
+                    if directB {
+                        sliceB = gemmOffsetB(bp, transB: false, ldb: ldb, p: pc, j: jc)
+                    } else {
+                        gemmPackB(transB: transB, kc: kc, nc: nc,
+                                  b: gemmOffsetB(bp, transB: transB, ldb: ldb, p: pc, j: jc), ldb: ldb, dst: bufB)
+                        sliceB = UnsafePointer(bufB)
+                    }
                 case let .packed(bp, panels, offset):
                     sliceB = bp + pc * panels * nr + (offset + jc / nr) * kc * nr
                 }
@@ -516,24 +548,24 @@ func gemmBlocked(
     }
 }
 
-/// All register tiles of one (MC, NC) block of C from packed A (MR panels) and packed B
-/// (NR panels), both `kc` deep.
+/// All register tiles of one (MC, NC) block of C from A (packed MR panels or in place) and B
+/// (packed NR panels, both `kc` deep, or in place with leading dimension `ldb`).
 @inline(__always)
-func gemmMacroKernel<L: GemmALayout>(
-    _ layout: L.Type, mc: Int, nc: Int, kc: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>,
-    scale: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int
+func gemmMacroKernel<L: GemmALayout, BL: GemmBLayout>(
+    _ layout: L.Type, _ bLayout: BL.Type, mc: Int, nc: Int, kc: Int, a: UnsafePointer<Float>, lda: Int,
+    b: UnsafePointer<Float>, ldb: Int = 0, scale: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int
 ) {
     let mr = GemmBlocking.mr, nr = GemmBlocking.nr
     var jr = 0
     while jr < nc {
         let nEdge = min(nr, nc - jr)
-        let bp = b + jr * kc
+        let bp = BL.packed ? b + jr * kc : b + jr
         var ir = 0
         var ap = a
         while ir < mc {
             let mEdge = gemmPanelRows(mc - ir)
-            gemmMicroKernel(L.self, rows: mEdge, cols: nEdge, kc: kc, a: ap, lda: lda, b: bp,
-                            scale: scale, c: c + ir * ldc + jr, ldc: ldc)
+            gemmMicroKernel(L.self, BL.self, rows: mEdge, cols: nEdge, kc: kc, a: ap, lda: lda,
+                            b: bp, ldb: ldb, scale: scale, c: c + ir * ldc + jr, ldc: ldc)
             ir += mEdge
             // A packed panel takes kc * 6 floats whatever its height (see gemmPackA).
             ap += L.packed ? kc * mr : mEdge * lda
@@ -558,8 +590,8 @@ func gemmMacroKernelRowsOuter(
         let mEdge = gemmPanelRows(mc - ir)
         var jr = 0
         while jr < nc {
-            gemmMicroKernel(GemmPackedA.self, rows: mEdge, cols: min(nr, nc - jr), kc: kc, a: ap, lda: 0, b: b + jr * kc,
-                            scale: scale, c: c + ir * ldc + jr, ldc: ldc)
+            gemmMicroKernel(GemmPackedA.self, GemmPackedB.self, rows: mEdge, cols: min(nr, nc - jr), kc: kc, a: ap, lda: 0,
+                            b: b + jr * kc, ldb: 0, scale: scale, c: c + ir * ldc + jr, ldc: ldc)
             jr += nr
         }
         ir += mEdge

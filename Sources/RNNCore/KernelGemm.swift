@@ -186,6 +186,13 @@ protocol GemmALayout { static var packed: Bool { get } }
 enum GemmPackedA: GemmALayout { static var packed: Bool { true } }
 enum GemmDirectA: GemmALayout { static var packed: Bool { false } }
 
+/// How the micro-kernel reads op(B): from a packed NR panel (row p at b[p * 16]) or in place
+/// from row-major B (row p at b[p * ldb], 16 consecutive columns). A type parameter for the
+/// same reason as `GemmALayout`: the packed kernels keep their constant stride.
+protocol GemmBLayout { static var packed: Bool { get } }
+enum GemmPackedB: GemmBLayout { static var packed: Bool { true } }
+enum GemmDirectB: GemmBLayout { static var packed: Bool { false } }
+
 /// Rows of a register tile as a type, so that every row count (the full 6 and the 1...5 of
 /// edge tiles) gets its own specialised kernel. (With a plain Int argument LLVM merges the
 /// six inlined copies back into one loop with run-time row tests.)
@@ -239,30 +246,31 @@ func gemmTranspose8x8(_ src: UnsafePointer<Float>, ld: Int, to dst: UnsafeMutabl
 }
 
 /// One register tile: C[0 ..< rows, 0 ..< cols] = alpha * Apanel * Bpanel + beta * C, with
-/// alpha = scale[0], beta = scale[1].
+/// alpha = scale[0], beta = scale[1]. `ldb` is read only for in-place B (`GemmDirectB`).
 @inline(__always)
-func gemmMicroKernel<L: GemmALayout>(
-    _ layout: L.Type, rows: Int, cols: Int, kc: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>,
-    scale: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int
+func gemmMicroKernel<L: GemmALayout, BL: GemmBLayout>(
+    _ layout: L.Type, _ bLayout: BL.Type, rows: Int, cols: Int, kc: Int, a: UnsafePointer<Float>, lda: Int,
+    b: UnsafePointer<Float>, ldb: Int, scale: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int
 ) {
     switch rows {
-    case 6: gemmTile(GemmRows6.self, L.self, cols: cols, kc: kc, a: a, lda: lda, b: b, scale: scale, c: c, ldc: ldc)
-    case 5: gemmTile(GemmRows5.self, L.self, cols: cols, kc: kc, a: a, lda: lda, b: b, scale: scale, c: c, ldc: ldc)
-    case 4: gemmTile(GemmRows4.self, L.self, cols: cols, kc: kc, a: a, lda: lda, b: b, scale: scale, c: c, ldc: ldc)
-    case 3: gemmTile(GemmRows3.self, L.self, cols: cols, kc: kc, a: a, lda: lda, b: b, scale: scale, c: c, ldc: ldc)
-    case 2: gemmTile(GemmRows2.self, L.self, cols: cols, kc: kc, a: a, lda: lda, b: b, scale: scale, c: c, ldc: ldc)
-    default: gemmTile(GemmRows1.self, L.self, cols: cols, kc: kc, a: a, lda: lda, b: b, scale: scale, c: c, ldc: ldc)
+    case 6: gemmTile(GemmRows6.self, L.self, BL.self, cols: cols, kc: kc, a: a, lda: lda, b: b, ldb: ldb, scale: scale, c: c, ldc: ldc)
+    case 5: gemmTile(GemmRows5.self, L.self, BL.self, cols: cols, kc: kc, a: a, lda: lda, b: b, ldb: ldb, scale: scale, c: c, ldc: ldc)
+    case 4: gemmTile(GemmRows4.self, L.self, BL.self, cols: cols, kc: kc, a: a, lda: lda, b: b, ldb: ldb, scale: scale, c: c, ldc: ldc)
+    case 3: gemmTile(GemmRows3.self, L.self, BL.self, cols: cols, kc: kc, a: a, lda: lda, b: b, ldb: ldb, scale: scale, c: c, ldc: ldc)
+    case 2: gemmTile(GemmRows2.self, L.self, BL.self, cols: cols, kc: kc, a: a, lda: lda, b: b, ldb: ldb, scale: scale, c: c, ldc: ldc)
+    default: gemmTile(GemmRows1.self, L.self, BL.self, cols: cols, kc: kc, a: a, lda: lda, b: b, ldb: ldb, scale: scale, c: c, ldc: ldc)
     }
 }
 
 /// The micro-kernel for a constant number of rows `R` (1...6):
 /// R SIMD16 accumulators, one B vector load and R broadcast-FMAs per step of K.
 @inline(never)
-func gemmTile<Rows: GemmRowCount, L: GemmALayout>(
-    _ rows: Rows.Type, _ layout: L.Type, cols: Int, kc: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>,
-    scale: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int
+func gemmTile<Rows: GemmRowCount, L: GemmALayout, BL: GemmBLayout>(
+    _ rows: Rows.Type, _ layout: L.Type, _ bLayout: BL.Type, cols: Int, kc: Int, a: UnsafePointer<Float>, lda: Int,
+    b: UnsafePointer<Float>, ldb: Int, scale: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int
 ) {
     let nr = GemmBlocking.nr
+    let bRow = BL.packed ? nr : ldb
     let R = Rows.rows
     let aRow = L.packed ? 1 : lda
     let aStep = L.packed ? GemmBlocking.mr : 1
@@ -280,7 +288,7 @@ func gemmTile<Rows: GemmRowCount, L: GemmALayout>(
         if R > 3 { c3 = c3.addingProduct(SIMD16(repeating: ap[3 * aRow]), b0) }
         if R > 4 { c4 = c4.addingProduct(SIMD16(repeating: ap[4 * aRow]), b0) }
         if R > 5 { c5 = c5.addingProduct(SIMD16(repeating: ap[5 * aRow]), b0) }
-        let b1 = UnsafeRawPointer(bp + nr).loadUnaligned(as: SIMD16<Float>.self)
+        let b1 = UnsafeRawPointer(bp + bRow).loadUnaligned(as: SIMD16<Float>.self)
         c0 = c0.addingProduct(SIMD16(repeating: ap[aStep]), b1)
         if R > 1 { c1 = c1.addingProduct(SIMD16(repeating: ap[aStep + 1 * aRow]), b1) }
         if R > 2 { c2 = c2.addingProduct(SIMD16(repeating: ap[aStep + 2 * aRow]), b1) }
@@ -288,7 +296,7 @@ func gemmTile<Rows: GemmRowCount, L: GemmALayout>(
         if R > 4 { c4 = c4.addingProduct(SIMD16(repeating: ap[aStep + 4 * aRow]), b1) }
         if R > 5 { c5 = c5.addingProduct(SIMD16(repeating: ap[aStep + 5 * aRow]), b1) }
         ap += 2 * aStep
-        bp += 2 * nr
+        bp += 2 * bRow
         p += 2
     }
     if p < kc {
