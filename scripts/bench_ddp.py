@@ -99,9 +99,18 @@ def main():
             continue
         best = None
         for _ in range(args.repeats):
-            results = ctx.SimpleQueue()
-            mp.start_processes(worker, args=(args.workers, free_port(), cfg, args.seconds, results),
-                               nprocs=args.workers, join=True, start_method="spawn")
+            # gloo now and then aborts a process group ("terminate called without an active
+            # exception", SIGABRT) on this machine; such a run is retried, at most twice.
+            for attempt in range(3):
+                results = ctx.SimpleQueue()
+                try:
+                    mp.start_processes(worker, args=(args.workers, free_port(), cfg, args.seconds, results),
+                                       nprocs=args.workers, join=True, start_method="spawn")
+                    break
+                except mp.ProcessExitedException as e:
+                    print(f"# {cfg[0]}: a DDP process died ({e}); attempt {attempt + 1} of 3", flush=True)
+                    if attempt == 2:
+                        raise
             got = results.get()
             if best is None or got[0] > best[0]:
                 best = got
