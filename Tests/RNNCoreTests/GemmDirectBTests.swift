@@ -10,38 +10,36 @@ final class GemmDirectBTests: XCTestCase {
         (0..<count).map { _ in Float.random(in: -1...1, using: &rng) }
     }
 
+    /// C after `body` ran on pointers to A, B and a copy of C.
+    func computed(a: [Float], b: [Float], c: [Float],
+                  _ body: (UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void) -> [Float] {
+        var out = c
+        a.withUnsafeBufferPointer { a in
+            b.withUnsafeBufferPointer { b in
+                out.withUnsafeMutableBufferPointer { o in body(a.baseAddress!, b.baseAddress!, o.baseAddress!) }
+            }
+        }
+        return out
+    }
+
     func product(
         _ engine: GemmEngine, transA: Bool, m: Int, n: Int, k: Int, alpha: Float, beta: Float,
         a: [Float], lda: Int, b: [Float], ldb: Int, c: [Float], ldc: Int
     ) -> [Float] {
-        var out = c
-        a.withUnsafeBufferPointer { a in
-            b.withUnsafeBufferPointer { b in
-                out.withUnsafeMutableBufferPointer { o in
-                    engine.multiply(transA: transA, transB: false, m: m, n: n, k: k, alpha: alpha,
-                                    a: a.baseAddress!, lda: lda, b: b.baseAddress!, ldb: ldb,
-                                    beta: beta, c: o.baseAddress!, ldc: ldc)
-                }
-            }
+        computed(a: a, b: b, c: c) { a, b, c in
+            engine.multiply(transA: transA, transB: false, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+                            beta: beta, c: c, ldc: ldc)
         }
-        return out
     }
 
     func reference(
         transA: Bool, m: Int, n: Int, k: Int, alpha: Float, beta: Float,
         a: [Float], lda: Int, b: [Float], ldb: Int, c: [Float], ldc: Int
     ) -> [Float] {
-        var out = c
-        a.withUnsafeBufferPointer { a in
-            b.withUnsafeBufferPointer { b in
-                out.withUnsafeMutableBufferPointer { o in
-                    gemmReference(transA: transA, transB: false, m: m, n: n, k: k, alpha: alpha,
-                                  a: a.baseAddress!, lda: lda, b: b.baseAddress!, ldb: ldb,
-                                  beta: beta, c: o.baseAddress!, ldc: ldc)
-                }
-            }
+        computed(a: a, b: b, c: c) { a, b, c in
+            gemmReference(transA: transA, transB: false, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+                          beta: beta, c: c, ldc: ldc)
         }
-        return out
     }
 
     /// m = 1...7 (7 is past the in-place limit), n = 16, 32, 64, 80 with and without a padded
