@@ -11,7 +11,7 @@ on the same /X and compares; it exits non-zero when any output differs by more t
 The model class is the tutorial's: an nn.RNN/LSTM/GRU with batch_first=True and a Linear head.
 Its sizes come from the checkpoint's `config` attribute (ModelConfig JSON). Loading the state
 dict is the three h5py lines marked below; load_state_dict(strict=True) checks every name and
-shape. (Comparing the forward output with the Swift model is to be added with the model.)
+shape.
 """
 import json
 import sys
