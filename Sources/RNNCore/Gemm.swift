@@ -455,30 +455,29 @@ func gemmBlocked(
     @inline(__always)
     func block(ic: Int, mc: Int, jc: Int, nc: Int, pc: Int, kc: Int, sliceB: UnsafePointer<Float>) {
         ws.scale[1] = pc == 0 ? beta : 1
+        let cBlock = c + ic * ldc + jc
+        if directA {
+            let aBlock = a + ic * lda + pc
+            if directB {
+                // sliceB is B itself at row pc, column jc.
+                gemmMacroKernel(GemmDirectA.self, GemmDirectB.self, mc: mc, nc: nc, kc: kc, a: aBlock, lda: lda,
+                                b: sliceB, ldb: directLDB, scale: scale, c: cBlock, ldc: ldc)
+            } else {
+                gemmMacroKernel(GemmDirectA.self, GemmPackedB.self, mc: mc, nc: nc, kc: kc, a: aBlock, lda: lda,
+                                b: sliceB, scale: scale, c: cBlock, ldc: ldc)
+            }
+            return
+        }
+        gemmPackA(transA: transA, mc: mc, kc: kc,
+                  a: gemmOffsetA(a, transA: transA, lda: lda, i: ic, p: pc), lda: lda, dst: bufA)
         if directB {
-            // sliceB is B itself at row pc, column jc.
-            if directA {
-                gemmMacroKernel(GemmDirectA.self, GemmDirectB.self, mc: mc, nc: nc, kc: kc, a: a + ic * lda + pc, lda: lda,
-                                b: sliceB, ldb: directLDB, scale: scale, c: c + ic * ldc + jc, ldc: ldc)
-            } else {
-                gemmPackA(transA: transA, mc: mc, kc: kc,
-                          a: gemmOffsetA(a, transA: transA, lda: lda, i: ic, p: pc), lda: lda, dst: bufA)
-                gemmMacroKernel(GemmPackedA.self, GemmDirectB.self, mc: mc, nc: nc, kc: kc, a: UnsafePointer(bufA), lda: lda,
-                                b: sliceB, ldb: directLDB, scale: scale, c: c + ic * ldc + jc, ldc: ldc)
-            }
-        } else if directA {
-            gemmMacroKernel(GemmDirectA.self, GemmPackedB.self, mc: mc, nc: nc, kc: kc, a: a + ic * lda + pc, lda: lda,
-                            b: sliceB, scale: scale, c: c + ic * ldc + jc, ldc: ldc)
+            gemmMacroKernel(GemmPackedA.self, GemmDirectB.self, mc: mc, nc: nc, kc: kc, a: UnsafePointer(bufA), lda: lda,
+                            b: sliceB, ldb: directLDB, scale: scale, c: cBlock, ldc: ldc)
+        } else if kc * nc <= rowsOuterSlice {
+            gemmMacroKernelRowsOuter(mc: mc, nc: nc, kc: kc, a: UnsafePointer(bufA), b: sliceB, scale: scale, c: cBlock, ldc: ldc)
         } else {
-            gemmPackA(transA: transA, mc: mc, kc: kc,
-                      a: gemmOffsetA(a, transA: transA, lda: lda, i: ic, p: pc), lda: lda, dst: bufA)
-            if kc * nc <= rowsOuterSlice {
-                gemmMacroKernelRowsOuter(mc: mc, nc: nc, kc: kc, a: UnsafePointer(bufA),
-                                         b: sliceB, scale: scale, c: c + ic * ldc + jc, ldc: ldc)
-            } else {
-                gemmMacroKernel(GemmPackedA.self, GemmPackedB.self, mc: mc, nc: nc, kc: kc, a: UnsafePointer(bufA), lda: lda,
-                                b: sliceB, scale: scale, c: c + ic * ldc + jc, ldc: ldc)
-            }
+            gemmMacroKernel(GemmPackedA.self, GemmPackedB.self, mc: mc, nc: nc, kc: kc, a: UnsafePointer(bufA), lda: lda,
+                            b: sliceB, scale: scale, c: cBlock, ldc: ldc)
         }
     }
 
