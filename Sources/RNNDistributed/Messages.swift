@@ -362,7 +362,7 @@ typealias StepGroupMessage = StepGroup<StepMessage>
 typealias MetricsGroupMessage = StepGroup<MetricsMessage>
 
 /// The most steps one STEP or METRICS message may carry.
-let maxStepsPerMessageLimit = 64
+public let maxStepsPerMessageLimit = 64
 
 /// One global step of a STEP message.
 struct StepMessage: StepRecord {

@@ -141,6 +141,9 @@ struct Start: ParsableCommand {
         if epochs < 1 { throw ValidationError("Please specify '--epochs' of at least 1.") }
         if threads < 1 { throw ValidationError("Please specify '--threads' of at least 1.") }
         if spin < 0 { throw ValidationError("Please specify '--spin' of 0 or more microseconds, found \(spin).") }
+        if !(1...maxStepsPerMessageLimit).contains(stepsPerMessage) {
+            throw ValidationError("Please specify '--steps-per-message' from 1 to \(maxStepsPerMessageLimit), found \(stepsPerMessage).")
+        }
     }
 
     func run() throws {

@@ -100,6 +100,7 @@ final class CLITests: XCTestCase {
             ("rnn-coord", ["eval", "--checkpoint", "none.h5", "--data", "x.h5"], "no such file"),
             ("rnn-coord", ["start", "--data", "x.h5", "--local-workers", "1", "--spin=-5"], "'--spin' of 0 or more microseconds, found -5"),
             ("rnn-worker", ["--connect", "tcp://127.0.0.1:1", "--spin=-1"], "'--spin' of 0 or more microseconds, found -1"),
+            ("rnn-coord", ["start", "--data", "x.h5", "--local-workers", "1", "--steps-per-message", "65"], "'--steps-per-message' from 1 to 64, found 65"),
         ]
         for (name, args, expected) in cases {
             let (status, out, err) = try run(name, args)
