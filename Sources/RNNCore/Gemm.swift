@@ -271,6 +271,42 @@ public final class GemmEngine {
             beta: beta, c: c, ldc: ldc)
     }
 
+    /// C1 = alpha * op(A) * op(B1) + beta * C1 and C2 = alpha * op(A) * op(B2) + beta * C2
+    /// for one op(A) (M, K): bit for bit the results of two `multiply` calls, but when those
+    /// would pack op(A) (transposed A, M <= K, one thread) each packed block of it feeds both
+    /// products, so op(A) is packed once instead of twice. The LSTM's and RNN's weight
+    /// gradients dW_ih and dW_hh share A = dGates^T this way. Neither C may overlap A, B1, B2
+    /// or the other C.
+    public func multiply(
+        transA: Bool, m: Int, k: Int, alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
+        _ first: GemmRightOperand, _ second: GemmRightOperand, beta: Float
+    ) {
+        guard sharesPackedA(transA: transA, m: m, k: k, alpha: alpha, first.n, second.n) else {
+            multiply(transA: transA, transB: first.transB, m: m, n: first.n, k: k, alpha: alpha, a: a, lda: lda,
+                     b: first.b, ldb: first.ldb, beta: beta, c: first.c, ldc: first.ldc)
+            multiply(transA: transA, transB: second.transB, m: m, n: second.n, k: k, alpha: alpha, a: a, lda: lda,
+                     b: second.b, ldb: second.ldb, beta: beta, c: second.c, ldc: second.ldc)
+            return
+        }
+        precondition(lda >= m, "GemmEngine.multiply: lda=\(lda) too small for transposed A with m=\(m)")
+        precondition(first.ldb >= (first.transB ? k : first.n) && second.ldb >= (second.transB ? k : second.n),
+                     "GemmEngine.multiply: ldb too small: first \(first.ldb) (n=\(first.n)), second \(second.ldb) (n=\(second.n)), k=\(k)")
+        precondition(first.ldc >= first.n && second.ldc >= second.n,
+                     "GemmEngine.multiply: ldc smaller than n: first \(first.ldc) < \(first.n) or second \(second.ldc) < \(second.n)")
+        gemmBlockedSharedA(ws: workspace(0), transA: transA, m: m, k: k, alpha: alpha, a: a, lda: lda,
+                           first, second, beta: beta, mcBlock: rowBlock, rowsOuterSlice: rowsOuterMaxSlice)
+    }
+
+    /// Whether two products of one op(A) would each run `gemmBlocked` in the B-slice-resident
+    /// order with packed op(A), one column block and one thread, so that sharing the packed
+    /// blocks of op(A) gives their exact results.
+    func sharesPackedA(transA: Bool, m: Int, k: Int, alpha: Float, _ n1: Int, _ n2: Int) -> Bool {
+        let flops = 2 * m * max(n1, n2) * k
+        return transA && m > GemmBlocking.mr && m <= k && alpha != 0
+            && n1 > 0 && n2 > 0 && n1 <= columnBlock && n2 <= columnBlock
+            && (threads == 1 || flops / max(1, minFlopsPerThread) <= 1)
+    }
+
     /// Bytes held by the packing buffers of all threads (they grow to the largest product
     /// seen and are reused afterwards).
     public var packingBufferBytes: Int {
@@ -332,6 +368,26 @@ public final class GemmEngine {
         DispatchQueue.concurrentPerform(iterations: t) { i in
             job.run(i)
         }
+    }
+}
+
+/// One of the two products of `GemmEngine.multiply(transA:m:k:alpha:a:lda:_:_:beta:)`:
+/// op(B) (K, N) from B (K, N), or B^T when `transB` (B stored (N, K)), into C (M, N).
+public struct GemmRightOperand {
+    public var n: Int
+    public var b: UnsafePointer<Float>
+    public var ldb: Int
+    public var transB: Bool
+    public var c: UnsafeMutablePointer<Float>
+    public var ldc: Int
+
+    public init(n: Int, b: UnsafePointer<Float>, ldb: Int, transB: Bool = false, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        self.n = n
+        self.b = b
+        self.ldb = ldb
+        self.transB = transB
+        self.c = c
+        self.ldc = ldc
     }
 }
 
@@ -473,11 +529,9 @@ func gemmBlocked(
         if directB {
             gemmMacroKernel(GemmPackedA.self, GemmDirectB.self, mc: mc, nc: nc, kc: kc, a: UnsafePointer(bufA), lda: lda,
                             b: sliceB, ldb: directLDB, scale: scale, c: cBlock, ldc: ldc)
-        } else if kc * nc <= rowsOuterSlice {
-            gemmMacroKernelRowsOuter(mc: mc, nc: nc, kc: kc, a: UnsafePointer(bufA), b: sliceB, scale: scale, c: cBlock, ldc: ldc)
         } else {
-            gemmMacroKernel(GemmPackedA.self, GemmPackedB.self, mc: mc, nc: nc, kc: kc, a: UnsafePointer(bufA), lda: lda,
-                            b: sliceB, scale: scale, c: cBlock, ldc: ldc)
+            gemmPackedMacroKernel(mc: mc, nc: nc, kc: kc, a: UnsafePointer(bufA), b: sliceB, scale: scale,
+                                  c: cBlock, ldc: ldc, rowsOuterSlice: rowsOuterSlice)
         }
     }
 
@@ -544,6 +598,63 @@ func gemmBlocked(
             }
         }
         jc += nc
+    }
+}
+
+/// Two products that share op(A) (M, K), in the B-slice-resident order of `gemmBlocked`:
+/// for each K slice both op(B) slices are packed, and each packed block of op(A) feeds both
+/// products before the next is packed. Every element gets the operations, in the order, of
+/// `gemmBlocked` run on each product alone (the caller checks that that run would take this
+/// order: M <= K, more than MR rows, one column block each, one thread).
+func gemmBlockedSharedA(
+    ws: GemmWorkspace, transA: Bool, m: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
+    _ first: GemmRightOperand, _ second: GemmRightOperand, beta: Float,
+    mcBlock: Int = GemmBlocking.mc, rowsOuterSlice: Int = GemmBlocking.rowsOuterMaxSlice
+) {
+    let mr = GemmBlocking.mr, nr = GemmBlocking.nr, kcBlock = GemmBlocking.kc
+    let kcMax = min(kcBlock, k)
+    let mcMax = min(mcBlock, (m + mr - 1) / mr * mr)
+    let panelsFirst = (first.n + nr - 1) / nr, panelsSecond = (second.n + nr - 1) / nr
+    ws.reserve(a: mcMax * kcMax, b: kcMax * (panelsFirst + panelsSecond) * nr)
+    let bufA = ws.a, bufFirst = ws.b, bufSecond = ws.b + kcMax * panelsFirst * nr
+    let scale = UnsafePointer(ws.scale)
+    ws.scale[0] = alpha
+    var pc = 0
+    while pc < k {
+        let kc = min(kcBlock, k - pc)
+        gemmPackB(transB: first.transB, kc: kc, nc: first.n,
+                  b: gemmOffsetB(first.b, transB: first.transB, ldb: first.ldb, p: pc, j: 0), ldb: first.ldb, dst: bufFirst)
+        gemmPackB(transB: second.transB, kc: kc, nc: second.n,
+                  b: gemmOffsetB(second.b, transB: second.transB, ldb: second.ldb, p: pc, j: 0), ldb: second.ldb, dst: bufSecond)
+        ws.scale[1] = pc == 0 ? beta : 1
+        var ic = 0
+        while ic < m {
+            let mc = gemmRowBlockRows(m - ic, mcBlock: mcBlock)
+            gemmPackA(transA: transA, mc: mc, kc: kc,
+                      a: gemmOffsetA(a, transA: transA, lda: lda, i: ic, p: pc), lda: lda, dst: bufA)
+            gemmPackedMacroKernel(mc: mc, nc: first.n, kc: kc, a: UnsafePointer(bufA), b: UnsafePointer(bufFirst),
+                                  scale: scale, c: first.c + ic * first.ldc, ldc: first.ldc, rowsOuterSlice: rowsOuterSlice)
+            gemmPackedMacroKernel(mc: mc, nc: second.n, kc: kc, a: UnsafePointer(bufA), b: UnsafePointer(bufSecond),
+                                  scale: scale, c: second.c + ic * second.ldc, ldc: second.ldc, rowsOuterSlice: rowsOuterSlice)
+            ic += mc
+        }
+        pc += kc
+    }
+}
+
+/// The register tiles of one (MC, NC) block of C from packed A and packed B: row panels
+/// outside when the K slice of B is small enough (`rowsOuterSlice`), column panels outside
+/// otherwise.
+@inline(__always)
+func gemmPackedMacroKernel(
+    mc: Int, nc: Int, kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>, scale: UnsafePointer<Float>,
+    c: UnsafeMutablePointer<Float>, ldc: Int, rowsOuterSlice: Int
+) {
+    if kc * nc <= rowsOuterSlice {
+        gemmMacroKernelRowsOuter(mc: mc, nc: nc, kc: kc, a: a, b: b, scale: scale, c: c, ldc: ldc)
+    } else {
+        gemmMacroKernel(GemmPackedA.self, GemmPackedB.self, mc: mc, nc: nc, kc: kc, a: a, lda: 0,
+                        b: b, scale: scale, c: c, ldc: ldc)
     }
 }
 

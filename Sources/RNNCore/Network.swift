@@ -672,21 +672,33 @@ public final class RNNNetwork {
             // Weights over all steps: dW_ih (GH, I_l) += dGx^T X_l; dW_hh (GH, H) += dGh^T H_prev.
             let input = l == 0 ? UnsafePointer(ws.xT.pointer) : UnsafePointer(ws.hs[l - 1].pointer + BH)
             let dGh = UnsafePointer(config.cell == .gru ? ws.dGh.pointer : dGx)
-            if l == 0 && o.inputs < Self.narrowInput {
-                // A narrow input (e.g. I = 5) makes (GH, I) a poor GEMM shape: compute
-                // dW_ih^T (I, GH) = X^T dGx instead and add it transposed.
-                let t = ws.weightGradientT.pointer
-                gemm(true, false, o.inputs, GH, N, input, o.inputs, dGx, GH, 0, t, GH)
-                let dW = g + o.weightIH
-                for j in 0..<GH {
-                    for i in 0..<o.inputs { dW[j * o.inputs + i] += t[i * GH + j] }
-                }
-            } else {
-                gemm(true, false, GH, o.inputs, N, dGx, GH, input, o.inputs, 1, g + o.weightIH, o.inputs)
-            }
             // Without an initial state h[0] = 0 contributes nothing: skip step 0's rows.
             let skip = hasInitialState ? 0 : B
-            gemm(true, false, GH, H, N - skip, dGh + skip * GH, GH, hs + skip * H, H, 1, g + o.weightHH, H)
+            let narrow = l == 0 && o.inputs < Self.narrowInput
+            if dGh == UnsafePointer(dGx) && !narrow {
+                // RNN/LSTM: dW_ih and dW_hh are products of the same A = dGates^T; one call
+                // packs it once for both (over steps skip..<T), then step 0's rows of dW_ih.
+                engine.multiply(transA: true, m: GH, k: N - skip, a: dGh + skip * GH, lda: GH,
+                                GemmRightOperand(n: o.inputs, b: input + skip * o.inputs, ldb: o.inputs,
+                                                 c: g + o.weightIH, ldc: o.inputs),
+                                GemmRightOperand(n: H, b: hs + skip * H, ldb: H, c: g + o.weightHH, ldc: H),
+                                beta: 1)
+                if skip > 0 { gemm(true, false, GH, o.inputs, skip, dGx, GH, input, o.inputs, 1, g + o.weightIH, o.inputs) }
+            } else {
+                if narrow {
+                    // A narrow input (e.g. I = 5) makes (GH, I) a poor GEMM shape: compute
+                    // dW_ih^T (I, GH) = X^T dGx instead and add it transposed.
+                    let t = ws.weightGradientT.pointer
+                    gemm(true, false, o.inputs, GH, N, input, o.inputs, dGx, GH, 0, t, GH)
+                    let dW = g + o.weightIH
+                    for j in 0..<GH {
+                        for i in 0..<o.inputs { dW[j * o.inputs + i] += t[i * GH + j] }
+                    }
+                } else {
+                    gemm(true, false, GH, o.inputs, N, dGx, GH, input, o.inputs, 1, g + o.weightIH, o.inputs)
+                }
+                gemm(true, false, GH, H, N - skip, dGh + skip * GH, GH, hs + skip * H, H, 1, g + o.weightHH, H)
+            }
             if dGh == UnsafePointer(dGx) {
                 // RNN/LSTM: b_ih and b_hh see the same gate gradients; sum them once.
                 addColumnSums(dGh, rows: N, columns: GH, into: g + o.biasIH, alsoInto: g + o.biasHH)
