@@ -49,55 +49,70 @@ func forEachChunk(_ count: Int, _ body: (Int, Int) -> Void) {
 enum CellKernels {
     // MARK: Simple RNN, h = act(pre)
 
-    /// h (n) = tanh or relu of pre (n), with n = B*H (G = 1, so one step is contiguous).
+    /// h (B, H) = tanh or relu of pre (B, H) + bias (H): pre holds the two products
+    /// x W_ih^T + h W_hh^T, bias = b_ih + b_hh.
     /// (Both RNN kernels use local functions rather than `forEachChunk` closures: LLVM
     /// outlined rnnBackward's closure in some builds, which cost ~2% of a seed-small step.)
-    static func rnnForward(relu: Bool, pre: UnsafePointer<Float>, h: UnsafeMutablePointer<Float>, count n: Int) {
-        @inline(__always) func chunk(_ i: Int, _ w: Int) {
-            let x = loadLanes(pre, i, w)
-            let y = relu ? x.replacing(with: 0, where: x .< 0) : VectorMath.tanh(x)
-            storeLanes(y, h, i, w)
+    static func rnnForward(
+        relu: Bool, pre: UnsafePointer<Float>, bias: UnsafePointer<Float>, h: UnsafeMutablePointer<Float>,
+        batch: Int, hidden H: Int
+    ) {
+        for b in 0..<batch {
+            let row = b * H
+            @inline(__always) func chunk(_ j: Int, _ w: Int) {
+                let x = loadLanes(pre, row + j, w) + loadLanes(bias, j, w)
+                let y = relu ? x.replacing(with: 0, where: x .< 0) : VectorMath.tanh(x)
+                storeLanes(y, h, row + j, w)
+            }
+            var j = 0
+            while j + 8 <= H {
+                chunk(j, 8)
+                j += 8
+            }
+            if j < H { chunk(j, H - j) }
         }
-        var i = 0
-        while i + 8 <= n {
-            chunk(i, 8)
-            i += 8
-        }
-        if i < n { chunk(i, n - i) }
     }
 
-    /// dPre (n) = (dOut + carry) * act'(h); act' from the output: tanh 1-h^2, relu [h > 0].
+    /// dPre (B, H) = (dOut + carry) * act'(h); act' from the output: tanh 1-h^2, relu [h > 0].
     /// dOut: (B, H) gradient from above (head or next layer); carry: (B, H) from step t+1.
+    /// dBias (H) += the column sums of dPre (the bias gradient, summed while in registers).
     static func rnnBackward(
         relu: Bool, h: UnsafePointer<Float>, dOut: UnsafePointer<Float>, carry: UnsafePointer<Float>,
-        dPre: UnsafeMutablePointer<Float>, count n: Int
+        dPre: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>, batch: Int, hidden H: Int
     ) {
-        @inline(__always) func chunk(_ i: Int, _ w: Int) {
-            let hv = loadLanes(h, i, w)
-            let dh = loadLanes(dOut, i, w) + loadLanes(carry, i, w)
-            let d: SIMD8<Float>
-            if relu {
-                d = SIMD8<Float>(repeating: 0).replacing(with: dh, where: hv .> 0)
-            } else {
-                d = dh * (1 - hv * hv)
+        for b in 0..<batch {
+            let row = b * H
+            @inline(__always) func chunk(_ j: Int, _ w: Int) {
+                let i = row + j
+                let hv = loadLanes(h, i, w)
+                let dh = loadLanes(dOut, i, w) + loadLanes(carry, i, w)
+                let d: SIMD8<Float>
+                if relu {
+                    d = SIMD8<Float>(repeating: 0).replacing(with: dh, where: hv .> 0)
+                } else {
+                    d = dh * (1 - hv * hv)
+                }
+                storeLanes(d, dPre, i, w)
+                storeLanes(loadLanes(dBias, j, w) + d, dBias, j, w)
             }
-            storeLanes(d, dPre, i, w)
+            var j = 0
+            while j + 8 <= H {
+                chunk(j, 8)
+                j += 8
+            }
+            if j < H { chunk(j, H - j) }
         }
-        var i = 0
-        while i + 8 <= n {
-            chunk(i, 8)
-            i += 8
-        }
-        if i < n { chunk(i, n - i) }
     }
 
     // MARK: LSTM, gates i,f,g,o
 
-    /// gates (B, 4H): pre-activations in, activations i,f,g,o out (kept for backward).
+    /// gates (B, 4H): the products x W_ih^T + h W_hh^T in, activations i,f,g,o of those plus
+    /// bias (4H, b_ih + b_hh) out (kept for backward).
     /// c = f*cPrev + i*g, tc = tanh(c), h = o*tc; cPrev, c, tc, h: (B, H).
     static func lstmForward(
-        gates: UnsafeMutablePointer<Float>, cPrev: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>,
-        tanhC: UnsafeMutablePointer<Float>, h: UnsafeMutablePointer<Float>, batch: Int, hidden H: Int
+        gates: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>, cPrev: UnsafePointer<Float>,
+        c: UnsafeMutablePointer<Float>, tanhC: UnsafeMutablePointer<Float>, h: UnsafeMutablePointer<Float>,
+        batch: Int, hidden H: Int
     ) {
         // One activation per pass over the row (the row's 4H gates stay in L1): each pass is
         // a small loop that compiles to plain 256-bit code. All five activations fused in one
@@ -105,10 +120,15 @@ enum CellKernels {
         for b in 0..<batch {
             let g = gates + b * 4 * H
             let row = b * H
+            forEachChunk(4 * H) { j, w in
+                storeLanes(loadLanes(g, j, w) + loadLanes(bias, j, w), g, j, w)
+            }
             VectorMath.sigmoid(g, count: 2 * H)
             VectorMath.tanh(g + 2 * H, count: H)
             VectorMath.sigmoid(g + 3 * H, count: H)
-            forEachChunk(H) { j, w in
+            // A local function, not a `forEachChunk` closure: as a closure, tanh was called
+            // out of line (0.6 % of an lstm-med step).
+            @inline(__always) func chunk(_ j: Int, _ w: Int) {
                 let cv = (loadLanes(g, H + j, w) * loadLanes(cPrev, row + j, w))
                     .addingProduct(loadLanes(g, j, w), loadLanes(g, 2 * H + j, w))
                 let tc = VectorMath.tanh(cv)
@@ -116,15 +136,22 @@ enum CellKernels {
                 storeLanes(tc, tanhC, row + j, w)
                 storeLanes(loadLanes(g, 3 * H + j, w) * tc, h, row + j, w)
             }
+            var j = 0
+            while j + 8 <= H {
+                chunk(j, 8)
+                j += 8
+            }
+            if j < H { chunk(j, H - j) }
         }
     }
 
     /// Backward of one LSTM step. dh = dOut + dhCarry; dc = dcCarry + dh*o*(1-tc^2);
     /// dGates (B, 4H) = pre-activation gradients of i,f,g,o; dcCarry becomes dc*f (for t-1).
+    /// dBias (4H) += the column sums of dGates (the bias gradient, summed while in registers).
     static func lstmBackward(
         gates: UnsafePointer<Float>, cPrev: UnsafePointer<Float>, tanhC: UnsafePointer<Float>,
         dOut: UnsafePointer<Float>, dhCarry: UnsafePointer<Float>, dcCarry: UnsafeMutablePointer<Float>,
-        dGates: UnsafeMutablePointer<Float>, batch: Int, hidden H: Int
+        dGates: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>, batch: Int, hidden H: Int
     ) {
         for b in 0..<batch {
             let g = gates + b * 4 * H
@@ -147,6 +174,10 @@ enum CellKernels {
                 storeLanes(dgg, dg, 2 * H + j, w)
                 storeLanes(dov, dg, 3 * H + j, w)
                 storeLanes(dc * fv, dcCarry, row + j, w)
+                storeLanes(loadLanes(dBias, j, w) + di, dBias, j, w)
+                storeLanes(loadLanes(dBias, H + j, w) + df, dBias, H + j, w)
+                storeLanes(loadLanes(dBias, 2 * H + j, w) + dgg, dBias, 2 * H + j, w)
+                storeLanes(loadLanes(dBias, 3 * H + j, w) + dov, dBias, 3 * H + j, w)
             }
             var j = 0
             while j + 8 <= H {
@@ -159,14 +190,14 @@ enum CellKernels {
 
     // MARK: GRU, gates r,z,n
 
-    /// gates (B, 3H): input projections in (x W_ih^T + b_ih, with b_hr, b_hz already added to
-    /// the r and z parts), activations r,z,n out. hh (B, 3H): h_prev W_hh^T without bias.
-    /// r = sig(gx_r + hh_r), z = sig(gx_z + hh_z), hn = hh_n + b_hn, n = tanh(gx_n + r*hn),
-    /// h = (1-z)*n + z*hPrev. hn (B, H) is kept for backward.
+    /// gates (B, 3H): input projections x W_ih^T in, activations r,z,n out. bias (3H):
+    /// b_ih + b_hh for r and z, b_in for n. hh (B, 3H): h_prev W_hh^T without bias.
+    /// gx = gates + bias; r = sig(gx_r + hh_r), z = sig(gx_z + hh_z), hn = hh_n + b_hn,
+    /// n = tanh(gx_n + r*hn), h = (1-z)*n + z*hPrev. hn (B, H) is kept for backward.
     static func gruForward(
-        gates: UnsafeMutablePointer<Float>, hh: UnsafePointer<Float>, biasHN: UnsafePointer<Float>,
-        hPrev: UnsafePointer<Float>, hn: UnsafeMutablePointer<Float>, h: UnsafeMutablePointer<Float>,
-        batch: Int, hidden H: Int
+        gates: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>, hh: UnsafePointer<Float>,
+        biasHN: UnsafePointer<Float>, hPrev: UnsafePointer<Float>, hn: UnsafeMutablePointer<Float>,
+        h: UnsafeMutablePointer<Float>, batch: Int, hidden H: Int
     ) {
         // Two passes over the row (see lstmForward): r and z, then n and h.
         for b in 0..<batch {
@@ -174,12 +205,13 @@ enum CellKernels {
             let r3 = hh + b * 3 * H
             let row = b * H
             forEachChunk(2 * H) { j, w in
-                storeLanes(loadLanes(g, j, w) + loadLanes(r3, j, w), g, j, w)
+                storeLanes(loadLanes(g, j, w) + loadLanes(r3, j, w) + loadLanes(bias, j, w), g, j, w)
             }
             VectorMath.sigmoid(g, count: 2 * H)
             forEachChunk(H) { j, w in
                 let hnv = loadLanes(r3, 2 * H + j, w) + loadLanes(biasHN, j, w)
-                let nv = VectorMath.tanh(loadLanes(g, 2 * H + j, w).addingProduct(loadLanes(g, j, w), hnv))
+                let gxn = loadLanes(g, 2 * H + j, w) + loadLanes(bias, 2 * H + j, w)
+                let nv = VectorMath.tanh(gxn.addingProduct(loadLanes(g, j, w), hnv))
                 let zv = loadLanes(g, H + j, w)
                 storeLanes(nv, g, 2 * H + j, w)
                 storeLanes(hnv, hn, row + j, w)
@@ -192,10 +224,13 @@ enum CellKernels {
     /// dGx (B, 3H) = pre-activation gradients seen by W_ih, b_ih and the input: r, z, n.
     /// dGh (B, 3H) = gradients seen by W_hh, b_hh: r, z, and r*dn for the hn part.
     /// dhCarry becomes dh*z, the direct path to h_{t-1} (the caller adds dGh W_hh).
+    /// dBias (4H) += the column sums of dGx (3H, b_ih's gradient) and of dGh's hn part (H,
+    /// b_hn's; b_hr and b_hz have b_ir's and b_iz's), summed while in registers.
     static func gruBackward(
         gates: UnsafePointer<Float>, hn: UnsafePointer<Float>, hPrev: UnsafePointer<Float>,
         dOut: UnsafePointer<Float>, dhCarry: UnsafeMutablePointer<Float>,
-        dGx: UnsafeMutablePointer<Float>, dGh: UnsafeMutablePointer<Float>, batch: Int, hidden H: Int
+        dGx: UnsafeMutablePointer<Float>, dGh: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>,
+        batch: Int, hidden H: Int
     ) {
         for b in 0..<batch {
             let g = gates + b * 3 * H
@@ -219,6 +254,10 @@ enum CellKernels {
                 storeLanes(dzPre, dhh, H + j, w)
                 storeLanes(dnPre * rv, dhh, 2 * H + j, w)
                 storeLanes(dh * zv, dhCarry, row + j, w)
+                storeLanes(loadLanes(dBias, j, w) + drPre, dBias, j, w)
+                storeLanes(loadLanes(dBias, H + j, w) + dzPre, dBias, H + j, w)
+                storeLanes(loadLanes(dBias, 2 * H + j, w) + dnPre, dBias, 2 * H + j, w)
+                storeLanes(loadLanes(dBias, 3 * H + j, w) + dnPre * rv, dBias, 3 * H + j, w)
             }
             var j = 0
             while j + 8 <= H {

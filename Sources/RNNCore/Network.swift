@@ -103,8 +103,11 @@ final class Workspace {
     /// Head: logits (R, O) and their gradients (R, O).
     let logits: AlignedBuffer
     let dLogits: AlignedBuffer
-    /// Gate bias row (G*H) added to every input-projection row.
+    /// Gate bias row (G*H) the cell kernels add to the gate products.
     let biasRow: AlignedBuffer
+    /// A layer's bias gradient, summed by the backward cell kernels: G*H, and for the GRU
+    /// another H for b_hn (whose gradient differs from b_in's).
+    let dBias: AlignedBuffer
     /// dW_ih^T (I, G*H) of layer 0 when I is narrower than a GEMM register tile.
     let weightGradientT: AlignedBuffer
     /// B*H zeros, never written: the top layer's output gradient at steps other than the
@@ -137,6 +140,7 @@ final class Workspace {
         logits = AlignedBuffer(count: headRows * config.outputSize)
         dLogits = AlignedBuffer(count: headRows * config.outputSize)
         biasRow = AlignedBuffer(count: GH)
+        dBias = AlignedBuffer(count: isGRU ? GH + H : GH)
         weightGradientT = AlignedBuffer(count: config.inputSize < RNNNetwork.narrowInput ? config.inputSize * GH : 0)
         zeroRows = AlignedBuffer(count: config.head == .lastStep ? batch * H : 0)
         dh0 = AlignedBuffer(count: L * batch * H)
@@ -193,8 +197,6 @@ public final class RNNNetwork {
     /// op(B) = W_hh^T (H, G*H), backward as op(B) = W_hh (G*H, H).
     private let packedRecurrent: [PackedMatrix]
     private let packedRecurrentBackward: [PackedMatrix]
-    /// Per layer, W_ih^T packed once per forward pass for the row-chunked input projection.
-    private let packedInput: [PackedMatrix]
     private let layerOffsets: [LayerOffsets]
     private let headWeight: Int
     private let headBias: Int
@@ -230,7 +232,6 @@ public final class RNNNetwork {
         headBias = offset("fc.bias")
         packedRecurrent = (0..<config.layers).map { _ in PackedMatrix() }
         packedRecurrentBackward = (0..<config.layers).map { _ in PackedMatrix() }
-        packedInput = (0..<config.layers).map { _ in PackedMatrix() }
     }
 
     // MARK: Public entry points
@@ -389,18 +390,6 @@ public final class RNNNetwork {
         return 3 * forward
     }
 
-    /// Rows per chunk of the input projection (N when it runs as one product): chunks of
-    /// about 128 Ki floats of gates (half of L2) when the gates do not fit in L2, W_ih^T packs
-    /// into at most 256 Ki floats (re-read from L3 by every chunk), and the product runs on
-    /// one thread (a chunk is too small to split).
-    private func projectionChunkRows(inputs: Int, gateWidth: Int, rows: Int) -> Int {
-        let chunk = max(GemmBlocking.mr, (1 << 17) / gateWidth / GemmBlocking.mr * GemmBlocking.mr)
-        guard engine.threads == 1, inputs * gateWidth <= 1 << 18, rows * gateWidth > 1 << 18, chunk < rows else {
-            return rows
-        }
-        return chunk
-    }
-
     /// Inputs narrower than this take the transposed dW_ih product (see `backward`).
     static let narrowInput = 16
 
@@ -546,30 +535,12 @@ public final class RNNNetwork {
             let gates = ws.gates[l].pointer
             let hs = ws.hs[l].pointer
             // Bias row: b_ih + b_hh, except the GRU's b_hn, which sits inside r * (W_hn h + b_hn).
+            // The cell kernels add it to the gates as they read them.
             let bias = ws.biasRow.pointer
             let keepHH = config.cell == .gru ? 2 * H : GH
             for k in 0..<GH { bias[k] = p[o.biasIH + k] + (k < keepHH ? p[o.biasHH + k] : 0) }
-            // Input projection of all steps: gates (N, GH) = bias + X_l (N, I_l) W_ih^T.
-            let chunk = projectionChunkRows(inputs: o.inputs, gateWidth: GH, rows: N)
-            if chunk < N {
-                // Row chunks of about 512 KiB of gates: each chunk's bias rows are written
-                // and then accumulated into while they sit in L2 (one pass over the (N, GH)
-                // gates through memory instead of three). W_ih^T is packed once for all chunks;
-                // every element gets the same operations as in one product.
-                let packedIH = packedInput[l]
-                packedIH.pack(transB: true, k: o.inputs, n: GH, b: p + o.weightIH, ldb: o.inputs)
-                var r0 = 0
-                while r0 < N {
-                    let rows = min(chunk, N - r0)
-                    for r in r0..<(r0 + rows) { (gates + r * GH).update(from: bias, count: GH) }
-                    engine.multiply(transA: false, m: rows, a: input + r0 * o.inputs, lda: o.inputs, packedB: packedIH,
-                                    beta: 1, c: gates + r0 * GH, ldc: GH)
-                    r0 += rows
-                }
-            } else {
-                for r in 0..<N { (gates + r * GH).update(from: bias, count: GH) }
-                gemm(false, true, N, GH, o.inputs, input, o.inputs, p + o.weightIH, o.inputs, 1, gates, GH)
-            }
+            // Input projection of all steps: gates (N, GH) = X_l (N, I_l) W_ih^T.
+            gemm(false, true, N, GH, o.inputs, input, o.inputs, p + o.weightIH, o.inputs, 0, gates, GH)
             let whh = p + o.weightHH
             let packed = packedRecurrent[l]
             packed.pack(transB: true, k: H, n: GH, b: whh, ldb: H)
@@ -582,11 +553,11 @@ public final class RNNNetwork {
                 switch config.cell {
                 case .rnnTanh, .rnnRelu:
                     if recurrent { engine.multiply(transA: false, m: B, a: hPrev, lda: H, packedB: packed, beta: 1, c: g, ldc: GH) }
-                    CellKernels.rnnForward(relu: config.cell == .rnnRelu, pre: g, h: hOut, count: BH)
+                    CellKernels.rnnForward(relu: config.cell == .rnnRelu, pre: g, bias: bias, h: hOut, batch: B, hidden: H)
                 case .lstm:
                     if recurrent { engine.multiply(transA: false, m: B, a: hPrev, lda: H, packedB: packed, beta: 1, c: g, ldc: GH) }
                     let cs = ws.cs[l].pointer
-                    CellKernels.lstmForward(gates: g, cPrev: cs + t * BH, c: cs + (t + 1) * BH,
+                    CellKernels.lstmForward(gates: g, bias: bias, cPrev: cs + t * BH, c: cs + (t + 1) * BH,
                                             tanhC: ws.tanhC[l].pointer + t * BH, h: hOut, batch: B, hidden: H)
                 case .gru:
                     if recurrent {
@@ -594,7 +565,7 @@ public final class RNNNetwork {
                     } else {
                         ws.hh.pointer.update(repeating: 0, count: B * GH)
                     }
-                    CellKernels.gruForward(gates: g, hh: ws.hh.pointer, biasHN: p + o.biasHH + 2 * H, hPrev: hPrev,
+                    CellKernels.gruForward(gates: g, bias: bias, hh: ws.hh.pointer, biasHN: p + o.biasHH + 2 * H, hPrev: hPrev,
                                            hn: ws.hn[l].pointer + t * BH, h: hOut, batch: B, hidden: H)
                 }
             }
@@ -644,6 +615,8 @@ public final class RNNNetwork {
             packed.pack(transB: false, k: GH, n: H, b: p + o.weightHH, ldb: H)
             dhCarry.update(repeating: 0, count: BH)
             dcCarry.update(repeating: 0, count: BH)
+            let dBias = ws.dBias.pointer
+            dBias.update(repeating: 0, count: ws.dBias.count)
             for t in stride(from: T - 1, through: 0, by: -1) {
                 let dOutT = lastStep && l == L - 1 && t < T - 1 ? UnsafePointer(ws.zeroRows.pointer) : UnsafePointer(dOut + t * BH)
                 let dG = dGx + t * B * GH
@@ -652,18 +625,18 @@ public final class RNNNetwork {
                 switch config.cell {
                 case .rnnTanh, .rnnRelu:
                     CellKernels.rnnBackward(relu: config.cell == .rnnRelu, h: hs + (t + 1) * BH, dOut: dOutT,
-                                            carry: dhCarry, dPre: dG, count: BH)
+                                            carry: dhCarry, dPre: dG, dBias: dBias, batch: B, hidden: H)
                     if recurrent { engine.multiply(transA: false, m: B, a: dG, lda: GH, packedB: packed, beta: 0, c: dhCarry, ldc: H) }
                 case .lstm:
                     CellKernels.lstmBackward(gates: gates + t * B * GH, cPrev: ws.cs[l].pointer + t * BH,
                                              tanhC: ws.tanhC[l].pointer + t * BH, dOut: dOutT, dhCarry: dhCarry,
-                                             dcCarry: dcCarry, dGates: dG, batch: B, hidden: H)
+                                             dcCarry: dcCarry, dGates: dG, dBias: dBias, batch: B, hidden: H)
                     if recurrent { engine.multiply(transA: false, m: B, a: dG, lda: GH, packedB: packed, beta: 0, c: dhCarry, ldc: H) }
                 case .gru:
                     let dGhT = ws.dGh.pointer + t * B * GH
                     CellKernels.gruBackward(gates: gates + t * B * GH, hn: ws.hn[l].pointer + t * BH,
                                             hPrev: hs + t * BH, dOut: dOutT, dhCarry: dhCarry,
-                                            dGx: dG, dGh: dGhT, batch: B, hidden: H)
+                                            dGx: dG, dGh: dGhT, dBias: dBias, batch: B, hidden: H)
                     if recurrent { engine.multiply(transA: false, m: B, a: dGhT, lda: GH, packedB: packed, beta: 1, c: dhCarry, ldc: H) }
                 }
             }
@@ -699,13 +672,11 @@ public final class RNNNetwork {
                 }
                 gemm(true, false, GH, H, N - skip, dGh + skip * GH, GH, hs + skip * H, H, 1, g + o.weightHH, H)
             }
-            if dGh == UnsafePointer(dGx) {
-                // RNN/LSTM: b_ih and b_hh see the same gate gradients; sum them once.
-                addColumnSums(dGh, rows: N, columns: GH, into: g + o.biasIH, alsoInto: g + o.biasHH)
-            } else {
-                addColumnSums(dGx, rows: N, columns: GH, into: g + o.biasIH)
-                addColumnSums(dGh, rows: N, columns: GH, into: g + o.biasHH)
-            }
+            // Biases: b_ih's gradient is the sum of dGx over all rows, and so is b_hh's
+            // (RNN/LSTM), or b_hr's and b_hz's with b_hn's apart (GRU).
+            for k in 0..<GH { g[o.biasIH + k] += dBias[k] }
+            let hnOffset = config.cell == .gru ? H : 0
+            for k in 0..<GH { g[o.biasHH + k] += dBias[k < 2 * H ? k : k + hnOffset] }
             if l > 0 {
                 // Gradient of the layer below's outputs: dX (N, H) = dGx (N, GH) W_ih (GH, H).
                 gemm(false, false, N, H, GH, dGx, GH, p + o.weightIH, H, 0, dBelow, H)
@@ -726,13 +697,12 @@ public final class RNNNetwork {
         if w > 24 { storeLanes(loadLanes(t, 24, w - 24) + s3, t, 24, w - 24) }
     }
 
-    /// into (columns) += sum over rows of m (rows, columns), and the same sums added to
-    /// `alsoInto` when given. Columns in groups of 32 (four vector accumulators in registers)
-    /// summed down all rows, then added once to the outputs; the sum is formed in row order
-    /// for every column, as a per-row accumulation into the output would.
+    /// into (columns) += sum over rows of m (rows, columns) (the head's bias gradient).
+    /// Columns in groups of 32 (four vector accumulators in registers) summed down all rows,
+    /// then added once to the output; the sum is formed in row order for every column, as a
+    /// per-row accumulation into the output would.
     private func addColumnSums(
-        _ m: UnsafePointer<Float>, rows: Int, columns: Int, into out: UnsafeMutablePointer<Float>,
-        alsoInto out2: UnsafeMutablePointer<Float>? = nil
+        _ m: UnsafePointer<Float>, rows: Int, columns: Int, into out: UnsafeMutablePointer<Float>
     ) {
         var c = 0
         while c < columns {
@@ -759,7 +729,6 @@ public final class RNNNetwork {
             // A static helper rather than a local function capturing s0...s3: the capturing
             // version put its context on the heap, 14 allocations per seed-small step.
             Self.addLanes(s0, s1, s2, s3, width: w, to: out + c)
-            if let out2 { Self.addLanes(s0, s1, s2, s3, width: w, to: out2 + c) }
             c += w
         }
     }
