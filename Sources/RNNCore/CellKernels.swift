@@ -148,6 +148,7 @@ enum CellKernels {
     /// Backward of one LSTM step. dh = dOut + dhCarry; dc = dcCarry + dh*o*(1-tc^2);
     /// dGates (B, 4H) = pre-activation gradients of i,f,g,o; dcCarry becomes dc*f (for t-1).
     /// dBias (4H) += the column sums of dGates (the bias gradient, summed while in registers).
+    /// dGates may be `gates` itself: each chunk of the gates is read before it is written.
     static func lstmBackward(
         gates: UnsafePointer<Float>, cPrev: UnsafePointer<Float>, tanhC: UnsafePointer<Float>,
         dOut: UnsafePointer<Float>, dhCarry: UnsafePointer<Float>, dcCarry: UnsafeMutablePointer<Float>,
@@ -226,6 +227,7 @@ enum CellKernels {
     /// dhCarry becomes dh*z, the direct path to h_{t-1} (the caller adds dGh W_hh).
     /// dBias (4H) += the column sums of dGx (3H, b_ih's gradient) and of dGh's hn part (H,
     /// b_hn's; b_hr and b_hz have b_ir's and b_iz's), summed while in registers.
+    /// dGx may be `gates` itself: each chunk of the gates is read before it is written.
     static func gruBackward(
         gates: UnsafePointer<Float>, hn: UnsafePointer<Float>, hPrev: UnsafePointer<Float>,
         dOut: UnsafePointer<Float>, dhCarry: UnsafeMutablePointer<Float>,
