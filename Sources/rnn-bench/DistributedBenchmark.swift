@@ -59,7 +59,7 @@ func runDistributedBenchmark(only: String?, seconds: Double, workers: Int, repea
     defer { try? FileManager.default.removeItem(atPath: folder) }
 
     say("# rnn-bench distributed: rnn-coord start --local-workers W --threads 1 (\(coord)), ~\(seconds) s per run, best of \(repeats)" + (extraArguments.isEmpty ? "" : " " + extraArguments.joined(separator: " ")))
-    say("# samples/s = B / median step duration (16-step windows when short; from metrics.jsonl, warm-up steps excluded); mean-s/s = B * steps / their total time;")
+    say("# samples/s = B / median step duration (16-step windows for steps under 1 ms; from metrics.jsonl, warm-up steps excluded); mean-s/s = B * steps / their total time;")
     say("# allreduce = median reduce_s of the slowest rank; each figure is the best of the repeats")
     say(dPad("config", 12) + dPad("1w-samples/s", 14, right: true) + dPad("\(workers)w-samples/s", 14, right: true)
           + dPad("efficiency", 12, right: true) + dPad("1w-ms/step", 12, right: true) + dPad("\(workers)w-ms/step", 12, right: true)
@@ -203,8 +203,11 @@ private func runCoordinator(_ coord: String, bench: TrainBenchConfig, data: Stri
     let seconds = timed.reduce(0, +)
     // Short steps travel up to 8 per message (`rnn-coord start --steps-per-message`), so the
     // coordinator sees them in bunches: the median is taken over windows of 16 consecutive
-    // steps (two messages' worth) when the run has enough of them.
-    let window = timed.count >= 64 ? 16 : 1
+    // steps (two messages' worth) when the run has enough of them. Steps of 1 ms or more
+    // travel one per message (a group is ~1 ms of steps), so each duration is measured on
+    // its own and the median is per step, as scripts/bench_ddp.py takes DDP's.
+    let perStepMedian = timed.sorted()[timed.count / 2]
+    let window = timed.count >= 64 && perStepMedian < 1e-3 ? 16 : 1
     let windows = stride(from: 0, to: timed.count - window + 1, by: window).map { timed[$0..<$0 + window].reduce(0, +) / Double(window) }
     let median = windows.sorted()[windows.count / 2]
     let medianReduce = reduces[warmup...].sorted()[timed.count / 2]
