@@ -557,10 +557,11 @@ public final class Coordinator: @unchecked Sendable {
                     let rate = Double(samplesInEpoch(order, upTo: s - first + 1, from: first)) / max(elapsed, 1e-9)
                     let eta = Double(order.steps - s - 1) / Double(s - first + 1) * elapsed
                     let reduceSeconds = stepResults.map(\.reduceSeconds).max() ?? 0
+                    let computeSeconds = stepResults.map(\.computeSeconds).max() ?? 0
                     metricsFile?.append(["kind": "step", "global_step": globalStep, "epoch": epoch + 1, "step": s + 1,
                                          "loss": stats.meanLoss, "accuracy": history.accuracy == nil ? nil : stats.accuracy,
                                          "samples_per_s": rate, "workers": members.count,
-                                         "reduce_s": reduceSeconds])
+                                         "reduce_s": reduceSeconds, "compute_s": computeSeconds])
                     report(.step(StepProgress(epoch: epoch + 1, epochs: config.epochs, step: s + 1, stepsPerEpoch: order.steps,
                                               globalStep: globalStep, loss: stats.meanLoss,
                                               accuracy: history.accuracy == nil ? nil : stats.accuracy,

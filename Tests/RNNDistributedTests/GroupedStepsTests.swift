@@ -30,12 +30,15 @@ final class GroupedStepsTests: XCTestCase {
         options.heartbeatInterval = 0.2
     }
 
-    /// (global step, loss) of every step record in a run folder's metrics.jsonl.
+    /// (global step, loss) of every step record in a run folder's metrics.jsonl; each record
+    /// must also carry the slowest worker's compute and all-reduce seconds.
     func stepLosses(_ folder: String) throws -> [(Int, Double)] {
         let text = try String(contentsOfFile: (folder as NSString).appendingPathComponent("metrics.jsonl"), encoding: .utf8)
         return try text.split(separator: "\n").compactMap { line in
             let o = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
             guard o["kind"] as? String == "step" else { return nil }
+            let compute = try XCTUnwrap(o["compute_s"] as? Double), reduce = try XCTUnwrap(o["reduce_s"] as? Double)
+            XCTAssertTrue(compute > 0 && compute < 60 && reduce >= 0 && reduce < 60, "compute_s \(compute), reduce_s \(reduce) in \(line)")
             return (try XCTUnwrap(o["global_step"] as? Int), try XCTUnwrap(o["loss"] as? Double))
         }
     }
