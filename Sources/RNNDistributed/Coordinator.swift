@@ -68,7 +68,11 @@ public struct CoordinatorOptions: Sendable {
     /// tries) before it sleeps, in microseconds; 0 sleeps at once. The two workers' results
     /// of a step arrive microseconds apart: catching the second without a thread wakeup
     /// took seed-small with 2 local workers from ~150k to ~175-190k samples/s on the 2-core
-    /// KVM machine (`rnn-bench distributed --spin 0` vs the default).
+    /// KVM machine (`rnn-bench distributed --spin 0` vs the default). Not while a step group
+    /// takes more than twice `messageGroupSeconds`: the next group has gone out ahead, the
+    /// coordinator's wake-up is off the workers' path, and a spin would only take CPU from a
+    /// local worker (lstm-med: the coordinator's main thread used 0.5 % of a core, spinning
+    /// twice per step).
     public var spinMicroseconds = 100
     /// Short steps go out several per STEP message (and come back several per METRICS): up to
     /// this many consecutive steps, as many as take about `messageGroupSeconds` at the
@@ -221,6 +225,8 @@ public final class Coordinator: @unchecked Sendable {
     private var lostNames: [String] = []
     private var reforms = 0
     private var redone = 0
+    /// The last step group took longer than 2 x `messageGroupSeconds`: waits do not spin.
+    private var longGroups = false
 
     /// Binds the control socket; workers may connect from now on.
     /// `events` receives progress (see RNNReport's `progressReporter`); the coordinator prints nothing itself.
@@ -542,6 +548,7 @@ public final class Coordinator: @unchecked Sendable {
                 // The next group's size follows this group's time per step.
                 let perStep = Double(collected - stepStarted) / 1e9 / Double(count)
                 stepsPerMessage = Swift.max(1, Swift.min(options.maxStepsPerMessage, Int(options.messageGroupSeconds / Swift.max(perStep, 1e-9))))
+                longGroups = Double(collected - stepStarted) / 1e9 > 2 * options.messageGroupSeconds
                 for (i, stepResults) in results.enumerated() {
                     var stats = LossStats()
                     for r in stepResults { stats = stats + LossStats(lossSum: r.lossSum, scoredCount: r.scored, correct: r.correct) }
@@ -921,7 +928,7 @@ public final class Coordinator: @unchecked Sendable {
         while true {
             try checkLiveness()
             let slice = Deadline(nanoseconds: min(deadline.nanoseconds, Deadline.after(milliseconds: 100).nanoseconds))
-            if let parts = try router.receiveMultipart(deadline: slice, spinMicroseconds: options.spinMicroseconds) {
+            if let parts = try router.receiveMultipart(deadline: slice, spinMicroseconds: longGroups ? 0 : options.spinMicroseconds) {
                 guard parts.count == 2 else {
                     rejects.record(.unexpected)
                     continue

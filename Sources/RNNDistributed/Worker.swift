@@ -566,7 +566,9 @@ final class Replica {
         guard globalScored > 0 else { throw WorkerError("global step \(step.globalStep) scored no element") }
         let scale = 1 / globalScored
         reduceBuffer.withGradients { g in
-            for i in 0..<gradient.count { gradient[i] = g[i] * scale }
+            gradient.withUnsafeMutableBufferPointer { mean in
+                for i in 0..<mean.count { mean[i] = g[i] * scale }
+            }
         }
         applyUpdate()
         appliedSteps = step.globalStep + 1
