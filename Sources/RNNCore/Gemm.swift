@@ -301,10 +301,20 @@ public final class GemmEngine {
     /// order with packed op(A), one column block and one thread, so that sharing the packed
     /// blocks of op(A) gives their exact results.
     func sharesPackedA(transA: Bool, m: Int, k: Int, alpha: Float, _ n1: Int, _ n2: Int) -> Bool {
-        let flops = 2 * m * max(n1, n2) * k
-        return transA && m > GemmBlocking.mr && m <= k && alpha != 0
+        transA && m > GemmBlocking.mr && m <= k && alpha != 0
             && n1 > 0 && n2 > 0 && n1 <= columnBlock && n2 <= columnBlock
-            && (threads == 1 || flops / max(1, minFlopsPerThread) <= 1)
+            && threadCount(m: m, n: n1, k: k) == 1 && threadCount(m: m, n: n2, k: k) == 1
+    }
+
+    /// How many threads a product gets: as many as its flops deserve (`minFlopsPerThread`
+    /// each), at most `threads` and one per row panel (M >= N) or column panel (M < N).
+    private func threadCount(m: Int, n: Int, k: Int) -> Int {
+        min(threads, max(1, 2 * m * n * k / max(1, minFlopsPerThread)), Self.splitUnits(m: m, n: n))
+    }
+
+    /// The pieces a split product is cut into: row panels when M >= N, else column panels.
+    private static func splitUnits(m: Int, n: Int) -> Int {
+        m >= n ? (m + GemmBlocking.mr - 1) / GemmBlocking.mr : (n + GemmBlocking.nr - 1) / GemmBlocking.nr
     }
 
     /// Bytes held by the packing buffers of all threads (they grow to the largest product
@@ -323,12 +333,9 @@ public final class GemmEngine {
         a: UnsafePointer<Float>, lda: Int, b: GemmBSource,
         beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
     ) {
-        // How many threads the work deserves.
-        let flops = 2 * m * n * k
-        var t = min(threads, max(1, flops / max(1, minFlopsPerThread)))
+        let t = threadCount(m: m, n: n, k: k)
         let splitM = m >= n
-        let units = splitM ? (m + GemmBlocking.mr - 1) / GemmBlocking.mr : (n + GemmBlocking.nr - 1) / GemmBlocking.nr
-        t = min(t, units)
+        let units = Self.splitUnits(m: m, n: n)
         if t <= 1 {
             let ws = workspace(0)
             gemmBlocked(ws: ws, transA: transA, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,

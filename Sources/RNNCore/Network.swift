@@ -648,11 +648,13 @@ public final class RNNNetwork {
             if config.cell == .lstm { (ws.dc0.pointer + l * BH).update(from: dcCarry, count: BH) }
             // Weights over all steps: dW_ih (GH, I_l) += dGx^T X_l; dW_hh (GH, H) += dGh^T H_prev.
             let input = l == 0 ? UnsafePointer(ws.xT.pointer) : UnsafePointer(ws.hs[l - 1].pointer + BH)
-            let dGh = UnsafePointer(config.cell == .gru ? ws.dGh.pointer : dGx)
+            // RNN/LSTM: W_hh sees the same gate gradients as W_ih; GRU: its own (dGh).
+            let isGRU = config.cell == .gru
+            let dGh = UnsafePointer(isGRU ? ws.dGh.pointer : dGx)
             // Without an initial state h[0] = 0 contributes nothing: skip step 0's rows.
             let skip = hasInitialState ? 0 : B
             let narrow = l == 0 && o.inputs < Self.narrowInput
-            if dGh == UnsafePointer(dGx) && !narrow {
+            if !isGRU && !narrow {
                 // RNN/LSTM: dW_ih and dW_hh are products of the same A = dGates^T; one call
                 // packs it once for both (over steps skip..<T), then step 0's rows of dW_ih.
                 engine.multiply(transA: true, m: GH, k: N - skip, a: dGh + skip * GH, lda: GH,
@@ -677,10 +679,15 @@ public final class RNNNetwork {
                 gemm(true, false, GH, H, N - skip, dGh + skip * GH, GH, hs + skip * H, H, 1, g + o.weightHH, H)
             }
             // Biases: b_ih's gradient is the sum of dGx over all rows, and so is b_hh's
-            // (RNN/LSTM), or b_hr's and b_hz's with b_hn's apart (GRU).
+            // (RNN/LSTM); the GRU's b_hr and b_hz share b_ir's and b_iz's, b_hn has its own
+            // sums after the 3H of dGx.
             for k in 0..<GH { g[o.biasIH + k] += dBias[k] }
-            let hnOffset = config.cell == .gru ? H : 0
-            for k in 0..<GH { g[o.biasHH + k] += dBias[k < 2 * H ? k : k + hnOffset] }
+            if isGRU {
+                for k in 0..<(2 * H) { g[o.biasHH + k] += dBias[k] }
+                for k in 0..<H { g[o.biasHH + 2 * H + k] += dBias[GH + k] }
+            } else {
+                for k in 0..<GH { g[o.biasHH + k] += dBias[k] }
+            }
             if l > 0 {
                 // Gradient of the layer below's outputs: dX (N, H) = dGx (N, GH) W_ih (GH, H).
                 gemm(false, false, N, H, GH, dGx, GH, p + o.weightIH, H, 0, dBelow, H)

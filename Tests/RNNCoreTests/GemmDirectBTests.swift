@@ -6,10 +6,6 @@ import XCTest
 /// same bits as the packed path (same fused multiply-adds in the same order) and match the
 /// scalar reference; products that do not qualify must be unaffected.
 final class GemmDirectBTests: XCTestCase {
-    func randomArray(_ count: Int, _ rng: inout SeededGenerator) -> [Float] {
-        (0..<count).map { _ in Float.random(in: -1...1, using: &rng) }
-    }
-
     /// C after `body` ran on pointers to A, B and a copy of C.
     func computed(a: [Float], b: [Float], c: [Float],
                   _ body: (UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void) -> [Float] {

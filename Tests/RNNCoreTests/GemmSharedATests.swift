@@ -19,10 +19,6 @@ final class GemmSharedATests: XCTestCase {
 
     static let sentinel: Float = -777
 
-    func randomArray(_ count: Int, _ rng: inout SeededGenerator) -> [Float] {
-        (0..<max(1, count)).map { _ in Float.random(in: -1...1, using: &rng) }
-    }
-
     /// C (m, n) with leading dimension n + 2; padding holds the sentinel.
     func randomC(m: Int, n: Int, _ rng: inout SeededGenerator) -> [Float] {
         var c = [Float](repeating: Self.sentinel, count: max(1, m * (n + 2)))

@@ -124,3 +124,8 @@ func compare(_ actual: [Float], _ expected: [Float], rtol: Float, atol: Float) -
 func format(_ x: Float) -> String {
     String(format: "%.1e", Double(x))
 }
+
+/// `count` floats uniform in [-1, 1] (GEMM operands).
+func randomArray(_ count: Int, _ rng: inout SeededGenerator) -> [Float] {
+    (0..<count).map { _ in Float.random(in: -1...1, using: &rng) }
+}
