@@ -57,32 +57,47 @@ public struct AdamOptimizer: Sendable, Equatable {
         return norm
     }
 
-    /// The same step, out of place: the updated parameters and moments are written into
+    /// The same step, out of place and on a gradient SUM: the mean gradient is
+    /// `gradientSum[i] * scale`, formed in registers (bitwise what scaling the buffer first
+    /// gives), then clipped in registers like `clip_grad_norm_` when `config.clipNorm` is set;
+    /// `gradientSum` itself is only read. The updated parameters and moments are written into
     /// `previous`'s buffers, which are then swapped in, so that afterwards `parameters`,
     /// `expAvg` and `expAvgSq` hold the new state and `previous` the state before the step
     /// (what a data-parallel replica keeps to undo a step) without copying anything.
-    /// Bitwise equal to `step(parameters:gradient:)`; allocation-free once `previous` has the
-    /// parameter count (it is resized on first use).
+    /// Bitwise equal to scaling into a buffer and calling `step(parameters:gradient:)`, with
+    /// one pass over the gradient instead of three (scale, norm, update) when nothing is
+    /// clipped. Allocation-free once `previous` has the parameter count (it is resized on
+    /// first use). Returns the L2 norm of the mean gradient before clipping when clipping
+    /// (nil otherwise: it is not computed).
     @discardableResult
-    public mutating func step(parameters: inout [Float], gradient: inout [Float], keepingPreviousIn previous: inout AdamState) -> Float {
-        precondition(parameters.count == expAvg.count && gradient.count == expAvg.count,
-                     "Adam expects \(expAvg.count) parameters and gradients, found \(parameters.count) and \(gradient.count)")
+    public mutating func step(parameters: inout [Float], gradientSum: UnsafeBufferPointer<Float>, scale: Float,
+                              keepingPreviousIn previous: inout AdamState) -> Float? {
+        precondition(parameters.count == expAvg.count && gradientSum.count == expAvg.count,
+                     "Adam expects \(expAvg.count) parameters and gradients, found \(parameters.count) and \(gradientSum.count)")
         let count = parameters.count
         if previous.parameters.count != count { previous.parameters = [Float](repeating: 0, count: count) }
         if previous.expAvg.count != count { previous.expAvg = [Float](repeating: 0, count: count) }
         if previous.expAvgSq.count != count { previous.expAvgSq = [Float](repeating: 0, count: count) }
         previous.stepCount = stepCount
-        let (norm, c) = prepare(&gradient)
+        guard let g = gradientSum.baseAddress else { return nil }
+        var norm: Float?
+        var coefficient: Float = 1
+        if let maxNorm = config.clipNorm {
+            let n = gradientNorm(g, count: count, scale: scale)
+            norm = n
+            coefficient = clipCoefficient(norm: n, maxNorm: maxNorm)
+        }
+        stepCount += 1
+        let c = AdamStepConstants(config: config, step: stepCount)
         parameters.withUnsafeBufferPointer { p in
-            gradient.withUnsafeBufferPointer { g in
-                expAvg.withUnsafeBufferPointer { m in
-                    expAvgSq.withUnsafeBufferPointer { v in
-                        previous.parameters.withUnsafeMutableBufferPointer { np in
-                            previous.expAvg.withUnsafeMutableBufferPointer { nm in
-                                previous.expAvgSq.withUnsafeMutableBufferPointer { nv in
-                                    c.apply(count: count, parameters: p.baseAddress!, gradient: g.baseAddress!, expAvg: m.baseAddress!,
-                                            expAvgSq: v.baseAddress!, into: np.baseAddress!, nm.baseAddress!, nv.baseAddress!)
-                                }
+            expAvg.withUnsafeBufferPointer { m in
+                expAvgSq.withUnsafeBufferPointer { v in
+                    previous.parameters.withUnsafeMutableBufferPointer { np in
+                        previous.expAvg.withUnsafeMutableBufferPointer { nm in
+                            previous.expAvgSq.withUnsafeMutableBufferPointer { nv in
+                                c.apply(count: count, parameters: p.baseAddress!, gradient: g, gradientScale: scale,
+                                        clipCoefficient: coefficient, expAvg: m.baseAddress!, expAvgSq: v.baseAddress!,
+                                        into: np.baseAddress!, nm.baseAddress!, nv.baseAddress!)
                             }
                         }
                     }
@@ -141,9 +156,11 @@ private struct AdamStepConstants {
     }
 
     /// Reads p, g, m, v and writes the updated p, m, v to the output pointers (which may be
-    /// the inputs: every element is read before it is written).
+    /// the inputs: every element is read before it is written). The gradient used is
+    /// (g * gradientScale) * clipCoefficient; both factors 1 leave it exactly as stored.
     @inline(__always)
-    func apply(count: Int, parameters p: UnsafePointer<Float>, gradient g: UnsafePointer<Float>, expAvg m: UnsafePointer<Float>,
+    func apply(count: Int, parameters p: UnsafePointer<Float>, gradient g: UnsafePointer<Float>, gradientScale: Float = 1,
+               clipCoefficient: Float = 1, expAvg m: UnsafePointer<Float>,
                expAvgSq v: UnsafePointer<Float>, into np: UnsafeMutablePointer<Float>, _ nm: UnsafeMutablePointer<Float>,
                _ nv: UnsafeMutablePointer<Float>) {
         let (stepSize, bias2SqrtF, l2, shrink) = (stepSize, bias2Sqrt, l2, shrink)
@@ -153,7 +170,7 @@ private struct AdamStepConstants {
         func update(_ param: SIMD8<Float>, _ grad: SIMD8<Float>, _ m: SIMD8<Float>, _ v: SIMD8<Float>)
             -> (p: SIMD8<Float>, m: SIMD8<Float>, v: SIMD8<Float>) {
             let param = param * shrink
-            let grad = grad.addingProduct(l2, param)
+            let grad = ((grad * gradientScale) * clipCoefficient).addingProduct(l2, param)
             let mi = m + oneMinusBeta1 * (grad - m)
             let vi = v * beta2 + oneMinusBeta2 * grad * grad
             let denom = vectorSquareRoot(vi) / bias2SqrtF + eps
@@ -201,7 +218,23 @@ func vectorSquareRoot(_ x: SIMD8<Float>) -> SIMD8<Float> {
 public func clipGradientNorm(_ gradient: UnsafeMutableBufferPointer<Float>, maxNorm: Float?) -> Float {
     guard let base = gradient.baseAddress else { return 0 }
     let count = gradient.count
-    // Squares summed in float lanes over blocks of 1024 values, blocks summed in double.
+    let norm = gradientNorm(base, count: count, scale: 1)
+    if let maxNorm {
+        let coefficient = clipCoefficient(norm: norm, maxNorm: maxNorm)
+        for i in 0..<count { base[i] *= coefficient }
+    }
+    return norm
+}
+
+/// `clip_grad_norm_`'s factor: min(1, maxNorm / (norm + 1e-6)).
+@inline(__always)
+func clipCoefficient(norm: Float, maxNorm: Float) -> Float {
+    min(Float(1), maxNorm / (norm + 1e-6))
+}
+
+/// The L2 norm of `gradient[i] * scale` (scale 1: of the values as stored). Squares are summed
+/// in float lanes over blocks of 1024 values, blocks summed in double.
+func gradientNorm(_ base: UnsafePointer<Float>, count: Int, scale: Float) -> Float {
     var sum: Double = 0
     var start = 0
     while start < count {
@@ -209,22 +242,18 @@ public func clipGradientNorm(_ gradient: UnsafeMutableBufferPointer<Float>, maxN
         var lanes = SIMD8<Float>()
         var i = start
         while i + 8 <= end {
-            let x = UnsafeRawPointer(base + i).loadUnaligned(as: SIMD8<Float>.self)
+            let x = UnsafeRawPointer(base + i).loadUnaligned(as: SIMD8<Float>.self) * scale
             lanes.addProduct(x, x)
             i += 8
         }
         var block = Double(lanes.sum())
         while i < end {
-            block += Double(base[i]) * Double(base[i])
+            let x = base[i] * scale
+            block += Double(x) * Double(x)
             i += 1
         }
         sum += block
         start = end
     }
-    let norm = Float(sum.squareRoot())
-    if let maxNorm {
-        let coefficient = min(Float(1), maxNorm / (norm + 1e-6))
-        for i in 0..<count { base[i] *= coefficient }
-    }
-    return norm
+    return Float(sum.squareRoot())
 }

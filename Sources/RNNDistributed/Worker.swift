@@ -459,8 +459,6 @@ final class Replica {
     let dataset: TensorDataset
     private(set) var parameters: [Float]
     private var optimizer: AdamOptimizer
-    /// Mean gradient handed to Adam.
-    private var gradient: [Float]
     /// Gradient sums followed by one scalar (the scored count), all-reduced in one exchange.
     private let reduceBuffer: AllReduceBuffer
     private var batch = Batch()
@@ -487,7 +485,6 @@ final class Replica {
         guard optimizer.expAvg.count == count else {
             throw WorkerError("received optimizer moments of \(optimizer.expAvg.count) values, the model needs \(count)")
         }
-        gradient = [Float](repeating: 0, count: count)
         reduceBuffer = AllReduceBuffer(gradientCount: count, scalarCount: 1)
     }
 
@@ -523,9 +520,10 @@ final class Replica {
         keptStates = max(keptStates, count)
     }
 
-    /// Adam on the mean gradient; the state before it goes into the oldest of the kept
-    /// snapshots (out of place: nothing is copied, and nothing allocated once all exist).
-    private func applyUpdate() {
+    /// Adam on the mean gradient (the reduced sums times `scale`, formed inside the update:
+    /// no separate pass); the state before it goes into the oldest of the kept snapshots (out
+    /// of place: nothing is copied, and nothing allocated once all exist).
+    private func applyUpdate(scale: Float) {
         if snapshots.count < keptStates {
             // A new slot right after the newest keeps the ring in age order.
             let slot = snapshots.isEmpty ? 0 : newestSnapshot + 1
@@ -534,7 +532,10 @@ final class Replica {
         } else {
             newestSnapshot = (newestSnapshot + 1) % snapshots.count
         }
-        optimizer.step(parameters: &parameters, gradient: &gradient, keepingPreviousIn: &snapshots[newestSnapshot].state)
+        reduceBuffer.withGradients { sums in
+            optimizer.step(parameters: &parameters, gradientSum: UnsafeBufferPointer(sums), scale: scale,
+                           keepingPreviousIn: &snapshots[newestSnapshot].state)
+        }
         snapshots[newestSnapshot].appliedSteps = appliedSteps
     }
 
@@ -564,13 +565,7 @@ final class Replica {
         let reduced = monotonicNanoseconds()
         let globalScored = reduceBuffer[scalar: 0]
         guard globalScored > 0 else { throw WorkerError("global step \(step.globalStep) scored no element") }
-        let scale = 1 / globalScored
-        reduceBuffer.withGradients { g in
-            gradient.withUnsafeMutableBufferPointer { mean in
-                for i in 0..<mean.count { mean[i] = g[i] * scale }
-            }
-        }
-        applyUpdate()
+        applyUpdate(scale: 1 / globalScored)
         appliedSteps = step.globalStep + 1
         let end = monotonicNanoseconds()
         return MetricsMessage(globalStep: step.globalStep, lossSum: stats.lossSum, scored: stats.scoredCount,
@@ -582,7 +577,7 @@ final class Replica {
 }
 
 /// A replica's parameters and Adam moments before one update; the buffers are reused step
-/// after step (`AdamOptimizer.step(parameters:gradient:keepingPreviousIn:)` swaps them).
+/// after step (`AdamOptimizer.step(parameters:gradientSum:scale:keepingPreviousIn:)` swaps them).
 private struct Snapshot {
     var state = AdamState()
     /// The applied-step count this state belongs to; -1 when the slot holds nothing usable.

@@ -63,20 +63,27 @@ final class OptimizerTests: XCTestCase {
         XCTAssertThrowsError(try AdamOptimizer(config: config, expAvg: [0], expAvgSq: [0, 0], stepCount: 1))
     }
 
-    func testOutOfPlaceStepEqualsInPlaceAndKeepsThePreviousState() {
+    func testOutOfPlaceStepOnASumEqualsInPlaceOnTheMeanAndKeepsThePreviousState() {
         for config in [OptimizerConfig(lr: 0.01, weightDecay: 0.01), OptimizerConfig(kind: .adamw, lr: 0.02, weightDecay: 0.1, clipNorm: 0.5)] {
             var rng = SeededGenerator(seed: 9)
             let n = 53  // not a multiple of the 8 lanes
+            let scale: Float = 1 / 7
             var a = AdamOptimizer(config: config, parameterCount: n), b = a
             var pa = (0..<n).map { _ in rng.nextFloat(in: -1, 1) }, pb = pa
             var previous = AdamState()
             for _ in 0..<5 {
-                let grad = (0..<n).map { _ in rng.nextFloat(in: -2, 2) }
+                // A sum over 7 scored elements; the in-place step gets the mean materialised.
+                let sum = (0..<n).map { _ in rng.nextFloat(in: -14, 14) }
                 let before = AdamState(parameters: pb, expAvg: b.expAvg, expAvgSq: b.expAvgSq, stepCount: b.stepCount)
-                var g1 = grad, g2 = grad
-                let n1 = a.step(parameters: &pa, gradient: &g1)
-                let n2 = b.step(parameters: &pb, gradient: &g2, keepingPreviousIn: &previous)
-                XCTAssertEqual(n1, n2)
+                var mean = sum.map { $0 * scale }
+                let n1 = a.step(parameters: &pa, gradient: &mean)
+                let n2 = sum.withUnsafeBufferPointer { b.step(parameters: &pb, gradientSum: $0, scale: scale, keepingPreviousIn: &previous) }
+                if config.clipNorm != nil {
+                    XCTAssertEqual(n2, n1, "the norm of the mean differs")
+                    XCTAssertGreaterThan(n1, 0.5, "the test should clip")
+                } else {
+                    XCTAssertNil(n2, "no clipping, so no norm")
+                }
                 XCTAssertEqual(pa, pb, "out-of-place parameters differ from in-place")
                 XCTAssertEqual(a, b, "out-of-place moments or step count differ from in-place")
                 XCTAssertEqual(previous, before, "the previous state is not the state before the step")
