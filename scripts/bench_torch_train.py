@@ -4,7 +4,9 @@ step (forward, cross-entropy on the last step's head, backward, Adam) at a fixed
 
 Prints one row per configuration in the same columns as rnn-bench:
   config  samples/s  GFLOP/s  ms/step  steps  cpu-ms/step (process CPU time per step)
-Usage: python3 scripts/bench_torch_train.py [--threads 1] [--config NAME[,NAME]] [--seconds 3]
+Usage: python3 scripts/bench_torch_train.py [--threads 1] [--config NAME[,NAME]] [--seconds 3] [--batch B]
+(--batch overrides every configuration's batch size, as `rnn-bench train --batch` does: B = 32 is
+one of two data-parallel workers' share of lstm-med's global batch.)
 """
 import argparse
 import time
@@ -44,6 +46,7 @@ def main():
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--config", default=None)
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--batch", type=int, default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -53,6 +56,7 @@ def main():
     for name, module, I, H, L, T, B, C in CONFIGS:
         if wanted and name not in wanted:
             continue
+        B = args.batch or B
         model = Model(module, I, H, L, C)
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
         loss_fn = nn.CrossEntropyLoss()

@@ -89,6 +89,42 @@ public struct EpochPlan: Sendable, Equatable {
         let lower = rank * base + min(rank, extra)
         return lower..<(lower + base + (rank < extra ? 1 : 0))
     }
+
+    /// A block of `count` rows split into contiguous parts in rank order, part r sized in
+    /// proportion to `weights[r]` (largest remainder, ties to the lower rank), every part at
+    /// least min(`minimum`, count / W) rows. Equal weights give `shardRange`'s split; weights
+    /// that are not all positive and finite count as equal. The same weights always give the
+    /// same parts.
+    public static func shardRanges(count: Int, weights: [Double], minimum: Int = 0) -> [Range<Int>] {
+        let world = weights.count
+        precondition(world >= 1 && count >= 0, "cannot split \(count) rows among \(world) ranks")
+        let usable = weights.allSatisfy { $0 > 0 && $0.isFinite }
+        let w = usable ? weights : [Double](repeating: 1, count: world)
+        let total = w.reduce(0, +)
+        let quotas = w.map { Double(count) * $0 / total }
+        var sizes = quotas.map { Int($0.rounded(.down)) }
+        // Rounding may leave rows over; the largest fractional parts take one each.
+        let left = count - sizes.reduce(0, +)
+        let byFraction = (0..<world).sorted { a, b in
+            let fa = quotas[a] - Double(sizes[a]), fb = quotas[b] - Double(sizes[b])
+            return fa != fb ? fa > fb : a < b
+        }
+        for r in byFraction.prefix(max(0, left)) { sizes[r] += 1 }
+        let floor = min(minimum, count / world)
+        for r in 0..<world where sizes[r] < floor {
+            while sizes[r] < floor {
+                // The largest part (lowest rank on ties) gives a row.
+                let donor = sizes.indices.max { sizes[$0] != sizes[$1] ? sizes[$0] < sizes[$1] : $0 > $1 }!
+                sizes[donor] -= 1
+                sizes[r] += 1
+            }
+        }
+        var lower = 0
+        return sizes.map { n in
+            defer { lower += n }
+            return lower..<(lower + n)
+        }
+    }
 }
 
 /// One epoch's order and its global batches.
@@ -114,8 +150,14 @@ public struct EpochOrder: Sendable, Equatable {
 
     /// The sample indices `rank` of `worldSize` reads for global step `step`.
     public func shard(step: Int, rank: Int, worldSize: Int) -> [Int] {
+        shard(step: step, part: EpochPlan.shardRange(count: positions(step: step).count, rank: rank, worldSize: worldSize))
+    }
+
+    /// The sample indices of rows `part` (offsets into the step's block, e.g. one of
+    /// `EpochPlan.shardRanges`) of global step `step`.
+    public func shard(step: Int, part: Range<Int>) -> [Int] {
         let block = positions(step: step)
-        let part = EpochPlan.shardRange(count: block.count, rank: rank, worldSize: worldSize)
+        precondition(part.lowerBound >= 0 && part.upperBound <= block.count, "part \(part) outside the step's \(block.count) rows")
         return Array(permutation[(block.lowerBound + part.lowerBound)..<(block.lowerBound + part.upperBound)])
     }
 }

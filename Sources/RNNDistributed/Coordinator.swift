@@ -83,6 +83,16 @@ public struct CoordinatorOptions: Sendable {
     public var maxStepsPerMessage = 8
     /// The time one STEP message's steps should take (see `maxStepsPerMessage`).
     public var messageGroupSeconds = 0.001
+    /// Load balancing (`--balance`): each step's rows are split among the workers in
+    /// proportion to their measured speed (rows per second of forward, backward and update,
+    /// an exponential average over recent steps) instead of evenly, so a worker on a slower
+    /// or busier machine gets fewer rows and the others wait less for it. The mean gradient
+    /// is the same up to float summation order (any split is), and the replicas stay bitwise
+    /// identical; but the split follows timing, so two runs are no longer bitwise equal, nor
+    /// a resumed run to a straight one. Off: near-equal splits, bitwise reproducible.
+    public var balance = false
+    /// With `balance`: the weight of the newest step in the speed average.
+    public var balanceSmoothing = 0.25
 
     public init(config: TrainingConfig, bind: String = "tcp://127.0.0.1:5555", workers: Int = 1,
                 checkpointDir: String? = nil, checkpointEvery: Int = 0, keep: Int = 3, resume: String? = nil,
@@ -119,6 +129,9 @@ public struct CoordinatorOptions: Sendable {
             throw ConfigError("'--steps-per-message' must be 1...\(maxStepsPerMessageLimit), found \(maxStepsPerMessage)")
         }
         if spinMicroseconds < 0 { throw ConfigError("'--spin' must be 0 or more microseconds, found \(spinMicroseconds)") }
+        if !(balanceSmoothing > 0 && balanceSmoothing <= 1) {
+            throw ConfigError("the balance smoothing must be in (0, 1], found \(balanceSmoothing)")
+        }
         if curve == nil && !insecure, let host = Endpoint.host(of: bind), !Endpoint.isLoopback(host) {
             throw ConfigError("binding the coordinator to \(bind) (not loopback) without CURVE keys lets anyone on the network join; "
                 + "give '--curve-key' and '--allow' (see `rnn-coord keygen`), or pass '--insecure' explicitly")
@@ -227,6 +240,8 @@ public final class Coordinator: @unchecked Sendable {
     private var redone = 0
     /// The last step group took longer than 2 x `messageGroupSeconds`: waits do not spin.
     private var longGroups = false
+    /// With `options.balance`: per rank, the averaged seconds per row (0: not measured yet).
+    private var secondsPerRow: [Double] = []
 
     /// Binds the control socket; workers may connect from now on.
     /// `events` receives progress (see RNNReport's `progressReporter`); the coordinator prints nothing itself.
@@ -460,11 +475,11 @@ public final class Coordinator: @unchecked Sendable {
         }
         /// Sends each member its rows of `count` steps from step `s` (global step `g`), one message each.
         func assign(_ order: EpochOrder, step s: Int, count: Int, globalStep g: Int) throws {
-            let world = members.count
+            let parts = (0..<count).map { i in rowParts(rows: order.positions(step: s + i).count) }
             for m in members {
                 let steps = (0..<count).map { i in
                     StepMessage(epoch: order.epoch, stepInEpoch: s + i, globalStep: g + i,
-                                rows: order.shard(step: s + i, rank: m.rank, worldSize: world), wantHash: wantsHash(g + i))
+                                rows: order.shard(step: s + i, part: parts[i][m.rank]), wantHash: wantsHash(g + i))
                 }
                 try send(StepGroupMessage(steps), to: m, step: g)
             }
@@ -549,6 +564,7 @@ public final class Coordinator: @unchecked Sendable {
                 let perStep = Double(collected - stepStarted) / 1e9 / Double(count)
                 stepsPerMessage = Swift.max(1, Swift.min(options.maxStepsPerMessage, Int(options.messageGroupSeconds / Swift.max(perStep, 1e-9))))
                 longGroups = Double(collected - stepStarted) / 1e9 > 2 * options.messageGroupSeconds
+                if options.balance { measureSpeeds(results) }
                 for (i, stepResults) in results.enumerated() {
                     var stats = LossStats()
                     for r in stepResults { stats = stats + LossStats(lossSum: r.lossSum, scoredCount: r.scored, correct: r.correct) }
@@ -565,10 +581,16 @@ public final class Coordinator: @unchecked Sendable {
                     let eta = Double(order.steps - s - 1) / Double(s - first + 1) * elapsed
                     let reduceSeconds = stepResults.map(\.reduceSeconds).max() ?? 0
                     let computeSeconds = stepResults.map(\.computeSeconds).max() ?? 0
-                    metricsFile?.append(["kind": "step", "global_step": globalStep, "epoch": epoch + 1, "step": s + 1,
-                                         "loss": stats.meanLoss, "accuracy": history.accuracy == nil ? nil : stats.accuracy,
-                                         "samples_per_s": rate, "workers": members.count,
-                                         "reduce_s": reduceSeconds, "compute_s": computeSeconds])
+                    var record: [String: Any?] = [
+                        "kind": "step", "global_step": globalStep, "epoch": epoch + 1, "step": s + 1,
+                        "loss": stats.meanLoss, "accuracy": history.accuracy == nil ? nil : stats.accuracy,
+                        "samples_per_s": rate, "workers": members.count, "reduce_s": reduceSeconds, "compute_s": computeSeconds]
+                    if stepResults.count > 1 {
+                        // Per rank: who computed how many rows in how long (a slow machine shows here).
+                        record["rows_by_rank"] = stepResults.map(\.samples)
+                        record["compute_s_by_rank"] = stepResults.map(\.computeSeconds)
+                    }
+                    metricsFile?.append(record)
                     report(.step(StepProgress(epoch: epoch + 1, epochs: config.epochs, step: s + 1, stepsPerEpoch: order.steps,
                                               globalStep: globalStep, loss: stats.meanLoss,
                                               accuracy: history.accuracy == nil ? nil : stats.accuracy,
@@ -684,6 +706,8 @@ public final class Coordinator: @unchecked Sendable {
             if generation > 1 { reforms += 1 }
             let world = members.count
             let configJSON = options.config.jsonString()
+            // Ranks change with the membership: the speeds are measured again.
+            secondsPerRow = [Double](repeating: 0, count: world)
             for i in members.indices {
                 members[i].rank = i
                 members[i].dataEndpoint = ""
@@ -792,6 +816,28 @@ public final class Coordinator: @unchecked Sendable {
     /// Gathers every member's METRICS of the `count` steps from `globalStep`, as
     /// [step][rank]. Frames of the next group (assigned ahead by the pipelining) that arrive
     /// meanwhile are kept for the next call.
+    /// The parts (offsets into the block, in rank order) of a step of `rows` rows: near-equal,
+    /// or with `options.balance` and every rank measured, in proportion to the ranks' speeds,
+    /// each rank keeping at least a quarter of an equal share (so its speed stays measured).
+    private func rowParts(rows: Int) -> [Range<Int>] {
+        let world = members.count
+        guard options.balance, secondsPerRow.count == world, secondsPerRow.allSatisfy({ $0 > 0 }) else {
+            return (0..<world).map { EpochPlan.shardRange(count: rows, rank: $0, worldSize: world) }
+        }
+        return EpochPlan.shardRanges(count: rows, weights: secondsPerRow.map { 1 / $0 }, minimum: rows / (4 * world))
+    }
+
+    /// Folds each rank's seconds per row of the collected steps into its running average.
+    private func measureSpeeds(_ results: [[MetricsMessage]]) {
+        for stepResults in results where stepResults.count == secondsPerRow.count {
+            for (rank, r) in stepResults.enumerated() where r.samples > 0 && r.computeSeconds > 0 {
+                let sample = r.computeSeconds / Double(r.samples)
+                let old = secondsPerRow[rank]
+                secondsPerRow[rank] = old == 0 ? sample : old + options.balanceSmoothing * (sample - old)
+            }
+        }
+    }
+
     private func collectMetrics(globalStep: Int, count: Int) throws -> [[MetricsMessage]] {
         var results = [[MetricsMessage]?](repeating: nil, count: members.count)
         var pendingCount = members.count
@@ -981,7 +1027,7 @@ final class MetricsLog {
     }
 
     /// One record: keys sorted; nil and non-finite values left out; values Int, Double,
-    /// Float, Bool or String.
+    /// Float, Bool, String, [Int] or [Double] (a non-finite element as null).
     func append(_ record: [String: Any?]) {
         var line = "{"
         var first = true
@@ -1014,6 +1060,8 @@ final class MetricsLog {
         case let v as Double: return v.isFinite ? "\(v)" : nil
         case let v as Float: return v.isFinite ? "\(v)" : nil
         case let v as String: return quoted(v)
+        case let v as [Int]: return "[" + v.map(String.init).joined(separator: ",") + "]"
+        case let v as [Double]: return "[" + v.map { $0.isFinite ? "\($0)" : "null" }.joined(separator: ",") + "]"
         default: return nil
         }
     }

@@ -52,6 +52,9 @@ public struct WorkerOptions: Sendable {
     var corruptAfterGlobalStep: Int?
     /// Testing only: the exchange of this global step fails once, as a broken connection would.
     var failExchangeAtGlobalStep: Int?
+    /// Testing only: each step's computation takes this much longer per row, as on a slower
+    /// machine (for the coordinator's load balancing).
+    var extraSecondsPerRow: Double = 0
 
     public init(connect: String, dataRoot: String? = nil, dataBind: String? = nil, advertiseHost: String? = nil,
                 threads: Int? = nil, joinTimeout: Double = 120, token: String = "") {
@@ -207,6 +210,7 @@ public final class Worker: @unchecked Sendable {
             replica = try Replica(config: config, state: welcome.state, threads: options.threads ?? config.workerThreads,
                                   files: config.dataFiles.map(remap))
             replica.appliedSteps = welcome.completedSteps
+            replica.extraSecondsPerRow = options.extraSecondsPerRow
         } catch {
             let text = "rank \(rank): \(error)"
             try? control.send(frame: ErrorMessage(text: text).frame(runID: runID, sender: UInt32(rank)), deadline: .after(seconds: 2))
@@ -463,6 +467,8 @@ final class Replica {
     private let reduceBuffer: AllReduceBuffer
     private var batch = Batch()
     var appliedSteps = 0
+    /// Testing (`WorkerOptions.extraSecondsPerRow`): a slower machine.
+    var extraSecondsPerRow: Double = 0
     /// The states before the last `keptStates` updates (a ring), for `rollBack(to:)`: with the
     /// coordinator's pipelining a worker may be two STEP messages past the last one the
     /// coordinator accepted.
@@ -560,6 +566,7 @@ final class Replica {
             }
         }
         reduceBuffer[scalar: 0] = Float(stats.scoredCount)
+        if extraSecondsPerRow > 0 { Thread.sleep(forTimeInterval: extraSecondsPerRow * Double(step.rows.count)) }
         let computed = monotonicNanoseconds()
         try reduceBuffer.allReduce(with: ring, step: UInt64(step.globalStep))
         let reduced = monotonicNanoseconds()

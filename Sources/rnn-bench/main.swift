@@ -17,7 +17,7 @@ func benchUsage(_ problem: String) -> Never {
                rnn-bench train [--threads N] [--config NAME[,NAME]] [--seconds S] [--steps N] [--batch N]
                rnn-bench hdf5 [options]
                rnn-bench allreduce [options]
-               rnn-bench distributed [--config NAME[,NAME]] [--seconds S] [--workers W] [--repeats R] [--bin DIR] [--spin US] [--steps-per-message N]
+               rnn-bench distributed [--config NAME[,NAME]] [--seconds S] [--workers W] [--repeats R] [--bin DIR] [--spin US] [--steps-per-message N] [--balance]
         """)
     exit(2)
 }
@@ -70,7 +70,7 @@ case "distributed":
                                     guard let n = Int(text), n >= 0 else { usage("'\(flag)' expects an integer >= 0, found '\(text)'") }
                                     return [flag, "\(n)"]
                                 } ?? []
-                            })
+                            } + (arguments.contains("--balance") ? ["--balance"] : []))
 case "hdf5":
     exit(runHDF5Benchmark(arguments: Array(benchArguments.dropFirst())))
 case "allreduce", "allreduce-rank":

@@ -94,6 +94,8 @@ struct Start: ParsableCommand {
     var spin = 100
     @Option(name: .customLong("steps-per-message"), help: "At most this many consecutive short steps per assignment and per report (as many as take ~1 ms; 1: a message per step).")
     var stepsPerMessage = 8
+    @Flag(help: "Split each step's rows among the workers in proportion to their measured speed (a slower or busier machine gets fewer rows); runs are then not bitwise reproducible.")
+    var balance = false
 
     // MARK: Output, config file, plot (the product layer; helpers in StartOutput.swift)
     @Option(help: "A YAML file of flag values (keys are long flag names, e.g. 'batch-size: 32'); flags typed here override it.")
@@ -161,6 +163,7 @@ struct Start: ParsableCommand {
                 stepTimeout: stepTimeout)
             options.spinMicroseconds = spin
             options.maxStepsPerMessage = stepsPerMessage
+            options.balance = balance
             try applyFaultAndSecurityOptions(&options)
             output.announce(effectiveConfig(config), checkpointDir: checkpointDir, resuming: resume != nil)
             let coordinator = try Coordinator(options: options, events: output.events)

@@ -163,7 +163,7 @@ extension Start {
             ("workers", s(workers)), ("local-workers", s(localWorkers)), ("threads", s(threads)), ("bind", s(bind)),
             ("checkpoint-dir", s(checkpointDir.map(absolute))), ("checkpoint-every", s(checkpointEvery)), ("keep", s(keep)),
             ("resume", s(resume)), ("log-every", s(logEvery)), ("join-timeout", s(joinTimeout)), ("step-timeout", s(stepTimeout)),
-            ("spin", s(spin)), ("steps-per-message", s(stepsPerMessage)),
+            ("spin", s(spin)), ("steps-per-message", s(stepsPerMessage)), ("balance", .flag(balance)),
         ]
     }
 }

@@ -1,5 +1,6 @@
 import XCTest
 @testable import RNNData
+import RNNCore
 
 final class EpochPlanTests: XCTestCase {
     func testEverySampleExactlyOncePerEpoch() throws {
@@ -58,6 +59,42 @@ final class EpochPlanTests: XCTestCase {
     func testNearEqualSplitFirstRanksGetExtra() {
         XCTAssertEqual((0..<3).map { EpochPlan.shardRange(count: 8, rank: $0, worldSize: 3) }, [0..<3, 3..<6, 6..<8])
         XCTAssertEqual((0..<4).map { EpochPlan.shardRange(count: 2, rank: $0, worldSize: 4) }, [0..<1, 1..<2, 2..<2, 2..<2])
+    }
+
+    func testWeightedSplitCoversTheBlockInProportion() {
+        // Equal (or unusable) weights: exactly the near-equal split.
+        for (count, world) in [(8, 3), (2, 4), (64, 2), (0, 2), (33, 5)] {
+            let equal = (0..<world).map { EpochPlan.shardRange(count: count, rank: $0, worldSize: world) }
+            XCTAssertEqual(EpochPlan.shardRanges(count: count, weights: [Double](repeating: 2.5, count: world)), equal)
+            XCTAssertEqual(EpochPlan.shardRanges(count: count, weights: [Double](repeating: 0, count: world)), equal)
+            XCTAssertEqual(EpochPlan.shardRanges(count: count, weights: [1] + [Double](repeating: .nan, count: world - 1)), equal)
+        }
+        // In proportion, contiguous, every row once.
+        XCTAssertEqual(EpochPlan.shardRanges(count: 64, weights: [3, 1]), [0..<48, 48..<64])
+        XCTAssertEqual(EpochPlan.shardRanges(count: 10, weights: [1, 1, 2]), [0..<3, 3..<5, 5..<10])
+        var rng = SeededGenerator(seed: 11, stream: 0)
+        for _ in 0..<500 {
+            let world = Int(rng.next() % 5) + 1
+            let count = Int(rng.next() % 200)
+            let weights = (0..<world).map { _ in Double(rng.next() % 1000 + 1) / 100 }
+            let minimum = Int(rng.next() % 20)
+            let parts = EpochPlan.shardRanges(count: count, weights: weights, minimum: minimum)
+            XCTAssertEqual(parts.count, world)
+            XCTAssertEqual(parts.first?.lowerBound, 0)
+            XCTAssertEqual(parts.last?.upperBound, count)
+            for r in 1..<world { XCTAssertEqual(parts[r].lowerBound, parts[r - 1].upperBound) }
+            let floor = min(minimum, count / world)
+            let total = weights.reduce(0, +)
+            for r in 0..<world {
+                XCTAssertGreaterThanOrEqual(parts[r].count, floor, "\(parts) for \(weights), minimum \(minimum)")
+                // Off its exact quota by less than one row, unless raised to the floor or giving to it.
+                if floor == 0 {
+                    XCTAssertEqual(Double(parts[r].count), Double(count) * weights[r] / total, accuracy: 1, "\(parts) for \(weights)")
+                }
+            }
+        }
+        // A 4x slower rank keeps its floor.
+        XCTAssertEqual(EpochPlan.shardRanges(count: 64, weights: [100, 1], minimum: 8), [0..<56, 56..<64])
     }
 
     func testShuffleIsUniformEnough() throws {
