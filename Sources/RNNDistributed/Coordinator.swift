@@ -813,18 +813,16 @@ public final class Coordinator: @unchecked Sendable {
 
     // MARK: Steps
 
-    /// Gathers every member's METRICS of the `count` steps from `globalStep`, as
-    /// [step][rank]. Frames of the next group (assigned ahead by the pipelining) that arrive
-    /// meanwhile are kept for the next call.
     /// The parts (offsets into the block, in rank order) of a step of `rows` rows: near-equal,
     /// or with `options.balance` and every rank measured, in proportion to the ranks' speeds,
-    /// each rank keeping at least a quarter of an equal share (so its speed stays measured).
+    /// each rank keeping at least a quarter of an equal share and one row (so its speed stays
+    /// measured) when the step has a row for every rank.
     private func rowParts(rows: Int) -> [Range<Int>] {
         let world = members.count
         guard options.balance, secondsPerRow.count == world, secondsPerRow.allSatisfy({ $0 > 0 }) else {
             return (0..<world).map { EpochPlan.shardRange(count: rows, rank: $0, worldSize: world) }
         }
-        return EpochPlan.shardRanges(count: rows, weights: secondsPerRow.map { 1 / $0 }, minimum: rows / (4 * world))
+        return EpochPlan.shardRanges(count: rows, weights: secondsPerRow.map { 1 / $0 }, minimum: max(1, rows / (4 * world)))
     }
 
     /// Folds each rank's seconds per row of the collected steps into its running average.
@@ -838,6 +836,9 @@ public final class Coordinator: @unchecked Sendable {
         }
     }
 
+    /// Gathers every member's METRICS of the `count` steps from `globalStep`, as
+    /// [step][rank]. Frames of the next group (assigned ahead by the pipelining) that arrive
+    /// meanwhile are kept for the next call.
     private func collectMetrics(globalStep: Int, count: Int) throws -> [[MetricsMessage]] {
         var results = [[MetricsMessage]?](repeating: nil, count: members.count)
         var pendingCount = members.count
