@@ -6,8 +6,10 @@
 # Usage: scripts/bench_distributed.sh [--config NAME[,NAME]] [--seconds S] [--repeats R] [rnn-bench options]
 # Each configuration runs ours (1 then 2 workers) and DDP in turn, R rounds (default 2), so that
 # both see the same machine: this shared machine's speed drifts by 10-20 % over minutes. Each
-# figure is the best of its R rounds; re-run when `uptime` is high. Other options (--spin,
-# --steps-per-message) go to `rnn-bench distributed`.
+# figure is the best of its R rounds; re-run when `uptime` is high. Each round first prints
+# `rnn-bench probe` (a register-only FMA loop on 1 thread, then on 2 at once): on a shared VM
+# it tells a busy-host round from a slow program. Other options (--spin, --steps-per-message,
+# --balance) go to `rnn-bench distributed`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 configs=seed-small,lstm-med,gru-med,lstm-large
@@ -31,6 +33,9 @@ trap 'rm -f "$ours" "$theirs"' EXIT
 for config in ${configs//,/ }; do
     for round in $(seq "$repeats"); do
         echo "# $config, round $round of $repeats; load: $(uptime)"
+        # What a core delivers right now, alone and with the other core busy (rnn-bench probe):
+        # a round taken while two concurrent loops slow each other down is a busy-host round.
+        .build/release/rnn-bench probe --seconds 0.3 --comment
         .build/release/rnn-bench distributed --workers 2 --config "$config" --seconds "$seconds" --repeats 1 \
             ${extra[@]+"${extra[@]}"} | tee -a "$ours"
         python3 scripts/bench_ddp.py --workers 2 --config "$config" --seconds "$seconds" --repeats 1 | tee -a "$theirs" \

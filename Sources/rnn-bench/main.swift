@@ -17,6 +17,7 @@ func benchUsage(_ problem: String) -> Never {
                rnn-bench train [--threads N] [--config NAME[,NAME]] [--seconds S] [--steps N] [--batch N]
                rnn-bench hdf5 [options]
                rnn-bench allreduce [options]
+               rnn-bench probe [--seconds S] [--comment]
                rnn-bench distributed [--config NAME[,NAME]] [--seconds S] [--workers W] [--repeats R] [--bin DIR] [--spin US] [--steps-per-message N] [--balance]
         """)
     exit(2)
@@ -71,6 +72,20 @@ case "distributed":
                                     return [flag, "\(n)"]
                                 } ?? []
                             } + (arguments.contains("--balance") ? ["--balance"] : []))
+case "probe":
+    var probeIndex = 1
+    while probeIndex < arguments.count {
+        switch arguments[probeIndex] {
+        case "--seconds": probeIndex += 2
+        case "--comment": probeIndex += 1
+        default: usage("'probe' does not take '\(arguments[probeIndex])' (options: --seconds S, --comment)")
+        }
+    }
+    let seconds = stringOption("--seconds").map { text -> Double in
+        guard let s = Double(text), s > 0 else { usage("'--seconds' expects a positive number, found '\(text)'") }
+        return s
+    } ?? 0.5
+    runProbe(seconds: seconds, comment: arguments.contains("--comment"))
 case "hdf5":
     exit(runHDF5Benchmark(arguments: Array(benchArguments.dropFirst())))
 case "allreduce", "allreduce-rank":
