@@ -1,21 +1,24 @@
 // `rnn-bench probe`: what one core of this machine delivers right now. A loop of independent
-// 8-lane FMAs (12 independent accumulators, no memory traffic) runs alone, then on two threads at once.
+// 8-lane FMAs (12 independent accumulators, no memory traffic) runs alone, then on two threads
+// at once.
 // The GEMM tiles of a training step run at about this rate, so the probe tells a slow round
 // of a benchmark (a busy host, a lower clock, the other vCPU's core shared) from a slow
 // program: a round taken while the probe reads 70 GFLOP/s instead of 110 is not comparable
 // with one taken at 110, and neither is a 2-process figure taken while two concurrent loops
 // slow each other down.
 import Foundation
-import RNNCore
 
 /// GFLOP/s of `seconds` of register-only FMAs on the calling thread.
 @inline(never)
 func fmaProbe(seconds: Double) -> Double {
+    // The accumulators start from an array: started from visible constants, the optimiser
+    // merges the chains and lanes into a few 128-bit FMAs (measured: 10 instead of 106
+    // GFLOP/s).
     var acc = [SIMD8<Float>](repeating: SIMD8(repeating: 0), count: 12)
     let m = SIMD8<Float>(repeating: 0.999_999), c = SIMD8<Float>(repeating: 1e-7)
     var (a0, a1, a2, a3, a4, a5) = (acc[0], acc[1], acc[2], acc[3], acc[4], acc[5])
     var (a6, a7, a8, a9, a10, a11) = (acc[6], acc[7], acc[8], acc[9], acc[10], acc[11])
-    let start = monotonicSeconds()
+    let start = benchmarkSeconds(threadCPU: false)
     var rounds = 0
     var elapsed = 0.0
     repeat {
@@ -28,19 +31,13 @@ func fmaProbe(seconds: Double) -> Double {
             a10 = c.addingProduct(a10, m); a11 = c.addingProduct(a11, m)
         }
         rounds += 1
-        elapsed = monotonicSeconds() - start
+        elapsed = benchmarkSeconds(threadCPU: false) - start
     } while elapsed < seconds
     acc = [a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11]
     // Keep the result alive (the loop must not be optimised away).
     if acc.reduce(SIMD8<Float>(), +).sum().isNaN { print("") }
     // 12 FMAs (2 flops per lane) per iteration.
     return Double(rounds) * 100_000 * 12 * 8 * 2 / elapsed / 1e9
-}
-
-private func monotonicSeconds() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
 }
 
 /// Prints `probe: solo X GFLOP/s, pair A B GFLOP/s` (one line, '#'-prefixed with `comment`).

@@ -34,6 +34,14 @@ func intOption(_ name: String, default value: Int) -> Int {
     return v
 }
 
+/// `--seconds S` as a positive number, or `value` when absent.
+func secondsOption(default value: Double) -> Double {
+    stringOption("--seconds").map { text -> Double in
+        guard let s = Double(text), s > 0 else { usage("'--seconds' expects a positive number, found '\(text)'") }
+        return s
+    } ?? value
+}
+
 func stringOption(_ name: String) -> String? {
     guard let i = arguments.firstIndex(of: name) else { return nil }
     guard i + 1 < arguments.count else { usage("'\(name)' expects a value, found nothing") }
@@ -52,18 +60,12 @@ case "train":
         }
         index += 2
     }
-    let seconds = stringOption("--seconds").map { text -> Double in
-        guard let s = Double(text), s > 0 else { usage("'--seconds' expects a positive number, found '\(text)'") }
-        return s
-    } ?? 3
+    let seconds = secondsOption(default: 3)
     let steps = arguments.contains("--steps") ? intOption("--steps", default: 1) : nil
     runTrainBenchmark(threads: intOption("--threads", default: 1), only: stringOption("--config"), seconds: seconds,
                       fixedSteps: steps, batch: arguments.contains("--batch") ? intOption("--batch", default: 1) : nil)
 case "distributed":
-    let seconds = stringOption("--seconds").map { text -> Double in
-        guard let s = Double(text), s > 0 else { usage("'--seconds' expects a positive number, found '\(text)'") }
-        return s
-    } ?? 12
+    let seconds = secondsOption(default: 12)
     runDistributedBenchmark(only: stringOption("--config"), seconds: seconds, workers: intOption("--workers", default: 2),
                             repeats: intOption("--repeats", default: 1), binDirectory: stringOption("--bin"),
                             extraArguments: ["--spin", "--steps-per-message"].flatMap { flag in
@@ -81,10 +83,7 @@ case "probe":
         default: usage("'probe' does not take '\(arguments[probeIndex])' (options: --seconds S, --comment)")
         }
     }
-    let seconds = stringOption("--seconds").map { text -> Double in
-        guard let s = Double(text), s > 0 else { usage("'--seconds' expects a positive number, found '\(text)'") }
-        return s
-    } ?? 0.5
+    let seconds = secondsOption(default: 0.5)
     runProbe(seconds: seconds, comment: arguments.contains("--comment"))
 case "hdf5":
     exit(runHDF5Benchmark(arguments: Array(benchArguments.dropFirst())))
