@@ -21,7 +21,7 @@
 // flags and exact length are checked; every rejection is a typed `FrameError` and is counted.
 import Foundation
 
-/// Closed set of message kinds of protocol version 2.
+/// Closed set of message kinds of protocol version 3.
 public enum MessageKind: UInt16, CaseIterable, Sendable, CustomStringConvertible {
     /// Worker -> coordinator: protocol version, capabilities, announced data endpoint.
     case hello = 1
@@ -51,6 +51,8 @@ public enum MessageKind: UInt16, CaseIterable, Sendable, CustomStringConvertible
     case stateRequest = 13
     /// Worker -> coordinator: hash of the parameters, for the divergence check.
     case parameterHash = 14
+    /// Worker -> coordinator: leaving on purpose (a signal); re-form the ring without it now.
+    case leave = 15
 
     public var description: String {
         switch self {
@@ -68,6 +70,7 @@ public enum MessageKind: UInt16, CaseIterable, Sendable, CustomStringConvertible
         case .abortStep: return "ABORT_STEP"
         case .stateRequest: return "STATE_REQUEST"
         case .parameterHash: return "PARAMETER_HASH"
+        case .leave: return "LEAVE"
         }
     }
 }
@@ -76,7 +79,7 @@ public enum MessageKind: UInt16, CaseIterable, Sendable, CustomStringConvertible
 public struct FrameHeader: Sendable, Equatable {
     public static let magic: UInt32 = 0x544E_4E52  // "RNNT" read little-endian
     /// 2: STEP and METRICS carry a group of consecutive steps (1 held exactly one).
-    public static let currentVersion: UInt16 = 2
+    public static let currentVersion: UInt16 = 3
     public static let size = 48
     /// `sender` of frames that come from the coordinator or an unranked worker.
     public static let noRank: UInt32 = 0xFFFF_FFFF
