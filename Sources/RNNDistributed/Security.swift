@@ -63,12 +63,18 @@ public struct CurveClientConfig: Sendable {
         self.serverPublicKey = serverPublicKey
     }
 
-    /// Reads `keyFile` (NAME.key) and the coordinator's key (a .pub file or the 40 characters).
+    /// Reads `keyFile` (NAME.key) and the coordinator's key: the path of its .pub file, or
+    /// `z85:` followed by the 40 characters. A path is always read as a path, even one that
+    /// happens to be 40 characters of the Z85 alphabet (`/tmp/tmp.XXXXXXXXXX/keys/coord.pub`).
     public static func load(keyFile: String, serverKey: String) throws -> CurveClientConfig {
         let keys = try CurveKeyFiles.readKeyPair(keyFile)
         let server: String
-        if CurveKeyFiles.isZ85Key(serverKey) {
-            server = serverKey
+        if serverKey.hasPrefix(CurveKeyFiles.inlinePrefix) {
+            let inline = String(serverKey.dropFirst(CurveKeyFiles.inlinePrefix.count))
+            guard CurveKeyFiles.isZ85Key(inline) else {
+                throw SecurityError("'--server-key \(CurveKeyFiles.inlinePrefix)...' expects 40 Z85 characters after '\(CurveKeyFiles.inlinePrefix)', found \(inline.count) character(s)")
+            }
+            server = inline
         } else {
             guard let first = try CurveKeyFiles.readPublicKeys(serverKey).first else {
                 throw SecurityError("\(serverKey) holds no public key; expected 'public-key = <40 Z85 characters>'")
@@ -85,6 +91,8 @@ public struct CurveClientConfig: Sendable {
 
 /// Reading and writing the key files described at the top of this file.
 public enum CurveKeyFiles {
+    /// Marks a key given inline on the command line (`--server-key z85:KEY`) instead of a path.
+    public static let inlinePrefix = "z85:"
     static let alphabet = Array("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#".utf8)
 
     /// True for 40 characters of the Z85 alphabet.
@@ -223,24 +231,72 @@ public final class PeerRejections: @unchecked Sendable {
     public var snapshot: [String: Int] { lock.lock(); defer { lock.unlock() }; return counts }
 }
 
+/// A log that says each thing once per key (e.g. a peer address), then at most once per
+/// `interval` with the count of repeats in between: a peer that retries every 100 ms must not
+/// flood the log. Thread-safe.
+final class RateLimitedLog: @unchecked Sendable {
+    private let lock = NSLock()
+    private var last: [String: (time: Double, suppressed: Int)] = [:]
+    private let interval: Double
+    private let log: @Sendable (String) -> Void
+
+    init(interval: Double = 60, log: @escaping @Sendable (String) -> Void) {
+        self.interval = interval
+        self.log = log
+    }
+
+    func callAsFunction(key: String, _ text: @autoclosure () -> String) {
+        let now = Double(monotonicNanoseconds()) / 1e9
+        lock.lock()
+        let entry = last[key]
+        let due = entry.map { now - $0.time >= interval } ?? true
+        let suppressed = entry?.suppressed ?? 0
+        last[key] = due ? (now, 0) : (entry!.time, suppressed + 1)
+        lock.unlock()
+        guard due else { return }
+        log(suppressed > 0 ? "\(text()) (\(suppressed) more time(s) since the last report)" : text())
+    }
+}
+
 /// A ZAP handler (RFC 27) for CURVE: accepts a client whose public key is allowed. Runs on
 /// its own thread; `stop()` ends it.
+///
+/// With `holdSeconds` > 0 a request of a key that is not (yet) allowed is not answered at
+/// once: it waits until `setAllowed` adds the key, or until `holdSeconds` pass (then refused).
+/// A worker's ring socket needs this: its ring peers learn each other's keys from the same RING
+/// message, and a peer that read it first connects before this worker has installed the keys.
+/// ZeroMQ never retries a connection whose key was refused, so refusing it would stall the
+/// first step until the ring timeout. Requests are read on a ROUTER socket so that several
+/// can wait at once (libzmq's ZAP requests carry the REQ envelope).
 final class ZAPAuthenticator: @unchecked Sendable {
     private let socket: ZMQSocket
     private var allowed: Set<String>
     private let rejections: PeerRejections
-    private let log: @Sendable (String) -> Void
+    private let log: RateLimitedLog
+    private let holdSeconds: Double
     private let lock = NSLock()
     private var stopping = false
     private let finished = DispatchSemaphore(value: 0)
 
+    /// A request waiting for its key to be allowed.
+    private struct Held {
+        var envelope: [[UInt8]]
+        var version: [UInt8]
+        var requestID: [UInt8]
+        var key: String
+        var address: String
+        var deadline: Deadline
+    }
+
     /// Binds inproc://zeromq.zap.01 in `context` (before any CURVE server socket binds).
-    init(context: ZMQContext, allowed: Set<String>, rejections: PeerRejections, log: @escaping @Sendable (String) -> Void) throws {
-        socket = try ZMQSocket(context, type: .rep, lingerMilliseconds: 0)
+    init(context: ZMQContext, allowed: Set<String>, rejections: PeerRejections, holdSeconds: Double = 0,
+         log: @escaping @Sendable (String) -> Void) throws {
+        socket = try ZMQSocket(context, type: .router, lingerMilliseconds: 0)
         try socket.bind("inproc://zeromq.zap.01")
         self.allowed = allowed
         self.rejections = rejections
-        self.log = log
+        self.holdSeconds = holdSeconds
+        self.log = RateLimitedLog(log: log)
         Thread.detachNewThread { [self] in loop() }
     }
 
@@ -249,7 +305,8 @@ final class ZAPAuthenticator: @unchecked Sendable {
         _ = finished.wait(timeout: .now() + 2)
     }
 
-    /// Replaces the allowed keys (a worker's ring: the current ring members' keys).
+    /// Replaces the allowed keys (a worker's ring: the current ring members' keys); held
+    /// requests of newly allowed keys are accepted within a poll slice (5 ms).
     func setAllowed(_ keys: Set<String>) {
         lock.lock(); allowed = keys; lock.unlock()
     }
@@ -258,35 +315,66 @@ final class ZAPAuthenticator: @unchecked Sendable {
 
     private func isAllowed(_ key: String) -> Bool { lock.lock(); defer { lock.unlock() }; return allowed.contains(key) }
 
+    private func reply(_ envelope: [[UInt8]], _ version: [UInt8], _ requestID: [UInt8], ok: Bool) {
+        let status = ok ? "200" : "400", text = ok ? "OK" : "not allowed"
+        _ = try? socket.sendMultipart(envelope + [version, requestID, Array(status.utf8), Array(text.utf8), [], []],
+                                      deadline: .after(milliseconds: 1000))
+    }
+
+    private func refuse(_ key: String, from address: String) {
+        rejections.record("CURVE key not on the allow-list")
+        log(key: address, "refused a CURVE client from \(address): public key \(key) is not on the allow-list")
+    }
+
     private func loop() {
         defer {
             socket.close()
             finished.signal()
         }
+        var held: [Held] = []
         while !isStopping {
-            let received: [ZMQMessage]?
-            do { received = try socket.receiveMultipart(deadline: .after(milliseconds: 100)) } catch { return }
-            guard let parts = received else { continue }
-            // version, request id, domain, address, identity, mechanism, credentials...
-            let frames = parts.map(\.bytes)
-            guard frames.count >= 6 else { continue }
-            let version = frames[0], requestID = frames[1]
-            let address = String(decoding: frames[3], as: UTF8.self)
-            let mechanism = String(decoding: frames[5], as: UTF8.self)
-            var status = "400", text = "not allowed"
-            if mechanism == "CURVE", frames.count >= 7, let key = CurveKeyFiles.z85Encode(frames[6]) {
-                if isAllowed(key) {
-                    status = "200"; text = "OK"
-                } else {
-                    rejections.record("CURVE key not on the allow-list")
-                    log("refused a CURVE client from \(address): public key \(key) is not on the allow-list")
+            // Held requests: accept the ones allowed meanwhile, refuse the expired ones.
+            held.removeAll { h in
+                if isAllowed(h.key) {
+                    reply(h.envelope, h.version, h.requestID, ok: true)
+                    return true
                 }
-            } else {
-                rejections.record("not CURVE")
-                log("refused a \(mechanism) client from \(address): CURVE with an allowed key is required")
+                if h.deadline.hasPassed {
+                    refuse(h.key, from: h.address)
+                    reply(h.envelope, h.version, h.requestID, ok: false)
+                    return true
+                }
+                return false
             }
-            _ = try? socket.sendMultipart([version, requestID, Array(status.utf8), Array(text.utf8), [], []],
-                                          deadline: .after(milliseconds: 1000))
+            let received: [ZMQMessage]?
+            do {
+                received = try socket.receiveMultipart(deadline: .after(milliseconds: held.isEmpty ? 100 : 5))
+            } catch { return }
+            guard let parts = received else { continue }
+            // routing id, empty delimiter, then version, request id, domain, address, identity,
+            // mechanism, credentials...
+            let frames = parts.map(\.bytes)
+            guard let delimiter = frames.firstIndex(where: \.isEmpty), frames.count >= delimiter + 7 else { continue }
+            let envelope = Array(frames[...delimiter])
+            let body = Array(frames[(delimiter + 1)...])
+            let version = body[0], requestID = body[1]
+            let address = String(decoding: body[3], as: UTF8.self)
+            let mechanism = String(decoding: body[5], as: UTF8.self)
+            guard mechanism == "CURVE", body.count >= 7, let key = CurveKeyFiles.z85Encode(body[6]) else {
+                rejections.record("not CURVE")
+                log(key: address, "refused a \(mechanism) client from \(address): CURVE with an allowed key is required")
+                reply(envelope, version, requestID, ok: false)
+                continue
+            }
+            if isAllowed(key) {
+                reply(envelope, version, requestID, ok: true)
+            } else if holdSeconds > 0 {
+                held.append(Held(envelope: envelope, version: version, requestID: requestID, key: key, address: address,
+                                 deadline: .after(seconds: holdSeconds)))
+            } else {
+                refuse(key, from: address)
+                reply(envelope, version, requestID, ok: false)
+            }
         }
     }
 }

@@ -123,7 +123,9 @@ final class SecurityTests: XCTestCase {
                                                        "--server-key", key("mallory.pub"), "--join-timeout", "3"])
         XCTAssertNotEqual(mallory.wait(timeout: 30), 0, mallory.output)
         XCTAssertNotEqual(confused.wait(timeout: 30), 0, confused.output)
-        XCTAssertTrue(mallory.output.contains("no answer from the coordinator"), mallory.output)
+        // The refusal is named (it used to be a silent wait: "no answer from the coordinator").
+        XCTAssertTrue(mallory.output.contains("rejected our CURVE handshake") && mallory.output.contains("allow-list"), mallory.output)
+        XCTAssertTrue(confused.output.contains("check --server-key"), confused.output)
         XCTAssertTrue(coord.output.contains("not on the allow-list"), coord.output)
         let alice = try ChildProcess("rnn-worker", ["--connect", "tcp://127.0.0.1:\(proxy.port)", "--curve-key", key("alice.key"),
                                                     "--server-key", key("coord.pub")])
