@@ -70,6 +70,26 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         self.loss = loss
     }
 
+    /// "an lstm H=128 L=1 model" without the last word: "an lstm H=128 L=1 (I=64, O=10, head last, cross_entropy)".
+    public var summary: String {
+        let article = cell == .lstm ? "an" : "a"
+        return "\(article) \(cell.rawValue) H=\(hiddenSize) L=\(layers) (I=\(inputSize), O=\(outputSize), head \(head.rawValue), \(loss.rawValue))"
+    }
+
+    /// The fields in which this config differs from `other`, in `summary`'s words ("H=256,
+    /// L=2"); the whole summary when none differs.
+    public func differences(from other: ModelConfig) -> String {
+        var parts: [String] = []
+        if cell != other.cell { parts.append(cell.rawValue) }
+        if hiddenSize != other.hiddenSize { parts.append("H=\(hiddenSize)") }
+        if layers != other.layers { parts.append("L=\(layers)") }
+        if inputSize != other.inputSize { parts.append("I=\(inputSize) (the data's input features)") }
+        if outputSize != other.outputSize { parts.append("O=\(outputSize) (the data's outputs)") }
+        if head != other.head { parts.append("head \(head.rawValue)") }
+        if loss != other.loss { parts.append(loss.rawValue) }
+        return parts.isEmpty ? summary : parts.joined(separator: ", ")
+    }
+
     /// Throws a sentence naming the field when a size is out of range.
     public func validate() throws(ConfigError) {
         if inputSize < 1 { throw ConfigError("input size must be at least 1, found \(inputSize)") }

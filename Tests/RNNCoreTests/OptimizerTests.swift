@@ -92,6 +92,40 @@ final class OptimizerTests: XCTestCase {
         }
     }
 
+    /// A NaN or Inf anywhere in the gradient (also in the lanes of a tail) is flagged by both
+    /// step variants, and so is an update that overflows; a finite step is not.
+    func testNonFiniteGradientsAreFlagged() {
+        let n = 53
+        for bad in [Float.nan, .infinity, -.infinity] {
+            for position in [0, 7, 8, 47, 48, 52] {
+                var a = AdamOptimizer(config: OptimizerConfig(lr: 0.01), parameterCount: n), b = a
+                var p = [Float](repeating: 0.5, count: n), q = p
+                var g = [Float](repeating: 1e15, count: n)
+                a.step(parameters: &p, gradient: &g)
+                XCTAssertTrue(a.lastStepWasFinite, "1e15 is finite, and so is its square")
+                g[position] = bad
+                var sum = g
+                a.step(parameters: &p, gradient: &g)
+                XCTAssertFalse(a.lastStepWasFinite, "\(bad) at \(position) not flagged (in place)")
+                var previous = AdamState()
+                sum.withUnsafeBufferPointer { _ = b.step(parameters: &q, gradientSum: $0, scale: 0.5, keepingPreviousIn: &previous) }
+                XCTAssertFalse(b.lastStepWasFinite, "\(bad) at \(position) not flagged (on a sum)")
+                // The flag is per step: a finite step from finite parameters clears it.
+                sum[position] = 1
+                var fresh = AdamOptimizer(config: OptimizerConfig(lr: 0.01), parameterCount: n)
+                var r = [Float](repeating: 0.5, count: n)
+                sum.withUnsafeBufferPointer { _ = fresh.step(parameters: &r, gradientSum: $0, scale: 0.5, keepingPreviousIn: &previous) }
+                XCTAssertTrue(fresh.lastStepWasFinite)
+            }
+        }
+        // A finite gradient whose update is not: lr 1e38 makes the first bias-corrected step
+        // size lr / (1 - beta1) overflow to Inf.
+        var c = AdamOptimizer(config: OptimizerConfig(lr: 1e38), parameterCount: n)
+        var p = [Float](repeating: 0.5, count: n), g = [Float](repeating: 1, count: n)
+        c.step(parameters: &p, gradient: &g)
+        XCTAssertFalse(c.lastStepWasFinite, "Inf parameters from a finite gradient not flagged")
+    }
+
     func testVectorSquareRootIsWithinOneUlp() {
         var rng = SeededGenerator(seed: 3)
         var worstUlps: Float = 0
