@@ -310,6 +310,22 @@ public struct CheckpointStore: Sendable {
         return CheckpointSearch(checkpoint: nil, path: nil, warnings: warnings)
     }
 
+    /// The `config` attribute (JSON) of the newest checkpoint in `directory` that has one,
+    /// without checking its tensors: what a folder's checkpoints hold when they do not fit
+    /// the model at hand. nil when the folder has no readable checkpoint.
+    public static func newestStoredConfig(in directory: String) -> String? {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue,
+              let store = try? CheckpointStore(directory: directory) else { return nil }
+        for (_, candidate) in store.list().reversed() {
+            guard (try? HDF5File.isHDF5(path: candidate)) == true, let file = try? HDF5File.open(candidate),
+                  let root = try? file.root(), (try? root.hasAttribute("config")) == true,
+                  let json = try? root.stringAttribute("config") else { continue }
+            return json
+        }
+        return nil
+    }
+
     /// `newest(table:)` of the folder `directory` without creating it.
     public static func newest(in directory: String, table: ParameterTable) -> CheckpointSearch {
         var isDirectory: ObjCBool = false

@@ -93,6 +93,9 @@ public struct CoordinatorOptions: Sendable {
     public var balance = false
     /// With `balance`: the weight of the newest step in the speed average.
     public var balanceSmoothing = 0.25
+    /// SIGINT/SIGTERM (see StopRequest.swift): checked between step groups; the run then ends
+    /// with a checkpoint of the last completed step and throws `Interrupted`.
+    public var stop: StopRequest?
 
     public init(config: TrainingConfig, bind: String = "tcp://127.0.0.1:5555", workers: Int = 1,
                 checkpointDir: String? = nil, checkpointEvery: Int = 0, keep: Int = 3, resume: String? = nil,
@@ -226,6 +229,8 @@ public final class Coordinator: @unchecked Sendable {
     private let rejects = RejectCounter()
     private let heartbeats: HeartbeatServer
     private let authenticator: ZAPAuthenticator?
+    /// Logs peers whose handshake failed outside ZAP (wrong server key, CURVE on one side only).
+    private let handshakes: ServerHandshakeWatch?
     /// The live members of the current generation, index = rank.
     private var members: [Member] = []
     /// Frames of the steps assigned ahead that arrived while the current ones were collected.
@@ -266,11 +271,14 @@ public final class Coordinator: @unchecked Sendable {
             authenticator = nil
         }
         router = try ZMQSocket(context, type: .router, lingerMilliseconds: 1000)
+        handshakes = try? ServerHandshakeWatch(socket: router, curve: options.curve != nil, rejections: rejections,
+                                               log: { events(.message(.warning, $0)) })
         do {
             try router.setRouterMandatory(true)
             try options.curve?.configure(router)
             try router.bind(options.bind)
         } catch {
+            handshakes?.stop()
             router.close()
             authenticator?.stop()
             context.shutdown()
@@ -286,6 +294,7 @@ public final class Coordinator: @unchecked Sendable {
         do {
             heartbeats = try HeartbeatServer(context: context, controlBind: options.bind, runID: runID, curve: options.curve, rejects: rejects)
         } catch {
+            handshakes?.stop()
             router.close()
             authenticator?.stop()
             context.shutdown()
@@ -301,12 +310,16 @@ public final class Coordinator: @unchecked Sendable {
             if file == nil, let host = Endpoint.host(of: endpoint), Endpoint.isLoopback(host), let port = Endpoint.port(of: endpoint) {
                 file = RunToken.defaultPath(port: port)
             }
-            if let f = file { try? RunToken.write(t, to: f) }
+            if let f = file {
+                try? RunToken.write(t, to: f)
+                options.stop?.atForcedExit { unlink(f) }
+            }
             tokenFile = file
         }
     }
 
     deinit {
+        handshakes?.stop()
         heartbeats.stop()
         authenticator?.stop()
         router.close()
@@ -317,8 +330,13 @@ public final class Coordinator: @unchecked Sendable {
     /// Trains to the end and returns the summary; throws with a named cause otherwise. Workers
     /// are told BYE on success and ERROR on failure.
     public func run() throws -> TrainingSummary {
+        // Once the run is over nobody may join with this token: the file goes at once (not at
+        // deinit, which an exiting process may never reach).
+        defer { if let tokenFile { unlink(tokenFile) } }
         do {
             return try train()
+        } catch let interrupted as Interrupted {
+            throw interrupted  // the workers were told BYE
         } catch {
             for m in members + pending {
                 try? sendRaw(ErrorMessage(text: "\(error)").frame(runID: runID), to: m.identity, deadline: .after(milliseconds: 500))
@@ -338,7 +356,7 @@ public final class Coordinator: @unchecked Sendable {
         var validation: TensorDataset?
         if !config.valFiles.isEmpty {
             let val = try TensorDataset.open(paths: config.valFiles, options: TensorDatasetOptions(xName: config.xName, yName: config.yName))
-            try checkDataset(val, fits: config.model, name: "validation data")
+            try checkDataset(val, fits: config.model, name: "validation data", training: dataset)
             validation = val
         }
         let plan = try EpochPlan(sampleCount: dataset.count, batchSize: config.batchSize, shuffle: config.shuffle,
@@ -355,10 +373,16 @@ public final class Coordinator: @unchecked Sendable {
         var history = MetricsHistory(steps: [], loss: [], accuracy: config.model.loss == .crossEntropy ? [] : nil)
         if let dir = options.resume {
             let found = CheckpointStore.newest(in: dir, table: table)
-            for w in found.warnings { report(.message(.warning, w)) }
             guard let ckpt = found.checkpoint, let path = found.path else {
+                if let other = CheckpointStore.newestStoredConfig(in: dir).flatMap({ try? TrainingConfig.fromJSON($0) }),
+                   other.model != config.model {
+                    throw CoordinatorError("--resume \(dir): the checkpoints in \(dir) hold \(other.model.summary) model; "
+                        + "you asked for \(config.model.differences(from: other.model))")
+                }
+                for w in found.warnings { report(.message(.warning, w)) }
                 throw CoordinatorError("--resume \(dir): no valid checkpoint found")
             }
+            for w in found.warnings { report(.message(.warning, w)) }
             let saved = try? ckpt.metadata.decodeConfig(TrainingConfig.self)
             if let saved, saved.model != config.model {
                 throw CoordinatorError("--resume \(path): the checkpoint's model \(saved.model) differs from the requested \(config.model)")
@@ -375,7 +399,13 @@ public final class Coordinator: @unchecked Sendable {
         var stateStep = globalStep
         let store = try options.checkpointDir.map { dir throws in try CheckpointStore(directory: dir, keep: options.keep) }
         if let dir = options.checkpointDir { removeInterruptedWrites(in: dir) }
-        let metricsFile = options.checkpointDir.map { MetricsLog(path: ($0 as NSString).appendingPathComponent("metrics.jsonl")) }
+        let metricsPath = options.checkpointDir.map { ($0 as NSString).appendingPathComponent("metrics.jsonl") }
+        if options.resume != nil, let metricsPath {
+            // The steps after the checkpoint are redone: their records (and a partial record of
+            // the epoch that continues) go, so the file never holds a step twice.
+            MetricsLog.truncate(path: metricsPath, afterGlobalStep: globalStep, continuingEpoch: startStep > 0 ? startEpoch + 1 : nil)
+        }
+        let metricsFile = metricsPath.map { MetricsLog(path: $0) }
         defer { metricsFile?.flush() }
 
         report(.message(.info, "Heartbeats on \(heartbeats.endpoint) every \(options.heartbeatInterval) s; a worker silent for \(options.heartbeatTimeout) s is lost"))
@@ -388,6 +418,9 @@ public final class Coordinator: @unchecked Sendable {
         /// Writes the state of `stateStep` completed steps.
         func writeCheckpoint() throws {
             guard let store else { return }
+            // metrics.jsonl covers every checkpoint: a resume from it then finds each step
+            // logged once (records past it are dropped, none before it are missing).
+            metricsFile?.flush()
             let (epoch, stepInEpoch) = position(after: stateStep, plan: plan)
             let ckpt = Checkpoint(
                 metadata: CheckpointMetadata(globalStep: stateStep, epoch: epoch, stepInEpoch: stepInEpoch, seed: config.seed,
@@ -438,6 +471,10 @@ public final class Coordinator: @unchecked Sendable {
         // Handshake: wait for the expected workers, then form the first ring.
         let joinDeadline = Deadline.after(seconds: options.joinTimeout)
         while pending.count < options.workers {
+            if let sig = options.stop?.requested {
+                throw Interrupted(signal: sig, checkpoint: nil, globalStep: globalStep,
+                                  description: "\(StopRequest.name(of: sig)) while waiting for workers (\(pending.count) of \(options.workers) joined); nothing was trained")
+            }
             if joinDeadline.hasPassed {
                 throw CoordinatorError("only \(pending.count) of \(options.workers) workers joined \(endpoint) within \(Int(options.joinTimeout)) s")
             }
@@ -490,7 +527,10 @@ public final class Coordinator: @unchecked Sendable {
             aheadFrames = []
         }
 
+        /// The signal that stopped the run early.
+        var interruptedBy: Int32?
         training: for epoch in startEpoch..<config.epochs {
+            if let max = config.maxSteps, globalStep >= max { break training }
             let order = plan.epoch(epoch)
             var epochStats = LossStats()
             let epochStarted = monotonicNanoseconds()
@@ -499,8 +539,19 @@ public final class Coordinator: @unchecked Sendable {
             /// time since the one before.
             var lastCollected = epochStarted
             var s = first
+            /// --max-steps ended this epoch before its last step.
+            var partial = false
             while s < order.steps {
-                if let max = config.maxSteps, globalStep >= max { break training }
+                if let max = config.maxSteps, globalStep >= max {
+                    partial = true
+                    break
+                }
+                // A signal: the group assigned ahead is collected first (the workers compute it
+                // anyway), then the run stops at that step boundary.
+                if let sig = options.stop?.requested, assignedAhead != globalStep {
+                    interruptedBy = sig
+                    break training
+                }
                 // Workers that asked to join come in at this step boundary with the current state
                 // (at the next one when this step already went out ahead).
                 if !pending.isEmpty && assignedAhead != globalStep {
@@ -524,7 +575,7 @@ public final class Coordinator: @unchecked Sendable {
                         // round trip later. Not across an epoch end, a checkpoint, the last step
                         // or a join: the workers must be idle after this group for those.
                         let next = globalStep + count
-                        if s + count < order.steps, config.maxSteps.map({ next < $0 }) ?? true, pending.isEmpty,
+                        if s + count < order.steps, config.maxSteps.map({ next < $0 }) ?? true, pending.isEmpty, options.stop?.requested == nil,
                            !(options.checkpointEvery > 0 && next % options.checkpointEvery == 0) {
                             aheadCount = groupSize(order, from: s + count, globalStep: next)
                             try assign(order, step: s + count, count: aheadCount, globalStep: next)
@@ -568,6 +619,7 @@ public final class Coordinator: @unchecked Sendable {
                 for (i, stepResults) in results.enumerated() {
                     var stats = LossStats()
                     for r in stepResults { stats = stats + LossStats(lossSum: r.lossSum, scoredCount: r.scored, correct: r.correct) }
+                    try checkFinite(stats, stepResults, globalStep: globalStep, checkpoint: checkpoints.last ?? store?.list().last?.path)
                     if wantsHash(globalStep) { try checkHashes(stepResults, globalStep: globalStep) }
                     epochStats = epochStats + stats
                     samplesDone += order.positions(step: s).count
@@ -607,6 +659,7 @@ public final class Coordinator: @unchecked Sendable {
             lastEpoch = EvalResult(loss: epochStats.meanLoss, accuracy: config.model.loss == .crossEntropy ? epochStats.accuracy : nil)
             var record: [String: Any?] = ["kind": "epoch", "epoch": epoch + 1, "global_step": globalStep,
                                           "loss": epochStats.meanLoss, "accuracy": lastEpoch.accuracy, "seconds": seconds]
+            if partial { record["partial"] = true }
             if let validation {
                 try refreshState()
                 let v = try evaluate(evaluator, parameters: state.parameters, on: validation)
@@ -614,19 +667,28 @@ public final class Coordinator: @unchecked Sendable {
                 record["val_loss"] = v.loss
                 record["val_accuracy"] = v.accuracy
             }
-            let epochSamples = samplesInEpoch(order, upTo: order.steps - first, from: first)
+            let epochSamples = samplesInEpoch(order, upTo: s - first, from: first)
             report(.epoch(EpochProgress(epoch: epoch + 1, epochs: config.epochs, globalStep: globalStep, loss: epochStats.meanLoss,
                                         accuracy: lastEpoch.accuracy, validationLoss: lastValidation?.loss,
                                         validationAccuracy: lastValidation?.accuracy, seconds: seconds,
                                         samplesPerSecond: Double(epochSamples) / max(seconds, 1e-9))))
             metricsFile?.append(record)
+            if partial { break training }
             epochsCompleted = epoch + 1
         }
 
         // The end: final state, final checkpoint, BYE.
         try refreshState()
         try writeCheckpoint()
-        for m in members + pending { try? send(ByeMessage(reason: "training complete"), to: m, deadline: .after(seconds: 5)) }
+        let reason = interruptedBy.map { "the coordinator was stopped by \(StopRequest.name(of: $0))" } ?? "training complete"
+        for m in members + pending { try? send(ByeMessage(reason: reason), to: m, deadline: .after(seconds: 5)) }
+        if let sig = interruptedBy {
+            metricsFile?.flush()
+            let where_ = store == nil ? "no --checkpoint-dir, so no checkpoint was written"
+                : "checkpoint \(checkpoints.last ?? "?") holds it; continue with: rnn-coord start --resume \(options.checkpointDir!)"
+            throw Interrupted(signal: sig, checkpoint: store == nil ? nil : checkpoints.last, globalStep: stateStep,
+                              description: "stopped by \(StopRequest.name(of: sig)) after global step \(stateStep); \(where_)")
+        }
         let seconds = Double(stepNanoseconds) / 1e9
         var summary = TrainingSummary(globalSteps: globalStep, epochsCompleted: epochsCompleted, train: lastEpoch,
                                       validation: lastValidation, parameters: state.parameters, checkpoints: checkpoints,
@@ -786,6 +848,12 @@ public final class Coordinator: @unchecked Sendable {
 
     /// A HELLO (or anything) from a peer that is not a member.
     private func handleStranger(_ identity: [UInt8], _ frame: Frame) {
+        if frame.header.kind == .leave, let i = pending.firstIndex(where: { $0.identity == identity }) {
+            let left = pending.remove(at: i)
+            heartbeats.expel(left.identity, reason: "this worker left the run")
+            report(.message(.info, "Worker \(left.host) pid \(left.pid) left before training with it began"))
+            return
+        }
         guard frame.header.kind == .hello, frame.header.runID == 0, let hello = try? HelloMessage.decode(frame) else {
             rejects.record(frame.header.runID == runID || frame.header.runID == 0 ? .unexpected : .wrongRun)
             return
@@ -886,6 +954,18 @@ public final class Coordinator: @unchecked Sendable {
         aheadFrames = next
         let byRank = results.map { $0! }
         return (0..<count).map { i in byRank.map { $0[i] } }
+    }
+
+    /// Stops the run when a step's loss, reduced gradient or update is not finite (diverged):
+    /// the replicas now hold non-finite parameters, so nothing more is checkpointed and the
+    /// last good checkpoint stays as it is.
+    private func checkFinite(_ stats: LossStats, _ results: [MetricsMessage], globalStep: Int, checkpoint: String?) throws {
+        let gradientBad = results.contains { !$0.gradientFinite }
+        guard !stats.meanLoss.isFinite || gradientBad else { return }
+        let what = !stats.meanLoss.isFinite ? "the loss is \(stats.meanLoss)"
+            : "the gradient or the updated parameters hold NaN or Inf (the loss was \(stats.meanLoss))"
+        let kept = checkpoint.map { "; the last good checkpoint is \($0)" } ?? "; no checkpoint was written before it"
+        throw CoordinatorError("training diverged at global step \(globalStep + 1): \(what)\(kept); try a lower --lr or --clip-norm")
     }
 
     /// Stops the run when the replicas' parameter hashes differ, naming the ranks that differ
@@ -991,6 +1071,10 @@ public final class Coordinator: @unchecked Sendable {
                         let text = (try? ErrorMessage.decode(frame).text) ?? "unreadable error"
                         throw CoordinatorError("worker \(members[rank].name) failed: \(text)")
                     }
+                    if frame.header.kind == .leave {
+                        let text = (try? LeaveMessage.decode(frame).reason) ?? "no reason given"
+                        throw MembersLost(ranks: [rank], reasons: ["it left (\(text))"])
+                    }
                     return (rank, frame)
                 }
                 handleStranger(identity, frame)
@@ -1044,6 +1128,34 @@ final class MetricsLog {
         if record["kind"] as? String != "step" || now - lastFlush > 1_000_000_000 || pending.count > 1 << 16 {
             flush()
         }
+    }
+
+    /// Before a resume from the checkpoint of `afterGlobalStep` completed steps: removes the
+    /// records of later steps (they are redone, and would appear twice), epoch records of
+    /// later steps, and the partial record (`--max-steps`) of `continuingEpoch` (1-based),
+    /// which the resumed run completes. Rewritten atomically; lines that do not parse stay.
+    static func truncate(path: String, afterGlobalStep step: Int, continuingEpoch: Int?) {
+        guard let data = FileManager.default.contents(atPath: path), !data.isEmpty else { return }
+        var kept: [Substring] = []
+        var dropped = 0
+        let text = String(decoding: data, as: UTF8.self)
+        for line in text.split(separator: "\n", omittingEmptySubsequences: true) {
+            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                  let globalStep = object["global_step"] as? Int else {
+                kept.append(line)
+                continue
+            }
+            let partialOfContinued = object["kind"] as? String == "epoch" && object["partial"] as? Bool == true
+                && (object["epoch"] as? Int).map { continuingEpoch == $0 } == true
+            if globalStep > step || partialOfContinued {
+                dropped += 1
+            } else {
+                kept.append(line)
+            }
+        }
+        guard dropped > 0 else { return }
+        let body = kept.map { $0 + "\n" }.joined()
+        try? Data(body.utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
     }
 
     /// Writes the buffered lines.

@@ -18,13 +18,13 @@ public final class LocalWorkerGroup: @unchecked Sendable {
         guard FileManager.default.isExecutableFile(atPath: executable) else {
             throw CoordinatorError("cannot start local workers: no rnn-worker executable at \(executable)")
         }
+        // The workers watch this pid: if the coordinator dies (even by SIGKILL), they exit.
+        let environment = environment.merging([Self.parentEnvironmentKey: "\(getpid())"]) { $1 }
         for i in 0..<count {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: executable)
             p.arguments = ["--connect", endpoint] + extraArguments
-            if !environment.isEmpty {
-                p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-            }
+            p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
             p.terminationHandler = { [weak self] proc in
                 guard proc.terminationStatus != 0 || proc.terminationReason != .exit else { return }
                 self?.record("local worker \(i) (pid \(proc.processIdentifier)) exited with status \(proc.terminationStatus)")
@@ -51,6 +51,12 @@ public final class LocalWorkerGroup: @unchecked Sendable {
         defer { lock.unlock() }
         return failures
     }
+
+    /// The environment variable holding the coordinator's pid (see `WorkerOptions.parentPID`).
+    public static let parentEnvironmentKey = "RNN_PARENT_PID"
+
+    /// The workers' process ids.
+    public var pids: [Int32] { processes.map(\.processIdentifier) }
 
     /// Waits up to `seconds` for every worker to exit, then terminates the rest.
     public func stop(waitSeconds seconds: Double = 0) {

@@ -16,6 +16,8 @@
 //             thread, which answers each one): see Heartbeat.swift.
 // On demand:  coordinator STATE_REQUEST -> worker STATE (parameters + Adam state).
 // The end:    coordinator BYE -> worker exits 0. A named failure travels as ERROR.
+// Leaving:    worker LEAVE (on SIGTERM/SIGINT) -> the coordinator drops it at once and
+//             re-forms the ring with the others.
 //
 // The header's generation field tags STEP, METRICS, READY, RING and REFORM: a message of
 // another generation is stale and dropped (counted).
@@ -422,6 +424,9 @@ struct MetricsMessage: StepRecord {
     var parameterHash: UInt64
     var computeSeconds: Double
     var reduceSeconds: Double
+    /// Every element of the reduced gradient and of the updated parameters was finite; false:
+    /// training diverged at this step.
+    var gradientFinite = true
 
     func encode(into w: inout BinaryWriter) {
         w.write(globalStep)
@@ -433,10 +438,11 @@ struct MetricsMessage: StepRecord {
         w.write(parameterHash)
         w.write(computeSeconds)
         w.write(reduceSeconds)
+        w.write(gradientFinite)
     }
 
     init(globalStep: Int, lossSum: Double, scored: Int, correct: Int, samples: Int, globalScored: Int,
-         parameterHash: UInt64, computeSeconds: Double, reduceSeconds: Double) {
+         parameterHash: UInt64, computeSeconds: Double, reduceSeconds: Double, gradientFinite: Bool = true) {
         self.globalStep = globalStep
         self.lossSum = lossSum
         self.scored = scored
@@ -446,6 +452,7 @@ struct MetricsMessage: StepRecord {
         self.parameterHash = parameterHash
         self.computeSeconds = computeSeconds
         self.reduceSeconds = reduceSeconds
+        self.gradientFinite = gradientFinite
     }
 
     init(from r: inout BinaryReader) throws(PayloadError) {
@@ -458,6 +465,7 @@ struct MetricsMessage: StepRecord {
         parameterHash = try r.readUInt64("parameter hash")
         computeSeconds = try r.readDouble("compute seconds")
         reduceSeconds = try r.readDouble("reduce seconds")
+        gradientFinite = try r.readBool("gradient finite")
     }
 }
 
@@ -491,6 +499,16 @@ struct StateMessage: ControlMessage, Equatable {
 
 struct ByeMessage: ControlMessage, Equatable {
     static let kind = MessageKind.bye
+    var reason: String
+    func encode(into w: inout BinaryWriter) { w.write(reason) }
+    init(reason: String) { self.reason = reason }
+    init(from r: inout BinaryReader) throws(PayloadError) { reason = try r.readString("reason") }
+}
+
+/// A worker leaving on purpose (SIGTERM, SIGINT): the coordinator drops it at once and
+/// re-forms the ring, instead of waiting for its heartbeats to stop.
+struct LeaveMessage: ControlMessage, Equatable {
+    static let kind = MessageKind.leave
     var reason: String
     func encode(into w: inout BinaryWriter) { w.write(reason) }
     init(reason: String) { self.reason = reason }

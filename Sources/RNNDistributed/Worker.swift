@@ -47,6 +47,11 @@ public struct WorkerOptions: Sendable {
     /// How long a ring receive keeps polling (yielding the CPU between tries) before it
     /// sleeps, in microseconds (`RingAllReduce.spinMicroseconds`; 0 sleeps at once).
     public var spinMicroseconds = 100
+    /// SIGTERM/SIGINT (see StopRequest.swift): the worker sends LEAVE and throws `Interrupted`.
+    public var stop: StopRequest?
+    /// The process that started this worker (`--local-workers` sets RNN_PARENT_PID): when it is
+    /// gone (this process was re-parented), the worker exits instead of outliving it.
+    public var parentPID: Int32?
     /// Testing only: after applying this global step the replica flips the lowest bit of its
     /// first parameter (a memory fault), which the coordinator's hash check must catch.
     var corruptAfterGlobalStep: Int?
@@ -144,14 +149,95 @@ public final class Worker: @unchecked Sendable {
         }
     }
 
-    private func resolvedToken() -> String {
-        if !options.token.isEmpty { return options.token }
-        if let env = ProcessInfo.processInfo.environment["RNN_TOKEN"], !env.isEmpty { return env }
-        if let host = Endpoint.host(of: options.connect), Endpoint.isLoopback(host), let port = Endpoint.port(of: options.connect),
-           let t = RunToken.read(RunToken.defaultPath(port: port)) {
-            return t
+    /// The run token: `--token`, RNN_TOKEN, or (loopback) the coordinator's token file, which
+    /// is waited for until `deadline`: a worker started together with its coordinator (a
+    /// script, compose, srun) may look before the file is written. `fromFile` says whether the
+    /// token came from the file (a refusal may then mean a stale file: read it again).
+    private func resolvedToken(until deadline: Deadline, check: () throws -> Void) throws -> (token: String, fromFile: Bool) {
+        if !options.token.isEmpty { return (options.token, false) }
+        if options.curve != nil { return ("", false) }  // CURVE runs authenticate by key, not by token
+        if let env = ProcessInfo.processInfo.environment["RNN_TOKEN"], !env.isEmpty { return (env, false) }
+        guard let host = Endpoint.host(of: options.connect), Endpoint.isLoopback(host), let port = Endpoint.port(of: options.connect) else {
+            return ("", false)
         }
-        return ""
+        let path = RunToken.defaultPath(port: port)
+        var announced = false
+        while true {
+            if let t = RunToken.read(path) { return (t, true) }
+            try checkLocalStop(rank: nil)
+            try check()
+            if deadline.hasPassed { return ("", false) }
+            if !announced {
+                log("worker: waiting for the coordinator's token file \(path)")
+                announced = true
+            }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+    }
+
+    /// Throws when this worker must stop: a signal (`Interrupted`), or the process that started
+    /// it is gone. Called between frames and while waiting.
+    private func checkLocalStop(rank: Int?, appliedSteps: Int = 0) throws {
+        let who = rank.map { "rank \($0)" } ?? "worker"
+        if let sig = options.stop?.requested {
+            throw Interrupted(signal: sig, checkpoint: nil, globalStep: appliedSteps,
+                              description: "\(who) stopped by \(StopRequest.name(of: sig)) after \(appliedSteps) applied step(s)")
+        }
+        if parentIsGone {
+            throw WorkerError("\(who): the coordinator process (pid \(options.parentPID!)) that started this worker is gone")
+        }
+    }
+
+    private var parentIsGone: Bool { options.parentPID.map { getppid() != $0 } ?? false }
+
+    /// HELLO until WELCOME: waits in slices, checking for a signal, a refused CURVE handshake
+    /// (the monitor says why) and the deadline; a refusal over a token read from the file is
+    /// retried with the file read again (a coordinator that restarted on the same port).
+    private func join(control: ZMQSocket, watch: ClientHandshakeWatch?, joinTimeout: Double, reconnecting: Bool) throws -> Frame {
+        let deadline = Deadline.after(seconds: joinTimeout)
+        /// Runs `attempt` in slices of at most 100 ms until it gives a value; between slices
+        /// the stop request, the handshake and the deadline are checked.
+        func sliced<T>(_ attempt: (Deadline) throws -> T?) throws -> T {
+            while true {
+                try checkLocalStop(rank: nil)
+                if let failure = watch?.failure { throw WorkerError(failure) }
+                if deadline.hasPassed {
+                    if reconnecting { throw CoordinatorLost(description: "no coordinator answered at \(options.connect)") }
+                    throw WorkerError("no answer from the coordinator at \(options.connect) within \(Int(joinTimeout)) s; is `rnn-coord start` running there?")
+                }
+                if let value = try attempt(Deadline(nanoseconds: min(deadline.nanoseconds, Deadline.after(milliseconds: 100).nanoseconds))) {
+                    return value
+                }
+            }
+        }
+        var (token, fromFile) = try resolvedToken(until: deadline) { if let failure = watch?.failure { throw WorkerError(failure) } }
+        let openDecoder = FrameDecoder(expectedRunID: nil)
+        while true {
+            // HELLO: the run id is not known yet, so it travels as 0. A send waits while the
+            // connection is not up (a refused handshake leaves none): in slices too.
+            let hello = HelloMessage(protocolVersion: protocolVersion, host: ProcessInfo.processInfo.hostName,
+                                     pid: Int(ProcessInfo.processInfo.processIdentifier),
+                                     capabilities: ["ring-allreduce", "adam", "adamw", "elastic"], token: token)
+            try sliced { slice -> Bool? in
+                do {
+                    try control.send(frame: hello.frame(runID: 0), deadline: slice)
+                    return true
+                } catch is ZMQTimeout {
+                    return nil
+                }
+            }
+            let frame = try sliced { slice in try control.receiveFrame(openDecoder, deadline: slice) }
+            guard frame.header.kind == .error else { return frame }
+            let text = (try? ErrorMessage.decode(frame).text) ?? "unreadable error"
+            if fromFile, text.contains("token"), !deadline.hasPassed {
+                Thread.sleep(forTimeInterval: 0.2)
+                token = RunToken.read(RunToken.defaultPath(port: Endpoint.port(of: options.connect) ?? "")) ?? token
+                continue
+            }
+            // A restarted coordinator has a new token (its file may not be written yet): retry.
+            if reconnecting { throw CoordinatorLost(description: "the coordinator at \(options.connect) refused this worker: \(text)") }
+            throw WorkerError("the coordinator at \(options.connect) refused this worker: \(text)")
+        }
     }
 
     private func session(joinTimeout: Double, reconnecting: Bool) throws -> WorkerSummary {
@@ -166,25 +252,11 @@ public final class Worker: @unchecked Sendable {
         defer { control.close() }
         try control.setRoutingID(identity)
         try options.curve?.configure(control)
+        // The monitor is attached before connecting, so no handshake event is missed.
+        let watch = try? ClientHandshakeWatch(socket: control, endpoint: options.connect, usesCurve: options.curve != nil)
+        defer { watch?.stop() }
         try control.connect(options.connect)
-
-        // HELLO: the run id is not known yet, so it travels as 0.
-        let hello = HelloMessage(protocolVersion: protocolVersion, host: ProcessInfo.processInfo.hostName,
-                                 pid: Int(ProcessInfo.processInfo.processIdentifier),
-                                 capabilities: ["ring-allreduce", "adam", "adamw", "elastic"], token: resolvedToken())
-        try control.send(frame: hello.frame(runID: 0), deadline: .after(seconds: joinTimeout))
-
-        let openDecoder = FrameDecoder(expectedRunID: nil)
-        guard let welcomeFrame = try control.receiveFrame(openDecoder, deadline: .after(seconds: joinTimeout)) else {
-            if reconnecting { throw CoordinatorLost(description: "no coordinator answered at \(options.connect)") }
-            throw WorkerError("no answer from the coordinator at \(options.connect) within \(Int(joinTimeout)) s; is `rnn-coord start` running there?")
-        }
-        if welcomeFrame.header.kind == .error {
-            let text = (try? ErrorMessage.decode(welcomeFrame).text) ?? "unreadable error"
-            // A restarted coordinator has a new token (its file may not be written yet): retry.
-            if reconnecting { throw CoordinatorLost(description: "the coordinator at \(options.connect) refused this worker: \(text)") }
-            throw WorkerError("the coordinator at \(options.connect) refused this worker: \(text)")
-        }
+        let welcomeFrame = try join(control: control, watch: watch, joinTimeout: joinTimeout, reconnecting: reconnecting)
         let runID = welcomeFrame.header.runID
         // Heartbeats first: decoding a large state may take a while.
         guard let beat = WelcomeMessage.heartbeatSettings(welcomeFrame) else {
@@ -219,6 +291,18 @@ public final class Worker: @unchecked Sendable {
 
         let decoder = FrameDecoder(expectedRunID: runID)
         let inbox = Inbox()
+        let sender = { UInt32(rank) }
+        /// A signal: LEAVE, so the coordinator re-forms the ring without this worker at once.
+        func leaveIfAsked() throws {
+            do {
+                try checkLocalStop(rank: rank, appliedSteps: replica.appliedSteps)
+            } catch let interrupted as Interrupted {
+                log("worker: rank \(rank) received \(StopRequest.name(of: interrupted.signal)); leaving the run")
+                try? control.send(frame: LeaveMessage(reason: "rank \(rank) received \(StopRequest.name(of: interrupted.signal))")
+                                    .frame(runID: runID, generation: generation, sender: sender()), deadline: .after(seconds: 1))
+                throw interrupted
+            }
+        }
         /// Throws when the heartbeat thread saw the coordinator go (or expel this worker).
         func checkCoordinator() throws {
             switch heartbeat.status {
@@ -238,8 +322,11 @@ public final class Worker: @unchecked Sendable {
         let curve = options.curve
         // Only the ring's members may connect to this worker's ring socket: a ZAP handler in
         // this worker's context checks client keys against the latest RING message.
+        // A ring peer that connects before this worker has read the RING message is held (not
+        // refused: ZeroMQ would never retry it) until the keys arrive.
         let ringGate = try curve.map { _ in
             try ZAPAuthenticator(context: context, allowed: [], rejections: PeerRejections(),
+                                 holdSeconds: min(10, Double(welcome.ringTimeoutMilliseconds) / 1000),
                                  log: { [log] in log("worker: \($0)") })
         }
         defer { ringGate?.stop() }
@@ -266,8 +353,9 @@ public final class Worker: @unchecked Sendable {
                                                  rejects: decoder.rejects, socketSetup: setup)
                     ring.interruptPollMilliseconds = options.interruptPollMilliseconds
                     ring.spinMicroseconds = options.spinMicroseconds
-                    ring.interruptCheck = {
-                        if heartbeat.status != .alive { return true }
+                    ring.interruptCheck = { [options] in
+                        if heartbeat.status != .alive || options.stop?.requested != nil { return true }
+                        if let ppid = options.parentPID, getppid() != ppid { return true }
                         // A message of the coordinator during a step means: stop (REFORM, ERROR,
                         // BYE), except the next step's assignment, which the coordinator sends
                         // ahead (pipelining) and which waits in the inbox.
@@ -294,13 +382,13 @@ public final class Worker: @unchecked Sendable {
         var finishedNormally = false
         defer { ring.close(discardPending: !finishedNormally) }
         log("worker: ring endpoint \(announced(ring.localEndpoint)) (generation \(generation))")
-        let sender = { UInt32(rank) }
         try control.send(frame: ReadyMessage(dataEndpoint: announced(ring.localEndpoint), publicKey: ringPublicKey).frame(runID: runID, generation: generation, sender: sender()),
                          deadline: .after(seconds: heartbeatTimeout))
 
         var generations = 1, rolledBack = 0, abandoned = 0, stepMessages = 0
         var failExchangeAt = options.failExchangeAtGlobalStep
         while true {
+            try leaveIfAsked()
             let frame: Frame
             if !inbox.frames.isEmpty {
                 frame = inbox.frames.removeFirst()
@@ -309,6 +397,7 @@ public final class Worker: @unchecked Sendable {
                 // quiet for long, e.g. evaluating a large validation set).
                 var next: Frame?
                 while next == nil {
+                    try leaveIfAsked()
                     try checkCoordinator()
                     next = try control.receiveFrame(decoder, deadline: .after(milliseconds: 100))
                 }
@@ -371,6 +460,7 @@ public final class Worker: @unchecked Sendable {
                     } catch let e as AllReduceError {
                         abandoned += 1
                         if case .interrupted = e {
+                            try leaveIfAsked()
                             try checkCoordinator()
                             break  // the coordinator's message is in the inbox
                         }
@@ -574,12 +664,13 @@ final class Replica {
         guard globalScored > 0 else { throw WorkerError("global step \(step.globalStep) scored no element") }
         applyUpdate(scale: 1 / globalScored)
         appliedSteps = step.globalStep + 1
+        let finite = optimizer.lastStepWasFinite
         let end = monotonicNanoseconds()
         return MetricsMessage(globalStep: step.globalStep, lossSum: stats.lossSum, scored: stats.scoredCount,
                               correct: stats.correct, samples: step.rows.count, globalScored: Int(globalScored),
                               parameterHash: step.wantHash ? parameterHash(parameters) : 0,
                               computeSeconds: Double(computed - start) / 1e9 + Double(end - reduced) / 1e9,
-                              reduceSeconds: Double(reduced - computed) / 1e9)
+                              reduceSeconds: Double(reduced - computed) / 1e9, gradientFinite: finite)
     }
 }
 
@@ -591,9 +682,21 @@ private struct Snapshot {
     var appliedSteps = -1
 }
 
-/// Checks that a dataset has the input size, targets and head the model was built for.
-func checkDataset(_ dataset: TensorDataset, fits model: ModelConfig, name: String = "dataset") throws {
+/// Checks that a dataset has the input size, targets and head the model was built for; with
+/// `training` (the run's training data), also that token ids mean the same characters.
+func checkDataset(_ dataset: TensorDataset, fits model: ModelConfig, name: String = "dataset", training: TensorDataset? = nil) throws {
     let files = dataset.files.map(\.path).joined(separator: ", ")
+    if let training, case .tokens(let v) = dataset.inputEncoding {
+        let trainingFiles = training.files.map(\.path).joined(separator: ", ")
+        if case .tokens(let trainingV) = training.inputEncoding, v != trainingV {
+            throw WorkerError("\(name) \(files) has a vocabulary of \(v) tokens (vocab_size), the training data \(trainingFiles) one of \(trainingV): "
+                + "token ids must mean the same characters in both; write both files with one vocabulary")
+        }
+        if let a = dataset.vocabulary, let b = training.vocabulary, a != b {
+            throw WorkerError("\(name) \(files) has another vocabulary than the training data \(trainingFiles) "
+                + "('\(String(String.UnicodeScalarView(a.prefix(40))))' vs '\(String(String.UnicodeScalarView(b.prefix(40))))'): token ids must mean the same characters in both")
+        }
+    }
     if dataset.inputSize != model.inputSize {
         throw WorkerError("\(name) \(files) has \(dataset.inputSize) input features per step, the model expects \(model.inputSize)")
     }

@@ -164,6 +164,8 @@ final class FaultToleranceTests: XCTestCase {
         for w in fresh { XCTAssertEqual(w.wait(timeout: 30), 0, w.output) }
         let final = try finalCheckpoint(ckpt, step: faultSteps)
         XCTAssertTrue(final.parameters == reference, "resumed run differs from the uninterrupted one by \(maxAbsDifference(final.parameters, reference))")
+        // The steps between the checkpoint and the kill were logged, then redone: logged once.
+        try assertEachStepOnce(faultSteps)
         print("SIGKILL coordinator: workers exited after \(String(format: "%.2f", exitSeconds)) s; resume bitwise equal")
     }
 
