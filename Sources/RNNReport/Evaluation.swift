@@ -195,6 +195,35 @@ extension LoadedModel {
         return result
     }
 
+    /// The predicted values of every sequence of a regression model: O values per sequence
+    /// (last-step head) or T * O (per-step head), in sample order.
+    public func predictValues(on data: TensorDataset, batchSize: Int = 256) throws -> [[Float]] {
+        let m = config.model
+        let perSample = (m.head == .lastStep ? 1 : data.steps) * m.outputSize
+        var result: [[Float]] = []
+        var batch = Batch()
+        var start = 0
+        while start < data.count {
+            let rows = Array(start..<min(start + batchSize, data.count))
+            try data.read(rows: rows, into: &batch)
+            let out = try network.predict(parameters: checkpoint.parameters, input: batch.x, batch: batch.count, steps: data.steps).outputs
+            for b in 0..<batch.count { result.append(Array(out[(b * perSample)..<((b + 1) * perSample)])) }
+            start += batchSize
+        }
+        return result
+    }
+
+    /// Throws unless the model is a character model: per-step class targets over token inputs
+    /// (what `predict --text` feeds), naming what the checkpoint holds instead.
+    public func requireCharacterModel() throws {
+        let m = config.model
+        guard m.head == .everyStep, m.loss == .crossEntropy else {
+            let kind = m.loss == .mse ? "a regression model (MSE, \(m.head == .lastStep ? "one output per sequence" : "outputs per step"))"
+                                      : "a sequence classifier (one class per sequence)"
+            throw ReportError("--text needs a character model (token ids in, the next character out at every step); this checkpoint is \(kind)")
+        }
+    }
+
     /// Writes the inputs exactly as the network saw them and its outputs to an HDF5 file, so
     /// another framework can replay them: `/X` float32 (N, T, I) and `/outputs` float32 (N, O)
     /// or (N, T, O), batch-first like PyTorch's `model(X)`. Written to a temporary file, then
@@ -237,9 +266,7 @@ extension LoadedModel {
     /// next character at every position (the tutorial's "hello" -> "elloh").
     public func predictText(_ text: String, vocabulary: [Unicode.Scalar]) throws -> String {
         let m = config.model
-        guard m.head == .everyStep, m.loss == .crossEntropy else {
-            throw ReportError("--text needs a character model (per-step class targets); this checkpoint is a \(m.head.rawValue) \(m.loss.rawValue) model")
-        }
+        try requireCharacterModel()
         guard vocabulary.count == m.inputSize else {
             throw ReportError("the vocabulary has \(vocabulary.count) characters, the model takes \(m.inputSize) inputs")
         }

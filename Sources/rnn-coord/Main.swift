@@ -17,12 +17,26 @@ extension RNNCoord {
     }
 
     /// `start ... --config run.yaml ...` -> `start <flags from run.yaml not typed> ...`.
+    /// `start --resume DIR` without `--config` reads DIR/config.yaml (the settings of the run
+    /// being continued), and its checkpoints stay in DIR unless `--checkpoint-dir` is typed.
     static func expandConfigFile(_ arguments: [String]) throws -> [String] {
         guard let startIndex = arguments.firstIndex(of: "start") else { return arguments }
         var path: String?
+        var resume: String?
         for (i, arg) in arguments.enumerated() where i > startIndex {
             if arg == "--config", i + 1 < arguments.count { path = arguments[i + 1] }
             if arg.hasPrefix("--config=") { path = String(arg.dropFirst("--config=".count)) }
+            if arg == "--resume", i + 1 < arguments.count { resume = arguments[i + 1] }
+            if arg.hasPrefix("--resume=") { resume = String(arg.dropFirst("--resume=".count)) }
+        }
+        var arguments = arguments
+        if path == nil, let resume {
+            let saved = (resume as NSString).appendingPathComponent("config.yaml")
+            if FileManager.default.fileExists(atPath: saved) {
+                path = saved
+                let typed = arguments[(startIndex + 1)...].contains { $0 == "--checkpoint-dir" || $0.hasPrefix("--checkpoint-dir=") }
+                if !typed { arguments.insert(contentsOf: ["--checkpoint-dir", resume], at: startIndex + 1) }
+            }
         }
         guard let path else { return arguments }
         guard let data = FileManager.default.contents(atPath: path) else {

@@ -33,18 +33,18 @@ struct Start: ParsableCommand {
 
     @Option(help: "Recurrent cell: rnn_tanh, rnn_relu, lstm or gru.")
     var cell: CellKind = .lstm
-    @Option(help: "Hidden units per layer.")
+    @Option(parsing: .unconditional, help: "Hidden units per layer.")
     var hidden = 128
-    @Option(help: "Stacked recurrent layers.")
+    @Option(parsing: .unconditional, help: "Stacked recurrent layers.")
     var layers = 1
 
-    @Option(name: .customLong("batch-size"), help: "The global batch size (split among the workers).")
+    @Option(name: .customLong("batch-size"), parsing: .unconditional, help: "The global batch size (split among the workers).")
     var batchSize = 64
-    @Option(help: "Epochs to train.")
+    @Option(parsing: .unconditional, help: "Epochs to train.")
     var epochs = 10
-    @Option(name: .customLong("max-steps"), help: "Stop after this many global steps in total.")
+    @Option(name: .customLong("max-steps"), parsing: .unconditional, help: "Stop after this many global steps in total.")
     var maxSteps: Int?
-    @Option(help: "Seed of the initial parameters and the shuffling.")
+    @Option(parsing: .unconditional, help: "Seed of the initial parameters and the shuffling.")
     var seed: UInt64 = 0
     @Flag(help: "Shuffle the samples each epoch (a seeded permutation).")
     var shuffle = false
@@ -53,46 +53,46 @@ struct Start: ParsableCommand {
 
     @Option(help: "Optimizer: adam or adamw.")
     var optimizer: OptimizerKind = .adam
-    @Option(help: "Learning rate.")
+    @Option(parsing: .unconditional, help: "Learning rate.")
     var lr: Float = 1e-3
-    @Option(help: "Adam beta1.")
+    @Option(parsing: .unconditional, help: "Adam beta1.")
     var beta1: Float = 0.9
-    @Option(help: "Adam beta2.")
+    @Option(parsing: .unconditional, help: "Adam beta2.")
     var beta2: Float = 0.999
-    @Option(help: "Adam eps.")
+    @Option(parsing: .unconditional, help: "Adam eps.")
     var eps: Float = 1e-8
-    @Option(name: .customLong("weight-decay"), help: "Weight decay (L2 for adam, decoupled for adamw; default 0 / 0.01).")
+    @Option(name: .customLong("weight-decay"), parsing: .unconditional, help: "Weight decay (L2 for adam, decoupled for adamw; default 0 / 0.01).")
     var weightDecay: Float?
-    @Option(name: .customLong("clip-norm"), help: "Clip the global gradient norm to this value.")
+    @Option(name: .customLong("clip-norm"), parsing: .unconditional, help: "Clip the global gradient norm to this value.")
     var clipNorm: Float?
 
-    @Option(help: "Workers that must join before training starts (default: --local-workers).")
+    @Option(parsing: .unconditional, help: "Workers that must join before training starts (default: --local-workers).")
     var workers: Int?
-    @Option(name: .customLong("local-workers"), help: "Start this many rnn-worker processes on this machine.")
+    @Option(name: .customLong("local-workers"), parsing: .unconditional, help: "Start this many rnn-worker processes on this machine.")
     var localWorkers = 0
-    @Option(help: "GEMM threads per worker.")
+    @Option(parsing: .unconditional, help: "GEMM threads per worker.")
     var threads = 1
     @Option(help: "Control endpoint to bind (port * picks a free one).")
     var bind = "tcp://127.0.0.1:5555"
 
     @Option(name: .customLong("checkpoint-dir"), help: "Folder for checkpoints, metrics.jsonl, loss.png and config.yaml.")
     var checkpointDir: String?
-    @Option(name: .customLong("checkpoint-every"), help: "A checkpoint every N global steps (0: only at the end).")
+    @Option(name: .customLong("checkpoint-every"), parsing: .unconditional, help: "A checkpoint every N global steps (0: only at the end).")
     var checkpointEvery = 0
-    @Option(help: "Checkpoints to keep.")
+    @Option(parsing: .unconditional, help: "Checkpoints to keep.")
     var keep = 3
     @Option(help: "Continue from the newest valid checkpoint in this folder.")
     var resume: String?
 
-    @Option(name: .customLong("log-every"), help: "A progress line every N steps (0: one line per epoch).")
+    @Option(name: .customLong("log-every"), parsing: .unconditional, help: "A progress line every N steps (0: one line per epoch).")
     var logEvery = 0
-    @Option(name: .customLong("join-timeout"), help: "Seconds to wait for the workers to join.")
+    @Option(name: .customLong("join-timeout"), parsing: .unconditional, help: "Seconds to wait for the workers to join.")
     var joinTimeout: Double = 120
-    @Option(name: .customLong("step-timeout"), help: "Seconds to wait for the workers' results of one step.")
+    @Option(name: .customLong("step-timeout"), parsing: .unconditional, help: "Seconds to wait for the workers' results of one step.")
     var stepTimeout: Double = 600
-    @Option(help: "Microseconds a wait for a worker's message (in local workers: for a ring frame) keeps polling, yielding the CPU between tries, before it sleeps (0: sleep at once).")
+    @Option(parsing: .unconditional, help: "Microseconds a wait for a worker's message (in local workers: for a ring frame) keeps polling, yielding the CPU between tries, before it sleeps (0: sleep at once).")
     var spin = 100
-    @Option(name: .customLong("steps-per-message"), help: "At most this many consecutive short steps per assignment and per report (as many as take ~1 ms; 1: a message per step).")
+    @Option(name: .customLong("steps-per-message"), parsing: .unconditional, help: "At most this many consecutive short steps per assignment and per report (as many as take ~1 ms; 1: a message per step).")
     var stepsPerMessage = 8
     @Flag(help: "Split each step's rows among the workers in proportion to their measured speed (a slower or busier machine gets fewer rows); runs are then not bitwise reproducible.")
     var balance = false
@@ -111,11 +111,11 @@ struct Start: ParsableCommand {
     // MARK: end of the product block
 
     // Fault tolerance and security (see Heartbeat.swift and Security.swift in RNNDistributed).
-    @Option(name: .customLong("heartbeat-interval"), help: "Seconds between heartbeats, both ways.")
+    @Option(name: .customLong("heartbeat-interval"), parsing: .unconditional, help: "Seconds between heartbeats, both ways.")
     var heartbeatInterval: Double = 1
-    @Option(name: .customLong("heartbeat-timeout"), help: "A worker silent this long is declared lost; the ring is re-formed without it.")
+    @Option(name: .customLong("heartbeat-timeout"), parsing: .unconditional, help: "A worker silent this long is declared lost; the ring is re-formed without it.")
     var heartbeatTimeout: Double = 10
-    @Option(name: .customLong("min-workers"), help: "Below this many live workers: write a checkpoint and stop with an error.")
+    @Option(name: .customLong("min-workers"), parsing: .unconditional, help: "Below this many live workers: write a checkpoint and stop with an error.")
     var minWorkers = 1
     @Option(name: .customLong("curve-key"), help: "The coordinator's CURVE key file (NAME.key from `rnn-coord keygen`): encrypts and authenticates.")
     var curveKey: String?
@@ -146,6 +146,42 @@ struct Start: ParsableCommand {
         if !(1...maxStepsPerMessageLimit).contains(stepsPerMessage) {
             throw ValidationError("Please specify '--steps-per-message' from 1 to \(maxStepsPerMessageLimit), found \(stepsPerMessage).")
         }
+        try validateNumbers()
+        try validateFolders()
+    }
+
+    /// The optimizer's and the run's numbers, each checked with the flag named, before anything
+    /// runs or is written (a bad value never moves an earlier run's metrics.jsonl aside).
+    private func validateNumbers() throws {
+        if !(lr > 0) || !lr.isFinite { throw ValidationError("Please specify a positive '--lr', found \(lr).") }
+        for (flag, beta) in [("--beta1", beta1), ("--beta2", beta2)] where !(beta >= 0 && beta < 1) {
+            throw ValidationError("Please specify '\(flag)' in [0, 1), found \(beta).")
+        }
+        if !(eps > 0) || !eps.isFinite { throw ValidationError("Please specify a positive '--eps', found \(eps).") }
+        if let w = weightDecay, !(w >= 0) || !w.isFinite { throw ValidationError("Please specify '--weight-decay' of 0 or more, found \(w).") }
+        if let c = clipNorm, !(c > 0) || !c.isFinite { throw ValidationError("Please specify a positive '--clip-norm', found \(c).") }
+        if let m = maxSteps, m < 1 { throw ValidationError("Please specify '--max-steps' of at least 1, found \(m).") }
+        if keep < 1 { throw ValidationError("Please specify '--keep' of at least 1 (checkpoints kept), found \(keep).") }
+        if checkpointEvery < 0 { throw ValidationError("Please specify '--checkpoint-every' of 0 or more, found \(checkpointEvery).") }
+        if logEvery < 0 { throw ValidationError("Please specify '--log-every' of 0 or more, found \(logEvery).") }
+        for (flag, seconds) in [("--join-timeout", joinTimeout), ("--step-timeout", stepTimeout)] where !(seconds > 0) || !seconds.isFinite {
+            throw ValidationError("Please specify a positive '\(flag)' in seconds, found \(seconds).")
+        }
+        if let w = workers, minWorkers > w { throw ValidationError("'--min-workers' (\(minWorkers)) cannot exceed '--workers' (\(w)).") }
+    }
+
+    /// --checkpoint-dir must be (or become) a folder, --resume must be one.
+    private func validateFolders() throws {
+        var isDirectory: ObjCBool = false
+        if let dir = checkpointDir, FileManager.default.fileExists(atPath: dir, isDirectory: &isDirectory), !isDirectory.boolValue {
+            throw ValidationError("Please specify '--checkpoint-dir' as a folder: \(dir) is a file.")
+        }
+        if let dir = resume {
+            guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDirectory) else {
+                throw ValidationError("Please specify '--resume' as a run folder with checkpoints: \(dir) does not exist.")
+            }
+            if !isDirectory.boolValue { throw ValidationError("Please specify '--resume' as a run folder with checkpoints: \(dir) is a file.") }
+        }
     }
 
     func run() throws {
@@ -165,6 +201,13 @@ struct Start: ParsableCommand {
             options.maxStepsPerMessage = stepsPerMessage
             options.balance = balance
             try applyFaultAndSecurityOptions(&options)
+            // Ctrl-C / SIGTERM: finish the step group in flight, checkpoint it, tell the workers.
+            let stop = StopRequest()
+            stop.onFirstSignal = { [logger = output.logger] sig in
+                logger.warning("\(StopRequest.name(of: sig)): stopping after the current step (again: exit at once)")
+            }
+            stop.installSignalHandlers()
+            options.stop = stop
             output.announce(effectiveConfig(config), checkpointDir: checkpointDir, resuming: resume != nil)
             let coordinator = try Coordinator(options: options, events: output.events)
             var group: LocalWorkerGroup?
@@ -175,6 +218,8 @@ struct Start: ParsableCommand {
                 group = try LocalWorkerGroup(count: localWorkers, executable: LocalWorkerGroup.siblingExecutable(),
                                              endpoint: coordinator.localEndpoint ?? coordinator.endpoint, extraArguments: output.localWorkerArguments + ["--spin", "\(spin)"],
                                              environment: coordinator.token.map { ["RNN_TOKEN": $0] } ?? [:])
+                let pids = group!.pids
+                stop.atForcedExit { for pid in pids { kill(pid, SIGKILL) } }
             }
             let summary: TrainingSummary
             do {
@@ -187,6 +232,9 @@ struct Start: ParsableCommand {
             output.finish(summary, config: config, checkpointDir: checkpointDir, plot: !noPlot)
         } catch let error as ValidationError {
             throw error
+        } catch let interrupted as Interrupted {
+            output.logger.error("\(interrupted)")
+            throw ExitCode(interrupted.exitCode)
         } catch {
             output.logger.error("\(error)")
             throw ExitCode(1)

@@ -164,6 +164,11 @@ extension Start {
             ("checkpoint-dir", s(checkpointDir.map(absolute))), ("checkpoint-every", s(checkpointEvery)), ("keep", s(keep)),
             ("resume", s(resume)), ("log-every", s(logEvery)), ("join-timeout", s(joinTimeout)), ("step-timeout", s(stepTimeout)),
             ("spin", s(spin)), ("steps-per-message", s(stepsPerMessage)), ("balance", .flag(balance)),
+            ("quiet", .flag(quiet)), ("log-format", s(logFormat.rawValue)), ("log-level", s(logLevel.rawValue)), ("no-plot", .flag(noPlot)),
+            ("heartbeat-interval", s(heartbeatInterval)), ("heartbeat-timeout", s(heartbeatTimeout)), ("min-workers", s(minWorkers)),
+            // Paths, not secrets: a resumed run (`--resume DIR` reads this file) keeps its encryption.
+            ("curve-key", s(curveKey.map(absolute))), ("allow", s(allow.map(absolute))), ("insecure", .flag(insecure)),
+            // The token is a secret: never written here (a resumed run draws a new one).
         ]
     }
 }

@@ -26,7 +26,7 @@ struct Eval: ParsableCommand {
     var checkpoint: String
     @Option(parsing: .upToNextOption, help: "HDF5 file(s) with X and Y (the names the run was trained with).")
     var data: [String] = []
-    @Option(name: .customLong("batch-size"), help: "Samples per forward pass.")
+    @Option(name: .customLong("batch-size"), parsing: .unconditional, help: "Samples per forward pass.")
     var batchSize = 256
     @Option(name: .customLong("log-format"), help: "text or json.")
     var logFormat: LogFormat = .text
@@ -72,7 +72,7 @@ struct Predict: ParsableCommand {
     var data: [String] = []
     @Option(name: .customLong("vocab-from"), help: "HDF5 file with the 'vocab' attribute for --text (default: the run's training file).")
     var vocabFrom: String?
-    @Option(help: "Print at most this many predictions (0: all).")
+    @Option(parsing: .unconditional, help: "Print at most this many predictions (0: all).")
     var limit = 0
     @Option(help: "Also write the inputs (/X) and the raw outputs (/outputs) of --data to this HDF5 file (for checking against PyTorch).")
     var outputs: String?
@@ -88,6 +88,7 @@ struct Predict: ParsableCommand {
         do {
             let model = try LoadedModel.load(checkpoint: try resolveCheckpoint(checkpoint))
             if let text {
+                try model.requireCharacterModel()
                 let vocabFile = vocabFrom ?? model.config.dataFiles.first ?? ""
                 let source = try TensorDataset.open(path: vocabFile, options: TensorDatasetOptions(xName: model.config.xName, yName: model.config.yName, memoryBudgetBytes: 0))
                 guard let vocabulary = source.vocabulary else {
@@ -100,6 +101,21 @@ struct Predict: ParsableCommand {
             if let outputs {
                 try model.writeOutputs(on: dataset, to: outputs)
                 printLine("Outputs of \(dataset.count) sequences written to \(outputs)")
+            }
+            if model.config.model.loss == .mse {
+                // Regression: the predicted values (and the true ones, when Y is in the file).
+                let values = try model.predictValues(on: dataset)
+                var truth: [Float]?
+                if case .values(let v) = try dataset.read(rows: Array(0..<dataset.count)).targets { truth = v }
+                let n = limit > 0 ? min(limit, values.count) : values.count
+                let width = values.first?.count ?? 0
+                func joined(_ v: ArraySlice<Float>) -> String { v.map { String(format: "%.6g", $0) }.joined(separator: " ") }
+                printLine(truth == nil ? "sample,predicted" : "sample,predicted,true")
+                for i in 0..<n {
+                    let shown = joined(values[i][...])
+                    printLine(truth.map { "\(i),\(shown),\(joined($0[(i * width)..<((i + 1) * width)]))" } ?? "\(i),\(shown)")
+                }
+                return
             }
             let predictions = try model.predictClasses(on: dataset)
             let truth = dataset.allClassIds()

@@ -37,7 +37,7 @@ struct Make: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "The \"hello\" -> \"elloh\" example: token ids of \"hello\", per-step targets \"elloh\", vocab \"helo\".")
         @OptionGroup var output: OutputOptions
-        @Option(help: "Copies of the single sample (so it can be split among workers).")
+        @Option(parsing: .unconditional, help: "Copies of the single sample (so it can be split among workers).")
         var copies = 1
 
         func validate() throws {
@@ -53,11 +53,11 @@ struct Make: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Random sequences X ~ N(0,1) (N, T, I); label = rank bucket of the sum of all features into C equal classes.")
         @OptionGroup var output: OutputOptions
-        @Option(name: [.customShort("n"), .long], help: "Samples N.") var count = 1000
-        @Option(name: [.customShort("t"), .long], help: "Time steps T.") var steps = 10
-        @Option(name: [.customShort("i"), .long], help: "Features per step I.") var features = 5
-        @Option(name: [.customShort("c"), .long], help: "Classes C.") var classes = 2
-        @Option(help: "Random seed.") var seed: UInt64 = 0
+        @Option(name: [.customShort("n"), .long], parsing: .unconditional, help: "Samples N.") var count = 1000
+        @Option(name: [.customShort("t"), .long], parsing: .unconditional, help: "Time steps T.") var steps = 10
+        @Option(name: [.customShort("i"), .long], parsing: .unconditional, help: "Features per step I.") var features = 5
+        @Option(name: [.customShort("c"), .long], parsing: .unconditional, help: "Classes C.") var classes = 2
+        @Option(parsing: .unconditional, help: "Random seed.") var seed: UInt64 = 0
 
         func validate() throws {
             if count < 1 { throw ValidationError("Please specify '--count' of at least 1.") }
@@ -78,8 +78,8 @@ struct Make: ParsableCommand {
             abstract: "A character language model: X token ids (N, T) with vocab_size, Y the next character (N, T).")
         @OptionGroup var output: OutputOptions
         @Option(help: "UTF-8 text file.") var from: String
-        @Option(help: "Characters per sequence T.") var seqLen = 64
-        @Option(help: "Characters between sequence starts (default: --seq-len, no overlap).") var stride: Int?
+        @Option(parsing: .unconditional, help: "Characters per sequence T.") var seqLen = 64
+        @Option(parsing: .unconditional, help: "Characters between sequence starts (default: --seq-len, no overlap).") var stride: Int?
 
         func validate() throws {
             if seqLen < 1 { throw ValidationError("Please specify '--seq-len' of at least 1.") }

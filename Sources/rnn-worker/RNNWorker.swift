@@ -29,11 +29,11 @@ struct RNNWorkerCommand: ParsableCommand {
     var dataBind: String?
     @Option(name: .customLong("advertise-host"), help: "Host or address the other workers use to reach this one.")
     var advertiseHost: String?
-    @Option(help: "GEMM threads (default: the run's --threads).")
+    @Option(parsing: .unconditional, help: "GEMM threads (default: the run's --threads).")
     var threads: Int?
-    @Option(name: .customLong("join-timeout"), help: "Seconds to wait for the coordinator to welcome this worker.")
+    @Option(name: .customLong("join-timeout"), parsing: .unconditional, help: "Seconds to wait for the coordinator to welcome this worker.")
     var joinTimeout: Double = 120
-    @Option(help: "Microseconds a wait for a ring frame keeps polling, yielding the CPU between tries, before it sleeps (0: sleep at once).")
+    @Option(parsing: .unconditional, help: "Microseconds a wait for a ring frame keeps polling, yielding the CPU between tries, before it sleeps (0: sleep at once).")
     var spin = 100
     @Flag(help: "Print only errors.")
     var quiet = false
@@ -44,13 +44,13 @@ struct RNNWorkerCommand: ParsableCommand {
     var logLevel: Logger.Level = .info
     // MARK: end of the product block
     // Fault tolerance and security.
-    @Option(name: .customLong("reconnect-timeout"), help: "After losing the coordinator, keep trying to rejoin it for this many seconds (0: exit non-zero at once).")
+    @Option(name: .customLong("reconnect-timeout"), parsing: .unconditional, help: "After losing the coordinator, keep trying to rejoin it for this many seconds (0: exit non-zero at once).")
     var reconnectTimeout: Double = 0
     @Option(help: "The run token (default: RNN_TOKEN, or the coordinator's token file on this machine).")
     var token: String?
     @Option(name: .customLong("curve-key"), help: "This worker's CURVE key file (NAME.key from `rnn-coord keygen`).")
     var curveKey: String?
-    @Option(name: .customLong("server-key"), help: "The coordinator's public key: its NAME.pub file or the 40 Z85 characters.")
+    @Option(name: .customLong("server-key"), help: "The coordinator's public key: the path of its NAME.pub file, or z85: followed by the 40 Z85 characters.")
     var serverKey: String?
 
     func validate() throws {
@@ -70,10 +70,19 @@ struct RNNWorkerCommand: ParsableCommand {
         options.reconnectTimeout = reconnectTimeout
         options.spinMicroseconds = spin
         let (_, logger) = makeConsoleLogger(label: "rnn-worker", format: logFormat, level: quiet ? .error : logLevel)
+        // SIGTERM/SIGINT: leave the run cleanly (LEAVE), exit 143/130; a second one exits at once.
+        let stop = StopRequest()
+        stop.installSignalHandlers()
+        options.stop = stop
+        // Started by `rnn-coord start --local-workers`: never outlive that coordinator.
+        options.parentPID = ProcessInfo.processInfo.environment[LocalWorkerGroup.parentEnvironmentKey].flatMap { Int32($0) }
         do {
             if let curveKey, let serverKey { options.curve = try CurveClientConfig.load(keyFile: curveKey, serverKey: serverKey) }
             let worker = Worker(options: options, log: { line in logger.info("\(line)") })
             _ = try worker.run()
+        } catch let interrupted as Interrupted {
+            logger.notice("\(interrupted)")
+            throw ExitCode(interrupted.exitCode)
         } catch {
             logger.error("\(error)")
             throw ExitCode(1)
