@@ -353,6 +353,7 @@ public final class Coordinator: @unchecked Sendable {
                                  expAvgSq: [Float](repeating: 0, count: table.totalCount), stepCount: 0)
         var startEpoch = 0, startStep = 0, globalStep = 0
         var history = MetricsHistory(steps: [], loss: [], accuracy: config.model.loss == .crossEntropy ? [] : nil)
+        var savedScheduler: String?
         if let dir = options.resume {
             let found = CheckpointStore.newest(in: dir, table: table)
             for w in found.warnings { report(.message(.warning, w)) }
@@ -369,10 +370,17 @@ public final class Coordinator: @unchecked Sendable {
             startStep = ckpt.metadata.stepInEpoch
             globalStep = ckpt.metadata.globalStep
             history = ckpt.metrics
+            savedScheduler = ckpt.metadata.schedulerJSON
             report(.message(.info, "Resuming from \(path): global step \(globalStep), epoch \(startEpoch + 1), step \(startStep)"))
         }
         /// The global step `state` belongs to.
         var stateStep = globalStep
+        // The lr schedule (LRScheduling.swift): its state follows `globalStep`; `schedulerAtState`
+        // is the one of `stateStep`, for a checkpoint of an older state.
+        let made = try makeLRScheduler(config: config, stepsPerEpoch: plan.stepsPerEpoch, savedJSON: savedScheduler,
+                                       globalStep: globalStep, epochsEnded: startEpoch)
+        if let warning = made.warning { report(.message(.warning, warning)) }
+        var scheduler = made.scheduler, schedulerAtState = scheduler
         let store = try options.checkpointDir.map { dir throws in try CheckpointStore(directory: dir, keep: options.keep) }
         if let dir = options.checkpointDir { removeInterruptedWrites(in: dir) }
         let metricsFile = options.checkpointDir.map { MetricsLog(path: ($0 as NSString).appendingPathComponent("metrics.jsonl")) }
@@ -391,7 +399,8 @@ public final class Coordinator: @unchecked Sendable {
             let (epoch, stepInEpoch) = position(after: stateStep, plan: plan)
             let ckpt = Checkpoint(
                 metadata: CheckpointMetadata(globalStep: stateStep, epoch: epoch, stepInEpoch: stepInEpoch, seed: config.seed,
-                                             worldSize: max(1, members.count), configJSON: config.jsonString()),
+                                             worldSize: max(1, members.count), configJSON: config.jsonString(),
+                                             schedulerJSON: (stateStep == globalStep ? scheduler : schedulerAtState)?.jsonString() ?? ""),
                 parameters: state.parameters,
                 optimizer: OptimizerState(config: config.optimizer, step: state.stepCount,
                                           expAvg: state.expAvg, expAvgSq: state.expAvgSq),
@@ -408,6 +417,7 @@ public final class Coordinator: @unchecked Sendable {
                 do {
                     state = try fetchState(globalStep: globalStep)
                     stateStep = globalStep
+                    schedulerAtState = scheduler
                     return
                 } catch let lost as MembersLost {
                     try recover(lost, completed: globalStep)
@@ -427,6 +437,7 @@ public final class Coordinator: @unchecked Sendable {
                        let s = try? fetchState(globalStep: completed) {
                         state = s
                         stateStep = completed
+                        schedulerAtState = scheduler
                     }
                     if (try? writeCheckpoint()) != nil, let last = checkpoints.last { saved = "; checkpoint \(last) holds global step \(stateStep)" }
                 }
@@ -479,7 +490,8 @@ public final class Coordinator: @unchecked Sendable {
             for m in members {
                 let steps = (0..<count).map { i in
                     StepMessage(epoch: order.epoch, stepInEpoch: s + i, globalStep: g + i,
-                                rows: order.shard(step: s + i, part: parts[i][m.rank]), wantHash: wantsHash(g + i))
+                                rows: order.shard(step: s + i, part: parts[i][m.rank]), wantHash: wantsHash(g + i),
+                                lr: scheduler?.lr(ahead: g + i - globalStep))
                 }
                 try send(StepGroupMessage(steps), to: m, step: g)
             }
@@ -571,6 +583,8 @@ public final class Coordinator: @unchecked Sendable {
                     if wantsHash(globalStep) { try checkHashes(stepResults, globalStep: globalStep) }
                     epochStats = epochStats + stats
                     samplesDone += order.positions(step: s).count
+                    let stepLR = scheduler?.lr ?? Double(config.optimizer.lr)
+                    scheduler?.stepTaken()
                     globalStep += 1
                     history.steps.append(globalStep)
                     history.loss.append(Float(stats.meanLoss))
@@ -584,7 +598,8 @@ public final class Coordinator: @unchecked Sendable {
                     var record: [String: Any?] = [
                         "kind": "step", "global_step": globalStep, "epoch": epoch + 1, "step": s + 1,
                         "loss": stats.meanLoss, "accuracy": history.accuracy == nil ? nil : stats.accuracy,
-                        "samples_per_s": rate, "workers": members.count, "reduce_s": reduceSeconds, "compute_s": computeSeconds]
+                        "samples_per_s": rate, "workers": members.count, "reduce_s": reduceSeconds, "compute_s": computeSeconds,
+                        "lr": stepLR]
                     if stepResults.count > 1 {
                         // Per rank: who computed how many rows in how long (a slow machine shows here).
                         record["rows_by_rank"] = stepResults.map(\.samples)
@@ -598,7 +613,9 @@ public final class Coordinator: @unchecked Sendable {
                     s += 1
                 }
                 lastCollected = collected
-                if options.checkpointEvery > 0 && globalStep % options.checkpointEvery == 0 {
+                // With a schedule, a checkpoint at an epoch's end waits for the epoch's end (the
+                // scheduler's epoch step, below), so that it holds the scheduler of the next epoch.
+                if options.checkpointEvery > 0 && globalStep % options.checkpointEvery == 0 && (scheduler == nil || s < order.steps) {
                     try refreshState()
                     try writeCheckpoint()
                 }
@@ -614,6 +631,10 @@ public final class Coordinator: @unchecked Sendable {
                 record["val_loss"] = v.loss
                 record["val_accuracy"] = v.accuracy
             }
+            if scheduler != nil {
+                scheduler?.epochEnded(validationLoss: validation == nil ? nil : lastValidation?.loss)
+                record["lr"] = scheduler?.lr
+            }
             let epochSamples = samplesInEpoch(order, upTo: order.steps - first, from: first)
             report(.epoch(EpochProgress(epoch: epoch + 1, epochs: config.epochs, globalStep: globalStep, loss: epochStats.meanLoss,
                                         accuracy: lastEpoch.accuracy, validationLoss: lastValidation?.loss,
@@ -621,6 +642,10 @@ public final class Coordinator: @unchecked Sendable {
                                         samplesPerSecond: Double(epochSamples) / max(seconds, 1e-9))))
             metricsFile?.append(record)
             epochsCompleted = epoch + 1
+            if scheduler != nil && options.checkpointEvery > 0 && globalStep % options.checkpointEvery == 0 {
+                try refreshState()
+                try writeCheckpoint()
+            }
         }
 
         // The end: final state, final checkpoint, BYE.

@@ -26,6 +26,8 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public var workerThreads: Int
     /// A parameter-hash comparison across ranks every this many steps.
     public var hashEvery: Int
+    /// The learning-rate schedule (nil: constant, the optimizer's lr).
+    public var schedule: LRScheduleConfig?
 
     public init(
         model: ModelConfig, optimizer: OptimizerConfig, dataFiles: [String], valFiles: [String] = [],
@@ -58,6 +60,12 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         if let m = maxSteps, m < 1 { throw ConfigError("max steps must be at least 1, found \(m)") }
         if workerThreads < 1 { throw ConfigError("worker threads must be at least 1, found \(workerThreads)") }
         if hashEvery < 1 { throw ConfigError("hash interval must be at least 1, found \(hashEvery)") }
+        if let schedule {
+            try schedule.validate()
+            if schedule.kind == .plateau && valFiles.isEmpty {
+                throw ConfigError("--lr-schedule plateau steps on the validation loss: it needs validation data (--val)")
+            }
+        }
     }
 
     /// The config as compact, key-sorted JSON (stable across runs, for the checkpoint).

@@ -529,7 +529,7 @@ final class Replica {
     /// Adam on the mean gradient (the reduced sums times `scale`, formed inside the update:
     /// no separate pass); the state before it goes into the oldest of the kept snapshots (out
     /// of place: nothing is copied, and nothing allocated once all exist).
-    private func applyUpdate(scale: Float) {
+    private func applyUpdate(scale: Float, lr: Double?) {
         if snapshots.count < keptStates {
             // A new slot right after the newest keeps the ring in age order.
             let slot = snapshots.isEmpty ? 0 : newestSnapshot + 1
@@ -539,7 +539,7 @@ final class Replica {
             newestSnapshot = (newestSnapshot + 1) % snapshots.count
         }
         reduceBuffer.withGradients { sums in
-            optimizer.step(parameters: &parameters, gradientSum: UnsafeBufferPointer(sums), scale: scale,
+            optimizer.step(parameters: &parameters, gradientSum: UnsafeBufferPointer(sums), scale: scale, lr: lr,
                            keepingPreviousIn: &snapshots[newestSnapshot].state)
         }
         snapshots[newestSnapshot].appliedSteps = appliedSteps
@@ -572,7 +572,7 @@ final class Replica {
         let reduced = monotonicNanoseconds()
         let globalScored = reduceBuffer[scalar: 0]
         guard globalScored > 0 else { throw WorkerError("global step \(step.globalStep) scored no element") }
-        applyUpdate(scale: 1 / globalScored)
+        applyUpdate(scale: 1 / globalScored, lr: step.lr)
         appliedSteps = step.globalStep + 1
         let end = monotonicNanoseconds()
         return MetricsMessage(globalStep: step.globalStep, lossSum: stats.lossSum, scored: stats.scoredCount,

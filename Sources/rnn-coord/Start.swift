@@ -51,7 +51,7 @@ struct Start: ParsableCommand {
     @Flag(name: .customLong("drop-last"), help: "Drop the last incomplete batch of each epoch.")
     var dropLast = false
 
-    @Option(help: "Optimizer: adam or adamw.")
+    @Option(help: "Optimizer: adam, adamw or sgd.")
     var optimizer: OptimizerKind = .adam
     @Option(help: "Learning rate.")
     var lr: Float = 1e-3
@@ -65,6 +65,8 @@ struct Start: ParsableCommand {
     var weightDecay: Float?
     @Option(name: .customLong("clip-norm"), help: "Clip the global gradient norm to this value.")
     var clipNorm: Float?
+    /// --lr-schedule and its settings, --warmup-steps, --momentum, --nesterov (TrainingOptions.swift).
+    @OptionGroup var schedule: ScheduleOptions
 
     @Option(help: "Workers that must join before training starts (default: --local-workers).")
     var workers: Int?
@@ -150,13 +152,16 @@ struct Start: ParsableCommand {
 
     func run() throws {
         let optimizerConfig = OptimizerConfig(kind: optimizer, lr: lr, beta1: beta1, beta2: beta2, eps: eps,
-                                              weightDecay: weightDecay, clipNorm: clipNorm)
+                                              weightDecay: weightDecay, clipNorm: clipNorm,
+                                              momentum: schedule.momentum, nesterov: schedule.nesterov)
         let output = makeOutput()
         do {
-            let config = try TrainingConfig.forDataset(
+            var config = try TrainingConfig.forDataset(
                 files: data, valFiles: val, xName: xName, yName: yName, cell: cell, hiddenSize: hidden, layers: layers,
                 optimizer: optimizerConfig, batchSize: batchSize, epochs: epochs, seed: seed, shuffle: shuffle,
                 dropLast: dropLast, maxSteps: maxSteps, workerThreads: threads)
+            config.schedule = schedule.schedule
+            try config.validate()
             var options = CoordinatorOptions(
                 config: config, bind: bind, workers: workers ?? localWorkers, checkpointDir: checkpointDir,
                 checkpointEvery: checkpointEvery, keep: keep, resume: resume, joinTimeout: joinTimeout,

@@ -1,0 +1,55 @@
+// `rnn-coord start`'s learning-rate schedule and SGD flags (one option group, so Start.swift
+// only pulls it in): torch.optim.lr_scheduler's StepLR, CosineAnnealingLR, ReduceLROnPlateau,
+// LinearLR warmup, and torch.optim.SGD's momentum and Nesterov.
+import ArgumentParser
+import RNNCore
+import RNNReport
+
+extension LRScheduleKind: ExpressibleByArgument {}
+
+struct ScheduleOptions: ParsableArguments {
+    @Option(name: .customLong("lr-schedule"), help: "Learning-rate schedule: constant, step (StepLR, per epoch), cosine (CosineAnnealingLR over the run's steps), plateau (ReduceLROnPlateau on the validation loss, per epoch).")
+    var lrSchedule: LRScheduleKind = .constant
+    @Option(name: .customLong("lr-step-size"), help: "step: multiply the lr by --lr-gamma every N epochs.")
+    var lrStepSize = 10
+    @Option(name: .customLong("lr-gamma"), help: "step: the factor every --lr-step-size epochs; plateau: the factor on a plateau.")
+    var lrGamma: Double = 0.1
+    @Option(name: .customLong("lr-min"), help: "cosine: the final lr (eta_min); plateau: the lowest lr (min_lr).")
+    var lrMin: Double = 0
+    @Option(name: .customLong("lr-patience"), help: "plateau: epochs without improvement of the validation loss before the lr drops.")
+    var lrPatience = 10
+    @Option(name: .customLong("warmup-steps"), help: "Raise the lr linearly from 0 over the first N optimizer steps (LinearLR), then follow the schedule.")
+    var warmupSteps = 0
+    @Option(help: "SGD momentum (--optimizer sgd; 0: none).")
+    var momentum: Float = 0
+    @Flag(help: "SGD with Nesterov momentum (needs --momentum).")
+    var nesterov = false
+
+    func validate() throws {
+        if lrStepSize < 1 { throw ValidationError("Please specify '--lr-step-size' of at least 1 epoch, found \(lrStepSize).") }
+        if !(lrGamma > 0) || !lrGamma.isFinite { throw ValidationError("Please specify a positive '--lr-gamma', found \(lrGamma).") }
+        if lrSchedule == .plateau && !(lrGamma < 1) {
+            throw ValidationError("Please specify '--lr-gamma' below 1 with '--lr-schedule plateau' (it lowers the lr), found \(lrGamma).")
+        }
+        if !(lrMin >= 0) || !lrMin.isFinite { throw ValidationError("Please specify '--lr-min' of 0 or more, found \(lrMin).") }
+        if lrPatience < 0 { throw ValidationError("Please specify '--lr-patience' of 0 or more epochs, found \(lrPatience).") }
+        if warmupSteps < 0 { throw ValidationError("Please specify '--warmup-steps' of 0 or more, found \(warmupSteps).") }
+        if !(momentum >= 0 && momentum < 1) { throw ValidationError("Please specify '--momentum' in [0, 1), found \(momentum).") }
+        if nesterov && momentum == 0 { throw ValidationError("Please specify a '--momentum' above 0 with '--nesterov'.") }
+    }
+
+    /// The schedule's config (nil: constant lr without warmup).
+    var schedule: LRScheduleConfig? {
+        let c = LRScheduleConfig(kind: lrSchedule, stepSize: lrStepSize, gamma: lrGamma, minLR: lrMin, patience: lrPatience,
+                                 warmupSteps: warmupSteps)
+        return c.isConstant ? nil : c
+    }
+
+    /// These flags' effective values, in config-file keys.
+    var effectiveConfig: [(String, ConfigValue?)] {
+        func s<T>(_ v: T) -> ConfigValue? { .scalar("\(v)") }
+        return [("lr-schedule", s(lrSchedule.rawValue)), ("lr-step-size", s(lrStepSize)), ("lr-gamma", s(lrGamma)),
+                ("lr-min", s(lrMin)), ("lr-patience", s(lrPatience)), ("warmup-steps", s(warmupSteps)),
+                ("momentum", s(momentum)), ("nesterov", .flag(nesterov))]
+    }
+}

@@ -1,0 +1,55 @@
+// The training-workflow flags of issue 16 through the real binaries: every bad value gets one
+// clear line and a non-zero exit; a scheduled SGD run writes `lr` into metrics.jsonl.
+import Foundation
+import XCTest
+
+final class TrainingWorkflowCLITests: XCTestCase {
+    private var dir = ""
+
+    override func setUpWithError() throws {
+        dir = NSTemporaryDirectory() + "rnnflow-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    }
+
+    override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
+
+    func testBadScheduleAndSGDFlagsGetOneLine() throws {
+        XCTAssertEqual(try runBinary("rnn-data", ["make", "hello", "--output", "hello.h5"], in: dir).status, 0)
+        let start = ["start", "--data", "hello.h5", "--local-workers", "1", "--bind", "tcp://127.0.0.1:*", "--epochs", "1"]
+        let cases: [([String], String)] = [
+            (["--lr-schedule", "linear"], "--lr-schedule"),
+            (["--lr-step-size", "0"], "'--lr-step-size' of at least 1"),
+            (["--lr-gamma=-1"], "'--lr-gamma'"),
+            (["--lr-schedule", "plateau", "--lr-gamma", "2", "--val", "hello.h5"], "'--lr-gamma' below 1"),
+            (["--lr-min=-0.1"], "'--lr-min' of 0 or more"),
+            (["--lr-patience=-1"], "'--lr-patience' of 0 or more"),
+            (["--warmup-steps=-3"], "'--warmup-steps' of 0 or more"),
+            (["--momentum", "1.5", "--optimizer", "sgd"], "'--momentum' in [0, 1)"),
+            (["--nesterov", "--optimizer", "sgd"], "'--momentum' above 0 with '--nesterov'"),
+            (["--optimizer", "sgdd"], "--optimizer"),
+            (["--momentum", "0.9"], "--momentum and --nesterov belong to --optimizer sgd"),
+            (["--lr-schedule", "plateau"], "needs validation data (--val)"),
+        ]
+        for (extra, expected) in cases {
+            assertOneErrorLine(try runBinary("rnn-coord", start + extra, in: dir), contains: expected, "\(extra)")
+        }
+    }
+
+    func testScheduledSGDRunWritesTheLearningRateOfEveryStep() throws {
+        XCTAssertEqual(try runBinary("rnn-data", ["make", "hello", "--output", "hello.h5", "--copies", "2"], in: dir).status, 0)
+        let r = try runBinary("rnn-coord", ["start", "--data", "hello.h5", "--cell", "rnn_tanh", "--hidden", "8", "--batch-size", "2",
+                                            "--epochs", "4", "--optimizer", "sgd", "--lr", "0.5", "--momentum", "0.9",
+                                            "--lr-schedule", "step", "--lr-step-size", "2", "--lr-gamma", "0.5",
+                                            "--local-workers", "2", "--bind", "tcp://127.0.0.1:*", "--checkpoint-dir", "run", "--quiet"],
+                              in: dir)
+        XCTAssertEqual(r.status, 0, r.err)
+        let text = try String(contentsOfFile: dir + "/run/metrics.jsonl", encoding: .utf8)
+        let steps = text.split(separator: "\n").filter { $0.contains("\"kind\":\"step\"") }
+        XCTAssertEqual(steps.count, 4)  // 2 samples, batch 2: one step per epoch
+        let lrs = steps.compactMap { line in line.range(of: "\"lr\":").flatMap { Double(line[$0.upperBound...].prefix { $0 != "," && $0 != "}" }) } }
+        XCTAssertEqual(lrs, [0.5, 0.5, 0.25, 0.25])
+        let config = try String(contentsOfFile: dir + "/run/config.yaml", encoding: .utf8)
+        XCTAssertTrue(config.contains("lr-schedule: step"), config)
+        XCTAssertTrue(config.contains("momentum: 0.9"), config)
+    }
+}
