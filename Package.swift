@@ -66,7 +66,8 @@ let package = Package(
         .testTarget(name: "RNNCheckpointTests", dependencies: ["RNNCheckpoint", "RNNHDF5", "RNNCore"], swiftSettings: simdFlags),
         .testTarget(name: "RNNTransportTests", dependencies: ["RNNTransport"], swiftSettings: simdFlags),
         .testTarget(name: "RNNDistributedTests", dependencies: ["RNNDistributed", "RNNCore", "RNNData", "RNNTransport"], swiftSettings: simdFlags),
-        .testTarget(name: "RNNReportTests", dependencies: ["RNNReport", "RNNDistributed", "RNNCore", "RNNCheckpoint", "RNNHDF5", yams], swiftSettings: simdFlags),
+        .testTarget(name: "RNNReportTests", dependencies: ["RNNReport", "RNNDistributed", "RNNCore", "RNNCheckpoint", "RNNHDF5", yams],
+                    resources: [.copy("Fixtures")], swiftSettings: simdFlags),
         .testTarget(name: "MultiProcessTests", dependencies: ["RNNCheckpoint", "RNNData", "RNNCore"], swiftSettings: simdFlags),
     ]
 )

@@ -237,23 +237,8 @@ extension LoadedModel {
     /// next character at every position (the tutorial's "hello" -> "elloh").
     public func predictText(_ text: String, vocabulary: [Unicode.Scalar]) throws -> String {
         let m = config.model
-        guard m.head == .everyStep, m.loss == .crossEntropy else {
-            throw ReportError("--text needs a character model (per-step class targets); this checkpoint is a \(m.head.rawValue) \(m.loss.rawValue) model")
-        }
-        guard vocabulary.count == m.inputSize else {
-            throw ReportError("the vocabulary has \(vocabulary.count) characters, the model takes \(m.inputSize) inputs")
-        }
-        var index: [Unicode.Scalar: Int] = [:]
-        for (i, c) in vocabulary.enumerated() where index[c] == nil { index[c] = i }
-        var ids: [Int] = []
-        for c in text.unicodeScalars {
-            guard let i = index[c] else {
-                let shown = vocabulary.map { $0 == "\n" ? "\\n" : String($0) }.joined()
-                throw ReportError("--text: the character '\(c)' is not in the model's vocabulary (\(shown))")
-            }
-            ids.append(i)
-        }
-        guard !ids.isEmpty else { throw ReportError("--text: expected at least one character") }
+        try checkCharacterModel(vocabulary: vocabulary, flag: "--text")
+        let ids = try tokenIds(text, vocabulary: vocabulary, flag: "--text")
         let T = ids.count, I = m.inputSize
         var x = [Float](repeating: 0, count: T * I)
         for (t, id) in ids.enumerated() { x[t * I + id] = 1 }
