@@ -609,7 +609,7 @@ public final class Coordinator: @unchecked Sendable {
                     report(.step(StepProgress(epoch: epoch + 1, epochs: config.epochs, step: s + 1, stepsPerEpoch: order.steps,
                                               globalStep: globalStep, loss: stats.meanLoss,
                                               accuracy: history.accuracy == nil ? nil : stats.accuracy,
-                                              samplesPerSecond: rate, etaSeconds: eta, reduceSeconds: reduceSeconds)))
+                                              samplesPerSecond: rate, etaSeconds: eta, reduceSeconds: reduceSeconds, lr: stepLR)))
                     s += 1
                 }
                 lastCollected = collected
@@ -1052,9 +1052,11 @@ final class MetricsLog {
         try? handle?.close()
     }
 
-    /// One record: keys sorted; nil and non-finite values left out; values Int, Double,
+    /// One record, with an ISO-8601 UTC `time`: keys sorted; nil and non-finite values left out; values Int, Double,
     /// Float, Bool, String, [Int] or [Double] (a non-finite element as null).
     func append(_ record: [String: Any?]) {
+        var record = record
+        if record["time"] == nil { record["time"] = isoTimestamp() }  // MetricsTime.swift
         var line = "{"
         var first = true
         for key in record.keys.sorted() {

@@ -25,6 +25,8 @@ public struct StepProgress: Sendable, Equatable {
     public var etaSeconds: Double
     /// The slowest worker's all-reduce time in this step.
     public var reduceSeconds: Double
+    /// The learning rate this step used.
+    public var lr: Double? = nil
 }
 
 /// Summary of one epoch.

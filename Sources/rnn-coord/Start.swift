@@ -67,6 +67,8 @@ struct Start: ParsableCommand {
     var clipNorm: Float?
     /// --lr-schedule and its settings, --warmup-steps, --momentum, --nesterov (TrainingOptions.swift).
     @OptionGroup var schedule: ScheduleOptions
+    /// --tensorboard (TrainingOptions.swift).
+    @OptionGroup var report: ReportOptions
 
     @Option(help: "Workers that must join before training starts (default: --local-workers).")
     var workers: Int?
@@ -171,7 +173,8 @@ struct Start: ParsableCommand {
             options.balance = balance
             try applyFaultAndSecurityOptions(&options)
             output.announce(effectiveConfig(config), checkpointDir: checkpointDir, resuming: resume != nil)
-            let coordinator = try Coordinator(options: options, events: output.events)
+            let tensorboard = try report.tensorboardWriter()
+            let coordinator = try Coordinator(options: options, events: tensorboard?.tee(output.events) ?? output.events)
             var group: LocalWorkerGroup?
             if localWorkers > 0 {
                 guard curveKey == nil else {
@@ -186,9 +189,11 @@ struct Start: ParsableCommand {
                 summary = try coordinator.run()
             } catch {
                 group?.stop(waitSeconds: 2)
+                tensorboard?.flush()
                 throw error
             }
             group?.stop(waitSeconds: 10)
+            tensorboard?.flush()
             output.finish(summary, config: config, checkpointDir: checkpointDir, plot: !noPlot)
         } catch let error as ValidationError {
             throw error

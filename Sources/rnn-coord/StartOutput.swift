@@ -164,7 +164,7 @@ extension Start {
             ("checkpoint-dir", s(checkpointDir.map(absolute))), ("checkpoint-every", s(checkpointEvery)), ("keep", s(keep)),
             ("resume", s(resume)), ("log-every", s(logEvery)), ("join-timeout", s(joinTimeout)), ("step-timeout", s(stepTimeout)),
             ("spin", s(spin)), ("steps-per-message", s(stepsPerMessage)), ("balance", .flag(balance)),
-        ] + schedule.effectiveConfig
+        ] + schedule.effectiveConfig + report.effectiveConfig
     }
 }
 

@@ -53,3 +53,20 @@ struct ScheduleOptions: ParsableArguments {
                 ("momentum", s(momentum)), ("nesterov", .flag(nesterov))]
     }
 }
+
+/// `rnn-coord start`'s extra outputs: --tensorboard.
+struct ReportOptions: ParsableArguments {
+    @Option(help: "Also write TensorBoard event files (loss, accuracy, lr, samples/s, reduce_s per step; validation per epoch) to this folder.")
+    var tensorboard: String?
+
+    func validate() throws {
+        if let tensorboard, tensorboard.isEmpty { throw ValidationError("Please specify a folder for '--tensorboard'.") }
+    }
+
+    /// The event-file writer, nil without --tensorboard.
+    func tensorboardWriter() throws -> TensorBoardWriter? {
+        try tensorboard.map { try TensorBoardWriter(directory: $0) }
+    }
+
+    var effectiveConfig: [(String, ConfigValue?)] { [("tensorboard", tensorboard.map { .scalar($0) })] }
+}
