@@ -631,6 +631,7 @@ public final class Coordinator: @unchecked Sendable {
                 record["val_loss"] = v.loss
                 record["val_accuracy"] = v.accuracy
             }
+            addLanguageModelMetrics(to: &record, model: config.model)  // TaskMetrics.swift
             if scheduler != nil {
                 scheduler?.epochEnded(validationLoss: validation == nil ? nil : lastValidation?.loss)
                 record["lr"] = scheduler?.lr
@@ -639,7 +640,8 @@ public final class Coordinator: @unchecked Sendable {
             report(.epoch(EpochProgress(epoch: epoch + 1, epochs: config.epochs, globalStep: globalStep, loss: epochStats.meanLoss,
                                         accuracy: lastEpoch.accuracy, validationLoss: lastValidation?.loss,
                                         validationAccuracy: lastValidation?.accuracy, seconds: seconds,
-                                        samplesPerSecond: Double(epochSamples) / max(seconds, 1e-9))))
+                                        samplesPerSecond: Double(epochSamples) / max(seconds, 1e-9),
+                                        languageModel: isLanguageModel(config.model))))
             metricsFile?.append(record)
             epochsCompleted = epoch + 1
             if scheduler != nil && options.checkpointEvery > 0 && globalStep % options.checkpointEvery == 0 {

@@ -41,6 +41,9 @@ public struct EpochProgress: Sendable, Equatable {
     public var validationAccuracy: Double?
     public var seconds: Double
     public var samplesPerSecond: Double
+    /// A character/token model (per-step class targets): the line adds perplexity and bits
+    /// per character (TaskMetrics.swift) of the losses.
+    public var languageModel = false
 }
 
 public enum TrainingEvent: Sendable, Equatable {

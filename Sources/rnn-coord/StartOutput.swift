@@ -105,10 +105,10 @@ struct RunOutput {
             return
         }
         if quiet { return }
-        var line = "Done: \(summary.epochsCompleted) epoch(s), \(summary.globalSteps) steps, loss \(String(format: "%.4f", summary.train.loss))"
+        var line = "Done: \(summary.epochsCompleted) epoch(s), \(summary.globalSteps) steps, loss \(lossText(summary.train.loss))"
         if let a = summary.train.accuracy { line += ", accuracy \(String(format: "%.2f", a * 100))%" }
         if let v = summary.validation {
-            line += ", val loss \(String(format: "%.4f", v.loss))"
+            line += ", val loss \(lossText(v.loss))"
             if let a = v.accuracy { line += ", val accuracy \(String(format: "%.2f", a * 100))%" }
         }
         line += ", \(Int(summary.samplesPerSecond)) samples/s"
@@ -116,7 +116,7 @@ struct RunOutput {
         if summary.rejectedFrames > 0 { line += ", \(summary.rejectedFrames) frames rejected" }
         console.line(line)
         if let v = summary.validation {
-            var test = "Test loss (--val): \(String(format: "%.4f", v.loss))"
+            var test = "Test loss (--val): \(lossText(v.loss))"
             if let a = v.accuracy { test += ", Test Accuracy: \(String(format: "%.2f", a * 100))%" }
             console.line(test)
         }

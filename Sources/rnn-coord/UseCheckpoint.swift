@@ -46,7 +46,7 @@ struct Eval: ParsableCommand {
             } else {
                 printLine("Checkpoint: \(model.path) (\(model.summary))")
                 printLine("Data: \(data.joined(separator: ", "))")
-                printLine(report.text())
+                printLine(report.text(labels: dataset.vocabulary.map { $0.map { String($0) } }))
             }
         } catch {
             throw fail("eval", error)
@@ -76,12 +76,15 @@ struct Predict: ParsableCommand {
     var limit = 0
     @Option(help: "Also write the inputs (/X) and the raw outputs (/outputs) of --data to this HDF5 file (for checking against PyTorch).")
     var outputs: String?
+    @Flag(help: "With --data and a classifier: also print each class's probability (softmax; per-step models: of the last step).")
+    var probabilities = false
 
     func validate() throws {
         if text == nil && data.isEmpty { throw ValidationError("Please specify '--text' (character model) or '--data' (sequences to classify).") }
         if text != nil && !data.isEmpty { throw ValidationError("Please specify only one of '--text' and '--data'.") }
         if limit < 0 { throw ValidationError("Please specify '--limit' of 0 or more.") }
         if outputs != nil && data.isEmpty { throw ValidationError("'--outputs' needs '--data' (the sequences whose outputs to write).") }
+        if probabilities && data.isEmpty { throw ValidationError("'--probabilities' needs '--data' (the sequences to classify).") }
     }
 
     func run() throws {
@@ -101,11 +104,18 @@ struct Predict: ParsableCommand {
                 try model.writeOutputs(on: dataset, to: outputs)
                 printLine("Outputs of \(dataset.count) sequences written to \(outputs)")
             }
+            if model.config.model.loss == .mse {
+                try printValues(model, dataset)
+                return
+            }
             let predictions = try model.predictClasses(on: dataset)
+            let probs = probabilities ? try model.probabilities(on: dataset) : nil
             let truth = dataset.allClassIds()
             let n = limit > 0 ? min(limit, predictions.count) : predictions.count
             let perStep = model.config.model.head == .everyStep
-            printLine(truth == nil ? "sample,predicted" : "sample,predicted,true")
+            var header = truth == nil ? "sample,predicted" : "sample,predicted,true"
+            if probs != nil { header += (0..<model.config.model.outputSize).map { ",p_\($0)" }.joined() }
+            printLine(header)
             for i in 0..<n {
                 let p = predictions[i]
                 var shown: String
@@ -122,10 +132,31 @@ struct Predict: ParsableCommand {
                     shown = String(p[0])
                     trueShown = truth.map { String($0[i]) }
                 }
-                printLine(trueShown.map { "\(i),\(shown),\($0)" } ?? "\(i),\(shown)")
+                let probText = probs.map { $0[i].map { "," + String(format: "%.6f", $0) }.joined() } ?? ""
+                printLine((trueShown.map { "\(i),\(shown),\($0)" } ?? "\(i),\(shown)") + probText)
             }
         } catch {
             throw fail("predict", error)
+        }
+    }
+}
+
+extension Predict {
+    /// A regression model: `sample,predicted,true` with the values (several: space-separated, quoted).
+    func printValues(_ model: LoadedModel, _ dataset: TensorDataset) throws {
+        if probabilities { throw ReportError("--probabilities needs a classifier; this checkpoint is a regression (MSE) model") }
+        let predicted = try model.outputs(on: dataset)
+        let n = limit > 0 ? min(limit, predicted.count) : predicted.count
+        var truth: [Float]?
+        if case .values(let v) = try dataset.read(rows: Array(0..<n)).targets { truth = v }
+        func show(_ v: ArraySlice<Float>) -> String {
+            v.count == 1 ? valueText(v.first!) : "\"" + v.map(valueText).joined(separator: " ") + "\""
+        }
+        printLine(truth == nil ? "sample,predicted" : "sample,predicted,true")
+        for i in 0..<n {
+            let p = show(predicted[i][...])
+            let per = predicted[i].count
+            printLine(truth.map { "\(i),\(p),\(show($0[(i * per)..<((i + 1) * per)]))" } ?? "\(i),\(p)")
         }
     }
 }

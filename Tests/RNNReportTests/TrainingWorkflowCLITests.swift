@@ -48,6 +48,12 @@ final class TrainingWorkflowCLITests: XCTestCase {
         XCTAssertEqual(steps.count, 4)  // 2 samples, batch 2: one step per epoch
         let lrs = steps.compactMap { line in line.range(of: "\"lr\":").flatMap { Double(line[$0.upperBound...].prefix { $0 != "," && $0 != "}" }) } }
         XCTAssertEqual(lrs, [0.5, 0.5, 0.25, 0.25])
+        // A character model: each epoch record has perplexity = exp(loss) and bits per character.
+        for line in text.split(separator: "\n") where line.contains("\"kind\":\"epoch\"") {
+            let r = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
+            XCTAssertEqual(r["perplexity"] as! Double, exp(r["loss"] as! Double), accuracy: 1e-9 * exp(r["loss"] as! Double))
+            XCTAssertEqual(r["bpc"] as! Double, (r["loss"] as! Double) / log(2), accuracy: 1e-9)
+        }
         let config = try String(contentsOfFile: dir + "/run/config.yaml", encoding: .utf8)
         XCTAssertTrue(config.contains("lr-schedule: step"), config)
         XCTAssertTrue(config.contains("momentum: 0.9"), config)
