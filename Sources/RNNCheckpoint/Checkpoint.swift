@@ -4,6 +4,7 @@
 //                           global_step, epoch, step_in_epoch, seed, world_size,
 //                           config (JSON string), rng_state (uint64 array)
 //                           [, lr_scheduler (JSON of RNNCore.LRScheduler: the schedule's state)]
+//                           [, best_tracker (JSON: --keep-best / --early-stopping's best epoch)]
 //     /model/<torch key>             float32, PyTorch shape (e.g. /model/rnn.weight_ih_l0 (G*H, I))
 //     /optimizer                     attrs kind (adam|adamw|sgd), lr, beta1, beta2, eps, weight_decay,
 //                                    step [, clip_norm] [, momentum, nesterov (sgd)]
@@ -40,10 +41,13 @@ public struct CheckpointMetadata: Sendable, Equatable {
     public var rngState: [UInt64]
     /// The learning-rate scheduler's state as JSON (`RNNCore.LRScheduler`); "" when the run has none.
     public var schedulerJSON: String = ""
+    /// --keep-best / --early-stopping state as JSON (`RNNDistributed.BestTracker`); "" without.
+    public var bestTrackerJSON: String = ""
 
     public init(globalStep: Int, epoch: Int, stepInEpoch: Int, seed: UInt64, worldSize: Int, configJSON: String, rngState: [UInt64] = [],
-                schedulerJSON: String = "") {
+                schedulerJSON: String = "", bestTrackerJSON: String = "") {
         self.schedulerJSON = schedulerJSON
+        self.bestTrackerJSON = bestTrackerJSON
         self.globalStep = globalStep
         self.epoch = epoch
         self.stepInEpoch = stepInEpoch

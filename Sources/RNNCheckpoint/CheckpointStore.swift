@@ -66,10 +66,26 @@ public struct CheckpointStore: Sendable {
     /// deletes all but the newest `keep` checkpoints. Returns the final path.
     @discardableResult
     public func write(_ checkpoint: Checkpoint, table: ParameterTable) throws(CheckpointError) -> String {
-        let final = path(forStep: checkpoint.metadata.globalStep)
+        let final = try writeAtomically(checkpoint, table: table, name: "\(checkpoint.metadata.globalStep)")
+        prune()
+        return final
+    }
+
+    /// `<directory>/best.h5`, the best checkpoint of `--keep-best` (never pruned).
+    public var bestPath: String { (directory as NSString).appendingPathComponent("best.h5") }
+
+    /// Writes `checkpoint` as `best.h5`, atomically like `write`; `--keep` never removes it.
+    @discardableResult
+    public func writeBest(_ checkpoint: Checkpoint, table: ParameterTable) throws(CheckpointError) -> String {
+        try writeAtomically(checkpoint, table: table, name: "best")
+    }
+
+    /// Temporary file, fsync, rename over `ckpt-<name>.h5` (or `best.h5`), fsync the folder.
+    private func writeAtomically(_ checkpoint: Checkpoint, table: ParameterTable, name: String) throws(CheckpointError) -> String {
+        let final = name == "best" ? bestPath : path(forStep: checkpoint.metadata.globalStep)
         try CheckpointStore.validate(checkpoint, table: table, path: final)
         let temporary = (directory as NSString).appendingPathComponent(
-            ".ckpt-\(checkpoint.metadata.globalStep).h5.tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+            ".ckpt-\(name).h5.tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
         do throws(CheckpointError) {
             try CheckpointStore.writeFile(checkpoint, table: table, to: temporary, checksums: checksums)
             try CheckpointStore.fsync(path: temporary, directory: false)
@@ -82,7 +98,6 @@ public struct CheckpointStore: Sendable {
             unlink(temporary)
             throw error
         }
-        prune()
         return final
     }
 
@@ -133,6 +148,7 @@ public struct CheckpointStore: Sendable {
             try root.setAttribute("config", m.configJSON)
             try root.setAttribute("rng_state", array: m.rngState)
             if !m.schedulerJSON.isEmpty { try root.setAttribute("lr_scheduler", m.schedulerJSON) }
+            if !m.bestTrackerJSON.isEmpty { try root.setAttribute("best_tracker", m.bestTrackerJSON) }
 
             let options = HDF5DatasetOptions(chunks: nil, fletcher32: checksums)
             func writeTensors(_ group: HDF5Group, _ flat: [Float]) throws(HDF5Error) {
@@ -246,11 +262,12 @@ public struct CheckpointStore: Sendable {
         if try root.hasAttribute("rng_state"), case .integers(let words) = try root.attribute("rng_state") {
             rng = words.map { UInt64(bitPattern: $0) }
         }
-        let metadata = CheckpointMetadata(
+        var metadata = CheckpointMetadata(
             globalStep: try int(root, "global_step"), epoch: try int(root, "epoch"), stepInEpoch: try int(root, "step_in_epoch"),
             seed: UInt64(bitPattern: Int64(try int(root, "seed"))), worldSize: try int(root, "world_size"),
             configJSON: try root.hasAttribute("config") ? try root.stringAttribute("config") : "", rngState: rng,
             schedulerJSON: try root.hasAttribute("lr_scheduler") ? try root.stringAttribute("lr_scheduler") : "")
+        metadata.bestTrackerJSON = try root.hasAttribute("best_tracker") ? try root.stringAttribute("best_tracker") : ""
 
         func readTensors(_ groupPath: String) throws -> [Float] {
             guard try root.exists(groupPath) else {

@@ -153,6 +153,11 @@ public struct TrainingSummary: Sendable {
     /// Mean training loss and accuracy of the last epoch.
     public var train: EvalResult
     public var validation: EvalResult?
+    /// --keep-best / --early-stopping: the best epoch (1-based), its value, best.h5, and
+    /// whether early stopping ended the run.
+    public var best: BestTracker?
+    public var bestCheckpoint: String?
+    public var stoppedEarly = false
     public var parameters: [Float]
     /// Checkpoints written, oldest first (only the last `keep` still exist).
     public var checkpoints: [String]
@@ -336,12 +341,17 @@ public final class Coordinator: @unchecked Sendable {
         let dataset = try TensorDataset.open(paths: config.dataFiles, options: dataOptions)
         try checkDataset(dataset, fits: config.model, name: "training data")
         var validation: TensorDataset?
+        // --val-split (ValidationSplit.swift): epoch positions index `trainRows`, and the held-out
+        // rows of the training data are the validation set.
+        let split = try config.valSplit.map { try ValidationSplit(count: dataset.count, fraction: $0, seed: config.seed) }
+        let trainRows = split?.train
+        if split != nil { validation = dataset }
         if !config.valFiles.isEmpty {
             let val = try TensorDataset.open(paths: config.valFiles, options: TensorDatasetOptions(xName: config.xName, yName: config.yName))
             try checkDataset(val, fits: config.model, name: "validation data")
             validation = val
         }
-        let plan = try EpochPlan(sampleCount: dataset.count, batchSize: config.batchSize, shuffle: config.shuffle,
+        let plan = try EpochPlan(sampleCount: trainRows?.count ?? dataset.count, batchSize: config.batchSize, shuffle: config.shuffle,
                                  seed: config.seed, dropLast: config.dropLast)
         guard plan.stepsPerEpoch > 0 else {
             throw CoordinatorError("the training data has \(dataset.count) samples, fewer than one batch of \(config.batchSize) with --drop-last")
@@ -354,6 +364,7 @@ public final class Coordinator: @unchecked Sendable {
         var startEpoch = 0, startStep = 0, globalStep = 0
         var history = MetricsHistory(steps: [], loss: [], accuracy: config.model.loss == .crossEntropy ? [] : nil)
         var savedScheduler: String?
+        var best = config.keepBest.map { BestTracker(metric: $0) } ?? config.earlyStopping.map { _ in BestTracker(metric: .valLoss) }
         if let dir = options.resume {
             let found = CheckpointStore.newest(in: dir, table: table)
             for w in found.warnings { report(.message(.warning, w)) }
@@ -371,6 +382,10 @@ public final class Coordinator: @unchecked Sendable {
             globalStep = ckpt.metadata.globalStep
             history = ckpt.metrics
             savedScheduler = ckpt.metadata.schedulerJSON
+            if let saved = try? JSONDecoder().decode(BestTracker.self, from: Data(ckpt.metadata.bestTrackerJSON.utf8)),
+               saved.metric == best?.metric {
+                best = saved
+            }
             report(.message(.info, "Resuming from \(path): global step \(globalStep), epoch \(startEpoch + 1), step \(startStep)"))
         }
         /// The global step `state` belongs to.
@@ -392,6 +407,23 @@ public final class Coordinator: @unchecked Sendable {
         report(.message(.info, "Coordinator listening on \(endpoint) (run \(String(runID, radix: 16)); \(security)); waiting for \(options.workers) worker(s)"))
 
         var checkpoints: [String] = []
+        var bestCheckpointPath: String?
+        var stoppedEarly = false
+
+        /// Writes the current state (of the epoch just validated) as best.h5.
+        func writeBest(_ store: CheckpointStore) throws -> String {
+            try refreshState()
+            let (epoch, stepInEpoch) = position(after: stateStep, plan: plan)
+            let ckpt = Checkpoint(
+                metadata: CheckpointMetadata(globalStep: stateStep, epoch: epoch, stepInEpoch: stepInEpoch, seed: config.seed,
+                                             worldSize: max(1, members.count), configJSON: config.jsonString()),
+                parameters: state.parameters,
+                optimizer: OptimizerState(config: config.optimizer, step: state.stepCount, expAvg: state.expAvg, expAvgSq: state.expAvgSq),
+                metrics: history.truncated(toSteps: stateStep))
+            let path = try store.writeBest(ckpt, table: table)
+            report(.message(.info, "Best checkpoint \(path) (epoch \(best?.bestEpoch ?? 0), \(best?.metric.rawValue ?? "") \(best?.bestValue ?? .nan))"))
+            return path
+        }
 
         /// Writes the state of `stateStep` completed steps.
         func writeCheckpoint() throws {
@@ -400,7 +432,8 @@ public final class Coordinator: @unchecked Sendable {
             let ckpt = Checkpoint(
                 metadata: CheckpointMetadata(globalStep: stateStep, epoch: epoch, stepInEpoch: stepInEpoch, seed: config.seed,
                                              worldSize: max(1, members.count), configJSON: config.jsonString(),
-                                             schedulerJSON: (stateStep == globalStep ? scheduler : schedulerAtState)?.jsonString() ?? ""),
+                                             schedulerJSON: (stateStep == globalStep ? scheduler : schedulerAtState)?.jsonString() ?? "",
+                                             bestTrackerJSON: best?.jsonString() ?? ""),
                 parameters: state.parameters,
                 optimizer: OptimizerState(config: config.optimizer, step: state.stepCount,
                                           expAvg: state.expAvg, expAvgSq: state.expAvgSq),
@@ -490,7 +523,7 @@ public final class Coordinator: @unchecked Sendable {
             for m in members {
                 let steps = (0..<count).map { i in
                     StepMessage(epoch: order.epoch, stepInEpoch: s + i, globalStep: g + i,
-                                rows: order.shard(step: s + i, part: parts[i][m.rank]), wantHash: wantsHash(g + i),
+                                rows: trainingRows(order.shard(step: s + i, part: parts[i][m.rank]), trainRows), wantHash: wantsHash(g + i),
                                 lr: scheduler?.lr(ahead: g + i - globalStep))
                 }
                 try send(StepGroupMessage(steps), to: m, step: g)
@@ -613,9 +646,11 @@ public final class Coordinator: @unchecked Sendable {
                     s += 1
                 }
                 lastCollected = collected
-                // With a schedule, a checkpoint at an epoch's end waits for the epoch's end (the
-                // scheduler's epoch step, below), so that it holds the scheduler of the next epoch.
-                if options.checkpointEvery > 0 && globalStep % options.checkpointEvery == 0 && (scheduler == nil || s < order.steps) {
+                // With a schedule or a best tracker, a checkpoint at an epoch's end waits for the
+                // epoch's end (below: the scheduler's epoch step, the validation seen by the
+                // tracker), so that a resume from it continues exactly.
+                let deferAtEpochEnd = scheduler != nil || best != nil
+                if options.checkpointEvery > 0 && globalStep % options.checkpointEvery == 0 && (!deferAtEpochEnd || s < order.steps) {
                     try refreshState()
                     try writeCheckpoint()
                 }
@@ -626,12 +661,23 @@ public final class Coordinator: @unchecked Sendable {
                                           "loss": epochStats.meanLoss, "accuracy": lastEpoch.accuracy, "seconds": seconds]
             if let validation {
                 try refreshState()
-                let v = try evaluate(evaluator, parameters: state.parameters, on: validation)
+                let v = try evaluate(evaluator, parameters: state.parameters, on: validation, rows: split?.validation)
                 lastValidation = v
                 record["val_loss"] = v.loss
                 record["val_accuracy"] = v.accuracy
             }
             addLanguageModelMetrics(to: &record, model: config.model)  // TaskMetrics.swift
+            // --keep-best / --early-stopping (BestTracker.swift): best.h5 holds the best epoch's state.
+            var stopEarly = false
+            if validation != nil, let v = lastValidation, best != nil {
+                if best!.observe(epoch: epoch + 1, validation: v), config.keepBest != nil, let store {
+                    bestCheckpointPath = try writeBest(store)
+                }
+                record["best_epoch"] = best!.bestEpoch
+                if let patience = config.earlyStopping, best!.epochsWithoutImprovement >= patience {
+                    stopEarly = epoch + 1 < config.epochs
+                }
+            }
             if scheduler != nil {
                 scheduler?.epochEnded(validationLoss: validation == nil ? nil : lastValidation?.loss)
                 record["lr"] = scheduler?.lr
@@ -644,9 +690,14 @@ public final class Coordinator: @unchecked Sendable {
                                         languageModel: isLanguageModel(config.model))))
             metricsFile?.append(record)
             epochsCompleted = epoch + 1
-            if scheduler != nil && options.checkpointEvery > 0 && globalStep % options.checkpointEvery == 0 {
+            if (scheduler != nil || best != nil) && options.checkpointEvery > 0 && globalStep % options.checkpointEvery == 0 {
                 try refreshState()
                 try writeCheckpoint()
+            }
+            if stopEarly {
+                stoppedEarly = true
+                report(.message(.info, "Early stopping after epoch \(epoch + 1): \(config.earlyStopping!) epoch(s) without a better \(best!.metric.rawValue) than epoch \(best!.bestEpoch ?? 0)'s"))
+                break training
             }
         }
 
@@ -664,6 +715,9 @@ public final class Coordinator: @unchecked Sendable {
         summary.reforms = reforms
         summary.redoneSteps = redone
         summary.finalWorld = members.count
+        summary.best = best
+        summary.bestCheckpoint = bestCheckpointPath
+        summary.stoppedEarly = stoppedEarly
         if rejects.total > 0 || peerRejections.total > 0 {
             let byReason = rejects.snapshot.map { "\($0.key.rawValue) \($0.value)" }.sorted().joined(separator: ", ")
             report(.message(.info, "Rejected \(rejects.total) frame(s) (\(byReason)) and \(peerRejections.total) peer(s)"))
@@ -949,13 +1003,15 @@ public final class Coordinator: @unchecked Sendable {
         }
     }
 
-    private func evaluate(_ network: RNNNetwork, parameters: [Float], on data: TensorDataset) throws -> EvalResult {
+    /// The loss (and accuracy) of `parameters` on `data`, or on its `rows` only (--val-split).
+    private func evaluate(_ network: RNNNetwork, parameters: [Float], on data: TensorDataset, rows subset: [Int]? = nil) throws -> EvalResult {
         var total = LossStats()
         var batch = Batch()
         let chunk = 256
         var start = 0
-        while start < data.count {
-            let rows = Array(start..<min(start + chunk, data.count))
+        let count = subset?.count ?? data.count
+        while start < count {
+            let rows = subset.map { Array($0[start..<min(start + chunk, count)]) } ?? Array(start..<min(start + chunk, count))
             try data.read(rows: rows, into: &batch)
             let targets = batch.targets.networkTargets
             total = total + (try network.evaluate(parameters: parameters, input: batch.x, batch: batch.count,

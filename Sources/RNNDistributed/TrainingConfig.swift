@@ -28,6 +28,15 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public var hashEvery: Int
     /// The learning-rate schedule (nil: constant, the optimizer's lr).
     public var schedule: LRScheduleConfig?
+    /// Hold out this seeded fraction of the training rows as validation (no --val files).
+    public var valSplit: Double?
+    /// Keep best.h5 of the best epoch by this validation metric.
+    public var keepBest: BestMetric?
+    /// Stop after this many validated epochs without improvement (of --keep-best's metric, else val_loss).
+    public var earlyStopping: Int?
+
+    /// Validation data exists: --val files or --val-split.
+    public var hasValidation: Bool { !valFiles.isEmpty || valSplit != nil }
 
     public init(
         model: ModelConfig, optimizer: OptimizerConfig, dataFiles: [String], valFiles: [String] = [],
@@ -62,9 +71,23 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         if hashEvery < 1 { throw ConfigError("hash interval must be at least 1, found \(hashEvery)") }
         if let schedule {
             try schedule.validate()
-            if schedule.kind == .plateau && valFiles.isEmpty {
-                throw ConfigError("--lr-schedule plateau steps on the validation loss: it needs validation data (--val)")
+            if schedule.kind == .plateau && !hasValidation {
+                throw ConfigError("--lr-schedule plateau steps on the validation loss: it needs validation data (--val or --val-split)")
             }
+        }
+        if let f = valSplit {
+            if !(f > 0 && f < 1) { throw ConfigError("--val-split must be a fraction in (0, 1), found \(f)") }
+            if !valFiles.isEmpty { throw ConfigError("--val-split holds out training data when there is no --val; give one of them") }
+        }
+        if let k = keepBest {
+            if !hasValidation { throw ConfigError("--keep-best \(k.rawValue) needs validation data (--val or --val-split)") }
+            if k == .valAccuracy && model.loss != .crossEntropy {
+                throw ConfigError("--keep-best val_accuracy needs a classifier; this is a regression (MSE) model: use val_loss")
+            }
+        }
+        if let p = earlyStopping {
+            if p < 1 { throw ConfigError("--early-stopping must be at least 1 epoch, found \(p)") }
+            if !hasValidation { throw ConfigError("--early-stopping needs validation data (--val or --val-split)") }
         }
     }
 

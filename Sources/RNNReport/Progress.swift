@@ -238,7 +238,7 @@ public func liveLine(_ p: StepProgress, runETA: Double? = nil, barWidth: Int = 2
         + (runETA.map { p.epoch < p.epochs ? " (run \(duration($0)))" : "" } ?? "")
 }
 
-func fixed(_ v: Double, _ decimals: Int) -> String {
+public func fixed(_ v: Double, _ decimals: Int) -> String {
     v.isFinite ? String(format: "%.\(decimals)f", v) : "nan"
 }
 

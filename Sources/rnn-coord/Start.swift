@@ -69,6 +69,8 @@ struct Start: ParsableCommand {
     @OptionGroup var schedule: ScheduleOptions
     /// --tensorboard (TrainingOptions.swift).
     @OptionGroup var report: ReportOptions
+    /// --val-split, --keep-best, --early-stopping (TrainingOptions.swift).
+    @OptionGroup var selection: ValidationOptions
 
     @Option(help: "Workers that must join before training starts (default: --local-workers).")
     var workers: Int?
@@ -163,6 +165,7 @@ struct Start: ParsableCommand {
                 optimizer: optimizerConfig, batchSize: batchSize, epochs: epochs, seed: seed, shuffle: shuffle,
                 dropLast: dropLast, maxSteps: maxSteps, workerThreads: threads)
             config.schedule = schedule.schedule
+            selection.apply(to: &config)
             try config.validate()
             var options = CoordinatorOptions(
                 config: config, bind: bind, workers: workers ?? localWorkers, checkpointDir: checkpointDir,

@@ -100,7 +100,9 @@ struct RunOutput {
                                        "loss": summary.train.loss, "accuracy": summary.train.accuracy,
                                        "val_loss": summary.validation?.loss, "val_accuracy": summary.validation?.accuracy,
                                        "samples_per_s": summary.samplesPerSecond, "checkpoint": summary.checkpoints.last,
-                                       "plot": plotPath, "rejected_frames": summary.rejectedFrames]))
+                                       "plot": plotPath, "rejected_frames": summary.rejectedFrames,
+                                       "best_epoch": summary.best?.bestEpoch, "best_checkpoint": summary.bestCheckpoint,
+                                       "stopped_early": summary.stoppedEarly]))
             }
             return
         }
@@ -111,6 +113,11 @@ struct RunOutput {
             line += ", val loss \(lossText(v.loss))"
             if let a = v.accuracy { line += ", val accuracy \(String(format: "%.2f", a * 100))%" }
         }
+        if let best = summary.best, let epoch = best.bestEpoch, let value = best.bestValue {
+            let shown = best.metric == .valLoss ? lossText(value) : "\(fixed(value * 100, 2))%"
+            line += ", best epoch \(epoch) (\(best.metric.rawValue) \(shown))"
+        }
+        if summary.stoppedEarly { line += ", stopped early" }
         line += ", \(Int(summary.samplesPerSecond)) samples/s"
         if let last = summary.checkpoints.last { line += ", checkpoint \(last)" }
         if summary.rejectedFrames > 0 { line += ", \(summary.rejectedFrames) frames rejected" }
@@ -121,6 +128,7 @@ struct RunOutput {
             console.line(test)
         }
         if let last = summary.checkpoints.last { console.line("Checkpoint: \(last)") }
+        if let best = summary.bestCheckpoint { console.line("Best checkpoint: \(best)") }
         if let plotPath { console.line("Loss curve: \(plotPath)") }
         if let dir = checkpointDir { console.line("Metrics: \((dir as NSString).appendingPathComponent("metrics.jsonl"))") }
     }
@@ -164,7 +172,7 @@ extension Start {
             ("checkpoint-dir", s(checkpointDir.map(absolute))), ("checkpoint-every", s(checkpointEvery)), ("keep", s(keep)),
             ("resume", s(resume)), ("log-every", s(logEvery)), ("join-timeout", s(joinTimeout)), ("step-timeout", s(stepTimeout)),
             ("spin", s(spin)), ("steps-per-message", s(stepsPerMessage)), ("balance", .flag(balance)),
-        ] + schedule.effectiveConfig + report.effectiveConfig
+        ] + schedule.effectiveConfig + report.effectiveConfig + selection.effectiveConfig
     }
 }
 

@@ -3,6 +3,7 @@
 // LinearLR warmup, and torch.optim.SGD's momentum and Nesterov.
 import ArgumentParser
 import RNNCore
+import RNNDistributed
 import RNNReport
 
 extension LRScheduleKind: ExpressibleByArgument {}
@@ -69,4 +70,32 @@ struct ReportOptions: ParsableArguments {
     }
 
     var effectiveConfig: [(String, ConfigValue?)] { [("tensorboard", tensorboard.map { .scalar($0) })] }
+}
+
+extension BestMetric: ExpressibleByArgument {}
+
+/// `rnn-coord start`'s validation choices: --val-split, --keep-best, --early-stopping.
+struct ValidationOptions: ParsableArguments {
+    @Option(name: .customLong("val-split"), help: "Without --val: hold out this seeded fraction of the training data as validation (e.g. 0.1).")
+    var valSplit: Double?
+    @Option(name: .customLong("keep-best"), help: "Keep best.h5, the checkpoint of the best epoch by val_loss or val_accuracy (never removed by --keep).")
+    var keepBest: BestMetric?
+    @Option(name: .customLong("early-stopping"), help: "Stop after P epochs without a better validation result (--keep-best's metric, else val_loss).")
+    var earlyStopping: Int?
+
+    func validate() throws {
+        if let f = valSplit, !(f > 0 && f < 1) { throw ValidationError("Please specify '--val-split' as a fraction in (0, 1), found \(f).") }
+        if let p = earlyStopping, p < 1 { throw ValidationError("Please specify '--early-stopping' of at least 1 epoch, found \(p).") }
+    }
+
+    func apply(to config: inout TrainingConfig) {
+        config.valSplit = valSplit
+        config.keepBest = keepBest
+        config.earlyStopping = earlyStopping
+    }
+
+    var effectiveConfig: [(String, ConfigValue?)] {
+        [("val-split", valSplit.map { .scalar("\($0)") }), ("keep-best", keepBest.map { .scalar($0.rawValue) }),
+         ("early-stopping", earlyStopping.map { .scalar("\($0)") })]
+    }
 }

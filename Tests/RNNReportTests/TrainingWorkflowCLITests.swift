@@ -28,11 +28,29 @@ final class TrainingWorkflowCLITests: XCTestCase {
             (["--nesterov", "--optimizer", "sgd"], "'--momentum' above 0 with '--nesterov'"),
             (["--optimizer", "sgdd"], "--optimizer"),
             (["--momentum", "0.9"], "--momentum and --nesterov belong to --optimizer sgd"),
-            (["--lr-schedule", "plateau"], "needs validation data (--val)"),
+            (["--lr-schedule", "plateau"], "needs validation data (--val or --val-split)"),
+            (["--val-split", "1.5"], "'--val-split' as a fraction in (0, 1)"),
+            (["--keep-best", "val_acc"], "--keep-best"),
+            (["--early-stopping", "0"], "'--early-stopping' of at least 1"),
+            (["--early-stopping", "3"], "--early-stopping needs validation data"),
+            (["--keep-best", "val_loss"], "--keep-best val_loss needs validation data"),
+            (["--val-split", "0.2", "--val", "hello.h5"], "--val-split holds out training data when there is no --val"),
         ]
         for (extra, expected) in cases {
             assertOneErrorLine(try runBinary("rnn-coord", start + extra, in: dir), contains: expected, "\(extra)")
         }
+    }
+
+    func testKeepBestNamesTheBestEpochInTheSummary() throws {
+        XCTAssertEqual(try runBinary("rnn-data", ["make", "random", "--output", "r.h5", "-n", "60", "-c", "3"], in: dir).status, 0)
+        let r = try runBinary("rnn-coord", ["start", "--data", "r.h5", "--val-split", "0.25", "--keep-best", "val_accuracy", "--cell", "gru",
+                                            "--hidden", "6", "--batch-size", "9", "--epochs", "4", "--keep", "1",
+                                            "--local-workers", "2", "--bind", "tcp://127.0.0.1:*", "--checkpoint-dir", "run"], in: dir)
+        XCTAssertEqual(r.status, 0, r.err)
+        let done = r.out.split(separator: "\n").first { $0.hasPrefix("Done: ") } ?? ""
+        XCTAssertNotNil(done.range(of: #", best epoch [1-4] \(val_accuracy \d+\.\d\d%\)"#, options: .regularExpression), String(done))
+        XCTAssertTrue(r.out.contains("Best checkpoint: run/best.h5"), r.out)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/run/best.h5"))
     }
 
     func testScheduledSGDRunWritesTheLearningRateOfEveryStep() throws {
