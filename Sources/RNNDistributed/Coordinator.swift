@@ -351,10 +351,11 @@ public final class Coordinator: @unchecked Sendable {
             try checkDataset(val, fits: config.model, name: "validation data")
             validation = val
         }
-        let plan = try EpochPlan(sampleCount: trainRows?.count ?? dataset.count, batchSize: config.batchSize, shuffle: config.shuffle,
+        // One plan step is one optimizer step: B rows, or N * B with --accumulate N.
+        let plan = try EpochPlan(sampleCount: trainRows?.count ?? dataset.count, batchSize: config.rowsPerOptimizerStep, shuffle: config.shuffle,
                                  seed: config.seed, dropLast: config.dropLast)
         guard plan.stepsPerEpoch > 0 else {
-            throw CoordinatorError("the training data has \(dataset.count) samples, fewer than one batch of \(config.batchSize) with --drop-last")
+            throw CoordinatorError("the training data has \(dataset.count) samples, fewer than one batch of \(config.rowsPerOptimizerStep) with --drop-last")
         }
 
         // Initial state: fresh, or the newest valid checkpoint.
@@ -491,7 +492,7 @@ public final class Coordinator: @unchecked Sendable {
         pending = []
         try formRing(state: state, completed: globalStep, reason: "start")
         report(.message(.info, "Training \(config.model.cell.rawValue) H=\(config.model.hiddenSize) L=\(config.model.layers) on \(dataset.count) samples "
-            + "(T=\(dataset.steps), I=\(dataset.inputSize), \(dataset.targetKind)), \(members.count) worker(s), batch \(config.batchSize), "
+            + "(T=\(dataset.steps), I=\(dataset.inputSize), \(dataset.targetKind)), \(members.count) worker(s), batch \(config.batchSize)\(config.accumulate.map { $0 > 1 ? " x \($0) accumulated" : "" } ?? ""), "
             + "\(plan.stepsPerEpoch) steps/epoch"))
 
         var lastEpoch = EvalResult(loss: .nan, accuracy: nil)

@@ -35,6 +35,17 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     /// Stop after this many validated epochs without improvement (of --keep-best's metric, else val_loss).
     public var earlyStopping: Int?
 
+    /// --accumulate N: each optimizer step consumes N consecutive global batches (nil: 1).
+    public var accumulate: Int?
+
+    /// The rows of one optimizer step: the epoch plan's batch (B, or N * B with --accumulate N).
+    public var rowsPerOptimizerStep: Int { batchSize * (accumulate ?? 1) }
+
+    /// How many of its `rows` a worker computes at once: all of them, or B at a time with --accumulate.
+    public func accumulationChunk(rows: Int) -> Int {
+        (accumulate ?? 1) > 1 ? Swift.max(1, batchSize) : Swift.max(1, rows)
+    }
+
     /// Validation data exists: --val files or --val-split.
     public var hasValidation: Bool { !valFiles.isEmpty || valSplit != nil }
 
@@ -75,6 +86,7 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
                 throw ConfigError("--lr-schedule plateau steps on the validation loss: it needs validation data (--val or --val-split)")
             }
         }
+        if let n = accumulate, n < 1 { throw ConfigError("--accumulate must be at least 1 batch, found \(n)") }
         if let f = valSplit {
             if !(f > 0 && f < 1) { throw ConfigError("--val-split must be a fraction in (0, 1), found \(f)") }
             if !valFiles.isEmpty { throw ConfigError("--val-split holds out training data when there is no --val; give one of them") }

@@ -554,15 +554,23 @@ final class Replica {
             for r in step.rows where r < 0 || r >= dataset.count {
                 throw WorkerError("row \(r) is outside the dataset's \(dataset.count) rows")
             }
-            try dataset.read(rows: step.rows, into: &batch)
-            let targets = batch.targets.networkTargets
-            stats = try parameters.withUnsafeBufferPointer { p in
-                try batch.x.withUnsafeBufferPointer { x in
-                    try reduceBuffer.withGradients { g in
-                        try network.accumulateGradients(parameters: p, input: x, batch: batch.count, steps: dataset.steps,
-                                                        targets: targets, gradient: g)
+            // --accumulate N: the rows of N batches, computed B at a time into the same sums
+            // (memory of one batch), then one all-reduce.
+            let chunk = config.accumulationChunk(rows: step.rows.count)
+            var first = 0
+            while first < step.rows.count {
+                let rows = first == 0 && chunk >= step.rows.count ? step.rows : Array(step.rows[first..<min(first + chunk, step.rows.count)])
+                try dataset.read(rows: rows, into: &batch)
+                let targets = batch.targets.networkTargets
+                stats = stats + (try parameters.withUnsafeBufferPointer { p in
+                    try batch.x.withUnsafeBufferPointer { x in
+                        try reduceBuffer.withGradients { g in
+                            try network.accumulateGradients(parameters: p, input: x, batch: batch.count, steps: dataset.steps,
+                                                            targets: targets, gradient: g)
+                        }
                     }
-                }
+                })
+                first += chunk
             }
         }
         reduceBuffer[scalar: 0] = Float(stats.scoredCount)

@@ -65,7 +65,7 @@ struct Start: ParsableCommand {
     var weightDecay: Float?
     @Option(name: .customLong("clip-norm"), help: "Clip the global gradient norm to this value.")
     var clipNorm: Float?
-    /// --lr-schedule and its settings, --warmup-steps, --momentum, --nesterov (TrainingOptions.swift).
+    /// --lr-schedule and its settings, --warmup-steps, --momentum, --nesterov, --accumulate (TrainingOptions.swift).
     @OptionGroup var schedule: ScheduleOptions
     /// --tensorboard (TrainingOptions.swift).
     @OptionGroup var report: ReportOptions
@@ -164,7 +164,7 @@ struct Start: ParsableCommand {
                 files: data, valFiles: val, xName: xName, yName: yName, cell: cell, hiddenSize: hidden, layers: layers,
                 optimizer: optimizerConfig, batchSize: batchSize, epochs: epochs, seed: seed, shuffle: shuffle,
                 dropLast: dropLast, maxSteps: maxSteps, workerThreads: threads)
-            config.schedule = schedule.schedule
+            schedule.apply(to: &config)
             selection.apply(to: &config)
             try config.validate()
             var options = CoordinatorOptions(

@@ -25,6 +25,8 @@ struct ScheduleOptions: ParsableArguments {
     var momentum: Float = 0
     @Flag(help: "SGD with Nesterov momentum (needs --momentum).")
     var nesterov = false
+    @Option(help: "Gradient accumulation: each optimizer step consumes N consecutive global batches (computed one batch at a time, one all-reduce per step), equal to one step over N x --batch-size samples.")
+    var accumulate = 1
 
     func validate() throws {
         if lrStepSize < 1 { throw ValidationError("Please specify '--lr-step-size' of at least 1 epoch, found \(lrStepSize).") }
@@ -37,6 +39,13 @@ struct ScheduleOptions: ParsableArguments {
         if warmupSteps < 0 { throw ValidationError("Please specify '--warmup-steps' of 0 or more, found \(warmupSteps).") }
         if !(momentum >= 0 && momentum < 1) { throw ValidationError("Please specify '--momentum' in [0, 1), found \(momentum).") }
         if nesterov && momentum == 0 { throw ValidationError("Please specify a '--momentum' above 0 with '--nesterov'.") }
+        if accumulate < 1 { throw ValidationError("Please specify '--accumulate' of at least 1 batch, found \(accumulate).") }
+    }
+
+    /// The schedule and --accumulate into the run's config.
+    func apply(to config: inout TrainingConfig) {
+        config.schedule = schedule
+        config.accumulate = accumulate > 1 ? accumulate : nil
     }
 
     /// The schedule's config (nil: constant lr without warmup).
@@ -51,7 +60,7 @@ struct ScheduleOptions: ParsableArguments {
         func s<T>(_ v: T) -> ConfigValue? { .scalar("\(v)") }
         return [("lr-schedule", s(lrSchedule.rawValue)), ("lr-step-size", s(lrStepSize)), ("lr-gamma", s(lrGamma)),
                 ("lr-min", s(lrMin)), ("lr-patience", s(lrPatience)), ("warmup-steps", s(warmupSteps)),
-                ("momentum", s(momentum)), ("nesterov", .flag(nesterov))]
+                ("momentum", s(momentum)), ("nesterov", .flag(nesterov)), ("accumulate", s(accumulate))]
     }
 }
 

@@ -30,6 +30,7 @@ final class TrainingWorkflowCLITests: XCTestCase {
             (["--momentum", "0.9"], "--momentum and --nesterov belong to --optimizer sgd"),
             (["--lr-schedule", "plateau"], "needs validation data (--val or --val-split)"),
             (["--val-split", "1.5"], "'--val-split' as a fraction in (0, 1)"),
+            (["--accumulate", "0"], "'--accumulate' of at least 1 batch"),
             (["--keep-best", "val_acc"], "--keep-best"),
             (["--early-stopping", "0"], "'--early-stopping' of at least 1"),
             (["--early-stopping", "3"], "--early-stopping needs validation data"),
