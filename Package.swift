@@ -56,7 +56,7 @@ let package = Package(
         // Thin executables.
         .executableTarget(name: "rnn-coord", dependencies: ["RNNDistributed", "RNNCheckpoint", "RNNData", "RNNCore", "RNNReport", argumentParser, logging], swiftSettings: simdFlags),
         .executableTarget(name: "rnn-worker", dependencies: ["RNNDistributed", "RNNReport", argumentParser, logging], swiftSettings: simdFlags),
-        .executableTarget(name: "rnn-data", dependencies: ["RNNData", "RNNHDF5", argumentParser], swiftSettings: simdFlags),
+        .executableTarget(name: "rnn-data", dependencies: ["RNNData", "RNNHDF5", "RNNReport", argumentParser], swiftSettings: simdFlags),
         .executableTarget(name: "rnn-bench", dependencies: ["RNNCore", "RNNData", "RNNCheckpoint", "RNNTransport", "RNNDistributed", argumentParser], swiftSettings: simdFlags),
 
         // One test target per source target, plus multi-process tests.

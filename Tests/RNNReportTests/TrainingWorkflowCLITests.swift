@@ -1,6 +1,7 @@
 // The training-workflow flags of issue 16 through the real binaries: every bad value gets one
 // clear line and a non-zero exit; a scheduled SGD run writes `lr` into metrics.jsonl.
 import Foundation
+import RNNData
 import XCTest
 
 final class TrainingWorkflowCLITests: XCTestCase {
@@ -76,5 +77,47 @@ final class TrainingWorkflowCLITests: XCTestCase {
         let config = try String(contentsOfFile: dir + "/run/config.yaml", encoding: .utf8)
         XCTAssertTrue(config.contains("lr-schedule: step"), config)
         XCTAssertTrue(config.contains("momentum: 0.9"), config)
+    }
+}
+
+final class TextDataOptionsTests: XCTestCase {
+    private var dir = ""
+
+    override func setUpWithError() throws {
+        dir = NSTemporaryDirectory() + "rnntext-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    }
+
+    override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
+
+    func testValFractionWritesTrainAndValidationWithOneVocabularyAndVocabFromReusesIt() throws {
+        // The tail has a character ('z') the head lacks: the shared vocabulary still holds it.
+        let text = String(repeating: "the quick brown fox jumps over the lazy dog. ", count: 8) + "zzz zzz zzz zzz zzz"
+        try text.write(toFile: dir + "/t.txt", atomically: true, encoding: .utf8)
+        let r = try runBinary("rnn-data", ["make", "text", "--from", "t.txt", "--seq-len", "10", "--output", "train.h5", "--val-fraction", "0.2"], in: dir)
+        XCTAssertEqual(r.status, 0, r.err)
+        XCTAssertTrue(r.out.contains("train-val.h5"), r.out)
+        let train = try TensorDataset.open(path: dir + "/train.h5")
+        let val = try TensorDataset.open(path: dir + "/train-val.h5")
+        XCTAssertEqual(train.vocabulary, val.vocabulary)
+        XCTAssertEqual(train.inputSize, val.inputSize)
+        XCTAssertEqual(train.count, (Int((Double(text.count) * 0.8).rounded()) - 1 - 10) / 10 + 1)
+        XCTAssertGreaterThan(val.count, 0)
+        // A second text with the training file's vocabulary; a character outside it is named.
+        try "dog fox over".write(toFile: dir + "/u.txt", atomically: true, encoding: .utf8)
+        let u = try runBinary("rnn-data", ["make", "text", "--from", "u.txt", "--seq-len", "4", "--output", "u.h5", "--vocab-from", "train.h5"], in: dir)
+        XCTAssertEqual(u.status, 0, u.err)
+        XCTAssertEqual(try TensorDataset.open(path: dir + "/u.h5").vocabulary, train.vocabulary)
+        try "dog fox QQQQQ".write(toFile: dir + "/w.txt", atomically: true, encoding: .utf8)
+        assertOneErrorLine(try runBinary("rnn-data", ["make", "text", "--from", "w.txt", "--seq-len", "4", "--output", "w.h5", "--vocab-from", "train.h5"], in: dir),
+                           contains: "'Q'", "unknown character")
+        assertOneErrorLine(try runBinary("rnn-data", ["make", "text", "--from", "t.txt", "--output", "x.h5", "--val-fraction", "1"], in: dir),
+                           contains: "'--val-fraction' as a fraction in (0, 1)", "bad fraction")
+        assertOneErrorLine(try runBinary("rnn-data", ["make", "text", "--from", "t.txt", "--output", "x.h5", "--vocab-from", "t.txt"], in: dir),
+                           contains: "t.txt", "vocab from a text file")
+        // The pair trains with --val (same inputs and classes).
+        let run = try runBinary("rnn-coord", ["start", "--data", "train.h5", "--val", "train-val.h5", "--cell", "gru", "--hidden", "8",
+                                              "--batch-size", "8", "--epochs", "1", "--local-workers", "1", "--bind", "tcp://127.0.0.1:*", "--quiet"], in: dir)
+        XCTAssertEqual(run.status, 0, run.err)
     }
 }
