@@ -197,7 +197,7 @@ struct Start: ParsableCommand {
             }
             group?.stop(waitSeconds: 10)
             tensorboard?.flush()
-            output.finish(summary, config: config, checkpointDir: checkpointDir, plot: !noPlot)
+            output.finish(summary, config: config, checkpointDir: checkpointDir, plot: !noPlot, logScale: report.logScale ? true : nil)
         } catch let error as ValidationError {
             throw error
         } catch {

@@ -80,7 +80,8 @@ struct RunOutput {
     }
 
     /// The final summary line(s) and the curve PNG.
-    func finish(_ summary: TrainingSummary, config: TrainingConfig, checkpointDir: String?, plot: Bool) {
+    /// `logScale` true forces a log10 loss axis in loss.png (nil: automatic).
+    func finish(_ summary: TrainingSummary, config: TrainingConfig, checkpointDir: String?, plot: Bool, logScale: Bool? = nil) {
         var plotPath: String?
         if plot, let dir = checkpointDir {
             let metrics = (dir as NSString).appendingPathComponent("metrics.jsonl")
@@ -88,6 +89,7 @@ struct RunOutput {
             do {
                 var curves = try RunCurves.load(jsonLinesAt: metrics).thinned()
                 curves.title = curveTitle(dir: dir, config: config)
+                if let logScale { curves.logScale = logScale }
                 try writeCurvePNG(curves, to: path)
                 plotPath = path
             } catch {

@@ -64,10 +64,12 @@ struct ScheduleOptions: ParsableArguments {
     }
 }
 
-/// `rnn-coord start`'s extra outputs: --tensorboard.
+/// `rnn-coord start`'s extra outputs: --tensorboard, --log-scale.
 struct ReportOptions: ParsableArguments {
     @Option(help: "Also write TensorBoard event files (loss, accuracy, lr, samples/s, reduce_s per step; validation per epoch) to this folder.")
     var tensorboard: String?
+    @Flag(name: .customLong("log-scale"), help: "Draw loss.png with a log10 loss axis (default: when the loss spans more than a decade).")
+    var logScale = false
 
     func validate() throws {
         if let tensorboard, tensorboard.isEmpty { throw ValidationError("Please specify a folder for '--tensorboard'.") }
@@ -78,7 +80,7 @@ struct ReportOptions: ParsableArguments {
         try tensorboard.map { try TensorBoardWriter(directory: $0) }
     }
 
-    var effectiveConfig: [(String, ConfigValue?)] { [("tensorboard", tensorboard.map { .scalar($0) })] }
+    var effectiveConfig: [(String, ConfigValue?)] { [("tensorboard", tensorboard.map { .scalar($0) }), ("log-scale", .flag(logScale))] }
 }
 
 extension BestMetric: ExpressibleByArgument {}

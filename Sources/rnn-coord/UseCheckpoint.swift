@@ -181,6 +181,8 @@ struct Plot: ParsableCommand {
     var output: String?
     @Option(help: "Title of the picture (default: model, data file and run folder).")
     var title: String?
+    @Flag(name: .customLong("log-scale"), help: "A log10 loss axis (default: when the loss spans more than a decade).")
+    var logScale = false
 
     func run() throws {
         do {
@@ -204,6 +206,7 @@ struct Plot: ParsableCommand {
             }
             if curves.isEmpty { throw ReportError("\(checkpoint): no metrics recorded yet (no steps in the checkpoint or metrics.jsonl)") }
             curves = curves.thinned()
+            if logScale { curves.logScale = true }
             curves.title = title ?? curveTitle(dir: (dir as NSString).standardizingPath, config: config)
             let out = output ?? (dir as NSString).appendingPathComponent("loss.png")
             try writeCurvePNG(curves, to: out)
