@@ -6,7 +6,8 @@ import Foundation
 import RNNCheckpoint
 import RNNCore
 import RNNData
-import RNNDistributed
+@testable import RNNDistributed
+import RNNTransport
 import XCTest
 
 final class ScheduleTrainingTests: XCTestCase {
@@ -119,5 +120,47 @@ final class ScheduleTrainingTests: XCTestCase {
         XCTAssertThrowsError(try makeConfig(optimizer: OptimizerConfig(), schedule: LRScheduleConfig(kind: .plateau))) { error in
             XCTAssertTrue("\(error)".contains("--val"), "\(error)")
         }
+    }
+
+    /// A STEP entry carries its lr bit for bit (or none); a negative or non-finite lr is refused.
+    func testStepMessagesCarryTheLearningRate() throws {
+        let steps = [StepMessage(epoch: 0, stepInEpoch: 0, globalStep: 3, rows: [1, 2], wantHash: false, lr: 0.1 + 1e-17),
+                     StepMessage(epoch: 0, stepInEpoch: 1, globalStep: 4, rows: [3], wantHash: true, lr: nil)]
+        let decoded = try StepGroupMessage.decode(StepGroupMessage(steps).frame(runID: 1)).records
+        XCTAssertEqual(decoded, steps)
+        XCTAssertEqual(decoded[0].lr?.bitPattern, (0.1 + 1e-17).bitPattern)
+        for bad in [-0.5, Double.nan, Double.infinity] {
+            let frame = StepGroupMessage([StepMessage(epoch: 0, stepInEpoch: 0, globalStep: 0, rows: [], wantHash: false, lr: bad)]).frame(runID: 1)
+            XCTAssertThrowsError(try StepGroupMessage.decode(frame)) { XCTAssertTrue("\($0)".contains("lr"), "\($0)") }
+        }
+    }
+
+    /// --keep-best with --early-stopping resumed from a checkpoint at an epoch's end: the
+    /// tracker continues (same best epoch, same stop), the parameters bitwise equal.
+    func testEarlyStoppingResumesBitwiseAtAnEpochEnd() throws {
+        // A held-out 30 % and an lr far too high for Adam: the validation loss turns up.
+        var config = try makeConfig(optimizer: OptimizerConfig(kind: .adam, lr: 0.3), schedule: LRScheduleConfig(), epochs: 30)
+        config.valSplit = 0.3
+        config.keepBest = .valLoss
+        config.earlyStopping = 3
+        try config.validate()
+        let straightDir = (dir as NSString).appendingPathComponent("es-straight")
+        let straight = try trainInProcess(config, world: 2, checkpointDir: straightDir, checkpointEvery: 5,
+                                          configureCoordinator: { $0.keep = 100 })
+        XCTAssertTrue(straight.summary.stoppedEarly)
+        let best = straight.summary.best!.bestEpoch!
+        // Resume from the end of the epoch after the best one (the tracker has counted one bad
+        // epoch); 35 training rows, batch 8: 5 steps per epoch.
+        let from = 5 * (best + 1)
+        guard from < straight.summary.globalSteps else { return XCTFail("stopped too early to resume in between") }
+        let resumeDir = (dir as NSString).appendingPathComponent("es-resume")
+        try FileManager.default.createDirectory(atPath: resumeDir, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: (straightDir as NSString).appendingPathComponent("ckpt-\(from).h5"),
+                                         toPath: (resumeDir as NSString).appendingPathComponent("ckpt-\(from).h5"))
+        let rest = try trainInProcess(config, world: 2, checkpointDir: resumeDir, resume: resumeDir)
+        XCTAssertTrue(rest.summary.stoppedEarly)
+        XCTAssertEqual(rest.summary.best?.bestEpoch, best)
+        XCTAssertEqual(rest.summary.globalSteps, straight.summary.globalSteps)
+        XCTAssertTrue(rest.summary.parameters == straight.summary.parameters)
     }
 }
