@@ -67,7 +67,7 @@ struct Start: ParsableCommand {
     var clipNorm: Float?
     /// --lr-schedule and its settings, --warmup-steps, --momentum, --nesterov, --accumulate (TrainingOptions.swift).
     @OptionGroup var schedule: ScheduleOptions
-    /// --tensorboard (TrainingOptions.swift).
+    /// --tensorboard, --log-scale (TrainingOptions.swift).
     @OptionGroup var report: ReportOptions
     /// --val-split, --keep-best, --early-stopping (TrainingOptions.swift).
     @OptionGroup var selection: ValidationOptions
