@@ -165,7 +165,7 @@ struct Start: ParsableCommand {
                 optimizer: optimizerConfig, batchSize: batchSize, epochs: epochs, seed: seed, shuffle: shuffle,
                 dropLast: dropLast, maxSteps: maxSteps, workerThreads: threads)
             schedule.apply(to: &config)
-            selection.apply(to: &config)
+            try selection.apply(to: &config, checkpointDir: checkpointDir)
             try config.validate()
             var options = CoordinatorOptions(
                 config: config, bind: bind, workers: workers ?? localWorkers, checkpointDir: checkpointDir,

@@ -99,7 +99,11 @@ struct ValidationOptions: ParsableArguments {
         if let p = earlyStopping, p < 1 { throw ValidationError("Please specify '--early-stopping' of at least 1 epoch, found \(p).") }
     }
 
-    func apply(to config: inout TrainingConfig) {
+    /// Into the run's config; best.h5 needs a folder to go in.
+    func apply(to config: inout TrainingConfig, checkpointDir: String?) throws {
+        if let keepBest, checkpointDir == nil {
+            throw ValidationError("'--keep-best \(keepBest.rawValue)' writes best.h5 into '--checkpoint-dir': please specify one.")
+        }
         config.valSplit = valSplit
         config.keepBest = keepBest
         config.earlyStopping = earlyStopping

@@ -35,7 +35,8 @@ final class TrainingWorkflowCLITests: XCTestCase {
             (["--keep-best", "val_acc"], "--keep-best"),
             (["--early-stopping", "0"], "'--early-stopping' of at least 1"),
             (["--early-stopping", "3"], "--early-stopping needs validation data"),
-            (["--keep-best", "val_loss"], "--keep-best val_loss needs validation data"),
+            (["--keep-best", "val_loss", "--checkpoint-dir", "ck"], "--keep-best val_loss needs validation data"),
+            (["--keep-best", "val_loss", "--val-split", "0.2"], "writes best.h5 into '--checkpoint-dir'"),
             (["--val-split", "0.2", "--val", "hello.h5"], "--val-split holds out training data when there is no --val"),
         ]
         for (extra, expected) in cases {
