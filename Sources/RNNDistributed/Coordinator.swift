@@ -422,7 +422,7 @@ public final class Coordinator: @unchecked Sendable {
                 optimizer: OptimizerState(config: config.optimizer, step: state.stepCount, expAvg: state.expAvg, expAvgSq: state.expAvgSq),
                 metrics: history.truncated(toSteps: stateStep))
             let path = try store.writeBest(ckpt, table: table)
-            report(.message(.info, "Best checkpoint \(path) (epoch \(best?.bestEpoch ?? 0), \(best?.metric.rawValue ?? "") \(best?.bestValue ?? .nan))"))
+            report(.message(.info, "Best checkpoint \(path) (epoch \(best?.bestEpoch ?? 0), \(best?.metric.rawValue ?? "") \(String(format: "%.6g", best?.bestValue ?? .nan)))"))
             return path
         }
 
