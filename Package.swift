@@ -56,7 +56,7 @@ let package = Package(
         // Thin executables.
         .executableTarget(name: "rnn-coord", dependencies: ["RNNDistributed", "RNNCheckpoint", "RNNData", "RNNCore", "RNNReport", argumentParser, logging], swiftSettings: simdFlags),
         .executableTarget(name: "rnn-worker", dependencies: ["RNNDistributed", "RNNReport", argumentParser, logging], swiftSettings: simdFlags),
-        .executableTarget(name: "rnn-data", dependencies: ["RNNData", "RNNHDF5", argumentParser], swiftSettings: simdFlags),
+        .executableTarget(name: "rnn-data", dependencies: ["RNNData", "RNNHDF5", "RNNReport", argumentParser], swiftSettings: simdFlags),
         .executableTarget(name: "rnn-bench", dependencies: ["RNNCore", "RNNData", "RNNCheckpoint", "RNNTransport", "RNNDistributed", argumentParser], swiftSettings: simdFlags),
 
         // One test target per source target, plus multi-process tests.
@@ -66,7 +66,8 @@ let package = Package(
         .testTarget(name: "RNNCheckpointTests", dependencies: ["RNNCheckpoint", "RNNHDF5", "RNNCore"], swiftSettings: simdFlags),
         .testTarget(name: "RNNTransportTests", dependencies: ["RNNTransport"], swiftSettings: simdFlags),
         .testTarget(name: "RNNDistributedTests", dependencies: ["RNNDistributed", "RNNCore", "RNNData", "RNNTransport"], swiftSettings: simdFlags),
-        .testTarget(name: "RNNReportTests", dependencies: ["RNNReport", "RNNDistributed", "RNNCore", "RNNCheckpoint", "RNNHDF5", yams], swiftSettings: simdFlags),
+        .testTarget(name: "RNNReportTests", dependencies: ["RNNReport", "RNNDistributed", "RNNCore", "RNNCheckpoint", "RNNHDF5", yams],
+                    resources: [.copy("Fixtures")], swiftSettings: simdFlags),
         .testTarget(name: "MultiProcessTests", dependencies: ["RNNCheckpoint", "RNNData", "RNNCore"], swiftSettings: simdFlags),
     ]
 )

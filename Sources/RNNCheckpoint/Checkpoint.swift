@@ -3,11 +3,14 @@
 //   ckpt-<global_step>.h5   root attrs: format = "rnn-trainer-checkpoint", format_version = 1,
 //                           global_step, epoch, step_in_epoch, seed, world_size,
 //                           config (JSON string), rng_state (uint64 array)
+//                           [, lr_scheduler (JSON of RNNCore.LRScheduler: the schedule's state)]
+//                           [, best_tracker (JSON: --keep-best / --early-stopping's best epoch)]
 //     /model/<torch key>             float32, PyTorch shape (e.g. /model/rnn.weight_ih_l0 (G*H, I))
-//     /optimizer                     attrs kind (adam|adamw), lr, beta1, beta2, eps, weight_decay,
-//                                    step [, clip_norm]
-//     /optimizer/exp_avg/<key>       float32, same shape as the parameter
+//     /optimizer                     attrs kind (adam|adamw|sgd), lr, beta1, beta2, eps, weight_decay,
+//                                    step [, clip_norm] [, momentum, nesterov (sgd)]
+//     /optimizer/exp_avg/<key>       float32, same shape as the parameter (adam, adamw)
 //     /optimizer/exp_avg_sq/<key>
+//     /optimizer/momentum_buffer/<key>   (sgd, instead of exp_avg and exp_avg_sq)
 //     /metrics/step (int64), /metrics/loss (float32) [, /metrics/accuracy (float32)]
 //
 // Loading into PyTorch (three lines of h5py):
@@ -36,8 +39,15 @@ public struct CheckpointMetadata: Sendable, Equatable {
     public var configJSON: String
     /// RNG state words (e.g. `SeededGenerator.state` as [s0, s1]); may be empty.
     public var rngState: [UInt64]
+    /// The learning-rate scheduler's state as JSON (`RNNCore.LRScheduler`); "" when the run has none.
+    public var schedulerJSON: String = ""
+    /// --keep-best / --early-stopping state as JSON (`RNNDistributed.BestTracker`); "" without.
+    public var bestTrackerJSON: String = ""
 
-    public init(globalStep: Int, epoch: Int, stepInEpoch: Int, seed: UInt64, worldSize: Int, configJSON: String, rngState: [UInt64] = []) {
+    public init(globalStep: Int, epoch: Int, stepInEpoch: Int, seed: UInt64, worldSize: Int, configJSON: String, rngState: [UInt64] = [],
+                schedulerJSON: String = "", bestTrackerJSON: String = "") {
+        self.schedulerJSON = schedulerJSON
+        self.bestTrackerJSON = bestTrackerJSON
         self.globalStep = globalStep
         self.epoch = epoch
         self.stepInEpoch = stepInEpoch

@@ -66,10 +66,26 @@ public struct CheckpointStore: Sendable {
     /// deletes all but the newest `keep` checkpoints. Returns the final path.
     @discardableResult
     public func write(_ checkpoint: Checkpoint, table: ParameterTable) throws(CheckpointError) -> String {
-        let final = path(forStep: checkpoint.metadata.globalStep)
+        let final = try writeAtomically(checkpoint, table: table, name: "\(checkpoint.metadata.globalStep)")
+        prune()
+        return final
+    }
+
+    /// `<directory>/best.h5`, the best checkpoint of `--keep-best` (never pruned).
+    public var bestPath: String { (directory as NSString).appendingPathComponent("best.h5") }
+
+    /// Writes `checkpoint` as `best.h5`, atomically like `write`; `--keep` never removes it.
+    @discardableResult
+    public func writeBest(_ checkpoint: Checkpoint, table: ParameterTable) throws(CheckpointError) -> String {
+        try writeAtomically(checkpoint, table: table, name: "best")
+    }
+
+    /// Temporary file, fsync, rename over `ckpt-<name>.h5` (or `best.h5`), fsync the folder.
+    private func writeAtomically(_ checkpoint: Checkpoint, table: ParameterTable, name: String) throws(CheckpointError) -> String {
+        let final = name == "best" ? bestPath : path(forStep: checkpoint.metadata.globalStep)
         try CheckpointStore.validate(checkpoint, table: table, path: final)
         let temporary = (directory as NSString).appendingPathComponent(
-            ".ckpt-\(checkpoint.metadata.globalStep).h5.tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+            ".ckpt-\(name).h5.tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
         do throws(CheckpointError) {
             try CheckpointStore.writeFile(checkpoint, table: table, to: temporary, checksums: checksums)
             try CheckpointStore.fsync(path: temporary, directory: false)
@@ -82,7 +98,6 @@ public struct CheckpointStore: Sendable {
             unlink(temporary)
             throw error
         }
-        prune()
         return final
     }
 
@@ -132,6 +147,8 @@ public struct CheckpointStore: Sendable {
             try root.setAttribute("world_size", Int64(m.worldSize))
             try root.setAttribute("config", m.configJSON)
             try root.setAttribute("rng_state", array: m.rngState)
+            if !m.schedulerJSON.isEmpty { try root.setAttribute("lr_scheduler", m.schedulerJSON) }
+            if !m.bestTrackerJSON.isEmpty { try root.setAttribute("best_tracker", m.bestTrackerJSON) }
 
             let options = HDF5DatasetOptions(chunks: nil, fletcher32: checksums)
             func writeTensors(_ group: HDF5Group, _ flat: [Float]) throws(HDF5Error) {
@@ -150,8 +167,15 @@ public struct CheckpointStore: Sendable {
             try optimizer.setAttribute("weight_decay", Double(o.weightDecay))
             if let clip = o.clipNorm { try optimizer.setAttribute("clip_norm", Double(clip)) }
             try optimizer.setAttribute("step", Int64(c.optimizer.step))
-            try writeTensors(try optimizer.createGroup("exp_avg"), c.optimizer.expAvg)
-            try writeTensors(try optimizer.createGroup("exp_avg_sq"), c.optimizer.expAvgSq)
+            if o.kind == .sgd {
+                // torch.optim.SGD's state name; exp_avg_sq is unused by SGD (zero) and not written.
+                try optimizer.setAttribute("momentum", Double(o.momentum))
+                try optimizer.setAttribute("nesterov", Int64(o.nesterov ? 1 : 0))
+                try writeTensors(try optimizer.createGroup("momentum_buffer"), c.optimizer.expAvg)
+            } else {
+                try writeTensors(try optimizer.createGroup("exp_avg"), c.optimizer.expAvg)
+                try writeTensors(try optimizer.createGroup("exp_avg_sq"), c.optimizer.expAvgSq)
+            }
 
             let metrics = try root.createGroup("metrics")
             let n = c.metrics.steps.count
@@ -238,10 +262,12 @@ public struct CheckpointStore: Sendable {
         if try root.hasAttribute("rng_state"), case .integers(let words) = try root.attribute("rng_state") {
             rng = words.map { UInt64(bitPattern: $0) }
         }
-        let metadata = CheckpointMetadata(
+        var metadata = CheckpointMetadata(
             globalStep: try int(root, "global_step"), epoch: try int(root, "epoch"), stepInEpoch: try int(root, "step_in_epoch"),
             seed: UInt64(bitPattern: Int64(try int(root, "seed"))), worldSize: try int(root, "world_size"),
-            configJSON: try root.hasAttribute("config") ? try root.stringAttribute("config") : "", rngState: rng)
+            configJSON: try root.hasAttribute("config") ? try root.stringAttribute("config") : "", rngState: rng,
+            schedulerJSON: try root.hasAttribute("lr_scheduler") ? try root.stringAttribute("lr_scheduler") : "")
+        metadata.bestTrackerJSON = try root.hasAttribute("best_tracker") ? try root.stringAttribute("best_tracker") : ""
 
         func readTensors(_ groupPath: String) throws -> [Float] {
             guard try root.exists(groupPath) else {
@@ -274,14 +300,23 @@ public struct CheckpointStore: Sendable {
         let optimizer = try root.openGroup("optimizer")
         let kindName = try optimizer.stringAttribute("kind")
         guard let kind = OptimizerKind(rawValue: kindName) else {
-            throw CheckpointError(.mismatch, path: path, expected: "optimizer kind adam or adamw", found: "\"\(kindName)\"")
+            throw CheckpointError(.mismatch, path: path, expected: "optimizer kind adam, adamw or sgd", found: "\"\(kindName)\"")
         }
         let clip: Float? = try optimizer.hasAttribute("clip_norm") ? try float(optimizer, "clip_norm") : nil
+        let momentum: Float = try optimizer.hasAttribute("momentum") ? try float(optimizer, "momentum") : 0
+        let nesterov = try optimizer.hasAttribute("nesterov") ? try int(optimizer, "nesterov") != 0 : false
         let config = OptimizerConfig(kind: kind, lr: try float(optimizer, "lr"), beta1: try float(optimizer, "beta1"),
                                      beta2: try float(optimizer, "beta2"), eps: try float(optimizer, "eps"),
-                                     weightDecay: try float(optimizer, "weight_decay"), clipNorm: clip)
-        let state = OptimizerState(config: config, step: try int(optimizer, "step"),
+                                     weightDecay: try float(optimizer, "weight_decay"), clipNorm: clip,
+                                     momentum: momentum, nesterov: nesterov)
+        let state: OptimizerState
+        if kind == .sgd {
+            state = OptimizerState(config: config, step: try int(optimizer, "step"), expAvg: try readTensors("optimizer/momentum_buffer"),
+                                   expAvgSq: [Float](repeating: 0, count: table.totalCount))
+        } else {
+            state = OptimizerState(config: config, step: try int(optimizer, "step"),
                                    expAvg: try readTensors("optimizer/exp_avg"), expAvgSq: try readTensors("optimizer/exp_avg_sq"))
+        }
         var metrics = MetricsHistory()
         if try root.exists("metrics/step") {
             let group = try root.openGroup("metrics")

@@ -1,10 +1,13 @@
 // Adam / AdamW on the flat parameter buffer, as torch.optim.Adam / torch.optim.AdamW
-// (single-tensor path) compute it, with optional clip_grad_norm_ before the update.
+// (single-tensor path) compute it, with optional clip_grad_norm_ before the update; SGD
+// (SGD.swift) through the same state and entry points when `config.kind == .sgd`.
+// Each step may take a learning rate other than `config.lr` (a schedule's, LRSchedule.swift).
 import RealModule
 
 /// The state of `torch.optim.Adam(W)` over one flat parameter buffer: exp_avg (m),
 /// exp_avg_sq (v) and the step count, laid out like the parameters (one `ParameterTable`).
-/// A checkpoint stores and restores exactly these three fields.
+/// A checkpoint stores and restores exactly these three fields. For SGD `expAvg` is the
+/// momentum buffer and `expAvgSq` stays zero.
 public struct AdamOptimizer: Sendable, Equatable {
     public var config: OptimizerConfig
     /// exp_avg (m), same layout as the parameters.
@@ -45,10 +48,28 @@ public struct AdamOptimizer: Sendable, Equatable {
     /// `parameters` and advances m, v and the step count. Allocation-free.
     /// Returns the global L2 norm of the gradient before clipping.
     @discardableResult
-    public mutating func step(parameters: inout [Float], gradient: inout [Float]) -> Float {
+    public mutating func step(parameters: inout [Float], gradient: inout [Float], lr: Double? = nil) -> Float {
         precondition(parameters.count == expAvg.count && gradient.count == expAvg.count,
                      "Adam expects \(expAvg.count) parameters and gradients, found \(parameters.count) and \(gradient.count)")
-        let (norm, c) = prepare(&gradient)
+        let norm = gradient.withUnsafeMutableBufferPointer { g in
+            clipGradientNorm(g, maxNorm: config.clipNorm)
+        }
+        stepCount += 1
+        let lr = lr ?? Double(config.lr)
+        if config.kind == .sgd {
+            let c = SGDStepConstants(config: config, step: stepCount, lr: lr)
+            lastStepWasFinite = parameters.withUnsafeMutableBufferPointer { p in
+                gradient.withUnsafeBufferPointer { g in
+                    expAvg.withUnsafeMutableBufferPointer { m in
+                        c.apply(count: p.count, parameters: UnsafePointer(p.baseAddress!), gradient: g.baseAddress!,
+                                gradientScale: 1, clipCoefficient: 1, momentumBuffer: UnsafePointer(m.baseAddress!),
+                                into: p.baseAddress!, m.baseAddress!)
+                    }
+                }
+            }
+            return norm
+        }
+        let c = AdamStepConstants(config: config, step: stepCount, lr: lr)
         lastStepWasFinite = parameters.withUnsafeMutableBufferPointer { p in
             gradient.withUnsafeBufferPointer { g in
                 expAvg.withUnsafeMutableBufferPointer { m in
@@ -77,7 +98,7 @@ public struct AdamOptimizer: Sendable, Equatable {
     /// (nil otherwise: it is not computed).
     @discardableResult
     public mutating func step(parameters: inout [Float], gradientSum: UnsafeBufferPointer<Float>, scale: Float,
-                              keepingPreviousIn previous: inout AdamState) -> Float? {
+                              lr: Double? = nil, keepingPreviousIn previous: inout AdamState) -> Float? {
         precondition(parameters.count == expAvg.count && gradientSum.count == expAvg.count,
                      "Adam expects \(expAvg.count) parameters and gradients, found \(parameters.count) and \(gradientSum.count)")
         let count = parameters.count
@@ -94,7 +115,26 @@ public struct AdamOptimizer: Sendable, Equatable {
             coefficient = clipCoefficient(norm: n, maxNorm: maxNorm)
         }
         stepCount += 1
-        let c = AdamStepConstants(config: config, step: stepCount)
+        let lr = lr ?? Double(config.lr)
+        if config.kind == .sgd {
+            let c = SGDStepConstants(config: config, step: stepCount, lr: lr)
+            lastStepWasFinite = parameters.withUnsafeBufferPointer { p in
+                expAvg.withUnsafeBufferPointer { m in
+                    previous.parameters.withUnsafeMutableBufferPointer { np in
+                        previous.expAvg.withUnsafeMutableBufferPointer { nm in
+                            c.apply(count: count, parameters: p.baseAddress!, gradient: g, gradientScale: scale,
+                                    clipCoefficient: coefficient, momentumBuffer: m.baseAddress!,
+                                    into: np.baseAddress!, nm.baseAddress!)
+                        }
+                    }
+                }
+            }
+            swap(&parameters, &previous.parameters)
+            swap(&expAvg, &previous.expAvg)
+            // exp_avg_sq is unused (zero): the previous state's copy is the same.
+            return norm
+        }
+        let c = AdamStepConstants(config: config, step: stepCount, lr: lr)
         lastStepWasFinite = parameters.withUnsafeBufferPointer { p in
             expAvg.withUnsafeBufferPointer { m in
                 expAvgSq.withUnsafeBufferPointer { v in
@@ -116,14 +156,6 @@ public struct AdamOptimizer: Sendable, Equatable {
         return norm
     }
 
-    /// Clips the gradient, advances the step count, returns the norm and this step's constants.
-    private mutating func prepare(_ gradient: inout [Float]) -> (Float, AdamStepConstants) {
-        let norm = gradient.withUnsafeMutableBufferPointer { g in
-            clipGradientNorm(g, maxNorm: config.clipNorm)
-        }
-        stepCount += 1
-        return (norm, AdamStepConstants(config: config, step: stepCount))
-    }
 }
 
 /// Parameters with their Adam moments and step count: a replica's whole training state, e.g.
@@ -147,14 +179,15 @@ public struct AdamState: Sendable, Equatable {
 private struct AdamStepConstants {
     let stepSize, bias2Sqrt, l2, shrink, oneMinusBeta1, oneMinusBeta2, beta2, eps: Float
 
-    init(config c: OptimizerConfig, step stepCount: Int) {
+    /// `lr` is this step's learning rate (`Double(c.lr)` without a schedule: bitwise as before).
+    init(config c: OptimizerConfig, step stepCount: Int, lr: Double) {
         let step = Double(stepCount)
         let bias1 = 1 - Double.pow(Double(c.beta1), step)
-        stepSize = Float(Double(c.lr) / bias1)
+        stepSize = Float(lr / bias1)
         bias2Sqrt = Float(Double.sqrt(1 - Double.pow(Double(c.beta2), step)))
         let decoupled = c.kind == .adamw
         l2 = decoupled ? Float(0) : c.weightDecay
-        shrink = decoupled ? 1 - c.lr * c.weightDecay : 1
+        shrink = decoupled ? 1 - Float(lr) * c.weightDecay : 1
         oneMinusBeta1 = 1 - c.beta1
         oneMinusBeta2 = 1 - c.beta2
         beta2 = c.beta2

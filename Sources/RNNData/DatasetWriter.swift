@@ -129,7 +129,10 @@ public enum SyntheticData {
     /// A character language model over `text`: the vocabulary is the sorted set of its
     /// Unicode scalars; sample n covers scalars [n*stride, n*stride + T) (X) and the same
     /// window shifted by one (Y, the next character at every step).
-    public static func text(_ text: String, steps: Int, stride: Int? = nil, source: String = "") throws(DataError) -> DatasetContents {
+    /// `vocabulary` fixes the id of each character (e.g. the training file's, `--vocab-from`);
+    /// nil builds it from `text` (its distinct characters in code-point order).
+    public static func text(_ text: String, steps: Int, stride: Int? = nil, source: String = "",
+                            vocabulary: [Unicode.Scalar]? = nil) throws(DataError) -> DatasetContents {
         let scalars = Array(text.unicodeScalars)
         let stride = stride ?? steps
         if steps < 1 || stride < 1 {
@@ -138,9 +141,14 @@ public enum SyntheticData {
         if scalars.count < steps + 1 {
             throw DataError(.empty, file: source, expected: "at least \(steps + 1) characters for one sequence of \(steps) steps", found: "\(scalars.count) characters")
         }
-        let vocab = Array(Set(scalars)).sorted { $0.value < $1.value }
+        let vocab = vocabulary ?? Array(Set(scalars)).sorted { $0.value < $1.value }
         var index: [Unicode.Scalar: Int32] = [:]
-        for (i, s) in vocab.enumerated() { index[s] = Int32(i) }
+        for (i, s) in vocab.enumerated() where index[s] == nil { index[s] = Int32(i) }
+        if let missing = scalars.first(where: { index[$0] == nil }) {
+            let shown = missing == "\n" ? "\\n" : String(missing)
+            throw DataError(.badRequest, file: source, expected: "only characters of the given vocabulary (\(vocab.count) characters)",
+                            found: "'\(shown)' (U+\(String(missing.value, radix: 16, uppercase: true)))")
+        }
         let ids = scalars.map { index[$0]! }
         let count = (ids.count - 1 - steps) / stride + 1
         var x = [Int32](repeating: 0, count: count * steps)
@@ -157,6 +165,25 @@ public enum SyntheticData {
             x: .tokens(x, count: count, steps: steps, vocabularySize: vocab.count),
             y: .classes(y, shape: [count, steps]), classes: vocab.count, vocabulary: String(vocabText),
             description: "character language model\(source.isEmpty ? "" : " over \(source)"): \(count) windows of \(steps) characters, stride \(stride); Y = next character")
+    }
+
+    /// `rnn-data make text --val-fraction F`: the text's first 1 - F characters for training and
+    /// the last F for validation (contiguous, so no window straddles both), one vocabulary for
+    /// both (`vocabulary`, or the whole text's).
+    public static func textSplit(_ text: String, steps: Int, stride: Int? = nil, source: String = "", validationFraction: Double,
+                                 vocabulary: [Unicode.Scalar]? = nil) throws(DataError) -> (train: DatasetContents, validation: DatasetContents) {
+        guard validationFraction > 0 && validationFraction < 1 else {
+            throw DataError(.badRequest, file: source, expected: "--val-fraction in (0, 1)", found: "\(validationFraction)")
+        }
+        let scalars = Array(text.unicodeScalars)
+        let vocab = vocabulary ?? Array(Set(scalars)).sorted { $0.value < $1.value }
+        let cut = Int((Double(scalars.count) * (1 - validationFraction)).rounded())
+        var head = String.UnicodeScalarView(), tail = String.UnicodeScalarView()
+        head.append(contentsOf: scalars[..<cut])
+        tail.append(contentsOf: scalars[cut...])
+        let train = try Self.text(String(head), steps: steps, stride: stride, source: source + " (first \(cut) characters)", vocabulary: vocab)
+        let validation = try Self.text(String(tail), steps: steps, stride: stride, source: source + " (last \(scalars.count - cut) characters)", vocabulary: vocab)
+        return (train, validation)
     }
 }
 

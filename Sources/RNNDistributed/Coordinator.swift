@@ -156,6 +156,11 @@ public struct TrainingSummary: Sendable {
     /// Mean training loss and accuracy of the last epoch.
     public var train: EvalResult
     public var validation: EvalResult?
+    /// --keep-best / --early-stopping: the best epoch (1-based), its value, best.h5, and
+    /// whether early stopping ended the run.
+    public var best: BestTracker?
+    public var bestCheckpoint: String?
+    public var stoppedEarly = false
     public var parameters: [Float]
     /// Checkpoints written, oldest first (only the last `keep` still exist).
     public var checkpoints: [String]
@@ -354,15 +359,21 @@ public final class Coordinator: @unchecked Sendable {
         let dataset = try TensorDataset.open(paths: config.dataFiles, options: dataOptions)
         try checkDataset(dataset, fits: config.model, name: "training data")
         var validation: TensorDataset?
+        // --val-split (ValidationSplit.swift): epoch positions index `trainRows`, and the held-out
+        // rows of the training data are the validation set.
+        let split = try config.valSplit.map { try ValidationSplit(count: dataset.count, fraction: $0, seed: config.seed) }
+        let trainRows = split?.train
+        if split != nil { validation = dataset }
         if !config.valFiles.isEmpty {
             let val = try TensorDataset.open(paths: config.valFiles, options: TensorDatasetOptions(xName: config.xName, yName: config.yName))
             try checkDataset(val, fits: config.model, name: "validation data", training: dataset)
             validation = val
         }
-        let plan = try EpochPlan(sampleCount: dataset.count, batchSize: config.batchSize, shuffle: config.shuffle,
+        // One plan step is one optimizer step: B rows, or N * B with --accumulate N.
+        let plan = try EpochPlan(sampleCount: trainRows?.count ?? dataset.count, batchSize: config.rowsPerOptimizerStep, shuffle: config.shuffle,
                                  seed: config.seed, dropLast: config.dropLast)
         guard plan.stepsPerEpoch > 0 else {
-            throw CoordinatorError("the training data has \(dataset.count) samples, fewer than one batch of \(config.batchSize) with --drop-last")
+            throw CoordinatorError("the training data has \(dataset.count) samples, fewer than one batch of \(config.rowsPerOptimizerStep) with --drop-last")
         }
 
         // Initial state: fresh, or the newest valid checkpoint.
@@ -371,6 +382,8 @@ public final class Coordinator: @unchecked Sendable {
                                  expAvgSq: [Float](repeating: 0, count: table.totalCount), stepCount: 0)
         var startEpoch = 0, startStep = 0, globalStep = 0
         var history = MetricsHistory(steps: [], loss: [], accuracy: config.model.loss == .crossEntropy ? [] : nil)
+        var savedScheduler: String?
+        var best = config.keepBest.map { BestTracker(metric: $0) } ?? config.earlyStopping.map { _ in BestTracker(metric: .valLoss) }
         if let dir = options.resume {
             let found = CheckpointStore.newest(in: dir, table: table)
             guard let ckpt = found.checkpoint, let path = found.path else {
@@ -393,10 +406,21 @@ public final class Coordinator: @unchecked Sendable {
             startStep = ckpt.metadata.stepInEpoch
             globalStep = ckpt.metadata.globalStep
             history = ckpt.metrics
+            savedScheduler = ckpt.metadata.schedulerJSON
+            if let saved = try? JSONDecoder().decode(BestTracker.self, from: Data(ckpt.metadata.bestTrackerJSON.utf8)),
+               saved.metric == best?.metric {
+                best = saved
+            }
             report(.message(.info, "Resuming from \(path): global step \(globalStep), epoch \(startEpoch + 1), step \(startStep)"))
         }
         /// The global step `state` belongs to.
         var stateStep = globalStep
+        // The lr schedule (LRScheduling.swift): its state follows `globalStep`; `schedulerAtState`
+        // is the one of `stateStep`, for a checkpoint of an older state.
+        let made = try makeLRScheduler(config: config, stepsPerEpoch: plan.stepsPerEpoch, savedJSON: savedScheduler,
+                                       globalStep: globalStep, epochsEnded: startEpoch)
+        if let warning = made.warning { report(.message(.warning, warning)) }
+        var scheduler = made.scheduler, schedulerAtState = scheduler
         let store = try options.checkpointDir.map { dir throws in try CheckpointStore(directory: dir, keep: options.keep) }
         if let dir = options.checkpointDir { removeInterruptedWrites(in: dir) }
         let metricsPath = options.checkpointDir.map { ($0 as NSString).appendingPathComponent("metrics.jsonl") }
@@ -414,6 +438,23 @@ public final class Coordinator: @unchecked Sendable {
         report(.message(.info, "Coordinator listening on \(endpoint) (run \(String(runID, radix: 16)); \(security)); waiting for \(options.workers) worker(s)"))
 
         var checkpoints: [String] = []
+        var bestCheckpointPath: String?
+        var stoppedEarly = false
+
+        /// Writes the current state (of the epoch just validated) as best.h5.
+        func writeBest(_ store: CheckpointStore) throws -> String {
+            try refreshState()
+            let (epoch, stepInEpoch) = position(after: stateStep, plan: plan)
+            let ckpt = Checkpoint(
+                metadata: CheckpointMetadata(globalStep: stateStep, epoch: epoch, stepInEpoch: stepInEpoch, seed: config.seed,
+                                             worldSize: max(1, members.count), configJSON: config.jsonString()),
+                parameters: state.parameters,
+                optimizer: OptimizerState(config: config.optimizer, step: state.stepCount, expAvg: state.expAvg, expAvgSq: state.expAvgSq),
+                metrics: history.truncated(toSteps: stateStep))
+            let path = try store.writeBest(ckpt, table: table)
+            report(.message(.info, "Best checkpoint \(path) (epoch \(best?.bestEpoch ?? 0), \(best?.metric.rawValue ?? "") \(String(format: "%.6g", best?.bestValue ?? .nan)))"))
+            return path
+        }
 
         /// Writes the state of `stateStep` completed steps.
         func writeCheckpoint() throws {
@@ -424,7 +465,9 @@ public final class Coordinator: @unchecked Sendable {
             let (epoch, stepInEpoch) = position(after: stateStep, plan: plan)
             let ckpt = Checkpoint(
                 metadata: CheckpointMetadata(globalStep: stateStep, epoch: epoch, stepInEpoch: stepInEpoch, seed: config.seed,
-                                             worldSize: max(1, members.count), configJSON: config.jsonString()),
+                                             worldSize: max(1, members.count), configJSON: config.jsonString(),
+                                             schedulerJSON: (stateStep == globalStep ? scheduler : schedulerAtState)?.jsonString() ?? "",
+                                             bestTrackerJSON: best?.jsonString() ?? ""),
                 parameters: state.parameters,
                 optimizer: OptimizerState(config: config.optimizer, step: state.stepCount,
                                           expAvg: state.expAvg, expAvgSq: state.expAvgSq),
@@ -441,6 +484,7 @@ public final class Coordinator: @unchecked Sendable {
                 do {
                     state = try fetchState(globalStep: globalStep)
                     stateStep = globalStep
+                    schedulerAtState = scheduler
                     return
                 } catch let lost as MembersLost {
                     try recover(lost, completed: globalStep)
@@ -460,6 +504,7 @@ public final class Coordinator: @unchecked Sendable {
                        let s = try? fetchState(globalStep: completed) {
                         state = s
                         stateStep = completed
+                        schedulerAtState = scheduler
                     }
                     if (try? writeCheckpoint()) != nil, let last = checkpoints.last { saved = "; checkpoint \(last) holds global step \(stateStep)" }
                 }
@@ -484,7 +529,7 @@ public final class Coordinator: @unchecked Sendable {
         pending = []
         try formRing(state: state, completed: globalStep, reason: "start")
         report(.message(.info, "Training \(config.model.cell.rawValue) H=\(config.model.hiddenSize) L=\(config.model.layers) on \(dataset.count) samples "
-            + "(T=\(dataset.steps), I=\(dataset.inputSize), \(dataset.targetKind)), \(members.count) worker(s), batch \(config.batchSize), "
+            + "(T=\(dataset.steps), I=\(dataset.inputSize), \(dataset.targetKind)), \(members.count) worker(s), batch \(config.batchSize)\(config.accumulate.map { $0 > 1 ? " x \($0) accumulated" : "" } ?? ""), "
             + "\(plan.stepsPerEpoch) steps/epoch"))
 
         var lastEpoch = EvalResult(loss: .nan, accuracy: nil)
@@ -516,7 +561,8 @@ public final class Coordinator: @unchecked Sendable {
             for m in members {
                 let steps = (0..<count).map { i in
                     StepMessage(epoch: order.epoch, stepInEpoch: s + i, globalStep: g + i,
-                                rows: order.shard(step: s + i, part: parts[i][m.rank]), wantHash: wantsHash(g + i))
+                                rows: trainingRows(order.shard(step: s + i, part: parts[i][m.rank]), trainRows), wantHash: wantsHash(g + i),
+                                lr: scheduler?.lr(ahead: g + i - globalStep))
                 }
                 try send(StepGroupMessage(steps), to: m, step: g)
             }
@@ -623,6 +669,8 @@ public final class Coordinator: @unchecked Sendable {
                     if wantsHash(globalStep) { try checkHashes(stepResults, globalStep: globalStep) }
                     epochStats = epochStats + stats
                     samplesDone += order.positions(step: s).count
+                    let stepLR = scheduler?.lr ?? Double(config.optimizer.lr)
+                    scheduler?.stepTaken()
                     globalStep += 1
                     history.steps.append(globalStep)
                     history.loss.append(Float(stats.meanLoss))
@@ -636,7 +684,8 @@ public final class Coordinator: @unchecked Sendable {
                     var record: [String: Any?] = [
                         "kind": "step", "global_step": globalStep, "epoch": epoch + 1, "step": s + 1,
                         "loss": stats.meanLoss, "accuracy": history.accuracy == nil ? nil : stats.accuracy,
-                        "samples_per_s": rate, "workers": members.count, "reduce_s": reduceSeconds, "compute_s": computeSeconds]
+                        "samples_per_s": rate, "workers": members.count, "reduce_s": reduceSeconds, "compute_s": computeSeconds,
+                        "lr": stepLR]
                     if stepResults.count > 1 {
                         // Per rank: who computed how many rows in how long (a slow machine shows here).
                         record["rows_by_rank"] = stepResults.map(\.samples)
@@ -646,11 +695,15 @@ public final class Coordinator: @unchecked Sendable {
                     report(.step(StepProgress(epoch: epoch + 1, epochs: config.epochs, step: s + 1, stepsPerEpoch: order.steps,
                                               globalStep: globalStep, loss: stats.meanLoss,
                                               accuracy: history.accuracy == nil ? nil : stats.accuracy,
-                                              samplesPerSecond: rate, etaSeconds: eta, reduceSeconds: reduceSeconds)))
+                                              samplesPerSecond: rate, etaSeconds: eta, reduceSeconds: reduceSeconds, lr: stepLR)))
                     s += 1
                 }
                 lastCollected = collected
-                if options.checkpointEvery > 0 && globalStep % options.checkpointEvery == 0 {
+                // With a schedule or a best tracker, a checkpoint at an epoch's end waits for the
+                // epoch's end (below: the scheduler's epoch step, the validation seen by the
+                // tracker), so that a resume from it continues exactly.
+                let deferAtEpochEnd = scheduler != nil || best != nil
+                if options.checkpointEvery > 0 && globalStep % options.checkpointEvery == 0 && (!deferAtEpochEnd || s < order.steps) {
                     try refreshState()
                     try writeCheckpoint()
                 }
@@ -662,19 +715,47 @@ public final class Coordinator: @unchecked Sendable {
             if partial { record["partial"] = true }
             if let validation {
                 try refreshState()
-                let v = try evaluate(evaluator, parameters: state.parameters, on: validation)
+                let v = try evaluate(evaluator, parameters: state.parameters, on: validation, rows: split?.validation)
                 lastValidation = v
                 record["val_loss"] = v.loss
                 record["val_accuracy"] = v.accuracy
+            }
+            addLanguageModelMetrics(to: &record, model: config.model)  // TaskMetrics.swift
+            // --keep-best / --early-stopping (BestTracker.swift): best.h5 holds the best epoch's state.
+            var stopEarly = false
+            // A partial epoch (--max-steps) is neither scored nor counted by the schedule: a
+            // resume completes it, and then it counts once.
+            if validation != nil, let v = lastValidation, best != nil, !partial {
+                if best!.observe(epoch: epoch + 1, validation: v), config.keepBest != nil, let store {
+                    bestCheckpointPath = try writeBest(store)
+                }
+                record["best_epoch"] = best!.bestEpoch
+                if let patience = config.earlyStopping, best!.epochsWithoutImprovement >= patience {
+                    stopEarly = epoch + 1 < config.epochs
+                }
+            }
+            if scheduler != nil, !partial {
+                scheduler?.epochEnded(validationLoss: validation == nil ? nil : lastValidation?.loss)
+                record["lr"] = scheduler?.lr
             }
             let epochSamples = samplesInEpoch(order, upTo: s - first, from: first)
             report(.epoch(EpochProgress(epoch: epoch + 1, epochs: config.epochs, globalStep: globalStep, loss: epochStats.meanLoss,
                                         accuracy: lastEpoch.accuracy, validationLoss: lastValidation?.loss,
                                         validationAccuracy: lastValidation?.accuracy, seconds: seconds,
-                                        samplesPerSecond: Double(epochSamples) / max(seconds, 1e-9))))
+                                        samplesPerSecond: Double(epochSamples) / max(seconds, 1e-9),
+                                        languageModel: isLanguageModel(config.model))))
             metricsFile?.append(record)
             if partial { break training }
             epochsCompleted = epoch + 1
+            if (scheduler != nil || best != nil) && options.checkpointEvery > 0 && globalStep % options.checkpointEvery == 0 {
+                try refreshState()
+                try writeCheckpoint()
+            }
+            if stopEarly {
+                stoppedEarly = true
+                report(.message(.info, "Early stopping after epoch \(epoch + 1): \(config.earlyStopping!) epoch(s) without a better \(best!.metric.rawValue) than epoch \(best!.bestEpoch ?? 0)'s"))
+                break training
+            }
         }
 
         // The end: final state, final checkpoint, BYE.
@@ -699,6 +780,9 @@ public final class Coordinator: @unchecked Sendable {
         summary.reforms = reforms
         summary.redoneSteps = redone
         summary.finalWorld = members.count
+        summary.best = best
+        summary.bestCheckpoint = bestCheckpointPath
+        summary.stoppedEarly = stoppedEarly
         if rejects.total > 0 || peerRejections.total > 0 {
             let byReason = rejects.snapshot.map { "\($0.key.rawValue) \($0.value)" }.sorted().joined(separator: ", ")
             report(.message(.info, "Rejected \(rejects.total) frame(s) (\(byReason)) and \(peerRejections.total) peer(s)"))
@@ -1002,13 +1086,15 @@ public final class Coordinator: @unchecked Sendable {
         }
     }
 
-    private func evaluate(_ network: RNNNetwork, parameters: [Float], on data: TensorDataset) throws -> EvalResult {
+    /// The loss (and accuracy) of `parameters` on `data`, or on its `rows` only (--val-split).
+    private func evaluate(_ network: RNNNetwork, parameters: [Float], on data: TensorDataset, rows subset: [Int]? = nil) throws -> EvalResult {
         var total = LossStats()
         var batch = Batch()
         let chunk = 256
         var start = 0
-        while start < data.count {
-            let rows = Array(start..<min(start + chunk, data.count))
+        let count = subset?.count ?? data.count
+        while start < count {
+            let rows = subset.map { Array($0[start..<min(start + chunk, count)]) } ?? Array(start..<min(start + chunk, count))
             try data.read(rows: rows, into: &batch)
             let targets = batch.targets.networkTargets
             total = total + (try network.evaluate(parameters: parameters, input: batch.x, batch: batch.count,
@@ -1111,9 +1197,11 @@ final class MetricsLog {
         try? handle?.close()
     }
 
-    /// One record: keys sorted; nil and non-finite values left out; values Int, Double,
+    /// One record, with an ISO-8601 UTC `time`: keys sorted; nil and non-finite values left out; values Int, Double,
     /// Float, Bool, String, [Int] or [Double] (a non-finite element as null).
     func append(_ record: [String: Any?]) {
+        var record = record
+        if record["time"] == nil { record["time"] = isoTimestamp() }  // MetricsTime.swift
         var line = "{"
         var first = true
         for key in record.keys.sorted() {

@@ -376,6 +376,8 @@ struct StepMessage: StepRecord {
     var rows: [Int]
     /// Report a hash of the parameters after the update.
     var wantHash: Bool
+    /// The learning rate of this step's update (the coordinator's schedule; nil: the config's lr).
+    var lr: Double?
 
     func encode(into w: inout BinaryWriter) {
         w.write(epoch)
@@ -384,14 +386,17 @@ struct StepMessage: StepRecord {
         w.write(wantHash)
         w.write(rows.count)
         for r in rows { w.write(Int64(r)) }
+        w.write(lr != nil)
+        w.write(lr ?? 0)
     }
 
-    init(epoch: Int, stepInEpoch: Int, globalStep: Int, rows: [Int], wantHash: Bool) {
+    init(epoch: Int, stepInEpoch: Int, globalStep: Int, rows: [Int], wantHash: Bool, lr: Double? = nil) {
         self.epoch = epoch
         self.stepInEpoch = stepInEpoch
         self.globalStep = globalStep
         self.rows = rows
         self.wantHash = wantHash
+        self.lr = lr
     }
 
     init(from r: inout BinaryReader) throws(PayloadError) {
@@ -406,6 +411,12 @@ struct StepMessage: StepRecord {
         rows = []
         rows.reserveCapacity(n)
         for _ in 0..<n { rows.append(try r.readInt("row")) }
+        let scheduled = try r.readBool("has lr")
+        let value = try r.readDouble("lr")
+        guard !scheduled || (value.isFinite && value >= 0) else {
+            throw PayloadError.invalidValue(field: "lr", found: "\(value)")
+        }
+        lr = scheduled ? value : nil
     }
 }
 

@@ -26,6 +26,28 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public var workerThreads: Int
     /// A parameter-hash comparison across ranks every this many steps.
     public var hashEvery: Int
+    /// The learning-rate schedule (nil: constant, the optimizer's lr).
+    public var schedule: LRScheduleConfig?
+    /// Hold out this seeded fraction of the training rows as validation (no --val files).
+    public var valSplit: Double?
+    /// Keep best.h5 of the best epoch by this validation metric.
+    public var keepBest: BestMetric?
+    /// Stop after this many validated epochs without improvement (of --keep-best's metric, else val_loss).
+    public var earlyStopping: Int?
+
+    /// --accumulate N: each optimizer step consumes N consecutive global batches (nil: 1).
+    public var accumulate: Int?
+
+    /// The rows of one optimizer step: the epoch plan's batch (B, or N * B with --accumulate N).
+    public var rowsPerOptimizerStep: Int { batchSize * (accumulate ?? 1) }
+
+    /// How many of its `rows` a worker computes at once: all of them, or B at a time with --accumulate.
+    public func accumulationChunk(rows: Int) -> Int {
+        (accumulate ?? 1) > 1 ? Swift.max(1, batchSize) : Swift.max(1, rows)
+    }
+
+    /// Validation data exists: --val files or --val-split.
+    public var hasValidation: Bool { !valFiles.isEmpty || valSplit != nil }
 
     public init(
         model: ModelConfig, optimizer: OptimizerConfig, dataFiles: [String], valFiles: [String] = [],
@@ -58,6 +80,27 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
         if let m = maxSteps, m < 1 { throw ConfigError("max steps must be at least 1, found \(m)") }
         if workerThreads < 1 { throw ConfigError("worker threads must be at least 1, found \(workerThreads)") }
         if hashEvery < 1 { throw ConfigError("hash interval must be at least 1, found \(hashEvery)") }
+        if let schedule {
+            try schedule.validate()
+            if schedule.kind == .plateau && !hasValidation {
+                throw ConfigError("--lr-schedule plateau steps on the validation loss: it needs validation data (--val or --val-split)")
+            }
+        }
+        if let n = accumulate, n < 1 { throw ConfigError("--accumulate must be at least 1 batch, found \(n)") }
+        if let f = valSplit {
+            if !(f > 0 && f < 1) { throw ConfigError("--val-split must be a fraction in (0, 1), found \(f)") }
+            if !valFiles.isEmpty { throw ConfigError("--val-split holds out training data when there is no --val; give one of them") }
+        }
+        if let k = keepBest {
+            if !hasValidation { throw ConfigError("--keep-best \(k.rawValue) needs validation data (--val or --val-split)") }
+            if k == .valAccuracy && model.loss != .crossEntropy {
+                throw ConfigError("--keep-best val_accuracy needs a classifier; this is a regression (MSE) model: use val_loss")
+            }
+        }
+        if let p = earlyStopping {
+            if p < 1 { throw ConfigError("--early-stopping must be at least 1 epoch, found \(p)") }
+            if !hasValidation { throw ConfigError("--early-stopping needs validation data (--val or --val-split)") }
+        }
     }
 
     /// The config as compact, key-sorted JSON (stable across runs, for the checkpoint).

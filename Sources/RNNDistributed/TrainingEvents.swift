@@ -25,6 +25,8 @@ public struct StepProgress: Sendable, Equatable {
     public var etaSeconds: Double
     /// The slowest worker's all-reduce time in this step.
     public var reduceSeconds: Double
+    /// The learning rate this step used.
+    public var lr: Double? = nil
 }
 
 /// Summary of one epoch.
@@ -39,6 +41,9 @@ public struct EpochProgress: Sendable, Equatable {
     public var validationAccuracy: Double?
     public var seconds: Double
     public var samplesPerSecond: Double
+    /// A character/token model (per-step class targets): the line adds perplexity and bits
+    /// per character (TaskMetrics.swift) of the losses.
+    public var languageModel = false
 }
 
 public enum TrainingEvent: Sendable, Equatable {

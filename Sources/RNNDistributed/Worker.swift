@@ -619,7 +619,7 @@ final class Replica {
     /// Adam on the mean gradient (the reduced sums times `scale`, formed inside the update:
     /// no separate pass); the state before it goes into the oldest of the kept snapshots (out
     /// of place: nothing is copied, and nothing allocated once all exist).
-    private func applyUpdate(scale: Float) {
+    private func applyUpdate(scale: Float, lr: Double?) {
         if snapshots.count < keptStates {
             // A new slot right after the newest keeps the ring in age order.
             let slot = snapshots.isEmpty ? 0 : newestSnapshot + 1
@@ -629,7 +629,7 @@ final class Replica {
             newestSnapshot = (newestSnapshot + 1) % snapshots.count
         }
         reduceBuffer.withGradients { sums in
-            optimizer.step(parameters: &parameters, gradientSum: UnsafeBufferPointer(sums), scale: scale,
+            optimizer.step(parameters: &parameters, gradientSum: UnsafeBufferPointer(sums), scale: scale, lr: lr,
                            keepingPreviousIn: &snapshots[newestSnapshot].state)
         }
         snapshots[newestSnapshot].appliedSteps = appliedSteps
@@ -644,15 +644,23 @@ final class Replica {
             for r in step.rows where r < 0 || r >= dataset.count {
                 throw WorkerError("row \(r) is outside the dataset's \(dataset.count) rows")
             }
-            try dataset.read(rows: step.rows, into: &batch)
-            let targets = batch.targets.networkTargets
-            stats = try parameters.withUnsafeBufferPointer { p in
-                try batch.x.withUnsafeBufferPointer { x in
-                    try reduceBuffer.withGradients { g in
-                        try network.accumulateGradients(parameters: p, input: x, batch: batch.count, steps: dataset.steps,
-                                                        targets: targets, gradient: g)
+            // --accumulate N: the rows of N batches, computed B at a time into the same sums
+            // (memory of one batch), then one all-reduce.
+            let chunk = config.accumulationChunk(rows: step.rows.count)
+            var first = 0
+            while first < step.rows.count {
+                let rows = first == 0 && chunk >= step.rows.count ? step.rows : Array(step.rows[first..<min(first + chunk, step.rows.count)])
+                try dataset.read(rows: rows, into: &batch)
+                let targets = batch.targets.networkTargets
+                stats = stats + (try parameters.withUnsafeBufferPointer { p in
+                    try batch.x.withUnsafeBufferPointer { x in
+                        try reduceBuffer.withGradients { g in
+                            try network.accumulateGradients(parameters: p, input: x, batch: batch.count, steps: dataset.steps,
+                                                            targets: targets, gradient: g)
+                        }
                     }
-                }
+                })
+                first += chunk
             }
         }
         reduceBuffer[scalar: 0] = Float(stats.scoredCount)
@@ -662,7 +670,7 @@ final class Replica {
         let reduced = monotonicNanoseconds()
         let globalScored = reduceBuffer[scalar: 0]
         guard globalScored > 0 else { throw WorkerError("global step \(step.globalStep) scored no element") }
-        applyUpdate(scale: 1 / globalScored)
+        applyUpdate(scale: 1 / globalScored, lr: step.lr)
         appliedSteps = step.globalStep + 1
         let finite = optimizer.lastStepWasFinite
         let end = monotonicNanoseconds()

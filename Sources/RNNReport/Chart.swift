@@ -30,13 +30,42 @@ public struct RunCurves: Sendable, Equatable {
     /// Per-step accuracy in [0, 1] (nil for regression).
     public var stepAccuracy: [Double]?
     public var epochs: [EpochPoint]
+    /// Per-step learning rate (metrics.jsonl `lr`), nil when unknown; drawn as a strip below
+    /// the panels when it changes during the run.
+    public var stepLR: [Double]?
+    /// The loss axis: log10 when true, linear when false, nil chooses log10 when the loss
+    /// spans more than a decade.
+    public var logScale: Bool?
 
-    public init(title: String = "", steps: [Int] = [], stepLoss: [Double] = [], stepAccuracy: [Double]? = nil, epochs: [EpochPoint] = []) {
+    public init(title: String = "", steps: [Int] = [], stepLoss: [Double] = [], stepAccuracy: [Double]? = nil, epochs: [EpochPoint] = [],
+                stepLR: [Double]? = nil, logScale: Bool? = nil) {
         self.title = title
         self.steps = steps
         self.stepLoss = stepLoss
         self.stepAccuracy = stepAccuracy
         self.epochs = epochs
+        self.stepLR = stepLR
+        self.logScale = logScale
+    }
+
+    /// Whether the loss panel uses a log10 axis: forced by `logScale`, else when the positive
+    /// losses (per step and per epoch, training and validation) span more than a factor 10.
+    public var usesLogScale: Bool {
+        if let logScale { return logScale }
+        let values = (stepLoss + epochs.flatMap { [$0.loss, $0.validationLoss ?? .nan] }).filter { $0.isFinite && $0 > 0 }
+        guard let lo = values.min(), let hi = values.max() else { return false }
+        return hi / lo > 10
+    }
+
+    /// Whether the learning rate changes during the run (a schedule or warmup).
+    var hasLRSchedule: Bool {
+        guard let lr = stepLR?.filter({ $0.isFinite }), let first = lr.first else { return false }
+        return lr.contains { $0 != first }
+    }
+
+    /// The epoch with the lowest validation loss, if any epoch was validated.
+    var bestValidation: EpochPoint? {
+        epochs.filter { $0.validationLoss?.isFinite == true }.min { $0.validationLoss! < $1.validationLoss! }
     }
 
     public var isEmpty: Bool { steps.isEmpty && epochs.isEmpty }
@@ -49,6 +78,8 @@ struct Series {
     var color: RGB
     var thickness: Int
     var markers: Bool
+    /// A single highlighted point (a ring around a large dot), e.g. the best validation epoch.
+    var emphasis = false
 }
 
 enum Palette {
@@ -58,11 +89,15 @@ enum Palette {
     static let train = RGB(31, 90, 180)
     static let validation = RGB(230, 110, 20)
     static let text = RGB(20, 20, 20)
+    static let best = RGB(200, 20, 60)
+    static let lr = RGB(40, 150, 70)
 }
 
 /// Renders `curves` to an RGB image (`width` x `height`).
-public func renderCurves(_ curves: RunCurves, width: Int = 1200, height: Int = 520) -> RGBImage {
-    var image = RGBImage(width: width, height: height)
+/// With a learning-rate schedule a strip of `lrStripHeight` pixels below shows the lr per step.
+public func renderCurves(_ curves: RunCurves, width: Int = 1200, height: Int = 520, lrStripHeight: Int = 170) -> RGBImage {
+    let strip = curves.hasLRSchedule ? lrStripHeight : 0
+    var image = RGBImage(width: width, height: height + strip)
     let scale = 2
     let titleY = 14
     image.draw(text: curves.title.isEmpty ? "TRAINING CURVES" : curves.title, x: max(10, (width - RGBImage.textWidth(curves.title, scale: scale)) / 2),
@@ -88,7 +123,18 @@ public func renderCurves(_ curves: RunCurves, width: Int = 1200, height: Int = 5
     if !epochVal.isEmpty {
         lossSeries.append(Series(label: "VALIDATION LOSS", points: epochVal, color: Palette.validation, thickness: 3, markers: true))
     }
-    drawPanel(&image, x: 0, y: top, width: panelWidth, height: height - top, title: "LOSS", series: lossSeries, percent: false)
+    if let best = curves.bestValidation, let v = best.validationLoss {
+        lossSeries.append(Series(label: "BEST VAL (EPOCH \(best.epoch))", points: [(Double(best.globalStep), v)], color: Palette.best,
+                                 thickness: 3, markers: true, emphasis: true))
+    }
+    let log = curves.usesLogScale
+    drawPanel(&image, x: 0, y: top, width: panelWidth, height: height - top, title: log ? "LOSS (LOG SCALE)" : "LOSS", series: lossSeries,
+              percent: false, logScale: log)
+    if strip > 0, let lr = curves.stepLR {
+        let points = zip(steps, lr).filter { $0.1.isFinite }
+        drawPanel(&image, x: 0, y: height, width: width, height: strip, title: "LEARNING RATE",
+                  series: [Series(label: "LR / STEP", points: Array(points), color: Palette.lr, thickness: 2, markers: false)], percent: false)
+    }
 
     if panels == 2 {
         var accSeries: [Series] = []
@@ -150,7 +196,31 @@ func tickLabel(_ v: Double, spacing: Double) -> String {
     return String(format: "%.\(decimals)f", v)
 }
 
-private func drawPanel(_ image: inout RGBImage, x: Int, y: Int, width: Int, height: Int, title: String, series: [Series], percent: Bool) {
+/// Ticks of a log10 axis over [lo, hi] (in log10 units): every decade, thinned to about 6.
+func logTicks(lo: Double, hi: Double) -> [Double] {
+    let a = floor(lo)
+    var b = ceil(hi)
+    if b <= a { b = a + 1 }
+    let every = max(1, Int(ceil((b - a) / 6)))
+    return stride(from: a, through: b, by: Double(every)).map { $0 }
+}
+
+/// The label of the log10 tick `k`: `100`, `1`, `0.01`, `1e-05`.
+func logTickLabel(_ k: Double) -> String {
+    let e = Int(k.rounded())
+    if e >= 0 && e <= 5 { return String(Int(pow(10, Double(e)))) }
+    if e < 0 && e >= -3 { return String(format: "%.\(-e)f", pow(10, Double(e))) }
+    return "1e\(e < 0 ? "-" : "+")\(abs(e) < 10 ? "0" : "")\(abs(e))"
+}
+
+private func drawPanel(_ image: inout RGBImage, x: Int, y: Int, width: Int, height: Int, title: String, series: [Series], percent: Bool,
+                       logScale: Bool = false) {
+    // A log axis draws log10 of the values (non-positive values are left out).
+    let series = !logScale ? series : series.map { s in
+        var t = s
+        t.points = s.points.filter { $0.1 > 0 }.map { ($0.0, log10($0.1)) }
+        return t
+    }
     let scale = 2
     let charW = (BitmapFont.width + 1) * scale
     let textH = RGBImage.textHeight(scale: scale)
@@ -161,11 +231,11 @@ private func drawPanel(_ image: inout RGBImage, x: Int, y: Int, width: Int, heig
     var xTicks = niceTicks(lo: min(0, xs.min() ?? 0), hi: xMax)
     if xMax > xTicks[0] { xTicks = xTicks.filter { $0 <= xMax + 1e-9 } }
     var yLo = ys.min() ?? 0, yHi = ys.max() ?? 1
-    if percent { yHi = min(100, yHi) } else { yLo = min(0, yLo) }
-    let yTicks = niceTicks(lo: yLo, hi: yHi)
+    if percent { yHi = min(100, yHi) } else if !logScale { yLo = min(0, yLo) }
+    let yTicks = logScale ? logTicks(lo: yLo, hi: yHi) : niceTicks(lo: yLo, hi: yHi)
     let ySpacing = yTicks.count > 1 ? yTicks[1] - yTicks[0] : 1
     let xSpacing = xTicks.count > 1 ? xTicks[1] - xTicks[0] : 1
-    let yLabels = yTicks.map { tickLabel($0, spacing: ySpacing) }
+    let yLabels = yTicks.map { logScale ? logTickLabel($0) : tickLabel($0, spacing: ySpacing) }
     let labelWidth = (yLabels.map(\.count).max() ?? 1) * charW
 
     // Plot area inside the panel.
@@ -220,6 +290,13 @@ private func drawPanel(_ image: inout RGBImage, x: Int, y: Int, width: Int, heig
             drawLine(&image, pts[i - 1], pts[i], thickness: s.thickness, s.color)
         }
         if s.markers && pts.count <= 40 { for p in pts { drawDot(&image, p.0, p.1, radius: 4, s.color) } }
+        if s.emphasis {
+            for p in pts {
+                drawDot(&image, p.0, p.1, radius: 9, s.color)
+                drawDot(&image, p.0, p.1, radius: 6, .white)
+                drawDot(&image, p.0, p.1, radius: 4, s.color)
+            }
+        }
     }
     // Legend in the upper right (loss falls, so the top right is usually empty), or lower right for accuracy.
     let legendLines = series.count

@@ -120,25 +120,119 @@ public struct ConfusionMatrix: Sendable, Equatable {
     }
 }
 
+/// Regression metrics over every predicted value (all outputs, all scored steps): MSE, RMSE,
+/// MAE and R² = 1 - SS_res / SS_tot per output, averaged over the outputs (scikit-learn's
+/// `r2_score` default, "uniform_average").
+public struct RegressionMetrics: Sendable, Equatable {
+    public var mse: Double
+    public var rmse: Double
+    public var mae: Double
+    public var r2: Double
+}
+
+/// Sums for `RegressionMetrics`, per output column.
+struct RegressionSums {
+    var count = 0
+    var squared = 0.0, absolute = 0.0
+    var sum: [Double], sumSquares: [Double], residual: [Double]
+    var perOutput: [Int]
+
+    init(outputs: Int) {
+        sum = [Double](repeating: 0, count: outputs)
+        sumSquares = sum
+        residual = sum
+        perOutput = [Int](repeating: 0, count: outputs)
+    }
+
+    /// `predicted` and `truth` laid out alike, output index fastest.
+    mutating func add(predicted: [Float], truth: [Float]) {
+        let O = sum.count
+        for i in 0..<min(predicted.count, truth.count) {
+            let y = Double(truth[i]), d = Double(predicted[i]) - y
+            squared += d * d
+            absolute += abs(d)
+            let k = i % O
+            sum[k] += y
+            sumSquares[k] += y * y
+            residual[k] += d * d
+            perOutput[k] += 1
+            count += 1
+        }
+    }
+
+    var metrics: RegressionMetrics {
+        let n = Double(max(count, 1))
+        var r2 = 0.0
+        for k in sum.indices {
+            let m = Double(max(perOutput[k], 1))
+            let total = sumSquares[k] - sum[k] * sum[k] / m
+            // A constant target: R² is 1 for a perfect fit, else 0 (scikit-learn's convention).
+            r2 += total > 0 ? 1 - residual[k] / total : (residual[k] == 0 ? 1 : 0)
+        }
+        return RegressionMetrics(mse: squared / n, rmse: (squared / n).squareRoot(), mae: absolute / n, r2: r2 / Double(max(sum.count, 1)))
+    }
+}
+
 /// What `rnn-coord eval` prints.
 public struct EvaluationReport: Sendable {
     public var samples: Int
     public var loss: Double
     public var accuracy: Double?
     public var confusion: ConfusionMatrix?
+    /// Character/token models: perplexity and bits per character of the loss.
+    public var perplexity: Double?
+    public var bitsPerCharacter: Double?
+    /// Regression models.
+    public var regression: RegressionMetrics?
+
+    /// The confusion matrix is printed up to this many classes; above, the most frequent confusions.
+    public static let largestPrintedMatrix = 20
 
     public func text(labels: [String]? = nil) -> String {
-        var lines = ["Samples: \(samples)", "Loss: \(fixed(loss, 4))"]
+        var lines = ["Samples: \(samples)", "Loss: \(lossText(loss))"]
         if let a = accuracy { lines.append("Accuracy: \(fixed(a * 100, 2))%") }
+        if let p = perplexity, let b = bitsPerCharacter {
+            lines.append("Perplexity: \(fixed(p, 3))")
+            lines.append("Bits per character: \(fixed(b, 4))")
+        }
+        if let r = regression {
+            lines.append("MSE: \(lossText(r.mse))")
+            lines.append("RMSE: \(lossText(r.rmse))")
+            lines.append("MAE: \(lossText(r.mae))")
+            lines.append("R²: \(fixed(r.r2, 4))")
+        }
         if let c = confusion {
-            lines.append("Confusion matrix (rows: true class, columns: predicted class):")
-            lines.append(c.table(labels: labels))
+            if c.classes <= Self.largestPrintedMatrix {
+                lines.append("Confusion matrix (rows: true class, columns: predicted class):")
+                lines.append(c.table(labels: labels))
+            } else {
+                lines.append("Most frequent confusions (\(c.classes) classes, too many for a matrix; true -> predicted: count, share of the true class):")
+                lines.append(contentsOf: c.topConfusions(10).map { t, p, n in
+                    func name(_ k: Int) -> String {
+                        let s = labels.flatMap { k < $0.count ? $0[k] : nil } ?? String(k)
+                        return "'\(s == "\n" ? "\\n" : s)'"
+                    }
+                    let share = Double(n) / Double(max(1, c.counts[t].reduce(0, +))) * 100
+                    return "  \(name(t)) -> \(name(p)): \(n) (\(fixed(share, 1))%)"
+                })
+            }
         }
         return lines.joined(separator: "\n")
     }
 
     public func json() -> String {
-        jsonLine(["samples": samples, "loss": loss, "accuracy": accuracy, "confusion": confusion?.counts])
+        jsonLine(["samples": samples, "loss": loss, "accuracy": accuracy, "confusion": confusion?.counts,
+                  "perplexity": perplexity, "bpc": bitsPerCharacter, "mse": regression?.mse, "rmse": regression?.rmse,
+                  "mae": regression?.mae, "r2": regression?.r2])
+    }
+}
+
+extension ConfusionMatrix {
+    /// The `n` largest off-diagonal counts as (true, predicted, count), largest first.
+    public func topConfusions(_ n: Int) -> [(Int, Int, Int)] {
+        var all: [(Int, Int, Int)] = []
+        for t in 0..<classes { for p in 0..<classes where p != t && counts[t][p] > 0 { all.append((t, p, counts[t][p])) } }
+        return Array(all.sorted { $0.2 != $1.2 ? $0.2 > $1.2 : ($0.0, $0.1) < ($1.0, $1.1) }.prefix(n))
     }
 }
 
@@ -155,6 +249,7 @@ extension LoadedModel {
         let m = config.model
         var stats = LossStats()
         var confusion = m.loss == .crossEntropy ? ConfusionMatrix(classes: m.outputSize) : nil
+        var regression = m.loss == .mse ? RegressionSums(outputs: m.outputSize) : nil
         var batch = Batch()
         var start = 0
         while start < data.count {
@@ -168,10 +263,18 @@ extension LoadedModel {
                 let O = m.outputSize
                 for i in 0..<ids.count { confusion!.add(truth: Int(ids[i]), predicted: argmax(out, offset: i * O, count: O)) }
             }
+            if case .values(let truth) = batch.targets, regression != nil {
+                let out = try network.predict(parameters: checkpoint.parameters, input: batch.x, batch: batch.count, steps: data.steps).outputs
+                regression!.add(predicted: out, truth: truth)
+            }
             start += batchSize
         }
+        let language = isLanguageModel(m)
         return EvaluationReport(samples: data.count, loss: stats.meanLoss,
-                                accuracy: m.loss == .crossEntropy ? stats.accuracy : nil, confusion: confusion)
+                                accuracy: m.loss == .crossEntropy ? stats.accuracy : nil, confusion: confusion,
+                                perplexity: language ? perplexity(stats.meanLoss) : nil,
+                                bitsPerCharacter: language ? bitsPerCharacter(stats.meanLoss) : nil,
+                                regression: regression?.metrics)
     }
 
     /// The predicted class of every sequence (last-step head) or of every step (per-step head).
@@ -195,32 +298,14 @@ extension LoadedModel {
         return result
     }
 
-    /// The predicted values of every sequence of a regression model: O values per sequence
-    /// (last-step head) or T * O (per-step head), in sample order.
-    public func predictValues(on data: TensorDataset, batchSize: Int = 256) throws -> [[Float]] {
-        let m = config.model
-        let perSample = (m.head == .lastStep ? 1 : data.steps) * m.outputSize
-        var result: [[Float]] = []
-        var batch = Batch()
-        var start = 0
-        while start < data.count {
-            let rows = Array(start..<min(start + batchSize, data.count))
-            try data.read(rows: rows, into: &batch)
-            let out = try network.predict(parameters: checkpoint.parameters, input: batch.x, batch: batch.count, steps: data.steps).outputs
-            for b in 0..<batch.count { result.append(Array(out[(b * perSample)..<((b + 1) * perSample)])) }
-            start += batchSize
-        }
-        return result
-    }
-
     /// Throws unless the model is a character model: per-step class targets over token inputs
     /// (what `predict --text` feeds), naming what the checkpoint holds instead.
-    public func requireCharacterModel() throws {
+    public func requireCharacterModel(flag: String = "--text") throws {
         let m = config.model
         guard m.head == .everyStep, m.loss == .crossEntropy else {
             let kind = m.loss == .mse ? "a regression model (MSE, \(m.head == .lastStep ? "one output per sequence" : "outputs per step"))"
                                       : "a sequence classifier (one class per sequence)"
-            throw ReportError("--text needs a character model (token ids in, the next character out at every step); this checkpoint is \(kind)")
+            throw ReportError("\(flag) needs a character model (token ids in, the next character out at every step); this checkpoint is \(kind)")
         }
     }
 
@@ -266,21 +351,8 @@ extension LoadedModel {
     /// next character at every position (the tutorial's "hello" -> "elloh").
     public func predictText(_ text: String, vocabulary: [Unicode.Scalar]) throws -> String {
         let m = config.model
-        try requireCharacterModel()
-        guard vocabulary.count == m.inputSize else {
-            throw ReportError("the vocabulary has \(vocabulary.count) characters, the model takes \(m.inputSize) inputs")
-        }
-        var index: [Unicode.Scalar: Int] = [:]
-        for (i, c) in vocabulary.enumerated() where index[c] == nil { index[c] = i }
-        var ids: [Int] = []
-        for c in text.unicodeScalars {
-            guard let i = index[c] else {
-                let shown = vocabulary.map { $0 == "\n" ? "\\n" : String($0) }.joined()
-                throw ReportError("--text: the character '\(c)' is not in the model's vocabulary (\(shown))")
-            }
-            ids.append(i)
-        }
-        guard !ids.isEmpty else { throw ReportError("--text: expected at least one character") }
+        try checkCharacterModel(vocabulary: vocabulary, flag: "--text")
+        let ids = try tokenIds(text, vocabulary: vocabulary, flag: "--text")
         let T = ids.count, I = m.inputSize
         var x = [Float](repeating: 0, count: T * I)
         for (t, id) in ids.enumerated() { x[t * I + id] = 1 }

@@ -16,6 +16,8 @@ extension RunCurves {
         var curves = RunCurves()
         var accuracy: [Double] = []
         var anyAccuracy = false
+        var lr: [Double] = []
+        var anyLR = false
         for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: true).enumerated() {
             let trimmed = line.trimmingCharacters(in: .whitespaces)
             if trimmed.isEmpty { continue }
@@ -32,6 +34,7 @@ extension RunCurves {
                     curves.steps.removeSubrange(keep...)
                     curves.stepLoss.removeSubrange(keep...)
                     accuracy.removeSubrange(keep...)
+                    lr.removeSubrange(keep...)
                     curves.epochs.removeAll { $0.globalStep >= step }
                 }
                 curves.steps.append(step)
@@ -39,6 +42,9 @@ extension RunCurves {
                 let a = double("accuracy")
                 anyAccuracy = anyAccuracy || a != nil
                 accuracy.append(a ?? .nan)
+                let r = double("lr")
+                anyLR = anyLR || r != nil
+                lr.append(r ?? .nan)
             case "epoch":
                 curves.epochs.removeAll { $0.globalStep >= step }
                 curves.epochs.append(EpochPoint(epoch: (object["epoch"] as? NSNumber)?.intValue ?? curves.epochs.count + 1,
@@ -49,6 +55,7 @@ extension RunCurves {
             }
         }
         curves.stepAccuracy = anyAccuracy ? accuracy : nil
+        curves.stepLR = anyLR ? lr : nil
         return curves
     }
 
@@ -78,15 +85,18 @@ extension RunCurves {
         out.steps = []
         out.stepLoss = []
         var acc: [Double]? = stepAccuracy == nil ? nil : []
+        var lr: [Double]? = stepLR == nil ? nil : []
         var i = 0
         while i < steps.count {
             let end = min(steps.count, i + bucket)
             out.steps.append(steps[end - 1])
             out.stepLoss.append(stepLoss[i..<end].reduce(0, +) / Double(end - i))
             if let a = stepAccuracy { acc!.append(a[i..<end].reduce(0, +) / Double(end - i)) }
+            if let r = stepLR { lr!.append(r[end - 1]) }
             i = end
         }
         out.stepAccuracy = acc
+        out.stepLR = lr
         return out
     }
 }

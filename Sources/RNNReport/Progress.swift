@@ -208,16 +208,21 @@ private final class LiveState: @unchecked Sendable {
 }
 
 /// `Epoch [1/10], Loss: 0.6931, Accuracy: 50.00%` (+ validation when present).
+/// A character/token model's epoch also shows perplexity and bits per character.
 public func epochLine(_ e: EpochProgress) -> String {
-    var line = "Epoch [\(e.epoch)/\(e.epochs)], Loss: \(fixed(e.loss, 4))" + (e.accuracy.map { ", Accuracy: \(fixed($0 * 100, 2))%" } ?? "")
-    if let v = e.validationLoss { line += ", Val Loss: \(fixed(v, 4))" }
+    var line = "Epoch [\(e.epoch)/\(e.epochs)], Loss: \(lossText(e.loss))" + (e.accuracy.map { ", Accuracy: \(fixed($0 * 100, 2))%" } ?? "")
+    if e.languageModel { line += ", Perplexity: \(fixed(perplexity(e.loss), 2)), BPC: \(fixed(bitsPerCharacter(e.loss), 3))" }
+    if let v = e.validationLoss { line += ", Val Loss: \(lossText(v))" }
     if let v = e.validationAccuracy { line += ", Val Accuracy: \(fixed(v * 100, 2))%" }
+    if e.languageModel, let v = e.validationLoss {
+        line += ", Val Perplexity: \(fixed(perplexity(v), 2)), Val BPC: \(fixed(bitsPerCharacter(v), 3))"
+    }
     return line
 }
 
 /// `Epoch [1/10], Step [5/40], Loss: ..., Accuracy: ..., 1234 samples/s, ETA 3 s`.
 public func stepLine(_ p: StepProgress) -> String {
-    "Epoch [\(p.epoch)/\(p.epochs)], Step [\(p.step)/\(p.stepsPerEpoch)], Loss: \(fixed(p.loss, 4))"
+    "Epoch [\(p.epoch)/\(p.epochs)], Step [\(p.step)/\(p.stepsPerEpoch)], Loss: \(lossText(p.loss))"
         + (p.accuracy.map { ", Accuracy: \(fixed($0 * 100, 2))%" } ?? "")
         + ", \(Int(p.samplesPerSecond)) samples/s, ETA \(duration(p.etaSeconds))"
 }
@@ -227,14 +232,20 @@ public func liveLine(_ p: StepProgress, runETA: Double? = nil, barWidth: Int = 2
     let fraction = p.stepsPerEpoch > 0 ? Double(p.step) / Double(p.stepsPerEpoch) : 0
     let filled = max(0, min(barWidth, Int((fraction * Double(barWidth)).rounded(.down))))
     let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: barWidth - filled)
-    return "Epoch \(p.epoch)/\(p.epochs) [\(bar)] \(p.step)/\(p.stepsPerEpoch) loss \(fixed(p.loss, 4))"
+    return "Epoch \(p.epoch)/\(p.epochs) [\(bar)] \(p.step)/\(p.stepsPerEpoch) loss \(lossText(p.loss))"
         + (p.accuracy.map { " acc \(fixed($0 * 100, 2))%" } ?? "")
         + " \(Int(p.samplesPerSecond)) samples/s ETA \(duration(p.etaSeconds))"
         + (runETA.map { p.epoch < p.epochs ? " (run \(duration($0)))" : "" } ?? "")
 }
 
-func fixed(_ v: Double, _ decimals: Int) -> String {
+public func fixed(_ v: Double, _ decimals: Int) -> String {
     v.isFinite ? String(format: "%.\(decimals)f", v) : "nan"
+}
+
+/// A loss with enough digits to see progress at any size: `0.6931` from 0.001 up, `3.4567e-05` below.
+public func lossText(_ v: Double) -> String {
+    guard v.isFinite else { return "nan" }
+    return v == 0 || abs(v) >= 1e-3 ? String(format: "%.4f", v) : String(format: "%.4e", v)
 }
 
 /// `42s`, `3m05s`, `1h02m`.

@@ -10,7 +10,7 @@ struct RNNCoord: ParsableCommand {
         commandName: "rnn-coord",
         abstract: "Coordinate data-parallel training of an RNN/LSTM/GRU across rnn-worker processes.",
         version: "0.1.0",
-        subcommands: [Start.self, Eval.self, Predict.self, Plot.self, Keygen.self]
+        subcommands: [Start.self, Eval.self, Predict.self, Generate.self, Plot.self, Keygen.self]
     )
 }
 

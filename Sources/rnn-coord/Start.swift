@@ -51,7 +51,7 @@ struct Start: ParsableCommand {
     @Flag(name: .customLong("drop-last"), help: "Drop the last incomplete batch of each epoch.")
     var dropLast = false
 
-    @Option(help: "Optimizer: adam or adamw.")
+    @Option(help: "Optimizer: adam, adamw or sgd.")
     var optimizer: OptimizerKind = .adam
     @Option(parsing: .unconditional, help: "Learning rate.")
     var lr: Float = 1e-3
@@ -65,6 +65,12 @@ struct Start: ParsableCommand {
     var weightDecay: Float?
     @Option(name: .customLong("clip-norm"), parsing: .unconditional, help: "Clip the global gradient norm to this value.")
     var clipNorm: Float?
+    /// --lr-schedule and its settings, --warmup-steps, --momentum, --nesterov, --accumulate (TrainingOptions.swift).
+    @OptionGroup var schedule: ScheduleOptions
+    /// --tensorboard, --log-scale (TrainingOptions.swift).
+    @OptionGroup var report: ReportOptions
+    /// --val-split, --keep-best, --early-stopping (TrainingOptions.swift).
+    @OptionGroup var selection: ValidationOptions
 
     @Option(parsing: .unconditional, help: "Workers that must join before training starts (default: --local-workers).")
     var workers: Int?
@@ -186,13 +192,17 @@ struct Start: ParsableCommand {
 
     func run() throws {
         let optimizerConfig = OptimizerConfig(kind: optimizer, lr: lr, beta1: beta1, beta2: beta2, eps: eps,
-                                              weightDecay: weightDecay, clipNorm: clipNorm)
+                                              weightDecay: weightDecay, clipNorm: clipNorm,
+                                              momentum: schedule.momentum, nesterov: schedule.nesterov)
         let output = makeOutput()
         do {
-            let config = try TrainingConfig.forDataset(
+            var config = try TrainingConfig.forDataset(
                 files: data, valFiles: val, xName: xName, yName: yName, cell: cell, hiddenSize: hidden, layers: layers,
                 optimizer: optimizerConfig, batchSize: batchSize, epochs: epochs, seed: seed, shuffle: shuffle,
                 dropLast: dropLast, maxSteps: maxSteps, workerThreads: threads)
+            schedule.apply(to: &config)
+            try selection.apply(to: &config, checkpointDir: checkpointDir)
+            try config.validate()
             var options = CoordinatorOptions(
                 config: config, bind: bind, workers: workers ?? localWorkers, checkpointDir: checkpointDir,
                 checkpointEvery: checkpointEvery, keep: keep, resume: resume, joinTimeout: joinTimeout,
@@ -209,7 +219,8 @@ struct Start: ParsableCommand {
             stop.installSignalHandlers()
             options.stop = stop
             output.announce(effectiveConfig(config), checkpointDir: checkpointDir, resuming: resume != nil)
-            let coordinator = try Coordinator(options: options, events: output.events)
+            let tensorboard = try report.tensorboardWriter()
+            let coordinator = try Coordinator(options: options, events: tensorboard?.tee(output.events) ?? output.events)
             var group: LocalWorkerGroup?
             if localWorkers > 0 {
                 guard curveKey == nil else {
@@ -226,10 +237,12 @@ struct Start: ParsableCommand {
                 summary = try coordinator.run()
             } catch {
                 group?.stop(waitSeconds: 2)
+                tensorboard?.flush()
                 throw error
             }
             group?.stop(waitSeconds: 10)
-            output.finish(summary, config: config, checkpointDir: checkpointDir, plot: !noPlot)
+            tensorboard?.flush()
+            output.finish(summary, config: config, checkpointDir: checkpointDir, plot: !noPlot, logScale: report.logScale ? true : nil)
         } catch let error as ValidationError {
             throw error
         } catch let interrupted as Interrupted {

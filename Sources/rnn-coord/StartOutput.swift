@@ -80,7 +80,8 @@ struct RunOutput {
     }
 
     /// The final summary line(s) and the curve PNG.
-    func finish(_ summary: TrainingSummary, config: TrainingConfig, checkpointDir: String?, plot: Bool) {
+    /// `logScale` true forces a log10 loss axis in loss.png (nil: automatic).
+    func finish(_ summary: TrainingSummary, config: TrainingConfig, checkpointDir: String?, plot: Bool, logScale: Bool? = nil) {
         var plotPath: String?
         if plot, let dir = checkpointDir {
             let metrics = (dir as NSString).appendingPathComponent("metrics.jsonl")
@@ -88,6 +89,7 @@ struct RunOutput {
             do {
                 var curves = try RunCurves.load(jsonLinesAt: metrics).thinned()
                 curves.title = curveTitle(dir: dir, config: config)
+                if let logScale { curves.logScale = logScale }
                 try writeCurvePNG(curves, to: path)
                 plotPath = path
             } catch {
@@ -100,27 +102,35 @@ struct RunOutput {
                                        "loss": summary.train.loss, "accuracy": summary.train.accuracy,
                                        "val_loss": summary.validation?.loss, "val_accuracy": summary.validation?.accuracy,
                                        "samples_per_s": summary.samplesPerSecond, "checkpoint": summary.checkpoints.last,
-                                       "plot": plotPath, "rejected_frames": summary.rejectedFrames]))
+                                       "plot": plotPath, "rejected_frames": summary.rejectedFrames,
+                                       "best_epoch": summary.best?.bestEpoch, "best_checkpoint": summary.bestCheckpoint,
+                                       "stopped_early": summary.stoppedEarly]))
             }
             return
         }
         if quiet { return }
-        var line = "Done: \(summary.epochsCompleted) epoch(s), \(summary.globalSteps) steps, loss \(String(format: "%.4f", summary.train.loss))"
+        var line = "Done: \(summary.epochsCompleted) epoch(s), \(summary.globalSteps) steps, loss \(lossText(summary.train.loss))"
         if let a = summary.train.accuracy { line += ", accuracy \(String(format: "%.2f", a * 100))%" }
         if let v = summary.validation {
-            line += ", val loss \(String(format: "%.4f", v.loss))"
+            line += ", val loss \(lossText(v.loss))"
             if let a = v.accuracy { line += ", val accuracy \(String(format: "%.2f", a * 100))%" }
         }
+        if let best = summary.best, let epoch = best.bestEpoch, let value = best.bestValue {
+            let shown = best.metric == .valLoss ? lossText(value) : "\(fixed(value * 100, 2))%"
+            line += ", best epoch \(epoch) (\(best.metric.rawValue) \(shown))"
+        }
+        if summary.stoppedEarly { line += ", stopped early" }
         line += ", \(Int(summary.samplesPerSecond)) samples/s"
         if let last = summary.checkpoints.last { line += ", checkpoint \(last)" }
         if summary.rejectedFrames > 0 { line += ", \(summary.rejectedFrames) frames rejected" }
         console.line(line)
         if let v = summary.validation {
-            var test = "Test loss (--val): \(String(format: "%.4f", v.loss))"
+            var test = "Test loss (--val): \(lossText(v.loss))"
             if let a = v.accuracy { test += ", Test Accuracy: \(String(format: "%.2f", a * 100))%" }
             console.line(test)
         }
         if let last = summary.checkpoints.last { console.line("Checkpoint: \(last)") }
+        if let best = summary.bestCheckpoint { console.line("Best checkpoint: \(best)") }
         if let plotPath { console.line("Loss curve: \(plotPath)") }
         if let dir = checkpointDir { console.line("Metrics: \((dir as NSString).appendingPathComponent("metrics.jsonl"))") }
     }
@@ -169,7 +179,7 @@ extension Start {
             // Paths, not secrets: a resumed run (`--resume DIR` reads this file) keeps its encryption.
             ("curve-key", s(curveKey.map(absolute))), ("allow", s(allow.map(absolute))), ("insecure", .flag(insecure)),
             // The token is a secret: never written here (a resumed run draws a new one).
-        ]
+        ] + schedule.effectiveConfig + report.effectiveConfig + selection.effectiveConfig
     }
 }
 

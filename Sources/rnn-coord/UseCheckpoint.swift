@@ -46,7 +46,7 @@ struct Eval: ParsableCommand {
             } else {
                 printLine("Checkpoint: \(model.path) (\(model.summary))")
                 printLine("Data: \(data.joined(separator: ", "))")
-                printLine(report.text())
+                printLine(report.text(labels: dataset.vocabulary.map { $0.map { String($0) } }))
             }
         } catch {
             throw fail("eval", error)
@@ -76,12 +76,15 @@ struct Predict: ParsableCommand {
     var limit = 0
     @Option(help: "Also write the inputs (/X) and the raw outputs (/outputs) of --data to this HDF5 file (for checking against PyTorch).")
     var outputs: String?
+    @Flag(help: "With --data and a classifier: also print each class's probability (softmax; per-step models: of the last step).")
+    var probabilities = false
 
     func validate() throws {
         if text == nil && data.isEmpty { throw ValidationError("Please specify '--text' (character model) or '--data' (sequences to classify).") }
         if text != nil && !data.isEmpty { throw ValidationError("Please specify only one of '--text' and '--data'.") }
         if limit < 0 { throw ValidationError("Please specify '--limit' of 0 or more.") }
         if outputs != nil && data.isEmpty { throw ValidationError("'--outputs' needs '--data' (the sequences whose outputs to write).") }
+        if probabilities && data.isEmpty { throw ValidationError("'--probabilities' needs '--data' (the sequences to classify).") }
     }
 
     func run() throws {
@@ -103,25 +106,17 @@ struct Predict: ParsableCommand {
                 printLine("Outputs of \(dataset.count) sequences written to \(outputs)")
             }
             if model.config.model.loss == .mse {
-                // Regression: the predicted values (and the true ones, when Y is in the file).
-                let values = try model.predictValues(on: dataset)
-                var truth: [Float]?
-                if case .values(let v) = try dataset.read(rows: Array(0..<dataset.count)).targets { truth = v }
-                let n = limit > 0 ? min(limit, values.count) : values.count
-                let width = values.first?.count ?? 0
-                func joined(_ v: ArraySlice<Float>) -> String { v.map { String(format: "%.6g", $0) }.joined(separator: " ") }
-                printLine(truth == nil ? "sample,predicted" : "sample,predicted,true")
-                for i in 0..<n {
-                    let shown = joined(values[i][...])
-                    printLine(truth.map { "\(i),\(shown),\(joined($0[(i * width)..<((i + 1) * width)]))" } ?? "\(i),\(shown)")
-                }
+                try printValues(model, dataset)
                 return
             }
             let predictions = try model.predictClasses(on: dataset)
+            let probs = probabilities ? try model.probabilities(on: dataset) : nil
             let truth = dataset.allClassIds()
             let n = limit > 0 ? min(limit, predictions.count) : predictions.count
             let perStep = model.config.model.head == .everyStep
-            printLine(truth == nil ? "sample,predicted" : "sample,predicted,true")
+            var header = truth == nil ? "sample,predicted" : "sample,predicted,true"
+            if probs != nil { header += (0..<model.config.model.outputSize).map { ",p_\($0)" }.joined() }
+            printLine(header)
             for i in 0..<n {
                 let p = predictions[i]
                 var shown: String
@@ -138,10 +133,31 @@ struct Predict: ParsableCommand {
                     shown = String(p[0])
                     trueShown = truth.map { String($0[i]) }
                 }
-                printLine(trueShown.map { "\(i),\(shown),\($0)" } ?? "\(i),\(shown)")
+                let probText = probs.map { $0[i].map { "," + String(format: "%.6f", $0) }.joined() } ?? ""
+                printLine((trueShown.map { "\(i),\(shown),\($0)" } ?? "\(i),\(shown)") + probText)
             }
         } catch {
             throw fail("predict", error)
+        }
+    }
+}
+
+extension Predict {
+    /// A regression model: `sample,predicted,true` with the values (several: space-separated, quoted).
+    func printValues(_ model: LoadedModel, _ dataset: TensorDataset) throws {
+        if probabilities { throw ReportError("--probabilities needs a classifier; this checkpoint is a regression (MSE) model") }
+        let predicted = try model.outputs(on: dataset)
+        let n = limit > 0 ? min(limit, predicted.count) : predicted.count
+        var truth: [Float]?
+        if case .values(let v) = try dataset.read(rows: Array(0..<n)).targets { truth = v }
+        func show(_ v: ArraySlice<Float>) -> String {
+            v.count == 1 ? valueText(v.first!) : "\"" + v.map(valueText).joined(separator: " ") + "\""
+        }
+        printLine(truth == nil ? "sample,predicted" : "sample,predicted,true")
+        for i in 0..<n {
+            let p = show(predicted[i][...])
+            let per = predicted[i].count
+            printLine(truth.map { "\(i),\(p),\(show($0[(i * per)..<((i + 1) * per)]))" } ?? "\(i),\(p)")
         }
     }
 }
@@ -166,6 +182,8 @@ struct Plot: ParsableCommand {
     var output: String?
     @Option(help: "Title of the picture (default: model, data file and run folder).")
     var title: String?
+    @Flag(name: .customLong("log-scale"), help: "A log10 loss axis (default: when the loss spans more than a decade).")
+    var logScale = false
 
     func run() throws {
         do {
@@ -189,6 +207,7 @@ struct Plot: ParsableCommand {
             }
             if curves.isEmpty { throw ReportError("\(checkpoint): no metrics recorded yet (no steps in the checkpoint or metrics.jsonl)") }
             curves = curves.thinned()
+            if logScale { curves.logScale = true }
             curves.title = title ?? curveTitle(dir: (dir as NSString).standardizingPath, config: config)
             let out = output ?? (dir as NSString).appendingPathComponent("loss.png")
             try writeCurvePNG(curves, to: out)

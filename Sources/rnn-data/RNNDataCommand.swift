@@ -3,6 +3,7 @@
 import ArgumentParser
 import Foundation
 import RNNData
+import RNNReport
 
 @main
 struct RNNDataCommand: ParsableCommand {
@@ -11,6 +12,11 @@ struct RNNDataCommand: ParsableCommand {
         abstract: "Make and inspect TensorDataset HDF5 files (X features, Y targets).",
         subcommands: [Make.self, Inspect.self]
     )
+
+    /// A wrong flag or value gets one error line (and a hint), as in rnn-coord.
+    static func main() {
+        CommandRunner.main(RNNDataCommand.self, arguments: Array(CommandLine.arguments.dropFirst()))
+    }
 }
 
 /// Exit with a message on stderr and a non-zero status for every DataError.
@@ -80,10 +86,25 @@ struct Make: ParsableCommand {
         @Option(help: "UTF-8 text file.") var from: String
         @Option(parsing: .unconditional, help: "Characters per sequence T.") var seqLen = 64
         @Option(parsing: .unconditional, help: "Characters between sequence starts (default: --seq-len, no overlap).") var stride: Int?
+        @Option(name: .customLong("vocab-from"), help: "Use the vocabulary (character ids) of this HDF5 file, e.g. the training file, so both files agree.")
+        var vocabFrom: String?
+        @Option(name: .customLong("val-fraction"), parsing: .unconditional, help: "Also write the text's last F as validation data (--val-output), with the same vocabulary.")
+        var valFraction: Double?
+        @Option(name: .customLong("val-output"), help: "The validation file of --val-fraction (default: OUTPUT with -val before .h5).")
+        var valOutput: String?
 
         func validate() throws {
             if seqLen < 1 { throw ValidationError("Please specify '--seq-len' of at least 1.") }
             if let stride, stride < 1 { throw ValidationError("Please specify '--stride' of at least 1.") }
+            if let f = valFraction, !(f > 0 && f < 1) { throw ValidationError("Please specify '--val-fraction' as a fraction in (0, 1), found \(f).") }
+            if valOutput != nil && valFraction == nil { throw ValidationError("'--val-output' needs '--val-fraction'.") }
+        }
+
+        /// OUTPUT.h5 -> OUTPUT-val.h5.
+        var validationPath: String {
+            if let valOutput { return valOutput }
+            let o = output.output
+            return o.hasSuffix(".h5") ? String(o.dropLast(3)) + "-val.h5" : o + "-val.h5"
         }
         func run() throws {
             let data: Data
@@ -96,7 +117,25 @@ struct Make: ParsableCommand {
                 throw ExitCode(2)
             }
             let name = URL(fileURLWithPath: from).lastPathComponent
-            let contents = try failing { try SyntheticData.text(text, steps: seqLen, stride: stride, source: name) }
+            var vocabulary: [Unicode.Scalar]?
+            if let vocabFrom {
+                let source = try failing { try TensorDataset.open(path: vocabFrom, options: TensorDatasetOptions(memoryBudgetBytes: 0)) }
+                guard let v = source.vocabulary else {
+                    FileHandle.standardError.write(Data("rnn-data: error: --vocab-from \(vocabFrom): expected a 'vocab' attribute (a file from 'rnn-data make text'), found none\n".utf8))
+                    throw ExitCode(2)
+                }
+                vocabulary = v
+            }
+            if let valFraction {
+                let (train, validation) = try failing {
+                    try SyntheticData.textSplit(text, steps: seqLen, stride: stride, source: name, validationFraction: valFraction, vocabulary: vocabulary)
+                }
+                try failing { try train.write(to: output.output, compress: !output.noCompress) }
+                try failing { try validation.write(to: validationPath, compress: !output.noCompress) }
+                print("wrote \(output.output): \(train.count) sequences of \(seqLen) characters, and \(validationPath): \(validation.count), vocab \(train.classes ?? 0)")
+                return
+            }
+            let contents = try failing { try SyntheticData.text(text, steps: seqLen, stride: stride, source: name, vocabulary: vocabulary) }
             try failing { try contents.write(to: output.output, compress: !output.noCompress) }
             print("wrote \(output.output): \(contents.count) sequences of \(seqLen) characters, vocab \(contents.classes ?? 0)")
         }

@@ -470,8 +470,9 @@ final class HardeningTests: XCTestCase {
         guard lines.count > header + 1 else { return }
         let row = lines[header + 1].split(separator: ",")
         guard row.count == 3 else { return XCTFail("not sample,predicted,true: \(lines[header + 1])") }
-        XCTAssertEqual(row[1].split(separator: " ").compactMap { Float($0) }.count, 2, "two predicted values: \(lines[header + 1])")
-        XCTAssertEqual(row[2].split(separator: " ").compactMap { Float($0) }.count, 2, "two true values: \(lines[header + 1])")
+        func values(_ field: Substring) -> [Float] { field.filter { $0 != "\"" }.split(separator: " ").compactMap { Float($0) } }
+        XCTAssertEqual(values(row[1]).count, 2, "two predicted values: \(lines[header + 1])")
+        XCTAssertEqual(values(row[2]).count, 2, "two true values: \(lines[header + 1])")
         XCTAssertTrue(FileManager.default.fileExists(atPath: path("out.h5")))
         let text = try ChildProcess("rnn-coord", ["predict", "--checkpoint", ckpt, "--text", "hello"])
         XCTAssertEqual(text.wait(timeout: 30), 1)

@@ -1,0 +1,57 @@
+// `rnn-coord generate`: text from a character model, as the PyTorch tutorial's sampling loop
+// does it: feed the prompt, then one character at a time drawn from softmax(logits / T) (or the
+// arg-max at T = 0), carrying the recurrent state (`hidden`) from step to step.
+import RNNCore
+
+extension LoadedModel {
+    /// Checks that this checkpoint is a character model over `vocabulary` (per-step class
+    /// targets, one input and one class per character).
+    func checkCharacterModel(vocabulary: [Unicode.Scalar], flag: String) throws {
+        let m = config.model
+        try requireCharacterModel(flag: flag)
+        guard vocabulary.count == m.inputSize, m.outputSize == m.inputSize else {
+            throw ReportError("\(flag) needs a character model whose inputs and classes are the vocabulary's \(vocabulary.count) characters; this checkpoint takes \(m.inputSize) inputs and predicts \(m.outputSize) classes")
+        }
+    }
+
+    /// The vocabulary ids of `text`'s characters; the error names the first one not in it.
+    func tokenIds(_ text: String, vocabulary: [Unicode.Scalar], flag: String) throws -> [Int] {
+        var index: [Unicode.Scalar: Int] = [:]
+        for (i, c) in vocabulary.enumerated() where index[c] == nil { index[c] = i }
+        var ids: [Int] = []
+        for c in text.unicodeScalars {
+            guard let i = index[c] else {
+                let shown = vocabulary.map { $0 == "\n" ? "\\n" : String($0) }.joined()
+                throw ReportError("\(flag): the character '\(c)' is not in the model's vocabulary (\(shown))")
+            }
+            ids.append(i)
+        }
+        guard !ids.isEmpty else { throw ReportError("\(flag): expected at least one character") }
+        return ids
+    }
+
+    /// The `length` characters that follow `prompt`: the prompt runs through the network in one
+    /// pass, then each drawn character is fed back with the carried state.
+    public func generate(prompt: String, length: Int, sampler: inout TokenSampler, vocabulary: [Unicode.Scalar]) throws -> String {
+        try checkCharacterModel(vocabulary: vocabulary, flag: "generate")
+        let ids = try tokenIds(prompt, vocabulary: vocabulary, flag: "--prompt")
+        let V = config.model.inputSize
+        func oneHot(_ ids: [Int]) -> [Float] {
+            var x = [Float](repeating: 0, count: ids.count * V)
+            for (t, id) in ids.enumerated() { x[t * V + id] = 1 }
+            return x
+        }
+        var p = try network.predict(parameters: checkpoint.parameters, input: oneHot(ids), batch: 1, steps: ids.count)
+        var text = String.UnicodeScalarView()
+        var logits = p.outputs[((ids.count - 1) * V)..<(ids.count * V)]
+        for i in 0..<length {
+            let next = sampler.next(logits)
+            text.append(vocabulary[next])
+            if i == length - 1 { break }
+            p = try network.predict(parameters: checkpoint.parameters, input: oneHot([next]), batch: 1, steps: 1,
+                                    initialState: p.finalState)
+            logits = p.outputs[0..<V]
+        }
+        return String(text)
+    }
+}

@@ -1,0 +1,48 @@
+// What `predict --data` prints beyond the arg-max class: a regression model's predicted values
+// and a classifier's class probabilities (softmax of the logits).
+import Foundation
+import RNNCore
+import RNNData
+
+extension LoadedModel {
+    /// The raw outputs of every sequence: (O) with a last-step head, (T, O) per step, flat per sample.
+    public func outputs(on data: TensorDataset, batchSize: Int = 256) throws -> [[Float]] {
+        let m = config.model
+        let perSample = (m.head == .lastStep ? 1 : data.steps) * m.outputSize
+        var result: [[Float]] = []
+        var batch = Batch()
+        var start = 0
+        while start < data.count {
+            let rows = Array(start..<min(start + batchSize, data.count))
+            try data.read(rows: rows, into: &batch)
+            let out = try network.predict(parameters: checkpoint.parameters, input: batch.x, batch: batch.count, steps: data.steps).outputs
+            for b in 0..<batch.count { result.append(Array(out[(b * perSample)..<((b + 1) * perSample)])) }
+            start += batchSize
+        }
+        return result
+    }
+
+    /// Class probabilities of each sequence (softmax of the logits, in double): with a
+    /// last-step head of the sequence, with a per-step head of its last step.
+    public func probabilities(on data: TensorDataset, batchSize: Int = 256) throws -> [[Double]] {
+        let m = config.model
+        guard m.loss == .crossEntropy else { throw ReportError("--probabilities needs a classifier; this checkpoint is a regression (MSE) model") }
+        let O = m.outputSize
+        return try outputs(on: data, batchSize: batchSize).map { out in
+            softmax(out[(out.count - O)...])
+        }
+    }
+}
+
+/// softmax of `logits` in double precision.
+func softmax(_ logits: ArraySlice<Float>) -> [Double] {
+    let top = Double(logits.max() ?? 0)
+    let e = logits.map { exp(Double($0) - top) }
+    let sum = e.reduce(0, +)
+    return e.map { $0 / sum }
+}
+
+/// A float for CSV output with 6 significant digits (`0.123457`, `1.5e-07`).
+public func valueText(_ v: Float) -> String {
+    String(format: "%.6g", Double(v))
+}
