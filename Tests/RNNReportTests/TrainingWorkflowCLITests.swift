@@ -75,6 +75,9 @@ final class TrainingWorkflowCLITests: XCTestCase {
             XCTAssertEqual(r["perplexity"] as! Double, exp(r["loss"] as! Double), accuracy: 1e-9 * exp(r["loss"] as! Double))
             XCTAssertEqual(r["bpc"] as! Double, (r["loss"] as! Double) / log(2), accuracy: 1e-9)
         }
+        let plot = try runBinary("rnn-coord", ["plot", "--checkpoint", "run", "--log-scale", "--output", "p.png"], in: dir)
+        XCTAssertEqual(plot.status, 0, plot.err)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/p.png"))
         let config = try String(contentsOfFile: dir + "/run/config.yaml", encoding: .utf8)
         XCTAssertTrue(config.contains("lr-schedule: step"), config)
         XCTAssertTrue(config.contains("momentum: 0.9"), config)
