@@ -15,6 +15,10 @@ schedules: one case per schedule config (keys as Swift's LRScheduleConfig), with
 sgd: one case per torch.optim.SGD config (lr, momentum, nesterov, weight_decay, foreach=False):
   the initial parameters (37 values), 4 gradients, the lr of each step (the param group's lr
   changed between steps, as a scheduler does) and the parameters after each step.
+models: the tutorial's model (nn.LSTM / nn.GRU + nn.Linear, PyTorch's own seeded init) trained
+  5 steps on one batch (cross-entropy on the last step) by SGD or Adam under a scheduler
+  (SequentialLR of LinearLR warmup and CosineAnnealingLR, or StepLR per 2 steps): the state_dict
+  before, x, targets, the lr of each step and the state_dict after, as flat float lists.
 Floats are written as JSON numbers (Python's repr: exact doubles; float32 values exactly).
 
 Run: python3 scripts/make_schedule_fixtures.py   (torch only needed to regenerate)
@@ -130,11 +134,60 @@ def sgd_cases():
     return out
 
 
+def model_cases():
+    cases = []
+    specs = [
+        ("lstm-sgd-nesterov-cosine", "LSTM", {"kind": "sgd", "lr": 0.5, "momentum": 0.9, "nesterov": True, "weightDecay": 0.01, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}, "cosine"),
+        ("gru-sgd-momentum-step", "GRU", {"kind": "sgd", "lr": 0.3, "momentum": 0.7, "nesterov": False, "weightDecay": 0.0, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}, "step"),
+        ("lstm-adam-cosine", "LSTM", {"kind": "adam", "lr": 0.02, "momentum": 0.0, "nesterov": False, "weightDecay": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}, "cosine"),
+    ]
+    for index, (name, module, opt_cfg, sched) in enumerate(specs):
+        torch.manual_seed(500 + index)
+        I, H, O, B, T = 3, 5, 4, 6, 4
+        rnn = getattr(torch.nn, module)(I, H, 1, batch_first=True)
+        fc = torch.nn.Linear(H, O)
+        x = torch.randn(B, T, I)
+        y = torch.randint(0, O, (B,))
+        before = {"rnn." + k: v.detach().clone() for k, v in rnn.state_dict().items()}
+        before.update({"fc." + k: v.detach().clone() for k, v in fc.state_dict().items()})
+        params = list(rnn.parameters()) + list(fc.parameters())
+        if opt_cfg["kind"] == "sgd":
+            opt = torch.optim.SGD(params, lr=opt_cfg["lr"], momentum=opt_cfg["momentum"], nesterov=opt_cfg["nesterov"],
+                                  weight_decay=opt_cfg["weightDecay"], foreach=False)
+        else:
+            opt = torch.optim.Adam(params, lr=opt_cfg["lr"], weight_decay=opt_cfg["weightDecay"], foreach=False)
+        steps = 5
+        if sched == "cosine":
+            schedule = {"kind": "cosine", "stepSize": 10, "gamma": 0.1, "minLR": 0.001, "patience": 10, "warmupSteps": 2}
+            linear = torch.optim.lr_scheduler.LinearLR(opt, start_factor=START_FACTOR, end_factor=1.0, total_iters=2)
+            cosine = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps - 2, eta_min=0.001)
+            scheduler = torch.optim.lr_scheduler.SequentialLR(opt, [linear, cosine], milestones=[2])
+        else:
+            schedule = {"kind": "step", "stepSize": 2, "gamma": 0.5, "minLR": 0.0, "patience": 10, "warmupSteps": 0}
+            scheduler = torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
+        lrs = []
+        for _ in range(steps):
+            lrs.append(opt.param_groups[0]["lr"])
+            opt.zero_grad()
+            seq, _ = rnn(x)
+            torch.nn.functional.cross_entropy(fc(seq[:, -1, :]), y).backward()
+            opt.step()
+            scheduler.step()
+        after = {"rnn." + k: v for k, v in rnn.state_dict().items()}
+        after.update({"fc." + k: v for k, v in fc.state_dict().items()})
+        flat = lambda d: {k: [float(v) for v in t.reshape(-1)] for k, t in d.items()}
+        cases.append({"name": name, "cell": module.lower(), "inputSize": I, "hiddenSize": H, "outputSize": O, "batch": B, "steps": T,
+                    "optimizer": opt_cfg, "schedule": schedule, "scheduleEveryStep": True, "totalSteps": steps,
+                    "x": [float(v) for v in x.reshape(-1)], "targets": [int(v) for v in y], "lrs": lrs,
+                    "before": flat(before), "after": flat(after)})
+    return cases
+
+
 def main():
     warnings.simplefilter("ignore")
     torch.set_num_threads(1)
     data = {"torch": torch.__version__, "warmupStartFactor": START_FACTOR,
-            "schedules": schedule_cases(), "sgd": sgd_cases()}
+            "schedules": schedule_cases(), "sgd": sgd_cases(), "models": model_cases()}
     with open(OUT, "w") as f:
         json.dump(data, f, indent=1)
         f.write("\n")

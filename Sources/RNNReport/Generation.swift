@@ -54,4 +54,17 @@ extension LoadedModel {
         }
         return String(text)
     }
+
+    /// The probability of each character following `text` (softmax of the last step's logits),
+    /// most likely first.
+    public func nextCharacterProbabilities(_ text: String, vocabulary: [Unicode.Scalar]) throws -> [(Unicode.Scalar, Double)] {
+        try checkCharacterModel(vocabulary: vocabulary, flag: "--text")
+        let ids = try tokenIds(text, vocabulary: vocabulary, flag: "--text")
+        let V = config.model.inputSize
+        var x = [Float](repeating: 0, count: ids.count * V)
+        for (t, id) in ids.enumerated() { x[t * V + id] = 1 }
+        let out = try network.predict(parameters: checkpoint.parameters, input: x, batch: 1, steps: ids.count).outputs
+        let p = softmax(out[((ids.count - 1) * V)..<(ids.count * V)])
+        return p.indices.sorted { p[$0] != p[$1] ? p[$0] > p[$1] : $0 < $1 }.map { (vocabulary[$0], p[$0]) }
+    }
 }

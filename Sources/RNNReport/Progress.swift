@@ -142,7 +142,7 @@ public func progressReporter(options: ProgressOptions, console: Console, logger:
                 console.line(jsonLine(["event": "step", "epoch": p.epoch, "epochs": p.epochs, "step": p.step,
                                        "steps_per_epoch": p.stepsPerEpoch, "global_step": p.globalStep, "loss": p.loss,
                                        "accuracy": p.accuracy, "samples_per_s": p.samplesPerSecond, "eta_s": p.etaSeconds,
-                                       "reduce_s": p.reduceSeconds]))
+                                       "reduce_s": p.reduceSeconds, "lr": p.lr]))
             case .text where console.isTerminal:
                 if live.due(every: options.refreshSeconds) || p.step == p.stepsPerEpoch {
                     console.live(liveLine(p, runETA: live.runETA(p)))
@@ -159,7 +159,11 @@ public func progressReporter(options: ProgressOptions, console: Console, logger:
                 console.line(jsonLine(["event": "epoch", "epoch": e.epoch, "epochs": e.epochs, "global_step": e.globalStep,
                                        "loss": e.loss, "accuracy": e.accuracy, "val_loss": e.validationLoss,
                                        "val_accuracy": e.validationAccuracy, "seconds": e.seconds,
-                                       "samples_per_s": e.samplesPerSecond]))
+                                       "samples_per_s": e.samplesPerSecond,
+                                       "perplexity": e.languageModel ? perplexity(e.loss) : nil,
+                                       "bpc": e.languageModel ? bitsPerCharacter(e.loss) : nil,
+                                       "val_perplexity": e.languageModel ? e.validationLoss.map(perplexity) : nil,
+                                       "val_bpc": e.languageModel ? e.validationLoss.map(bitsPerCharacter) : nil]))
             case .text:
                 console.line(epochLine(e) + (console.isTerminal ? String(format: ", %.1f s, %@ samples/s", e.seconds, "\(Int(e.samplesPerSecond))") : ""))
             }

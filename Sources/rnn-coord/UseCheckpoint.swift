@@ -76,7 +76,7 @@ struct Predict: ParsableCommand {
     var limit = 0
     @Option(help: "Also write the inputs (/X) and the raw outputs (/outputs) of --data to this HDF5 file (for checking against PyTorch).")
     var outputs: String?
-    @Flag(help: "With --data and a classifier: also print each class's probability (softmax; per-step models: of the last step).")
+    @Flag(help: "With --data and a classifier: also print each class's probability (softmax; per-step models: of the last step). With --text: the 10 most likely next characters.")
     var probabilities = false
 
     func validate() throws {
@@ -84,7 +84,7 @@ struct Predict: ParsableCommand {
         if text != nil && !data.isEmpty { throw ValidationError("Please specify only one of '--text' and '--data'.") }
         if limit < 0 { throw ValidationError("Please specify '--limit' of 0 or more.") }
         if outputs != nil && data.isEmpty { throw ValidationError("'--outputs' needs '--data' (the sequences whose outputs to write).") }
-        if probabilities && data.isEmpty { throw ValidationError("'--probabilities' needs '--data' (the sequences to classify).") }
+
     }
 
     func run() throws {
@@ -98,6 +98,13 @@ struct Predict: ParsableCommand {
                     throw ReportError("\(vocabFile) has no 'vocab' attribute; pass --vocab-from FILE with the training file's vocabulary")
                 }
                 printLine(try model.predictText(text, vocabulary: vocabulary))
+                if probabilities {
+                    printLine("next,probability")
+                    for (c, p) in try model.nextCharacterProbabilities(text, vocabulary: vocabulary).prefix(10) {
+                        let shown = c == "\n" ? "\\n" : c == "\"" ? "\"\"" : String(c)
+                        printLine("\"\(shown)\",\(String(format: "%.6f", p))")
+                    }
+                }
                 return
             }
             let dataset = try model.open(dataset: data)

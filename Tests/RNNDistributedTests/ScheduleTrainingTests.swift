@@ -163,4 +163,27 @@ final class ScheduleTrainingTests: XCTestCase {
         XCTAssertEqual(rest.summary.globalSteps, straight.summary.globalSteps)
         XCTAssertTrue(rest.summary.parameters == straight.summary.parameters)
     }
+
+    /// On resume the saved scheduler continues when it is the same schedule and base lr; a
+    /// changed one restarts from its formula at the checkpoint's step, with a warning.
+    func testResumedSchedulerIsTheSavedOneOrAReplayWithAWarning() throws {
+        var config = try makeConfig(optimizer: OptimizerConfig(kind: .adam, lr: 0.01),
+                                    schedule: LRScheduleConfig(kind: .step, stepSize: 1, gamma: 0.5))
+        var saved = LRScheduler(config: config.schedule!, baseLR: Double(config.optimizer.lr), totalSteps: 21)
+        for g in 0..<9 {
+            saved.stepTaken()
+            if (g + 1) % 7 == 0 { saved.epochEnded(validationLoss: nil) }
+        }
+        let same = try makeLRScheduler(config: config, stepsPerEpoch: 7, savedJSON: saved.jsonString(), globalStep: 9, epochsEnded: 1)
+        XCTAssertEqual(same.scheduler, saved)
+        XCTAssertNil(same.warning)
+        XCTAssertThrowsError(try makeLRScheduler(config: config, stepsPerEpoch: 7, savedJSON: saved.jsonString(), globalStep: 10, epochsEnded: 1))
+        config.schedule = LRScheduleConfig(kind: .step, stepSize: 1, gamma: 0.25)
+        let changed = try makeLRScheduler(config: config, stepsPerEpoch: 7, savedJSON: saved.jsonString(), globalStep: 9, epochsEnded: 1)
+        XCTAssertNotNil(changed.warning)
+        XCTAssertEqual(changed.scheduler?.stepsTaken, 9)
+        XCTAssertEqual(changed.scheduler?.lr, Double(config.optimizer.lr) * 0.25)
+        config.schedule = nil
+        XCTAssertNil(try makeLRScheduler(config: config, stepsPerEpoch: 7, savedJSON: saved.jsonString(), globalStep: 9, epochsEnded: 1).scheduler)
+    }
 }

@@ -118,6 +118,27 @@ final class TaskMetricsTests: XCTestCase {
             XCTAssertEqual(p.firstIndex(of: p.max()!), Int(cells[1]))
         }
         assertOneErrorLine(try runBinary("rnn-coord", ["predict", "--checkpoint", "run", "--text", "ab", "--probabilities"], in: dir),
-                           contains: "'--probabilities' needs '--data'", "--text --probabilities")
+                           contains: "has no 'vocab' attribute", "--text --probabilities on a classifier")
+    }
+
+    func testPredictTextProbabilitiesListTheLikeliestNextCharacters() throws {
+        guard let folder = Bundle.module.url(forResource: "Fixtures/generate", withExtension: nil) else { throw XCTSkip("no fixtures") }
+        let path = folder.appendingPathComponent("char-lstm.h5").path
+        let model = try LoadedModel.load(checkpoint: path)
+        let sonnets = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("datasets/text/sonnets.h5").path
+        let vocab = try TensorDataset.open(path: sonnets).vocabulary!
+        let all = try model.nextCharacterProbabilities("Shall I compare th", vocabulary: vocab)
+        XCTAssertEqual(all.count, 62)
+        XCTAssertEqual(all.map(\.1).reduce(0, +), 1, accuracy: 1e-9)
+        // The likeliest is what greedy generation takes next.
+        var greedy = TokenSampler(temperature: 0, seed: 0)
+        XCTAssertEqual(String(all[0].0), try model.generate(prompt: "Shall I compare th", length: 1, sampler: &greedy, vocabulary: vocab))
+        let r = try runBinary("rnn-coord", ["predict", "--checkpoint", path, "--vocab-from", sonnets, "--text", "Shall I compare th", "--probabilities"], in: dir)
+        XCTAssertEqual(r.status, 0, r.err)
+        let lines = r.out.split(separator: "\n")
+        XCTAssertEqual(lines.count, 12)  // predicted text, header, 10 characters
+        XCTAssertEqual(lines[1], "next,probability")
+        XCTAssertEqual(lines[2], "\"\(all[0].0)\",\(String(format: "%.6f", all[0].1))")
     }
 }

@@ -32,6 +32,7 @@ final class TrainingWorkflowCLITests: XCTestCase {
             (["--lr-schedule", "plateau"], "needs validation data (--val or --val-split)"),
             (["--val-split", "1.5"], "'--val-split' as a fraction in (0, 1)"),
             (["--accumulate", "0"], "'--accumulate' of at least 1 batch"),
+            (["--tensorboard", "/proc/no-such/tb"], "--tensorboard /proc/no-such/tb: cannot create the folder"),
             (["--keep-best", "val_acc"], "--keep-best"),
             (["--early-stopping", "0"], "'--early-stopping' of at least 1"),
             (["--early-stopping", "3"], "--early-stopping needs validation data"),
@@ -75,6 +76,9 @@ final class TrainingWorkflowCLITests: XCTestCase {
             XCTAssertEqual(r["perplexity"] as! Double, exp(r["loss"] as! Double), accuracy: 1e-9 * exp(r["loss"] as! Double))
             XCTAssertEqual(r["bpc"] as! Double, (r["loss"] as! Double) / log(2), accuracy: 1e-9)
         }
+        let plot = try runBinary("rnn-coord", ["plot", "--checkpoint", "run", "--log-scale", "--output", "p.png"], in: dir)
+        XCTAssertEqual(plot.status, 0, plot.err)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/p.png"))
         let config = try String(contentsOfFile: dir + "/run/config.yaml", encoding: .utf8)
         XCTAssertTrue(config.contains("lr-schedule: step"), config)
         XCTAssertTrue(config.contains("momentum: 0.9"), config)
@@ -112,6 +116,8 @@ final class TextDataOptionsTests: XCTestCase {
         try "dog fox QQQQQ".write(toFile: dir + "/w.txt", atomically: true, encoding: .utf8)
         assertOneErrorLine(try runBinary("rnn-data", ["make", "text", "--from", "w.txt", "--seq-len", "4", "--output", "w.h5", "--vocab-from", "train.h5"], in: dir),
                            contains: "'Q'", "unknown character")
+        assertOneErrorLine(try runBinary("rnn-data", ["make", "text", "--from", "t.txt", "--output", "x.h5", "--val-output", "v.h5"], in: dir),
+                           contains: "'--val-output' needs '--val-fraction'", "val-output alone")
         assertOneErrorLine(try runBinary("rnn-data", ["make", "text", "--from", "t.txt", "--output", "x.h5", "--val-fraction", "1"], in: dir),
                            contains: "'--val-fraction' as a fraction in (0, 1)", "bad fraction")
         assertOneErrorLine(try runBinary("rnn-data", ["make", "text", "--from", "t.txt", "--output", "x.h5", "--vocab-from", "t.txt"], in: dir),
