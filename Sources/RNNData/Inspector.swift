@@ -40,6 +40,12 @@ public enum DatasetInspector {
         lines.append("TensorDataset: N = \(dataset.count), T = \(dataset.steps), I = \(dataset.inputSize)"
                      + (dataset.inputEncoding == .dense ? "" : " (one-hot of token ids)"))
         lines.append("targets: \(dataset.targetKind)")
+        if let lengths = dataset.allLengths() {
+            let total = lengths.reduce(0) { $0 + Int($1) }
+            lines.append("lengths: '\(options.lengthsName)' in [\(lengths.min()!), \(lengths.max()!)], mean "
+                         + String(format: "%.1f", Double(total) / Double(lengths.count)) + " of T = \(dataset.steps)"
+                         + String(format: " (%.1f%% padding)", 100 * (1 - Double(total) / Double(lengths.count * dataset.steps))))
+        }
         if let all = dataset.allClassIds() {
             var histogram = [Int](repeating: 0, count: dataset.targetKind.outputSize)
             for id in all { histogram[Int(id)] += 1 }
@@ -51,7 +57,9 @@ public enum DatasetInspector {
             }
         }
         let first = try dataset.read(rows: [0])
-        if case .tokens(let v) = dataset.inputEncoding, let _ = dataset.vocabulary {
+        if dataset.deliversTokenIds, let _ = dataset.vocabulary {
+            lines.append("sample 0 x: \(dataset.decode(first.x.map { Int32($0) })!.debugDescription)")
+        } else if case .tokens(let v) = dataset.inputEncoding, let _ = dataset.vocabulary {
             var ids: [Int32] = []
             for t in 0..<dataset.steps {
                 let row = first.x[(t * v)..<((t + 1) * v)]

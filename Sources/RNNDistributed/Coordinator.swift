@@ -332,12 +332,12 @@ public final class Coordinator: @unchecked Sendable {
     private func train() throws -> TrainingSummary {
         let config = options.config
         let table = ParameterTable(config: config.model)
-        let dataOptions = TensorDatasetOptions(xName: config.xName, yName: config.yName, memoryBudgetBytes: 0, validateValues: true)
+        let dataOptions = config.datasetOptions(memoryBudgetBytes: 0, validateValues: true)
         let dataset = try TensorDataset.open(paths: config.dataFiles, options: dataOptions)
         try checkDataset(dataset, fits: config.model, name: "training data")
         var validation: TensorDataset?
         if !config.valFiles.isEmpty {
-            let val = try TensorDataset.open(paths: config.valFiles, options: TensorDatasetOptions(xName: config.xName, yName: config.yName))
+            let val = try TensorDataset.open(paths: config.valFiles, options: config.datasetOptions())
             try checkDataset(val, fits: config.model, name: "validation data")
             validation = val
         }
@@ -932,7 +932,7 @@ public final class Coordinator: @unchecked Sendable {
             try data.read(rows: rows, into: &batch)
             let targets = batch.targets.networkTargets
             total = total + (try network.evaluate(parameters: parameters, input: batch.x, batch: batch.count,
-                                                  steps: data.steps, targets: targets))
+                                                  steps: data.steps, targets: targets, lengths: batch.lengths))
             start += chunk
         }
         return EvalResult(loss: total.meanLoss, accuracy: network.config.loss == .crossEntropy ? total.accuracy : nil)

@@ -37,6 +37,8 @@ struct Start: ParsableCommand {
     var hidden = 128
     @Option(help: "Stacked recurrent layers.")
     var layers = 1
+    @OptionGroup(title: "Model options")
+    var modelOptions: ModelOptions
 
     @Option(name: .customLong("batch-size"), help: "The global batch size (split among the workers).")
     var batchSize = 64
@@ -156,7 +158,10 @@ struct Start: ParsableCommand {
             let config = try TrainingConfig.forDataset(
                 files: data, valFiles: val, xName: xName, yName: yName, cell: cell, hiddenSize: hidden, layers: layers,
                 optimizer: optimizerConfig, batchSize: batchSize, epochs: epochs, seed: seed, shuffle: shuffle,
-                dropLast: dropLast, maxSteps: maxSteps, workerThreads: threads)
+                dropLast: dropLast, maxSteps: maxSteps, workerThreads: threads,
+                embeddingSize: modelOptions.embedding, paddingIndex: modelOptions.paddingIdx,
+                bidirectional: modelOptions.bidirectional, dropout: modelOptions.dropout,
+                lengthsName: modelOptions.lengthsName == "lengths" ? nil : modelOptions.lengthsName)
             var options = CoordinatorOptions(
                 config: config, bind: bind, workers: workers ?? localWorkers, checkpointDir: checkpointDir,
                 checkpointEvery: checkpointEvery, keep: keep, resume: resume, joinTimeout: joinTimeout,
