@@ -38,7 +38,7 @@ public enum DatasetInspector {
 
         let dataset = try TensorDataset.open(path: path, options: options)
         lines.append("TensorDataset: N = \(dataset.count), T = \(dataset.steps), I = \(dataset.inputSize)"
-                     + (dataset.inputEncoding == .dense ? "" : " (one-hot of token ids)"))
+                     + (dataset.inputEncoding == .dense ? "" : " (token ids, vocab_size \(dataset.inputSize); one-hot in meaning)"))
         lines.append("targets: \(dataset.targetKind)")
         if let lengths = dataset.allLengths() {
             let total = lengths.reduce(0) { $0 + Int($1) }

@@ -137,7 +137,7 @@ struct Inspect: ParsableCommand {
     @Option(help: "Name of the optional sequence-lengths dataset.") var lengthsName = "lengths"
 
     func run() throws {
-        let options = TensorDatasetOptions(xName: xName, yName: yName, lengthsName: lengthsName)
+        let options = TensorDatasetOptions(xName: xName, yName: yName, lengthsName: lengthsName, tokenIds: true)
         print(try failing { try DatasetInspector.report(path: file, options: options) })
     }
 }
