@@ -128,6 +128,10 @@ final class Workspace {
     let xT: AlignedBuffer
     /// Token id of each packed row (token input).
     let tokenRows: UnsafeMutablePointer<Int32>
+    /// One-hot token input: the packed rows in ascending id order (stable), and V + 1 counters
+    /// of the counting sort that builds it (rows of nearby ids then share W_ih's cache lines).
+    let tokenOrder: UnsafeMutablePointer<Int32>
+    let tokenCounts: UnsafeMutablePointer<Int32>
     /// GRU recurrent product of one step (B, 3H).
     let hh: AlignedBuffer
     /// GRU: gate gradients seen by W_hh/b_hh (Np, G*H). (Those seen by W_ih/b_ih/input, dGx,
@@ -182,6 +186,8 @@ final class Workspace {
         hn = isGRU ? (0..<U).map { _ in AlignedBuffer(count: N * H) } : []
         xT = AlignedBuffer(count: oneHot ? 0 : N * config.recurrentInputSize)
         tokenRows = .allocate(capacity: max(1, config.tokenInput ? N : 0))
+        tokenOrder = .allocate(capacity: max(1, oneHot ? N : 0))
+        tokenCounts = .allocate(capacity: oneHot ? config.inputSize + 1 : 1)
         hh = AlignedBuffer(count: isGRU ? batch * GH : 0)
         dGh = AlignedBuffer(count: isGRU ? N * GH : 0)
         dA = (0..<D).map { _ in AlignedBuffer(count: N * H) }
@@ -207,7 +213,11 @@ final class Workspace {
         dc0 = AlignedBuffer(count: isLSTM ? U * batch * H : 0)
     }
 
-    deinit { tokenRows.deallocate() }
+    deinit {
+        tokenRows.deallocate()
+        tokenOrder.deallocate()
+        tokenCounts.deallocate()
+    }
 }
 
 /// Offsets of one unit's tensors in the flat buffer.
@@ -824,6 +834,17 @@ public final class RNNNetwork {
             for r in 0..<layout.total {
                 (ws.xT.pointer + r * E).update(from: p + embedding + Int(ws.tokenRows[r]) * E, count: E)
             }
+            return
+        }
+        // One-hot: a stable counting sort of the rows by id, for the gather and the scatter.
+        let V = config.inputSize, counts = ws.tokenCounts
+        counts.update(repeating: 0, count: V + 1)
+        for r in 0..<layout.total { counts[Int(ws.tokenRows[r]) + 1] += 1 }
+        for v in 0..<V { counts[v + 1] += counts[v] }
+        for r in 0..<layout.total {
+            let id = Int(ws.tokenRows[r])
+            ws.tokenOrder[Int(counts[id])] = Int32(r)
+            counts[id] += 1
         }
     }
 
@@ -874,7 +895,8 @@ public final class RNNNetwork {
             for k in 0..<GH { bias[k] = p[o.biasIH + k] + (k < keepHH ? p[o.biasHH + k] : 0) }
             // Input projection of all steps: gates (Np, GH) = X_l (Np, I_l) W_ih^T.
             if l == 0 && config.tokenInput && config.embeddingSize == nil {
-                Self.gatherColumns(p + o.weightIH, columns: o.inputs, rows: GH, ids: ws.tokenRows, count: Np, into: gates)
+                Self.gatherColumns(p + o.weightIH, columns: o.inputs, rows: GH, ids: ws.tokenRows, order: ws.tokenOrder,
+                                   count: Np, into: gates)
             } else if l == 0 {
                 gemm(false, true, Np, GH, o.inputs, ws.xT.pointer, o.inputs, p + o.weightIH, o.inputs, 0, gates, GH)
             } else {
@@ -1169,7 +1191,8 @@ public final class RNNNetwork {
             }
         } else {
             if oneHot {
-                Self.scatterColumns(dGx, rows: GH, ids: ws.tokenRows, count: Np, into: g + o.weightIH, columns: o.inputs)
+                Self.scatterColumns(dGx, rows: GH, ids: ws.tokenRows, order: ws.tokenOrder, count: Np, into: g + o.weightIH,
+                                    columns: o.inputs)
             } else if narrow {
                 // A narrow input (e.g. I = 5) makes (GH, I) a poor GEMM shape: compute
                 // dW_ih^T (I, GH) = X^T dGx instead and add it transposed.
@@ -1205,16 +1228,17 @@ public final class RNNNetwork {
     }
 
     /// gates (count, rows) = columns ids[r] of W (rows, columns): the input projection of
-    /// one-hot ids, W_ih x for x = e_id, without the one-hot matrix. Blocks of 8 rows of W so
-    /// that the strided reads of one block stay in cache across the ids.
+    /// one-hot ids, W_ih x for x = e_id, without the one-hot matrix. Blocks of 8 rows of W, the
+    /// rows visited in ascending id order (`order`), so that nearby ids share cache lines.
     static func gatherColumns(
-        _ w: UnsafePointer<Float>, columns V: Int, rows GH: Int, ids: UnsafePointer<Int32>, count: Int,
-        into gates: UnsafeMutablePointer<Float>
+        _ w: UnsafePointer<Float>, columns V: Int, rows GH: Int, ids: UnsafePointer<Int32>, order: UnsafePointer<Int32>,
+        count: Int, into gates: UnsafeMutablePointer<Float>
     ) {
         var j = 0
         while j < GH {
             let n = min(8, GH - j)
-            for r in 0..<count {
+            for i in 0..<count {
+                let r = Int(order[i])
                 let src = w + j * V + Int(ids[r])
                 let dst = gates + r * GH + j
                 for k in 0..<n { dst[k] = src[k * V] }
@@ -1223,16 +1247,18 @@ public final class RNNNetwork {
         }
     }
 
-    /// dW (rows, columns): column ids[r] += row r of dGates (count, rows), in row order: the
-    /// gradient of the gather above (the one-hot product's dW_ih), touching only the columns seen.
+    /// dW (rows, columns): column ids[r] += row r of dGates (count, rows): the gradient of the
+    /// gather above (the one-hot product's dW_ih), touching only the columns seen. Rows in
+    /// ascending id order (`order`, stable: one column's rows are summed in row order).
     static func scatterColumns(
-        _ dGates: UnsafePointer<Float>, rows GH: Int, ids: UnsafePointer<Int32>, count: Int,
+        _ dGates: UnsafePointer<Float>, rows GH: Int, ids: UnsafePointer<Int32>, order: UnsafePointer<Int32>, count: Int,
         into dW: UnsafeMutablePointer<Float>, columns V: Int
     ) {
         var j = 0
         while j < GH {
             let n = min(8, GH - j)
-            for r in 0..<count {
+            for i in 0..<count {
+                let r = Int(order[i])
                 let dst = dW + j * V + Int(ids[r])
                 let src = dGates + r * GH + j
                 for k in 0..<n { dst[k * V] += src[k] }
