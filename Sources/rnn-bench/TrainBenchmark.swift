@@ -49,6 +49,11 @@ let trainBenchConfigs: [TrainBenchConfig] = [
                      vocabulary: 20000),
     TrainBenchConfig(name: "onehot-20k-dense", cell: .lstm, input: 20000, hidden: 256, layers: 1, steps: 50, batch: 64, classes: 10,
                      vocabulary: 20000, denseOneHot: true),
+    // The case: a 62 MB checkpoint, LSTM H=64 over V=20000 one-hot ids.
+    TrainBenchConfig(name: "onehot-20k-h64", cell: .lstm, input: 20000, hidden: 64, layers: 1, steps: 50, batch: 64, classes: 10,
+                     vocabulary: 20000),
+    TrainBenchConfig(name: "onehot-20k-h64-dense", cell: .lstm, input: 20000, hidden: 64, layers: 1, steps: 50, batch: 64, classes: 10,
+                     vocabulary: 20000, denseOneHot: true),
     TrainBenchConfig(name: "lstm-med-len", cell: .lstm, input: 64, hidden: 256, layers: 1, steps: 50, batch: 64, classes: 10,
                      lengths: 5...50),
 ]
