@@ -52,6 +52,36 @@ final class ModelOptionsTrainingTests: XCTestCase {
         XCTAssertTrue(one.summary.parameters[emb.offset..<(emb.offset + 5)].allSatisfy { $0 == 0 })
     }
 
+    /// A per-step GRU over one-hot token ids (the gather path) with lengths and dropout: each
+    /// rank scores only its sequences' real steps, and the step's mean is over all of them.
+    func testPerStepOneHotGRUWithLengthsThreeWorkersMatchOne() throws {
+        var rng = SeededGenerator(seed: 8)
+        let n = 50, t = 7, v = 9
+        let lengths = (0..<n).map { _ in Int32(1 + rng.next() % UInt64(t)) }
+        var x = [Int32](repeating: 0, count: n * t), y = [Int32](repeating: 0, count: n * t)
+        for i in 0..<n {
+            for s in 0..<Int(lengths[i]) {
+                x[i * t + s] = Int32(1 + rng.next() % UInt64(v - 1))
+                y[i * t + s] = (x[i * t + s] + (s > 0 ? x[i * t + s - 1] : 0)) % 3
+            }
+        }
+        let path = (dir as NSString).appendingPathComponent("steps.h5")
+        try DatasetContents(x: .tokens(x, count: n, steps: t, vocabularySize: v), y: .classes(y, shape: [n, t]), classes: 3,
+                            lengths: lengths).write(to: path)
+        let config = try TrainingConfig.forDataset(files: [path], cell: .gru, hiddenSize: 6, layers: 2, optimizer: OptimizerConfig(lr: 0.02),
+                                                   batchSize: 8, epochs: 3, seed: 2, shuffle: true, hashEvery: 2, dropout: 0.3)
+        XCTAssertEqual(config.model.head, .everyStep)
+        XCTAssertTrue(config.model.tokenInput)
+        XCTAssertNil(config.model.embeddingSize)
+        let one = try trainInProcess(config, world: 1)
+        let three = try trainInProcess(config, world: 3, interruptPollMilliseconds: 0)
+        for w in three.workers { XCTAssertTrue(w.parameters == three.workers[0].parameters, "rank \(w.rank) differs bitwise") }
+        let diff = maxAbsDifference(three.summary.parameters, one.summary.parameters)
+        print("per-step one-hot GRU + lengths + dropout 0.3, W=3 vs W=1: max |p_3 - p_1| = \(diff)")
+        XCTAssertLessThanOrEqual(diff, 1e-5)
+        XCTAssertEqual(three.summary.train.loss, one.summary.train.loss, accuracy: 1e-4)
+    }
+
     func testResumeWithDropoutAndLengthsIsBitwiseExact() throws {
         let config = try makeConfig()
         let straight = try trainInProcess(config, world: 2)
