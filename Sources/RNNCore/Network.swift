@@ -585,6 +585,9 @@ public final class RNNNetwork {
 
     /// Inputs narrower than this take the transposed dW_ih product (see `backward`).
     static let narrowInput = 16
+    /// Rows of W_ih per pass of the one-hot gather and scatter (8 measured ~5 % faster than 16
+    /// in process CPU time on onehot-20k-h64: fewer strided streams per token).
+    static let gatherBlock = 8
 
     // MARK: Validation
 
@@ -1236,7 +1239,7 @@ public final class RNNNetwork {
     ) {
         var j = 0
         while j < GH {
-            let n = min(8, GH - j)
+            let n = min(Self.gatherBlock, GH - j)
             for i in 0..<count {
                 let r = Int(order[i])
                 let src = w + j * V + Int(ids[r])
@@ -1256,7 +1259,7 @@ public final class RNNNetwork {
     ) {
         var j = 0
         while j < GH {
-            let n = min(8, GH - j)
+            let n = min(Self.gatherBlock, GH - j)
             for i in 0..<count {
                 let r = Int(order[i])
                 let dst = dW + j * V + Int(ids[r])
