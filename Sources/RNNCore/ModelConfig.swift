@@ -132,6 +132,16 @@ public struct ModelConfig: Codable, Sendable, Equatable {
         if dropout != 0 { try c.encode(dropout, forKey: .dropout) }
     }
 
+    /// Whether a checkpoint of `saved` continues as this model: equal, or equal but for
+    /// `tokenInput` when `saved` predates it (a token-id model then took one-hot rows of the
+    /// same V: the same parameters and the same function, now computed as a gather).
+    public func continues(_ saved: ModelConfig) -> Bool {
+        if saved == self { return true }
+        var upgraded = saved
+        upgraded.tokenInput = tokenInput
+        return !saved.tokenInput && tokenInput && embeddingSize == nil && upgraded == self
+    }
+
     /// D: directions (2 when bidirectional).
     public var directions: Int { bidirectional ? 2 : 1 }
 

@@ -360,7 +360,7 @@ public final class Coordinator: @unchecked Sendable {
                 throw CoordinatorError("--resume \(dir): no valid checkpoint found")
             }
             let saved = try? ckpt.metadata.decodeConfig(TrainingConfig.self)
-            if let saved, saved.model != config.model {
+            if let saved, !config.model.continues(saved.model) {
                 throw CoordinatorError("--resume \(path): the checkpoint's model \(saved.model) differs from the requested \(config.model)")
             }
             state = ReplicaState(parameters: ckpt.parameters, expAvg: ckpt.optimizer.expAvg,

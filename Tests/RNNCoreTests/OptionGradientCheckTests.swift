@@ -294,5 +294,15 @@ final class OptionGradientCheckTests: XCTestCase {
         let plain = String(decoding: try JSONEncoder().encode(ModelConfig(cell: .gru, inputSize: 2, hiddenSize: 3, outputSize: 2)), as: UTF8.self)
         XCTAssertFalse(plain.contains("bidirectional") || plain.contains("dropout") || plain.contains("token"))
         XCTAssertEqual(try JSONDecoder().decode(ModelConfig.self, from: try JSONEncoder().encode(config)), config)
+        // A checkpoint of an older one-hot token model resumes as the gather model, nothing else does.
+        let oneHot = ModelConfig(cell: .gru, inputSize: 40, hiddenSize: 3, outputSize: 40, head: .everyStep)
+        var gather = oneHot
+        gather.tokenInput = true
+        XCTAssertTrue(gather.continues(oneHot))
+        XCTAssertTrue(gather.continues(gather))
+        XCTAssertFalse(oneHot.continues(gather))
+        var wider = gather
+        wider.hiddenSize = 4
+        XCTAssertFalse(wider.continues(oneHot))
     }
 }
