@@ -18,8 +18,9 @@
 // loss; backward: head GEMMs, per layer T recurrent GEMMs (B, G*H) x (G*H, H) with fused gate
 // backward kernels, then dW_ih, dW_hh as one GEMM each over all N rows and dX for the layer below.
 // W_hh is packed once per pass (GemmEngine's PackedMatrix) for its T recurrent products.
-// Workspace: per layer about (G + 3) * N * H floats of activations, plus G * N * H (2G for
-// GRU) + 2 * N * H shared gradient scratch: ~265 MB for LSTM L=2, H=512, T=100, B=64.
+// Workspace: per layer and direction about (G + 3) * N * H floats of activations, plus G * N * H
+// (2G for GRU) + 2 * D * N * H shared gradient scratch: ~265 MB for LSTM L=2, H=512, T=100, B=64
+// (twice that bidirectional); dropout adds 2 * N * H per unit below the top layer.
 //
 // Options (PyTorch semantics):
 //   D  directions (2 when bidirectional); a "unit" u = l*D + d is one direction of one layer,
