@@ -48,8 +48,9 @@ public enum DatasetInspector {
         }
         if let all = dataset.allClassIds() {
             var histogram = [Int](repeating: 0, count: dataset.targetKind.outputSize)
-            for id in all { histogram[Int(id)] += 1 }
-            let total = max(all.count, 1)
+            // Per-step padding past a sequence's length (any value, e.g. -100) is not counted.
+            for id in all where id >= 0 && Int(id) < histogram.count { histogram[Int(id)] += 1 }
+            let total = max(histogram.reduce(0, +), 1)
             lines.append("class histogram:")
             for (c, n) in histogram.enumerated() {
                 let label = dataset.vocabulary.flatMap { c < $0.count ? " \(String($0[c]).debugDescription)" : nil } ?? ""

@@ -229,6 +229,10 @@ final class Part: @unchecked Sendable {
         var descriptionText: String? = nil
         if try root.hasAttribute("description") { descriptionText = "\(try root.attribute("description"))" }
 
+        // Lengths (optional): per-step class ids past a sequence's length are padding, never
+        // read, so they may hold anything (e.g. -100, CrossEntropyLoss's ignore_index).
+        let lengths = try readLengths(root: root, path: path, name: options.lengthsName, rows: n, steps: t, cache: options.chunkCacheBytes)
+
         // Labels: always loaded (small), checked against 0 here and against classes later.
         var labels: [Int32]? = nil
         var maxLabel = -1
@@ -236,6 +240,10 @@ final class Part: @unchecked Sendable {
             let wide: [Int64] = try y.read()
             var narrow = [Int32](repeating: 0, count: wide.count)
             for (i, label) in wide.enumerated() {
+                if perStep, let lengths, i % t >= Int(lengths[i / t]) {
+                    narrow[i] = Int32(clamping: label)
+                    continue
+                }
                 if label < 0 || label > Int64(Int32.max) || (declared != nil && label >= Int64(declared!)) {
                     throw DataError(.labelOutOfRange, file: path, dataset: yName,
                                     expected: "class ids in [0, \(declared.map(String.init) ?? "classes"))",
@@ -276,7 +284,7 @@ final class Part: @unchecked Sendable {
                         labels: labels, xDense: xDense, xTokens: xTokens, yValues: yValues,
                         vocabulary: vocabulary, descriptionText: descriptionText)
         part.tokenIds = options.tokenIds
-        part.lengths = try readLengths(root: root, path: path, name: options.lengthsName, rows: n, steps: t, cache: options.chunkCacheBytes)
+        part.lengths = lengths
         if xDense == nil && xTokens == nil {
             let wanted: HDF5Scalar = encoding == .dense ? .float32 : .int32
             if let reader = HDF5DirectRowReader.make(for: x), reader.scalar == wanted { part.xDirect = reader }
@@ -344,9 +352,15 @@ final class Part: @unchecked Sendable {
         }
     }
 
+    /// Whether label `i` is per-step padding past its sequence's length (never read).
+    func isPadding(label i: Int) -> Bool {
+        guard perStepTargets, let lengths else { return false }
+        return i % steps >= Int(lengths[i / steps])
+    }
+
     func checkLabels(classes: Int) throws(DataError) {
         guard let labels else { return }
-        for (i, label) in labels.enumerated() where Int(label) >= classes {
+        for (i, label) in labels.enumerated() where Int(label) >= classes && !isPadding(label: i) {
             throw DataError(.labelOutOfRange, file: path, dataset: yName, expected: "class ids in [0, \(classes))",
                             found: "\(label) at \(Part.position(i, elements: targetElements, steps: perStepTargets))")
         }

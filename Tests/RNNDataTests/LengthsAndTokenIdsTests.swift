@@ -68,6 +68,29 @@ final class LengthsAndTokenIdsTests: XCTestCase {
         }
     }
 
+    /// Per-step class ids past a sequence's length are padding: any value (e.g. -100) passes;
+    /// inside the real steps the usual check applies.
+    func testPerStepTargetsPastTheLengthMayHoldAnything() throws {
+        func write(_ name: String, labels: [Int64]) throws -> String {
+            let path = dir.appendingPathComponent(name).path
+            let file = try HDF5File.create(path)
+            let root = try file.root()
+            try root.writeDataset("X", shape: [2, 3], values: [Int32(1), 2, 0, 3, 0, 0]).setAttribute("vocab_size", Int64(4))
+            _ = try root.writeDataset("Y", shape: [2, 3], values: labels)
+            _ = try root.writeDataset("lengths", shape: [2], values: [Int64(2), 1])
+            try root.setAttribute("classes", Int64(4))
+            try file.close()
+            return path
+        }
+        let padded = try TensorDataset.open(path: try write("padded.h5", labels: [2, 3, -100, 1, -100, -100]))
+        XCTAssertEqual(padded.targetKind.outputSize, 4)
+        XCTAssertEqual(try padded.read(rows: [1, 0]).targets, .classes([1, -100, -100, 2, 3, -100]))
+        assertDataError(.labelOutOfRange, file: "real.h5", mentions: ["-100 at sample 0, step 1"]) {
+            try TensorDataset.open(path: try write("real.h5", labels: [2, -100, 0, 1, 0, 0]))
+        }
+        XCTAssertTrue(try DatasetInspector.report(path: dir.appendingPathComponent("padded.h5").path).contains("class histogram"))
+    }
+
     func testVariableLengthTokenGeneratorPadsAtTheEnd() throws {
         let contents = SyntheticData.variableLengthTokens(count: 200, minLength: 5, maxLength: 40, vocabularySize: 50, classes: 4, seed: 1)
         let path = dir.appendingPathComponent("vl.h5").path
