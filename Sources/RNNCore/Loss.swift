@@ -35,14 +35,17 @@ public struct LossStats: Equatable, Sendable {
 
 /// Maps logits rows to target rows: identity for a last-step head; for a per-step head the
 /// logits are time-major (row t*B + b) and the targets batch-first (row b*T + t).
+/// With variable lengths (or a reordered batch) `map` gives each logits row's target row.
 struct TargetRows {
     var perStep: Bool
     var batch: Int
     var steps: Int
+    var map: UnsafePointer<Int32>? = nil
 
     @inline(__always)
     func callAsFunction(_ r: Int) -> Int {
-        perStep ? (r % batch) * steps + r / batch : r
+        if let map { return Int(map[r]) }
+        return perStep ? (r % batch) * steps + r / batch : r
     }
 }
 

@@ -1,6 +1,10 @@
 // One flat float32 buffer holds every parameter; gradients and Adam's moments share its layout.
 // The table lists (name, shape, offset) in the order of PyTorch's `state_dict` for
-//   self.rnn = nn.<RNN|LSTM|GRU>(I, H, L, batch_first=True); self.fc = nn.Linear(H, O)
+//   self.embedding = nn.Embedding(V, E)        (only with an embedding)
+//   self.rnn = nn.<RNN|LSTM|GRU>(I, H, L, batch_first=True, bidirectional=D == 2)
+//   self.fc = nn.Linear(D*H, O)
+// Per layer: weight_ih_l{k}, weight_hh_l{k}, bias_ih_l{k}, bias_hh_l{k}, then the same four
+// with the suffix `_reverse` when bidirectional; layer k > 0 reads D*H features.
 
 /// One named tensor inside the flat buffer.
 public struct ParameterEntry: Sendable, Equatable {
@@ -37,14 +41,18 @@ public struct ParameterTable: Sendable, Equatable {
             entries.append(entry)
             offset += entry.count
         }
+        let d = config.directions
+        if let e = config.embeddingSize { add("embedding.weight", [config.inputSize, e]) }
         for layer in 0..<config.layers {
-            let inputs = layer == 0 ? config.inputSize : h
-            add("rnn.weight_ih_l\(layer)", [gh, inputs])
-            add("rnn.weight_hh_l\(layer)", [gh, h])
-            add("rnn.bias_ih_l\(layer)", [gh])
-            add("rnn.bias_hh_l\(layer)", [gh])
+            let inputs = layer == 0 ? config.recurrentInputSize : d * h
+            for suffix in d == 2 ? ["", "_reverse"] : [""] {
+                add("rnn.weight_ih_l\(layer)\(suffix)", [gh, inputs])
+                add("rnn.weight_hh_l\(layer)\(suffix)", [gh, h])
+                add("rnn.bias_ih_l\(layer)\(suffix)", [gh])
+                add("rnn.bias_hh_l\(layer)\(suffix)", [gh])
+            }
         }
-        add("fc.weight", [config.outputSize, h])
+        add("fc.weight", [config.outputSize, d * h])
         add("fc.bias", [config.outputSize])
         self.entries = entries
         self.totalCount = offset

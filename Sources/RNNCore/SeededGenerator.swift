@@ -1,3 +1,5 @@
+import RealModule
+
 // A small, fast, seedable generator whose whole state is two words, so that a checkpoint
 // can store it and a resumed run continues the same stream bitwise.
 
@@ -52,5 +54,26 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable, Equatable {
     public mutating func nextFloat(in low: Float, _ high: Float) -> Float {
         let unit = Float(next() >> 40) * (1.0 / 16_777_216.0)
         return low + (high - low) * unit
+    }
+
+    /// A standard normal value (Box-Muller on two 24-bit uniforms; one value per call).
+    public mutating func nextNormal() -> Float {
+        let u1 = (Float(next() >> 40) + 1) * (1.0 / 16_777_217.0)
+        let u2 = Float(next() >> 40) * (1.0 / 16_777_216.0)
+        let r = (-2 * Float.log(u1)).squareRoot()
+        return r * Float.cos(2 * Float.pi * u2)
+    }
+
+    /// A generator for the dropout masks of one sample in one layer at one global step: the
+    /// stream depends only on (seed, step, sample, layer), so every rank that holds the sample
+    /// draws the same mask, whatever the split of the batch.
+    public init(dropoutSeed seed: UInt64, step: Int, sample: Int, layer: Int) {
+        var key = seed ^ 0x5DEE_CE66_D1CE_D00D
+        for word in [step, sample, layer] {
+            var w = UInt64(truncatingIfNeeded: word)
+            key ^= SeededGenerator.splitMix(&w)
+            key = (key << 27 | key >> 37) &* 0x9E37_79B9_7F4A_7C15
+        }
+        self.init(seed: key)
     }
 }

@@ -25,6 +25,8 @@ public struct DataError: Error, CustomStringConvertible, Sendable {
         case labelOutOfRange
         /// A token id outside [0, vocab_size).
         case tokenOutOfRange
+        /// A sequence length outside [1, T].
+        case lengthOutOfRange
         /// NaN or infinity in features or float targets.
         case nonFinite
         /// N, T or I is zero.

@@ -30,8 +30,12 @@ public struct DatasetContents: Sendable {
     public var vocabulary: String?
     /// Root attribute `description`.
     public var description: String?
+    /// Optional `/lengths` (N): sequence n is its first lengths[n] steps, the rest padding.
+    public var lengths: [Int32]?
 
-    public init(x: FeatureData, y: TargetData, classes: Int? = nil, vocabulary: String? = nil, description: String? = nil) {
+    public init(x: FeatureData, y: TargetData, classes: Int? = nil, vocabulary: String? = nil, description: String? = nil,
+                lengths: [Int32]? = nil) {
+        self.lengths = lengths
         self.x = x
         self.y = y
         self.classes = classes
@@ -71,6 +75,7 @@ public struct DatasetContents: Sendable {
             case .values(let values, let shape):
                 try root.writeDataset(yName, shape: shape, values: values, options: storage)
             }
+            if let lengths { try root.writeDataset("lengths", shape: [lengths.count], values: lengths.map { Int64($0) }, options: storage) }
             if let classes { try root.setAttribute("classes", Int64(classes)) }
             if let vocabulary { try root.setAttribute("vocab", vocabulary) }
             if let description { try root.setAttribute("description", description) }
@@ -83,6 +88,41 @@ public struct DatasetContents: Sendable {
 
 /// The datasets `rnn-data make` produces.
 public enum SyntheticData {
+    /// Variable-length token classification: sequences of `minLength ... maxLength` token ids
+    /// (padded at the end to T = maxLength with id 0, stored in `/lengths`), ids 1 ... `classes`
+    /// are keywords, the others filler; the label is the keyword that occurs most often in the
+    /// real steps (ties to the lower class). Id 0 never occurs in the real steps (a padding_idx).
+    public static func variableLengthTokens(count: Int, minLength: Int, maxLength: Int, vocabularySize: Int, classes: Int,
+                                            seed: UInt64) -> DatasetContents {
+        precondition(vocabularySize > classes + 1 && 1 <= minLength && minLength <= maxLength)
+        var generator = SeededGenerator(seed: seed)
+        var x = [Int32](repeating: 0, count: count * maxLength)
+        var y = [Int32](repeating: 0, count: count)
+        var lengths = [Int32](repeating: 0, count: count)
+        for n in 0..<count {
+            let length = minLength + Int(generator.next() % UInt64(maxLength - minLength + 1))
+            lengths[n] = Int32(length)
+            var counts = [Int](repeating: 0, count: classes)
+            for t in 0..<length {
+                let id: Int
+                if generator.next() % 4 == 0 {
+                    let c = Int(generator.next() % UInt64(classes))
+                    counts[c] += 1
+                    id = 1 + c
+                } else {
+                    id = 1 + classes + Int(generator.next() % UInt64(vocabularySize - classes - 1))
+                }
+                x[n * maxLength + t] = Int32(id)
+            }
+            y[n] = Int32(counts.indices.max { counts[$0] < counts[$1] || (counts[$0] == counts[$1] && $0 > $1) }!)
+        }
+        return DatasetContents(
+            x: .tokens(x, count: count, steps: maxLength, vocabularySize: vocabularySize),
+            y: .classes(y, shape: [count]), classes: classes,
+            description: "variable-length token classification (N=\(count), lengths \(minLength)-\(maxLength) padded with id 0 at the end, V=\(vocabularySize)), seed \(seed); label = the most frequent of the keyword ids 1...\(classes)",
+            lengths: lengths)
+    }
+
     /// The "hello" -> "elloh" sequence-to-sequence example: X = token ids of "hello"
     /// (vocab "helo", V = 4), Y = per-step targets "elloh" (each character's successor,
     /// wrapping around). `copies` repeats the one sample so that it can be split among workers.

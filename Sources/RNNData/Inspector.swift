@@ -38,12 +38,19 @@ public enum DatasetInspector {
 
         let dataset = try TensorDataset.open(path: path, options: options)
         lines.append("TensorDataset: N = \(dataset.count), T = \(dataset.steps), I = \(dataset.inputSize)"
-                     + (dataset.inputEncoding == .dense ? "" : " (one-hot of token ids)"))
+                     + (dataset.inputEncoding == .dense ? "" : " (token ids, vocab_size \(dataset.inputSize); one-hot in meaning)"))
         lines.append("targets: \(dataset.targetKind)")
+        if let lengths = dataset.allLengths() {
+            let total = lengths.reduce(0) { $0 + Int($1) }
+            lines.append("lengths: '\(options.lengthsName)' in [\(lengths.min()!), \(lengths.max()!)], mean "
+                         + String(format: "%.1f", Double(total) / Double(lengths.count)) + " of T = \(dataset.steps)"
+                         + String(format: " (%.1f%% padding)", 100 * (1 - Double(total) / Double(lengths.count * dataset.steps))))
+        }
         if let all = dataset.allClassIds() {
             var histogram = [Int](repeating: 0, count: dataset.targetKind.outputSize)
-            for id in all { histogram[Int(id)] += 1 }
-            let total = max(all.count, 1)
+            // Per-step padding past a sequence's length (any value, e.g. -100) is not counted.
+            for id in all where id >= 0 && Int(id) < histogram.count { histogram[Int(id)] += 1 }
+            let total = max(histogram.reduce(0, +), 1)
             lines.append("class histogram:")
             for (c, n) in histogram.enumerated() {
                 let label = dataset.vocabulary.flatMap { c < $0.count ? " \(String($0[c]).debugDescription)" : nil } ?? ""
@@ -51,7 +58,9 @@ public enum DatasetInspector {
             }
         }
         let first = try dataset.read(rows: [0])
-        if case .tokens(let v) = dataset.inputEncoding, let _ = dataset.vocabulary {
+        if dataset.deliversTokenIds, let _ = dataset.vocabulary {
+            lines.append("sample 0 x: \(dataset.decode(first.x.map { Int32($0) })!.debugDescription)")
+        } else if case .tokens(let v) = dataset.inputEncoding, let _ = dataset.vocabulary {
             var ids: [Int32] = []
             for t in 0..<dataset.steps {
                 let row = first.x[(t * v)..<((t + 1) * v)]

@@ -38,6 +38,10 @@ final class Part: @unchecked Sendable {
     let yValues: [Float]?
     let vocabulary: [Unicode.Scalar]?
     let descriptionText: String?
+    /// The optional lengths dataset (N), each in [1, T]; nil when the file has none.
+    var lengths: [Int32]? = nil
+    /// Deliver token ids as float values (B, T) instead of one-hot rows (B, T, V).
+    var tokenIds = false
 
     /// pread-based readers for unfiltered X/Y stored exactly as read (set after open when
     /// the file is not preloaded).
@@ -225,6 +229,10 @@ final class Part: @unchecked Sendable {
         var descriptionText: String? = nil
         if try root.hasAttribute("description") { descriptionText = "\(try root.attribute("description"))" }
 
+        // Lengths (optional): per-step class ids past a sequence's length are padding, never
+        // read, so they may hold anything (e.g. -100, CrossEntropyLoss's ignore_index).
+        let lengths = try readLengths(root: root, path: path, name: options.lengthsName, rows: n, steps: t, cache: options.chunkCacheBytes)
+
         // Labels: always loaded (small), checked against 0 here and against classes later.
         var labels: [Int32]? = nil
         var maxLabel = -1
@@ -232,6 +240,10 @@ final class Part: @unchecked Sendable {
             let wide: [Int64] = try y.read()
             var narrow = [Int32](repeating: 0, count: wide.count)
             for (i, label) in wide.enumerated() {
+                if perStep, let lengths, i % t >= Int(lengths[i / t]) {
+                    narrow[i] = Int32(clamping: label)
+                    continue
+                }
                 if label < 0 || label > Int64(Int32.max) || (declared != nil && label >= Int64(declared!)) {
                     throw DataError(.labelOutOfRange, file: path, dataset: yName,
                                     expected: "class ids in [0, \(declared.map(String.init) ?? "classes"))",
@@ -271,12 +283,42 @@ final class Part: @unchecked Sendable {
                         targetKind: kind, targetElements: targetElements, declaredClasses: declared, maxLabel: maxLabel,
                         labels: labels, xDense: xDense, xTokens: xTokens, yValues: yValues,
                         vocabulary: vocabulary, descriptionText: descriptionText)
+        part.tokenIds = options.tokenIds
+        part.lengths = lengths
         if xDense == nil && xTokens == nil {
             let wanted: HDF5Scalar = encoding == .dense ? .float32 : .int32
             if let reader = HDF5DirectRowReader.make(for: x), reader.scalar == wanted { part.xDirect = reader }
             if !kind.isClassification, let reader = HDF5DirectRowReader.make(for: y), reader.scalar == .float32 { part.yDirect = reader }
         }
         return part
+    }
+
+    /// The optional lengths dataset: integers (N) in [1, T], or nil when the file has none.
+    private static func readLengths(root: HDF5Group, path: String, name: String, rows n: Int, steps t: Int, cache: Int) throws -> [Int32]? {
+        guard try root.exists(name) else { return nil }
+        let dataset = try root.openDataset(name, chunkCacheBytes: cache)
+        guard dataset.typeInfo.typeClass == .integer else {
+            throw DataError(.unsupportedType, file: path, dataset: name, expected: "integer sequence lengths (N) in [1, T = \(t)]",
+                            found: dataset.typeInfo.description)
+        }
+        guard dataset.shape.count == 1 else {
+            throw DataError(.rankMismatch, file: path, dataset: name, expected: "sequence lengths of rank 1 (N)",
+                            found: "rank \(dataset.shape.count), shape \(shapeText(dataset.shape))")
+        }
+        guard dataset.shape[0] == n else {
+            throw DataError(.countMismatch, file: path, dataset: name, expected: "N = \(n) lengths, one per sample of X",
+                            found: "N = \(dataset.shape[0])")
+        }
+        let wide: [Int64] = try dataset.read()
+        var lengths = [Int32](repeating: 0, count: n)
+        for (i, v) in wide.enumerated() {
+            guard v >= 1 && v <= Int64(t) else {
+                throw DataError(.lengthOutOfRange, file: path, dataset: name, expected: "sequence lengths in [1, T = \(t)]",
+                                found: "\(v) at sample \(i)")
+            }
+            lengths[i] = Int32(v)
+        }
+        return lengths
     }
 
     /// "sample n" / "sample n, step t" / "sample n, step t, feature i" for element index `i`.
@@ -304,11 +346,21 @@ final class Part: @unchecked Sendable {
             throw disagree("O", "\(targetKind.outputSize)", "\(other.targetKind.outputSize)")
         }
         if let a = declaredClasses, let b = other.declaredClasses, a != b { throw disagree("classes", "\(a)", "\(b)") }
+        if (other.lengths == nil) != (lengths == nil) {
+            throw DataError(.filesDisagree, file: other.path, expected: "sequence lengths \(lengths == nil ? "absent" : "present") like the first file \(path)",
+                            found: other.lengths == nil ? "no lengths dataset" : "a lengths dataset")
+        }
+    }
+
+    /// Whether label `i` is per-step padding past its sequence's length (never read).
+    func isPadding(label i: Int) -> Bool {
+        guard perStepTargets, let lengths else { return false }
+        return i % steps >= Int(lengths[i / steps])
     }
 
     func checkLabels(classes: Int) throws(DataError) {
         guard let labels else { return }
-        for (i, label) in labels.enumerated() where Int(label) >= classes {
+        for (i, label) in labels.enumerated() where Int(label) >= classes && !isPadding(label: i) {
             throw DataError(.labelOutOfRange, file: path, dataset: yName, expected: "class ids in [0, \(classes))",
                             found: "\(label) at \(Part.position(i, elements: targetElements, steps: perStepTargets))")
         }
@@ -522,6 +574,18 @@ final class Part: @unchecked Sendable {
                 }
             }
             let t = steps
+            if tokenIds {
+                // Ids as exact float values, (B, T): RNNCore gathers W_ih's columns or embedding rows.
+                tokens.withUnsafeBufferPointer { src in
+                    out.withUnsafeMutableBufferPointer { dst in
+                        for (k, dest) in destinations.enumerated() {
+                            let row = rowsInTokens[k] * t
+                            for s in 0..<t { dst[dest * t + s] = Float(src[row + s]) }
+                        }
+                    }
+                }
+                return
+            }
             tokens.withUnsafeBufferPointer { src in
                 out.withUnsafeMutableBufferPointer { dst in
                     for (k, dest) in destinations.enumerated() {

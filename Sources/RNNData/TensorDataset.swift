@@ -107,12 +107,16 @@ public enum BatchTargets: Sendable, Equatable {
     }
 }
 
-/// One batch: `x` (B, T, I) float32 row-major, and its targets. Reuse one Batch with
+/// One batch: `x` (B, T, I) float32 row-major (token ids (B, T) as floats with
+/// `TensorDatasetOptions.tokenIds`), its targets and, when the dataset has them, the
+/// sequence lengths (B). Reuse one Batch with
 /// `read(rows:into:)` to avoid allocating (and first-touching) new buffers every step.
 public struct Batch: Sendable, Equatable {
     public var count: Int
     public var x: [Float]
     public var targets: BatchTargets
+    /// Sequence lengths (B) in [1, T], nil when the dataset has no lengths.
+    public var lengths: [Int]?
     /// Rows read from disk in file order before they are scattered into batch order.
     var scratchFloats: [Float] = []
     var scratchTokens: [Int32] = []
@@ -124,7 +128,7 @@ public struct Batch: Sendable, Equatable {
     }
 
     public static func == (a: Batch, b: Batch) -> Bool {
-        a.count == b.count && a.x == b.x && a.targets == b.targets
+        a.count == b.count && a.x == b.x && a.targets == b.targets && a.lengths == b.lengths
     }
 }
 
@@ -143,9 +147,17 @@ public struct TensorDatasetOptions: Sendable {
     /// Scan every value at open: NaN/Inf in features and float targets, labels and token ids
     /// in range. When off, rows read from disk are still checked as they are read.
     public var validateValues: Bool
+    /// Name (path) of the optional sequence-lengths dataset (N) in every file.
+    public var lengthsName: String
+    /// Token-id files: deliver the ids as float values, x (B, T), for a model with
+    /// `tokenInput`, instead of one-hot rows (B, T, V).
+    public var tokenIds: Bool
 
     public init(xName: String = "X", yName: String = "Y", memoryBudgetBytes: Int = 256 << 20,
-                chunkCacheBytes: Int = 32 << 20, validateValues: Bool = true) {
+                chunkCacheBytes: Int = 32 << 20, validateValues: Bool = true, lengthsName: String = "lengths",
+                tokenIds: Bool = false) {
+        self.lengthsName = lengthsName
+        self.tokenIds = tokenIds
         self.xName = xName
         self.yName = yName
         self.memoryBudgetBytes = memoryBudgetBytes
@@ -240,8 +252,20 @@ public final class TensorDataset: @unchecked Sendable {
         }
     }
 
-    /// Elements of one sample's features: T * I.
-    public var sampleElements: Int { steps * inputSize }
+    /// Elements of one sample's features: T * I (T for token ids delivered as ids).
+    public var sampleElements: Int { options.tokenIds && inputEncoding != .dense ? steps : steps * inputSize }
+
+    /// Whether the files carry a lengths dataset (variable-length sequences).
+    public var hasLengths: Bool { parts[0].lengths != nil }
+
+    /// Whether x is delivered as token ids (B, T) rather than features (B, T, I).
+    public var deliversTokenIds: Bool { options.tokenIds && inputEncoding != .dense }
+
+    /// Every sample's length in sample order (N), nil without a lengths dataset.
+    public func allLengths() -> [Int32]? {
+        guard hasLengths else { return nil }
+        return parts.flatMap { $0.lengths! }
+    }
 
     /// Decodes token ids (or class ids) with the vocabulary, or nil without one.
     public func decode(_ ids: [Int32]) -> String? {
@@ -289,6 +313,19 @@ public final class TensorDataset: @unchecked Sendable {
             if case .values(let old) = batch.targets, old.count == b * targetElements { values = old }
             else { values = [Float](repeating: 0, count: b * targetElements) }
             batch.targets = .values([])
+        }
+        if hasLengths {
+            var lengths = batch.lengths ?? []
+            lengths.removeAll(keepingCapacity: true)
+            for row in rows {
+                // Files are few: find the one holding `row`.
+                var k = 0
+                while row >= parts[k].rowOffset + parts[k].rows { k += 1 }
+                lengths.append(Int(parts[k].lengths![row - parts[k].rowOffset]))
+            }
+            batch.lengths = lengths
+        } else {
+            batch.lengths = nil
         }
         if b == 0 {
             batch.targets = targetKind.isClassification ? .classes([]) : .values([])

@@ -355,7 +355,7 @@ public final class Coordinator: @unchecked Sendable {
     private func train() throws -> TrainingSummary {
         let config = options.config
         let table = ParameterTable(config: config.model)
-        let dataOptions = TensorDatasetOptions(xName: config.xName, yName: config.yName, memoryBudgetBytes: 0, validateValues: true)
+        let dataOptions = config.datasetOptions(memoryBudgetBytes: 0, validateValues: true)
         let dataset = try TensorDataset.open(paths: config.dataFiles, options: dataOptions)
         try checkDataset(dataset, fits: config.model, name: "training data")
         var validation: TensorDataset?
@@ -365,7 +365,7 @@ public final class Coordinator: @unchecked Sendable {
         let trainRows = split?.train
         if split != nil { validation = dataset }
         if !config.valFiles.isEmpty {
-            let val = try TensorDataset.open(paths: config.valFiles, options: TensorDatasetOptions(xName: config.xName, yName: config.yName))
+            let val = try TensorDataset.open(paths: config.valFiles, options: config.datasetOptions())
             try checkDataset(val, fits: config.model, name: "validation data", training: dataset)
             validation = val
         }
@@ -388,7 +388,7 @@ public final class Coordinator: @unchecked Sendable {
             let found = CheckpointStore.newest(in: dir, table: table)
             guard let ckpt = found.checkpoint, let path = found.path else {
                 if let other = CheckpointStore.newestStoredConfig(in: dir).flatMap({ try? TrainingConfig.fromJSON($0) }),
-                   other.model != config.model {
+                   !config.model.continues(other.model) {
                     throw CoordinatorError("--resume \(dir): the checkpoints in \(dir) hold \(other.model.summary) model; "
                         + "you asked for \(config.model.differences(from: other.model))")
                 }
@@ -397,7 +397,7 @@ public final class Coordinator: @unchecked Sendable {
             }
             for w in found.warnings { report(.message(.warning, w)) }
             let saved = try? ckpt.metadata.decodeConfig(TrainingConfig.self)
-            if let saved, saved.model != config.model {
+            if let saved, !config.model.continues(saved.model) {
                 throw CoordinatorError("--resume \(path): the checkpoint's model \(saved.model) differs from the requested \(config.model)")
             }
             state = ReplicaState(parameters: ckpt.parameters, expAvg: ckpt.optimizer.expAvg,
@@ -1098,7 +1098,7 @@ public final class Coordinator: @unchecked Sendable {
             try data.read(rows: rows, into: &batch)
             let targets = batch.targets.networkTargets
             total = total + (try network.evaluate(parameters: parameters, input: batch.x, batch: batch.count,
-                                                  steps: data.steps, targets: targets))
+                                                  steps: data.steps, targets: targets, lengths: batch.lengths))
             start += chunk
         }
         return EvalResult(loss: total.meanLoss, accuracy: network.config.loss == .crossEntropy ? total.accuracy : nil)

@@ -52,7 +52,8 @@ final class ClientHandshakeWatch: @unchecked Sendable {
             lock.unlock()
             guard usesCurve, n >= 2 else { return }
             text = "the coordinator at \(endpoint) rejected our CURVE handshake: check --server-key "
-                + "(it must be the coordinator's public key, e.g. coordinator.pub from `rnn-coord keygen`)"
+                + "(it must be the coordinator's public key, e.g. coordinator.pub from `rnn-coord keygen`) "
+                + "and that the coordinator was started with --curve-key"
         default:
             return
         }

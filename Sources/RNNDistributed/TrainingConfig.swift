@@ -48,6 +48,9 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
 
     /// Validation data exists: --val files or --val-split.
     public var hasValidation: Bool { !valFiles.isEmpty || valSplit != nil }
+    /// Name of the optional sequence-lengths dataset; nil means "lengths". (Optional so that
+    /// configs written before it existed decode, and plain configs keep their JSON.)
+    public var lengthsName: String?
 
     public init(
         model: ModelConfig, optimizer: OptimizerConfig, dataFiles: [String], valFiles: [String] = [],
@@ -114,28 +117,64 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public static func fromJSON(_ text: String) throws -> TrainingConfig {
         try JSONDecoder().decode(TrainingConfig.self, from: Data(text.utf8))
     }
+
+    /// The lengths dataset's name in effect.
+    public var effectiveLengthsName: String { lengthsName ?? "lengths" }
+
+    /// The dropout key of global step `step` over dataset rows `rows` (the samples' global
+    /// indices): the masks depend on (seed, step, sample, layer) only, never on the rank.
+    /// nil when the model has no dropout.
+    public func dropoutKey(step: Int, rows: [Int]) -> DropoutKey? {
+        guard model.dropout > 0 && model.layers > 1 else { return nil }
+        return DropoutKey(seed: seed, step: step, samples: rows)
+    }
 }
 
 import RNNData
 
 extension TrainingConfig {
+    /// How every process opens this run's datasets: the names, token ids as ids when the model
+    /// takes them (never one-hot matrices), the lengths dataset's name.
+    public func datasetOptions(memoryBudgetBytes: Int = 256 << 20, validateValues: Bool = true) -> TensorDatasetOptions {
+        TensorDatasetOptions(xName: xName, yName: yName, memoryBudgetBytes: memoryBudgetBytes, validateValues: validateValues,
+                             lengthsName: effectiveLengthsName, tokenIds: model.tokenInput)
+    }
+
     /// A config whose input size, output size, head and loss come from the training data
     /// (X's features, Y's classes or outputs, per-sequence or per-step targets).
     public static func forDataset(
         files: [String], valFiles: [String] = [], xName: String = "X", yName: String = "Y",
         cell: CellKind, hiddenSize: Int, layers: Int, optimizer: OptimizerConfig,
         batchSize: Int, epochs: Int, seed: UInt64, shuffle: Bool, dropLast: Bool = false,
-        maxSteps: Int? = nil, workerThreads: Int = 1, hashEvery: Int = 10
+        maxSteps: Int? = nil, workerThreads: Int = 1, hashEvery: Int = 10,
+        embeddingSize: Int? = nil, paddingIndex: Int? = nil, bidirectional: Bool = false, dropout: Float = 0,
+        lengthsName: String? = nil
     ) throws -> TrainingConfig {
         let absolute = files.map(absolutePath)
-        let dataset = try TensorDataset.open(paths: absolute, options: TensorDatasetOptions(xName: xName, yName: yName, memoryBudgetBytes: 0))
+        let dataset = try TensorDataset.open(paths: absolute, options: TensorDatasetOptions(
+            xName: xName, yName: yName, memoryBudgetBytes: 0, lengthsName: lengthsName ?? "lengths"))
+        let tokens = dataset.inputEncoding != .dense
+        if embeddingSize != nil && !tokens {
+            throw ConfigError("--embedding needs token ids in X (integer (N, T) with vocab_size); \(absolute[0]) has float features (N, T, I = \(dataset.inputSize))")
+        }
+        if let p = paddingIndex {
+            if embeddingSize == nil { throw ConfigError("--padding-idx \(p) needs --embedding E") }
+            if p < 0 || p >= dataset.inputSize {
+                throw ConfigError("--padding-idx must be in [0, \(dataset.inputSize)) (vocab_size of \(absolute[0])), found \(p)")
+            }
+        }
+        if dropout > 0 && layers < 2 {
+            throw ConfigError("--dropout \(dropout) acts between recurrent layers; it needs --layers 2 or more (PyTorch warns and ignores it)")
+        }
         let model = ModelConfig(cell: cell, inputSize: dataset.inputSize, hiddenSize: hiddenSize, layers: layers,
                                 outputSize: dataset.targetKind.outputSize, head: dataset.targetKind.head,
-                                loss: dataset.targetKind.loss)
-        let config = TrainingConfig(model: model, optimizer: optimizer, dataFiles: absolute, valFiles: valFiles.map(absolutePath),
+                                loss: dataset.targetKind.loss, tokenInput: tokens, embeddingSize: embeddingSize,
+                                paddingIndex: paddingIndex, bidirectional: bidirectional, dropout: dropout)
+        var config = TrainingConfig(model: model, optimizer: optimizer, dataFiles: absolute, valFiles: valFiles.map(absolutePath),
                                     xName: xName, yName: yName, batchSize: batchSize, epochs: epochs, seed: seed,
                                     shuffle: shuffle, dropLast: dropLast, maxSteps: maxSteps, workerThreads: workerThreads,
                                     hashEvery: hashEvery)
+        config.lengthsName = lengthsName
         try config.validate()
         return config
     }

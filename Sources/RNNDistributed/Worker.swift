@@ -573,7 +573,7 @@ final class Replica {
         guard state.parameters.count == count else {
             throw WorkerError("received \(state.parameters.count) parameters, the model needs \(count)")
         }
-        dataset = try TensorDataset.open(paths: files, options: TensorDatasetOptions(xName: config.xName, yName: config.yName))
+        dataset = try TensorDataset.open(paths: files, options: config.datasetOptions())
         try checkDataset(dataset, fits: config.model)
         parameters = state.parameters
         optimizer = try AdamOptimizer(config: config.optimizer, expAvg: state.expAvg, expAvgSq: state.expAvgSq,
@@ -656,7 +656,8 @@ final class Replica {
                     try batch.x.withUnsafeBufferPointer { x in
                         try reduceBuffer.withGradients { g in
                             try network.accumulateGradients(parameters: p, input: x, batch: batch.count, steps: dataset.steps,
-                                                            targets: targets, gradient: g)
+                                                            targets: targets, lengths: batch.lengths,
+                                                            dropout: config.dropoutKey(step: step.globalStep, rows: rows), gradient: g)
                         }
                     }
                 })
@@ -707,6 +708,9 @@ func checkDataset(_ dataset: TensorDataset, fits model: ModelConfig, name: Strin
     }
     if dataset.inputSize != model.inputSize {
         throw WorkerError("\(name) \(files) has \(dataset.inputSize) input features per step, the model expects \(model.inputSize)")
+    }
+    if dataset.deliversTokenIds != model.tokenInput {
+        throw WorkerError("\(name) \(files) has \(dataset.inputEncoding == .dense ? "float features" : "token ids"), the model expects \(model.tokenInput ? "token ids" : "float features")")
     }
     if dataset.targetKind.outputSize != model.outputSize {
         throw WorkerError("\(name) \(files) has \(dataset.targetKind.outputSize) outputs (\(dataset.targetKind)), the model expects \(model.outputSize)")

@@ -64,10 +64,13 @@ public struct LoadedModel {
 
     /// Opens a dataset with this model's X/Y names and checks it fits the model.
     public func open(dataset paths: [String]) throws -> TensorDataset {
-        let data = try TensorDataset.open(paths: paths, options: TensorDatasetOptions(xName: config.xName, yName: config.yName, memoryBudgetBytes: 0))
+        let data = try TensorDataset.open(paths: paths, options: config.datasetOptions(memoryBudgetBytes: 0))
         let m = config.model
         if data.inputSize != m.inputSize {
             throw ReportError("\(paths.joined(separator: ", ")): the model takes \(m.inputSize) input features per step, the dataset has \(data.inputSize)")
+        }
+        if data.deliversTokenIds != m.tokenInput {
+            throw ReportError("\(paths.joined(separator: ", ")): the model takes \(m.tokenInput ? "token ids" : "float features"), the dataset has \(data.inputEncoding == .dense ? "float features" : "token ids")")
         }
         return data
     }
@@ -257,11 +260,16 @@ extension LoadedModel {
             try data.read(rows: rows, into: &batch)
             let targets = batch.targets.networkTargets
             stats = stats + (try network.evaluate(parameters: checkpoint.parameters, input: batch.x, batch: batch.count,
-                                                  steps: data.steps, targets: targets))
+                                                  steps: data.steps, targets: targets, lengths: batch.lengths))
             if case .classes(let ids) = batch.targets, confusion != nil {
-                let out = try network.predict(parameters: checkpoint.parameters, input: batch.x, batch: batch.count, steps: data.steps).outputs
+                let out = try network.predict(parameters: checkpoint.parameters, input: batch.x, batch: batch.count, steps: data.steps,
+                                              lengths: batch.lengths).outputs
                 let O = m.outputSize
-                for i in 0..<ids.count { confusion!.add(truth: Int(ids[i]), predicted: argmax(out, offset: i * O, count: O)) }
+                for i in 0..<ids.count {
+                    // Per-step targets past a sequence's length are padding, not scored.
+                    if m.head == .everyStep, let lengths = batch.lengths, i % data.steps >= lengths[i / data.steps] { continue }
+                    confusion!.add(truth: Int(ids[i]), predicted: argmax(out, offset: i * O, count: O))
+                }
             }
             if case .values(let truth) = batch.targets, regression != nil {
                 let out = try network.predict(parameters: checkpoint.parameters, input: batch.x, batch: batch.count, steps: data.steps).outputs
@@ -288,10 +296,13 @@ extension LoadedModel {
         while start < data.count {
             let rows = Array(start..<min(start + batchSize, data.count))
             try data.read(rows: rows, into: &batch)
-            let out = try network.predict(parameters: checkpoint.parameters, input: batch.x, batch: batch.count, steps: data.steps).outputs
+            let out = try network.predict(parameters: checkpoint.parameters, input: batch.x, batch: batch.count, steps: data.steps,
+                                          lengths: batch.lengths).outputs
             let perSample = m.head == .lastStep ? 1 : data.steps
             for b in 0..<batch.count {
-                result.append((0..<perSample).map { t in argmax(out, offset: (b * perSample + t) * O, count: O) })
+                // With lengths a per-step model predicts only the real steps.
+                let shown = m.head == .lastStep ? 1 : (batch.lengths?[b] ?? data.steps)
+                result.append((0..<shown).map { t in argmax(out, offset: (b * perSample + t) * O, count: O) })
             }
             start += batchSize
         }
@@ -310,14 +321,16 @@ extension LoadedModel {
     }
 
     /// Writes the inputs exactly as the network saw them and its outputs to an HDF5 file, so
-    /// another framework can replay them: `/X` float32 (N, T, I) and `/outputs` float32 (N, O)
-    /// or (N, T, O), batch-first like PyTorch's `model(X)`. Written to a temporary file, then
+    /// another framework can replay them: `/X` float32 (N, T, I) (token ids: int64 (N, T)),
+    /// `/lengths` int64 (N) when the data has lengths, and `/outputs` float32 (N, O) or
+    /// (N, T, O), batch-first like PyTorch's `model(X)`. Written to a temporary file, then
     /// renamed, so `path` never holds a half-written file.
     public func writeOutputs(on data: TensorDataset, to path: String, batchSize: Int = 256) throws {
         let m = config.model
         let perSample = (m.head == .lastStep ? 1 : data.steps) * m.outputSize
         var x: [Float] = []
         var outputs: [Float] = []
+        var lengths: [Int] = []
         x.reserveCapacity(data.count * data.sampleElements)
         outputs.reserveCapacity(data.count * perSample)
         var batch = Batch()
@@ -326,8 +339,9 @@ extension LoadedModel {
             let rows = Array(start..<min(start + batchSize, data.count))
             try data.read(rows: rows, into: &batch)
             x.append(contentsOf: batch.x)
+            if let l = batch.lengths { lengths.append(contentsOf: l) }
             outputs.append(contentsOf: try network.predict(parameters: checkpoint.parameters, input: batch.x,
-                                                           batch: batch.count, steps: data.steps).outputs)
+                                                           batch: batch.count, steps: data.steps, lengths: batch.lengths).outputs)
             start += batchSize
         }
         let outputShape = m.head == .lastStep ? [data.count, m.outputSize] : [data.count, data.steps, m.outputSize]
@@ -335,7 +349,12 @@ extension LoadedModel {
         do {
             let file = try HDF5File.create(temporary)
             let root = try file.root()
-            _ = try root.writeDataset("X", shape: [data.count, data.steps, data.inputSize], values: x)
+            if data.deliversTokenIds {
+                _ = try root.writeDataset("X", shape: [data.count, data.steps], values: x.map { Int64($0) })
+            } else {
+                _ = try root.writeDataset("X", shape: [data.count, data.steps, data.inputSize], values: x)
+            }
+            if data.hasLengths { _ = try root.writeDataset("lengths", shape: [data.count], values: lengths.map { Int64($0) }) }
             _ = try root.writeDataset("outputs", shape: outputShape, values: outputs)
         } catch {
             try? FileManager.default.removeItem(atPath: temporary)
@@ -353,10 +372,8 @@ extension LoadedModel {
         let m = config.model
         try checkCharacterModel(vocabulary: vocabulary, flag: "--text")
         let ids = try tokenIds(text, vocabulary: vocabulary, flag: "--text")
-        let T = ids.count, I = m.inputSize
-        var x = [Float](repeating: 0, count: T * I)
-        for (t, id) in ids.enumerated() { x[t * I + id] = 1 }
-        let out = try network.predict(parameters: checkpoint.parameters, input: x, batch: 1, steps: T).outputs
+        let T = ids.count
+        let out = try network.predict(parameters: checkpoint.parameters, input: networkInput(ids), batch: 1, steps: T).outputs
         var predicted = String.UnicodeScalarView()
         for t in 0..<T {
             let k = argmax(out, offset: t * m.outputSize, count: m.outputSize)

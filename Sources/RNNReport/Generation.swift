@@ -30,25 +30,30 @@ extension LoadedModel {
         return ids
     }
 
+    /// The network's input for token ids: the ids themselves for a token-id model (a gather of
+    /// W_ih's columns, or an embedding), one-hot rows (T, V) for a model of float features.
+    func networkInput(_ ids: [Int]) -> [Float] {
+        if config.model.tokenInput { return ids.map { Float($0) } }
+        let V = config.model.inputSize
+        var x = [Float](repeating: 0, count: ids.count * V)
+        for (t, id) in ids.enumerated() { x[t * V + id] = 1 }
+        return x
+    }
+
     /// The `length` characters that follow `prompt`: the prompt runs through the network in one
     /// pass, then each drawn character is fed back with the carried state.
     public func generate(prompt: String, length: Int, sampler: inout TokenSampler, vocabulary: [Unicode.Scalar]) throws -> String {
         try checkCharacterModel(vocabulary: vocabulary, flag: "generate")
         let ids = try tokenIds(prompt, vocabulary: vocabulary, flag: "--prompt")
-        let V = config.model.inputSize
-        func oneHot(_ ids: [Int]) -> [Float] {
-            var x = [Float](repeating: 0, count: ids.count * V)
-            for (t, id) in ids.enumerated() { x[t * V + id] = 1 }
-            return x
-        }
-        var p = try network.predict(parameters: checkpoint.parameters, input: oneHot(ids), batch: 1, steps: ids.count)
+        let V = config.model.outputSize
+        var p = try network.predict(parameters: checkpoint.parameters, input: networkInput(ids), batch: 1, steps: ids.count)
         var text = String.UnicodeScalarView()
         var logits = p.outputs[((ids.count - 1) * V)..<(ids.count * V)]
         for i in 0..<length {
             let next = sampler.next(logits)
             text.append(vocabulary[next])
             if i == length - 1 { break }
-            p = try network.predict(parameters: checkpoint.parameters, input: oneHot([next]), batch: 1, steps: 1,
+            p = try network.predict(parameters: checkpoint.parameters, input: networkInput([next]), batch: 1, steps: 1,
                                     initialState: p.finalState)
             logits = p.outputs[0..<V]
         }
@@ -60,10 +65,8 @@ extension LoadedModel {
     public func nextCharacterProbabilities(_ text: String, vocabulary: [Unicode.Scalar]) throws -> [(Unicode.Scalar, Double)] {
         try checkCharacterModel(vocabulary: vocabulary, flag: "--text")
         let ids = try tokenIds(text, vocabulary: vocabulary, flag: "--text")
-        let V = config.model.inputSize
-        var x = [Float](repeating: 0, count: ids.count * V)
-        for (t, id) in ids.enumerated() { x[t * V + id] = 1 }
-        let out = try network.predict(parameters: checkpoint.parameters, input: x, batch: 1, steps: ids.count).outputs
+        let V = config.model.outputSize
+        let out = try network.predict(parameters: checkpoint.parameters, input: networkInput(ids), batch: 1, steps: ids.count).outputs
         let p = softmax(out[((ids.count - 1) * V)..<(ids.count * V)])
         return p.indices.sorted { p[$0] != p[$1] ? p[$0] > p[$1] : $0 < $1 }.map { (vocabulary[$0], p[$0]) }
     }

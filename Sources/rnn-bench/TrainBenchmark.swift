@@ -17,6 +17,9 @@ func processCPUSeconds() -> Double {
 }
 
 /// One benchmark configuration (sequence classification: last-step head, cross-entropy).
+/// Options of issue 15: `vocabulary` V makes X token ids (with `embedding` E through
+/// nn.Embedding, without it the gather of W_ih's columns, or with `denseOneHot` today's one-hot
+/// float matrix of V columns); `lengths` draws each sequence's length uniformly from the range.
 struct TrainBenchConfig {
     var name: String
     var cell: CellKind
@@ -26,6 +29,11 @@ struct TrainBenchConfig {
     var steps: Int
     var batch: Int
     var classes: Int
+    var bidirectional = false
+    var vocabulary: Int? = nil
+    var embedding: Int? = nil
+    var denseOneHot = false
+    var lengths: ClosedRange<Int>? = nil
 }
 
 let trainBenchConfigs: [TrainBenchConfig] = [
@@ -33,6 +41,21 @@ let trainBenchConfigs: [TrainBenchConfig] = [
     TrainBenchConfig(name: "lstm-med", cell: .lstm, input: 64, hidden: 256, layers: 1, steps: 50, batch: 64, classes: 10),
     TrainBenchConfig(name: "gru-med", cell: .gru, input: 64, hidden: 256, layers: 1, steps: 50, batch: 64, classes: 10),
     TrainBenchConfig(name: "lstm-large", cell: .lstm, input: 128, hidden: 512, layers: 2, steps: 100, batch: 64, classes: 10),
+    TrainBenchConfig(name: "bi-lstm-med", cell: .lstm, input: 64, hidden: 256, layers: 1, steps: 50, batch: 64, classes: 10,
+                     bidirectional: true),
+    TrainBenchConfig(name: "embed-lstm", cell: .lstm, input: 20000, hidden: 256, layers: 1, steps: 50, batch: 64, classes: 10,
+                     vocabulary: 20000, embedding: 128),
+    TrainBenchConfig(name: "onehot-20k", cell: .lstm, input: 20000, hidden: 256, layers: 1, steps: 50, batch: 64, classes: 10,
+                     vocabulary: 20000),
+    TrainBenchConfig(name: "onehot-20k-dense", cell: .lstm, input: 20000, hidden: 256, layers: 1, steps: 50, batch: 64, classes: 10,
+                     vocabulary: 20000, denseOneHot: true),
+    // The issue's case: a 62 MB checkpoint, LSTM H=64 over V=20000 one-hot ids.
+    TrainBenchConfig(name: "onehot-20k-h64", cell: .lstm, input: 20000, hidden: 64, layers: 1, steps: 50, batch: 64, classes: 10,
+                     vocabulary: 20000),
+    TrainBenchConfig(name: "onehot-20k-h64-dense", cell: .lstm, input: 20000, hidden: 64, layers: 1, steps: 50, batch: 64, classes: 10,
+                     vocabulary: 20000, denseOneHot: true),
+    TrainBenchConfig(name: "lstm-med-len", cell: .lstm, input: 64, hidden: 256, layers: 1, steps: 50, batch: 64, classes: 10,
+                     lengths: 5...50),
 ]
 
 /// Runs every configuration (or only `only`, a comma-separated list of names) for about
@@ -49,11 +72,13 @@ func runTrainBenchmark(threads: Int, only: String? = nil, seconds: Double = 3, f
         return
     }
     print("# rnn-bench train: full step (forward, loss, backward, Adam), threads=\(threads)" + (batch.map { ", batch=\($0)" } ?? ""))
-    print("config        samples/s    GFLOP/s    ms/step  steps  cpu-ms/step")
+    print("config             samples/s    GFLOP/s    ms/step  steps  cpu-ms/step")
     for var bench in trainBenchConfigs where wanted?.contains(bench.name) ?? true {
         if let batch { bench.batch = batch }
+        let tokenInput = bench.vocabulary != nil && !bench.denseOneHot
         let config = ModelConfig(cell: bench.cell, inputSize: bench.input, hiddenSize: bench.hidden,
-                                 layers: bench.layers, outputSize: bench.classes, head: .lastStep, loss: .crossEntropy)
+                                 layers: bench.layers, outputSize: bench.classes, head: .lastStep, loss: .crossEntropy,
+                                 tokenInput: tokenInput, embeddingSize: bench.embedding, bidirectional: bench.bidirectional)
         let network: RNNNetwork
         do {
             network = try RNNNetwork(config: config, threads: threads)
@@ -65,14 +90,28 @@ func runTrainBenchmark(threads: Int, only: String? = nil, seconds: Double = 3, f
         var gradient = [Float](repeating: 0, count: parameters.count)
         var optimizer = AdamOptimizer(config: OptimizerConfig(kind: .adam, lr: 1e-3), parameterCount: parameters.count)
         var rng = SeededGenerator(seed: 2)
-        let x = (0..<(bench.batch * bench.steps * bench.input)).map { _ in rng.nextFloat(in: -1, 1) }
+        var x: [Float]
+        if let v = bench.vocabulary {
+            let ids = (0..<(bench.batch * bench.steps)).map { _ in Int(rng.next() % UInt64(v)) }
+            if bench.denseOneHot {
+                x = [Float](repeating: 0, count: bench.batch * bench.steps * v)
+                for (i, id) in ids.enumerated() { x[i * v + id] = 1 }
+            } else {
+                x = ids.map { Float($0) }
+            }
+        } else {
+            x = (0..<(bench.batch * bench.steps * bench.input)).map { _ in rng.nextFloat(in: -1, 1) }
+        }
         let targets = Targets.classIds((0..<bench.batch).map { _ in Int32(rng.next() % UInt64(bench.classes)) })
+        let lengths = bench.lengths.map { r in
+            (0..<bench.batch).map { _ in r.lowerBound + Int(rng.next() % UInt64(r.count)) }
+        }
 
         func trainStep() -> Bool {
             for i in gradient.indices { gradient[i] = 0 }
             do {
                 let stats = try network.accumulateGradients(parameters: parameters, input: x, batch: bench.batch,
-                                                            steps: bench.steps, targets: targets, gradient: &gradient)
+                                                            steps: bench.steps, targets: targets, lengths: lengths, gradient: &gradient)
                 let scale = 1 / Float(stats.scoredCount)
                 for i in gradient.indices { gradient[i] *= scale }
             } catch {
@@ -98,8 +137,8 @@ func runTrainBenchmark(threads: Int, only: String? = nil, seconds: Double = 3, f
         let perStep = elapsed / Double(done)
         let cpuPerStep = (processCPUSeconds() - cpuStart) / Double(done)
         let samples = Double(bench.batch) / perStep
-        let gflops = network.trainingFlops(batch: bench.batch, steps: bench.steps) / perStep / 1e9
-        print(padColumn(bench.name, 12) + padColumn(fixed(samples, 1), 11, right: true) + padColumn(fixed(gflops, 2), 11, right: true)
+        let gflops = network.trainingFlops(batch: bench.batch, steps: bench.steps, lengths: lengths) / perStep / 1e9
+        print(padColumn(bench.name, 17) + padColumn(fixed(samples, 1), 11, right: true) + padColumn(fixed(gflops, 2), 11, right: true)
               + padColumn(fixed(perStep * 1e3, 2), 11, right: true) + padColumn("\(done)", 7, right: true) + padColumn(fixed(cpuPerStep * 1e3, 2), 13, right: true))
     }
 }

@@ -37,6 +37,8 @@ struct Start: ParsableCommand {
     var hidden = 128
     @Option(parsing: .unconditional, help: "Stacked recurrent layers.")
     var layers = 1
+    @OptionGroup(title: "Model options")
+    var modelOptions: ModelOptions
 
     @Option(name: .customLong("batch-size"), parsing: .unconditional, help: "The global batch size (split among the workers).")
     var batchSize = 64
@@ -199,7 +201,10 @@ struct Start: ParsableCommand {
             var config = try TrainingConfig.forDataset(
                 files: data, valFiles: val, xName: xName, yName: yName, cell: cell, hiddenSize: hidden, layers: layers,
                 optimizer: optimizerConfig, batchSize: batchSize, epochs: epochs, seed: seed, shuffle: shuffle,
-                dropLast: dropLast, maxSteps: maxSteps, workerThreads: threads)
+                dropLast: dropLast, maxSteps: maxSteps, workerThreads: threads,
+                embeddingSize: modelOptions.embedding, paddingIndex: modelOptions.paddingIdx,
+                bidirectional: modelOptions.bidirectional, dropout: modelOptions.dropout,
+                lengthsName: modelOptions.lengthsName == "lengths" ? nil : modelOptions.lengthsName)
             schedule.apply(to: &config)
             try selection.apply(to: &config, checkpointDir: checkpointDir)
             try config.validate()

@@ -166,6 +166,9 @@ extension Start {
         return [
             ("data", .list(config.dataFiles)), ("val", .list(config.valFiles)), ("x-name", s(xName)), ("y-name", s(yName)),
             ("cell", s(cell.rawValue)), ("hidden", s(hidden)), ("layers", s(layers)),
+            ("embedding", s(modelOptions.embedding)), ("padding-idx", s(modelOptions.paddingIdx)),
+            ("bidirectional", .flag(modelOptions.bidirectional)), ("dropout", s(modelOptions.dropout)),
+            ("lengths-name", s(modelOptions.lengthsName)),
             ("batch-size", s(batchSize)), ("epochs", s(epochs)), ("max-steps", s(maxSteps)), ("seed", s(seed)),
             ("shuffle", .flag(shuffle)), ("drop-last", .flag(dropLast)),
             ("optimizer", s(optimizer.rawValue)), ("lr", s(lr)), ("beta1", s(beta1)), ("beta2", s(beta2)), ("eps", s(eps)),

@@ -131,7 +131,8 @@ struct Predict: ParsableCommand {
                 if perStep {
                     shown = dataset.decode(p.map(Int32.init)) ?? p.map(String.init).joined(separator: " ")
                     if let truth {
-                        let row = Array(truth[(i * dataset.steps)..<((i + 1) * dataset.steps)])
+                        // With lengths, only the real steps (p holds one prediction per real step).
+                        let row = Array(truth[(i * dataset.steps)..<(i * dataset.steps + p.count)])
                         trueShown = dataset.decode(row) ?? row.map(String.init).joined(separator: " ")
                     }
                     shown = "\"\(shown.replacingOccurrences(of: "\"", with: "\"\""))\""

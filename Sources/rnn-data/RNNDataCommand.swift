@@ -37,7 +37,32 @@ struct OutputOptions: ParsableArguments {
 
 struct Make: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Write a dataset file.", subcommands: [Hello.self, Random.self, Text.self])
+        abstract: "Write a dataset file.", subcommands: [Hello.self, Random.self, Text.self, Tokens.self])
+
+    struct Tokens: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Variable-length token classification: ids (N, T) padded with 0 at the end, /lengths (N); label = the most frequent keyword id 1...C.")
+        @OptionGroup var output: OutputOptions
+        @Option(name: [.customShort("n"), .long], help: "Samples N.") var count = 2000
+        @Option(name: .customLong("min-length"), help: "Shortest sequence.") var minLength = 5
+        @Option(name: .customLong("max-length"), help: "Longest sequence (T).") var maxLength = 40
+        @Option(name: .customLong("vocab-size"), help: "Vocabulary V (id 0 is padding, 1...C keywords).") var vocabSize = 100
+        @Option(name: [.customShort("c"), .long], help: "Classes C.") var classes = 4
+        @Option(help: "Random seed.") var seed: UInt64 = 0
+
+        func validate() throws {
+            if count < 1 { throw ValidationError("Please specify '--count' of at least 1.") }
+            if minLength < 1 || minLength > maxLength { throw ValidationError("Please specify 1 <= '--min-length' <= '--max-length'.") }
+            if classes < 2 { throw ValidationError("Please specify '--classes' of at least 2.") }
+            if vocabSize < classes + 2 { throw ValidationError("Please specify '--vocab-size' of at least '--classes' + 2.") }
+        }
+        func run() throws {
+            let contents = SyntheticData.variableLengthTokens(count: count, minLength: minLength, maxLength: maxLength,
+                                                              vocabularySize: vocabSize, classes: classes, seed: seed)
+            try failing { try contents.write(to: output.output, compress: !output.noCompress) }
+            print("wrote \(output.output): N=\(count) lengths \(minLength)-\(maxLength) V=\(vocabSize) classes=\(classes) seed=\(seed)")
+        }
+    }
 
     struct Hello: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -148,9 +173,10 @@ struct Inspect: ParsableCommand {
     @Argument(help: "HDF5 file.") var file: String
     @Option(help: "Name of the features dataset.") var xName = "X"
     @Option(help: "Name of the targets dataset.") var yName = "Y"
+    @Option(help: "Name of the optional sequence-lengths dataset.") var lengthsName = "lengths"
 
     func run() throws {
-        let options = TensorDatasetOptions(xName: xName, yName: yName)
+        let options = TensorDatasetOptions(xName: xName, yName: yName, lengthsName: lengthsName, tokenIds: true)
         print(try failing { try DatasetInspector.report(path: file, options: options) })
     }
 }

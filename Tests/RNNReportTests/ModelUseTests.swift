@@ -26,7 +26,9 @@ final class ModelUseTests: XCTestCase {
         let network = try RNNNetwork(config: config.model)
         var parameters = ParameterTable.initialParameters(config: config.model, seed: 1)
         var adam = AdamOptimizer(config: config.optimizer, parameterCount: parameters.count)
-        let dataset = try TensorDataset.open(path: data)
+        // The model takes token ids (a gather of W_ih's columns), as its workers read them.
+        XCTAssertTrue(config.model.tokenInput)
+        let dataset = try TensorDataset.open(path: data, options: config.datasetOptions())
         let batch = try dataset.read(rows: [0, 1])
         guard case .classes(let ids) = batch.targets else { throw ReportError("class targets expected") }
         var history = MetricsHistory(accuracy: [])

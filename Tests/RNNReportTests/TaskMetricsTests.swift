@@ -118,7 +118,7 @@ final class TaskMetricsTests: XCTestCase {
             XCTAssertEqual(p.firstIndex(of: p.max()!), Int(cells[1]))
         }
         assertOneErrorLine(try runBinary("rnn-coord", ["predict", "--checkpoint", "run", "--text", "ab", "--probabilities"], in: dir),
-                           contains: "has no 'vocab' attribute", "--text --probabilities on a classifier")
+                           contains: "--text needs a character model", "--text --probabilities on a classifier")
     }
 
     func testPredictTextProbabilitiesListTheLikeliestNextCharacters() throws {
