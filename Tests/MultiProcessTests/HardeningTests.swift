@@ -27,22 +27,6 @@ final class HardeningTests: XCTestCase {
         XCTAssertEqual(p.wait(timeout: 30), 0, p.output)
     }
 
-    /// A TCP port on 127.0.0.1 that was free a moment ago (for runs whose workers must know
-    /// the port before the coordinator starts).
-    func freePort() throws -> Int {
-        let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(s) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let ok = withUnsafeMutablePointer(to: &addr) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, len) == 0 && getsockname(s, $0, &len) == 0 }
-        }
-        guard ok else { throw XCTSkip("no free port") }
-        return Int(UInt16(bigEndian: addr.sin_port))
-    }
-
     func isRunning(_ pid: Int32) -> Bool {
         // A zombie (exited, not yet reaped by its parent) counts as gone.
         guard kill(pid, 0) == 0 else { return false }
@@ -127,7 +111,7 @@ final class HardeningTests: XCTestCase {
     /// find its token file and train (on loopback, with no --token).
     func testWorkersStartedBeforeOrWithTheCoordinatorTrain() throws {
         for delay in [0.5, 0.0] {
-            let port = try freePort()
+            let port = try freeTCPPort()
             let endpoint = "tcp://127.0.0.1:\(port)"
             let workers = try (0..<2).map { _ in try ChildProcess("rnn-worker", ["--connect", endpoint, "--join-timeout", "30"]) }
             if delay > 0 { usleep(UInt32(delay * 1e6)) }
@@ -141,7 +125,7 @@ final class HardeningTests: XCTestCase {
         }
         // A token file left by a coordinator that died (SIGKILL) on the same port: the workers
         // read it, are refused, read the new one and train.
-        let port = try freePort()
+        let port = try freeTCPPort()
         let stale = try ChildProcess("rnn-coord", shortRun(["--workers", "2", "--bind", "tcp://127.0.0.1:\(port)"]))
         _ = try coordinatorEndpoint(stale)
         stale.kill()
@@ -160,7 +144,7 @@ final class HardeningTests: XCTestCase {
         for name in ["coordinator", "worker"] { try keygen(name, in: keys) }
         try FileManager.default.copyItem(atPath: keys + "/worker.pub", toPath: keys + "/workers.allow")
         for trial in 0..<5 {
-            let port = try freePort()
+            let port = try freeTCPPort()
             let started = Date()
             let coord = try ChildProcess("rnn-coord", shortRun(["--workers", "2", "--bind", "tcp://127.0.0.1:\(port)", "--step-timeout", "20",
                                                                 "--curve-key", keys + "/coordinator.key", "--allow", keys + "/workers.allow"], steps: 20))

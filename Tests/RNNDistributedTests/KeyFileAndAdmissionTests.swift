@@ -136,6 +136,21 @@ final class KeyFileAndAdmissionTests: XCTestCase {
         }
     }
 
+    /// A CURVE-server PULL socket behind `gate` (bound on loopback) and a CURVE PUSH peer with
+    /// `peerKeys` connected to it from `peerContext`, its first frame sent.
+    func ringPair(_ context: ZMQContext, _ peerContext: ZMQContext, peerKeys: ZMQCurveKeyPair) throws -> (receiver: ZMQSocket, sender: ZMQSocket) {
+        let serverKeys = try ZMQCurveKeyPair.generate()
+        let receiver = try ZMQSocket(context, type: .pull, lingerMilliseconds: 0)
+        try receiver.setZAPDomain("rnn-trainer")
+        try receiver.configureCurveServer(keys: serverKeys)
+        try receiver.bind("tcp://127.0.0.1:*")
+        let sender = try ZMQSocket(peerContext, type: .push, lingerMilliseconds: 0)
+        try sender.configureCurveClient(keys: peerKeys, serverPublicKey: serverKeys.publicKey)
+        try sender.connect(try receiver.lastEndpoint())
+        try sender.send(Array("chunk".utf8), deadline: .after(seconds: 1))
+        return (receiver, sender)
+    }
+
     /// The ring's admission: a peer that connects before its key is allowed is held, then
     /// accepted when `setAllowed` adds the key (its message arrives); without the hold (the
     /// old behaviour) the same peer is refused and ZeroMQ never retries it.
@@ -147,19 +162,11 @@ final class KeyFileAndAdmissionTests: XCTestCase {
             let gate = try ZAPAuthenticator(context: context, allowed: [], rejections: PeerRejections(), holdSeconds: hold,
                                             log: { line in logs.update { $0.append(line) } })
             defer { gate.stop() }
-            let serverKeys = try ZMQCurveKeyPair.generate(), peerKeys = try ZMQCurveKeyPair.generate()
-            let receiver = try ZMQSocket(context, type: .pull, lingerMilliseconds: 0)
-            defer { receiver.close() }
-            try receiver.setZAPDomain("rnn-trainer")
-            try receiver.configureCurveServer(keys: serverKeys)
-            try receiver.bind("tcp://127.0.0.1:*")
+            let peerKeys = try ZMQCurveKeyPair.generate()
             let peerContext = try ZMQContext()
             defer { peerContext.shutdown() }
-            let sender = try ZMQSocket(peerContext, type: .push, lingerMilliseconds: 0)
-            defer { sender.close() }
-            try sender.configureCurveClient(keys: peerKeys, serverPublicKey: serverKeys.publicKey)
-            try sender.connect(try receiver.lastEndpoint())
-            try sender.send(Array("chunk".utf8), deadline: .after(seconds: 1))
+            let (receiver, sender) = try ringPair(context, peerContext, peerKeys: peerKeys)
+            defer { receiver.close(); sender.close() }
             usleep(300_000)  // the peer's handshake is waiting on ZAP now
             gate.setAllowed([peerKeys.publicKey])
             let got = try receiver.receive(deadline: .after(seconds: 3))
@@ -178,17 +185,8 @@ final class KeyFileAndAdmissionTests: XCTestCase {
         let gate = try ZAPAuthenticator(context: context, allowed: [], rejections: PeerRejections(), holdSeconds: 0.5,
                                         log: { line in logs.update { $0.append(line) } })
         defer { gate.stop() }
-        let serverKeys = try ZMQCurveKeyPair.generate(), stranger = try ZMQCurveKeyPair.generate()
-        let receiver = try ZMQSocket(context, type: .pull, lingerMilliseconds: 0)
-        defer { receiver.close() }
-        try receiver.setZAPDomain("rnn-trainer")
-        try receiver.configureCurveServer(keys: serverKeys)
-        try receiver.bind("tcp://127.0.0.1:*")
-        let sender = try ZMQSocket(context, type: .push, lingerMilliseconds: 0)
-        defer { sender.close() }
-        try sender.configureCurveClient(keys: stranger, serverPublicKey: serverKeys.publicKey)
-        try sender.connect(try receiver.lastEndpoint())
-        try sender.send(Array("x".utf8), deadline: .after(seconds: 1))
+        let (receiver, sender) = try ringPair(context, context, peerKeys: try ZMQCurveKeyPair.generate())
+        defer { receiver.close(); sender.close() }
         XCTAssertNil(try receiver.receive(deadline: .after(seconds: 2)))
         XCTAssertTrue(logs.get.contains { $0.contains("not on the allow-list") }, "\(logs.get)")
     }

@@ -14,40 +14,10 @@ final class CLITests: XCTestCase {
 
     override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
 
-    private func binary(_ name: String) throws -> URL {
-        let bundle = Bundle(for: CLITests.self).bundleURL
-        let folder = bundle.pathExtension == "xctest" ? bundle.deletingLastPathComponent()
-            : URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        let url = folder.appendingPathComponent(name)
-        guard FileManager.default.isExecutableFile(atPath: url.path) else { throw XCTSkip("\(url.path) is not built") }
-        return url
-    }
-
-    /// Runs a binary to completion (at most `timeout` s); returns status, stdout, stderr.
+    /// Runs a binary to completion in this test's folder (at most `timeout` s); returns status, stdout, stderr.
     private func run(_ name: String, _ args: [String], timeout: Double = 120) throws -> (Int32, String, String) {
-        let p = Process()
-        p.executableURL = try binary(name)
-        p.arguments = args
-        p.currentDirectoryURL = URL(fileURLWithPath: dir)
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let outData = LockedData(), errData = LockedData()
-        let group = DispatchGroup()
-        for (pipe, sink) in [(out, outData), (err, errData)] {
-            group.enter()
-            DispatchQueue.global().async {
-                sink.set(pipe.fileHandleForReading.readDataToEndOfFile())
-                group.leave()
-            }
-        }
-        if group.wait(timeout: .now() + timeout) == .timedOut {
-            p.terminate()
-            XCTFail("\(name) \(args) did not finish within \(timeout) s")
-        }
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: outData.get(), as: UTF8.self), String(decoding: errData.get(), as: UTF8.self))
+        let r = try runBinary(name, args, in: dir, timeout: timeout)
+        return (r.status, r.out, r.err)
     }
 
     func testTrainEvalPredictPlotFromTheCommandLine() throws {
