@@ -23,13 +23,13 @@ struct Generate: ParsableCommand {
     var checkpoint: String
     @Option(help: "Text fed to the model before sampling starts.")
     var prompt: String
-    @Option(help: "Characters to generate.")
+    @Option(parsing: .unconditional, help: "Characters to generate.")
     var length = 300
-    @Option(help: "Softmax temperature (0: greedy; below 1 more conservative, above 1 more random).")
+    @Option(parsing: .unconditional, help: "Softmax temperature (0: greedy; below 1 more conservative, above 1 more random).")
     var temperature: Double = 1
-    @Option(name: .customLong("top-k"), help: "Sample only among the K most likely characters.")
+    @Option(name: .customLong("top-k"), parsing: .unconditional, help: "Sample only among the K most likely characters.")
     var topK: Int?
-    @Option(help: "Seed of the sampling.")
+    @Option(parsing: .unconditional, help: "Seed of the sampling.")
     var seed: UInt64 = 0
     @Option(name: .customLong("vocab-from"), help: "HDF5 file with the 'vocab' attribute (default: the run's training file).")
     var vocabFrom: String?

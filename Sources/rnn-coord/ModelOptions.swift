@@ -3,13 +3,13 @@
 import ArgumentParser
 
 struct ModelOptions: ParsableArguments {
-    @Option(help: "Embedding size E: nn.Embedding(V, E) before the recurrent layers (X must hold token ids with vocab_size V).")
+    @Option(parsing: .unconditional, help: "Embedding size E: nn.Embedding(V, E) before the recurrent layers (X must hold token ids with vocab_size V).")
     var embedding: Int?
-    @Option(name: .customLong("padding-idx"), help: "With --embedding: the embedding's padding_idx (its row starts at zero and gets no gradient).")
+    @Option(name: .customLong("padding-idx"), parsing: .unconditional, help: "With --embedding: the embedding's padding_idx (its row starts at zero and gets no gradient).")
     var paddingIdx: Int?
     @Flag(help: "Bidirectional recurrent layers (PyTorch's bidirectional=True: _reverse parameters, a 2H head input).")
     var bidirectional = false
-    @Option(help: "Dropout probability on the outputs of every recurrent layer but the last, in training only (needs --layers 2 or more).")
+    @Option(parsing: .unconditional, help: "Dropout probability on the outputs of every recurrent layer but the last, in training only (needs --layers 2 or more).")
     var dropout: Float = 0
     @Option(name: .customLong("lengths-name"), help: "Name of the optional sequence-lengths dataset (N) in each file.")
     var lengthsName = "lengths"

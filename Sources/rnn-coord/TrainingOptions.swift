@@ -11,21 +11,21 @@ extension LRScheduleKind: ExpressibleByArgument {}
 struct ScheduleOptions: ParsableArguments {
     @Option(name: .customLong("lr-schedule"), help: "Learning-rate schedule: constant, step (StepLR, per epoch), cosine (CosineAnnealingLR over the run's steps), plateau (ReduceLROnPlateau on the validation loss, per epoch).")
     var lrSchedule: LRScheduleKind = .constant
-    @Option(name: .customLong("lr-step-size"), help: "step: multiply the lr by --lr-gamma every N epochs.")
+    @Option(name: .customLong("lr-step-size"), parsing: .unconditional, help: "step: multiply the lr by --lr-gamma every N epochs.")
     var lrStepSize = 10
-    @Option(name: .customLong("lr-gamma"), help: "step: the factor every --lr-step-size epochs; plateau: the factor on a plateau.")
+    @Option(name: .customLong("lr-gamma"), parsing: .unconditional, help: "step: the factor every --lr-step-size epochs; plateau: the factor on a plateau.")
     var lrGamma: Double = 0.1
-    @Option(name: .customLong("lr-min"), help: "cosine: the final lr (eta_min); plateau: the lowest lr (min_lr).")
+    @Option(name: .customLong("lr-min"), parsing: .unconditional, help: "cosine: the final lr (eta_min); plateau: the lowest lr (min_lr).")
     var lrMin: Double = 0
-    @Option(name: .customLong("lr-patience"), help: "plateau: epochs without improvement of the validation loss before the lr drops.")
+    @Option(name: .customLong("lr-patience"), parsing: .unconditional, help: "plateau: epochs without improvement of the validation loss before the lr drops.")
     var lrPatience = 10
-    @Option(name: .customLong("warmup-steps"), help: "Raise the lr linearly from 0 over the first N optimizer steps (LinearLR), then follow the schedule.")
+    @Option(name: .customLong("warmup-steps"), parsing: .unconditional, help: "Raise the lr linearly from 0 over the first N optimizer steps (LinearLR), then follow the schedule.")
     var warmupSteps = 0
-    @Option(help: "SGD momentum (--optimizer sgd; 0: none).")
+    @Option(parsing: .unconditional, help: "SGD momentum (--optimizer sgd; 0: none).")
     var momentum: Float = 0
     @Flag(help: "SGD with Nesterov momentum (needs --momentum).")
     var nesterov = false
-    @Option(help: "Gradient accumulation: each optimizer step consumes N consecutive global batches (computed one batch at a time, one all-reduce per step), equal to one step over N x --batch-size samples.")
+    @Option(parsing: .unconditional, help: "Gradient accumulation: each optimizer step consumes N consecutive global batches (computed one batch at a time, one all-reduce per step), equal to one step over N x --batch-size samples.")
     var accumulate = 1
 
     func validate() throws {
@@ -87,11 +87,11 @@ extension BestMetric: ExpressibleByArgument {}
 
 /// `rnn-coord start`'s validation choices: --val-split, --keep-best, --early-stopping.
 struct ValidationOptions: ParsableArguments {
-    @Option(name: .customLong("val-split"), help: "Without --val: hold out this seeded fraction of the training data as validation (e.g. 0.1).")
+    @Option(name: .customLong("val-split"), parsing: .unconditional, help: "Without --val: hold out this seeded fraction of the training data as validation (e.g. 0.1).")
     var valSplit: Double?
     @Option(name: .customLong("keep-best"), help: "Keep best.h5, the checkpoint of the best epoch by val_loss or val_accuracy (never removed by --keep).")
     var keepBest: BestMetric?
-    @Option(name: .customLong("early-stopping"), help: "Stop after P epochs without a better validation result (--keep-best's metric, else val_loss).")
+    @Option(name: .customLong("early-stopping"), parsing: .unconditional, help: "Stop after P epochs without a better validation result (--keep-best's metric, else val_loss).")
     var earlyStopping: Int?
 
     func validate() throws {

@@ -43,12 +43,12 @@ struct Make: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Variable-length token classification: ids (N, T) padded with 0 at the end, /lengths (N); label = the most frequent keyword id 1...C.")
         @OptionGroup var output: OutputOptions
-        @Option(name: [.customShort("n"), .long], help: "Samples N.") var count = 2000
-        @Option(name: .customLong("min-length"), help: "Shortest sequence.") var minLength = 5
-        @Option(name: .customLong("max-length"), help: "Longest sequence (T).") var maxLength = 40
-        @Option(name: .customLong("vocab-size"), help: "Vocabulary V (id 0 is padding, 1...C keywords).") var vocabSize = 100
-        @Option(name: [.customShort("c"), .long], help: "Classes C.") var classes = 4
-        @Option(help: "Random seed.") var seed: UInt64 = 0
+        @Option(name: [.customShort("n"), .long], parsing: .unconditional, help: "Samples N.") var count = 2000
+        @Option(name: .customLong("min-length"), parsing: .unconditional, help: "Shortest sequence.") var minLength = 5
+        @Option(name: .customLong("max-length"), parsing: .unconditional, help: "Longest sequence (T).") var maxLength = 40
+        @Option(name: .customLong("vocab-size"), parsing: .unconditional, help: "Vocabulary V (id 0 is padding, 1...C keywords).") var vocabSize = 100
+        @Option(name: [.customShort("c"), .long], parsing: .unconditional, help: "Classes C.") var classes = 4
+        @Option(parsing: .unconditional, help: "Random seed.") var seed: UInt64 = 0
 
         func validate() throws {
             if count < 1 { throw ValidationError("Please specify '--count' of at least 1.") }

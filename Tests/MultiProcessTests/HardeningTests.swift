@@ -375,12 +375,18 @@ final class HardeningTests: XCTestCase {
     func testNegativeNumbersGetTheRealMessage() throws {
         for (flag, value, says) in [("--lr", "-1", "Please specify a positive '--lr', found -1.0."),
                                     ("--hidden", "-5", "Please specify '--hidden' of at least 1."),
-                                    ("--beta1", "-0.5", "Please specify '--beta1' in [0, 1), found -0.5.")] {
+                                    ("--beta1", "-0.5", "Please specify '--beta1' in [0, 1), found -0.5."),
+                                    ("--lr-gamma", "-0.5", "Please specify a positive '--lr-gamma', found -0.5."),
+                                    ("--warmup-steps", "-2", "Please specify '--warmup-steps' of 0 or more, found -2."),
+                                    ("--embedding", "-3", "Please specify '--embedding' of at least 1, found -3.")] {
             let p = try ChildProcess("rnn-coord", shortRun(["--local-workers", "1", flag, value]))
             XCTAssertNotEqual(p.wait(timeout: 30), 0)
             XCTAssertTrue(p.output.contains(says), p.output)
             XCTAssertFalse(p.output.contains("Missing value"), p.output)
         }
+        let g = try ChildProcess("rnn-coord", ["generate", "--checkpoint", dir, "--prompt", "a", "--temperature", "-1"])
+        XCTAssertNotEqual(g.wait(timeout: 30), 0)
+        XCTAssertTrue(g.output.contains("Please specify '--temperature' of 0 or more, found -1.0."), g.output)
         let w = try ChildProcess("rnn-worker", ["--connect", "tcp://127.0.0.1:1", "--threads", "-2"])
         XCTAssertNotEqual(w.wait(timeout: 30), 0)
         XCTAssertTrue(w.output.contains("Please specify '--threads' of at least 1."), w.output)
