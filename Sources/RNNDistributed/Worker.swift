@@ -573,7 +573,9 @@ final class Replica {
         guard state.parameters.count == count else {
             throw WorkerError("received \(state.parameters.count) parameters, the model needs \(count)")
         }
-        dataset = try TensorDataset.open(paths: files, options: config.datasetOptions())
+        // The coordinator scanned every value at its start; a worker does not scan the files
+        // again (rows it reads from disk are still checked as they are read).
+        dataset = try TensorDataset.open(paths: files, options: config.datasetOptions(validateValues: false))
         try checkDataset(dataset, fits: config.model)
         parameters = state.parameters
         optimizer = try AdamOptimizer(config: config.optimizer, expAvg: state.expAvg, expAvgSq: state.expAvgSq,
