@@ -31,7 +31,7 @@ struct AllReduceBenchOptions {
     var kernelBufferBytes = 0  // ZMQ_SNDBUF/ZMQ_RCVBUF of the ring sockets (0: OS default)
 
     static let usage = """
-        usage: rnn-bench allreduce [--world W] [--sizes 4096,65536,...] [--algorithm auto|ring|exchange]
+        usage: rnn-bench allreduce [--world W] [--sizes 4096,65536,...] [--algorithm auto|ring|exchange|halving-doubling|recursive-doubling]
                                    [--sub-chunk BYTES] [--copy-frame BYTES] [--send-window N] [--spin US] [--volume BYTES] [--json] [--default-malloc] [--copy] [--io-threads N] [--transport tcp|ipc]
                                    [--sockbuf BYTES]
         """
@@ -90,7 +90,9 @@ struct AllReduceBenchOptions {
                 case "auto": o.algorithm = .automatic
                 case "ring": o.algorithm = .ring
                 case "exchange": o.algorithm = .exchange
-                default: throw BenchError("'--algorithm' expects auto, ring or exchange, found '\(v)'.")
+                case "halving-doubling": o.algorithm = .halvingDoubling
+                case "recursive-doubling": o.algorithm = .recursiveDoubling
+                default: throw BenchError("'--algorithm' expects auto, ring, exchange, halving-doubling or recursive-doubling, found '\(v)'.")
                 }
                 o.algorithmName = v
             default: throw BenchError("unknown argument '\(args[i])'.\n\(usage)")
