@@ -135,9 +135,8 @@ public final class RingAllReduce: @unchecked Sendable {
     /// Buffers up to this size use the exchange path when W > 2 and the automatic choice
     /// finds no faster one (0 = never; the measured crossovers below make it unused).
     public var smallMessageBytes: Int = 0
-    /// W >= 3, automatic: buffers up to this size use recursive doubling. On 2026-12-04's
-    /// 2-core Zen 1 VM, loopback TCP, `rnn-bench allreduce` (median of 3): see
-    /// `AllReduceCrossover` below for the figures.
+    /// W >= 3, automatic: buffers up to this size use recursive doubling (measured: see
+    /// `AllReduceCrossover` below).
     public var recursiveDoublingMaxBytes: Int = AllReduceCrossover.recursiveDoublingMaxBytes
     /// W >= 3, automatic: buffers up to this size (and above `recursiveDoublingMaxBytes`) use
     /// halving-doubling; larger ones the ring.
@@ -808,11 +807,15 @@ public final class AllReduceBuffer: @unchecked Sendable {
 }
 
 /// The sizes at which the automatic choice for W >= 3 switches algorithm (bytes of the
-/// buffer, gradients and scalars together). Measured with `rnn-bench allreduce --world W
-/// --algorithm ring|halving-doubling|recursive-doubling` on loopback TCP (see the README's
-/// all-reduce table): the smallest size from which the next algorithm was faster at both W = 4
-/// and W = 8.
+/// buffer, gradients and scalars together), from `scripts/bench_allreduce_algorithms.sh 3`
+/// (`rnn-bench allreduce`, loopback TCP, 2-core Zen 1 VM under load 4-5, 2026-12-04; medians,
+/// README "All-reduce by size"). Recursive doubling beat the ring at every size from 4 KiB to
+/// 256 KiB at both W = 4 (1.18x-2.05x) and W = 8 (1.76x-2.74x) and beat halving-doubling there
+/// too; from 1 MiB the ring won at W = 4 (halving-doubling 0.50x-1.00x) and tied at W = 8
+/// (1.05x-1.08x). So automatic runs recursive doubling up to 256 KiB and the ring above, and
+/// halving-doubling only when asked for (`algorithm = .halvingDoubling`): on real links, where
+/// bandwidth rather than per-message CPU cost limits, it may pay between the two.
 public enum AllReduceCrossover {
-    public static let recursiveDoublingMaxBytes = 16 * 1024
+    public static let recursiveDoublingMaxBytes = 256 * 1024
     public static let halvingDoublingMaxBytes = 256 * 1024
 }

@@ -43,9 +43,12 @@ final class HalvingDoublingTests: XCTestCase {
             let r = rings[0]
             XCTAssertEqual(r.chosenAlgorithm(count: 1), .recursiveDoubling)
             XCTAssertEqual(r.chosenAlgorithm(count: rd), .recursiveDoubling)
-            XCTAssertEqual(r.chosenAlgorithm(count: rd + 1), .halvingDoubling)
-            XCTAssertEqual(r.chosenAlgorithm(count: hd), .halvingDoubling)
+            XCTAssertEqual(r.chosenAlgorithm(count: rd + 1), hd > rd ? .halvingDoubling : .ring)
+            XCTAssertEqual(r.chosenAlgorithm(count: max(rd + 1, hd)), hd > rd ? .halvingDoubling : .ring)
             XCTAssertEqual(r.chosenAlgorithm(count: hd + 1), .ring)
+            r.halvingDoublingMaxBytes = 4 * (rd + 100)
+            XCTAssertEqual(r.chosenAlgorithm(count: rd + 50), .halvingDoubling, "between the two crossovers")
+            r.halvingDoublingMaxBytes = AllReduceCrossover.halvingDoublingMaxBytes
             r.algorithm = .halvingDoubling
             XCTAssertEqual(r.chosenAlgorithm(count: 10_000_000), .halvingDoubling, "an explicit choice holds at every size")
             rings.forEach { $0.close() }
