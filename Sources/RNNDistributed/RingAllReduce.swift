@@ -142,6 +142,13 @@ public final class RingAllReduce: @unchecked Sendable {
     /// halving-doubling; larger ones the ring.
     public var halvingDoublingMaxBytes: Int = AllReduceCrossover.halvingDoublingMaxBytes
     public var algorithm: AllReduceAlgorithm = .automatic
+    /// How gradients travel (GradientCompression.swift): with `.bf16`, the first
+    /// `compressedCount` floats given to `allReduceSum(_:step:compressedCount:)` go as
+    /// bfloat16 to their chunk's owner and back; the rest stay float32.
+    public var compression: GradientCompression = .none
+    private var bf16Own: [UInt16] = []
+    private var bf16Slots: [UInt16] = []
+    private var scalarSlots: [Float] = []
     /// How long a receive retries without blocking (yielding the CPU between tries) before
     /// it sleeps in `zmq_poll`; 0 = block at once. A neighbour's frame that arrives within
     /// the spin skips a thread wakeup: measured on the 2-core KVM machine, a 2-rank
@@ -182,7 +189,7 @@ public final class RingAllReduce: @unchecked Sendable {
     private var peerSenders: [Int: ZMQSocket] = [:]
     /// Frames of this generation that arrived before their turn (a later round's partner, or
     /// the next step), by (step, sender, sequence).
-    private var early: [EarlyFrame: [Float]] = [:]
+    private var early: [EarlyFrame: [UInt8]] = [:]
     private struct EarlyFrame: Hashable {
         let generation: UInt32
         let step: UInt64
@@ -314,19 +321,28 @@ public final class RingAllReduce: @unchecked Sendable {
     /// undefined; re-form the ring (`setGeneration`, and `connect` if it reports
     /// `notConnected`) and redo the step.
     public func allReduceSum(_ buffer: UnsafeMutableBufferPointer<Float>, step: UInt64) throws(AllReduceError) {
+        try allReduceSum(buffer, step: step, compressedCount: 0)
+    }
+
+    /// As `allReduceSum(_:step:)`; with `compression` `.bf16` the first `compressedCount`
+    /// floats (the gradients) travel as bfloat16 and end as bf16 values on every rank.
+    public func allReduceSum(_ buffer: UnsafeMutableBufferPointer<Float>, step: UInt64, compressedCount: Int) throws(AllReduceError) {
         guard world > 1, buffer.count > 0 else { return }
+        precondition(compressedCount >= 0 && compressedCount <= buffer.count)
         guard let sender else { throw .notConnected(rank: rank) }
         let ctx = Exchange(sender: sender, step: step)
         let n = buffer.count
         let base = buffer.baseAddress!
         if !early.isEmpty { early = early.filter { $0.key.generation == generation && $0.key.step >= step } }
         do throws(AllReduceError) {
-            switch chosenAlgorithm(count: n) {
+            if compression == .bf16 && compressedCount > 0 {
+                try bf16AllReduce(base, n, compressed: compressedCount, ctx)
+            } else { switch chosenAlgorithm(count: n) {
             case .exchange: try exchangeAll(base, n, ctx)
             case .halvingDoubling: try halvingDoubling(base, n, ctx, halve: true)
             case .recursiveDoubling: try halvingDoubling(base, n, ctx, halve: false)
             case .ring, .automatic: try ring(base, n, ctx)
-            }
+            } }
             // The caller may change the buffer as soon as we return: every zero-copy send
             // must have been released by libzmq.
             guard try waitInterruptibly(.after(milliseconds: timeoutMilliseconds), step: step, { tracker.waitUntilAllComplete(deadline: $0) }) else {
@@ -527,6 +543,98 @@ public final class RingAllReduce: @unchecked Sendable {
         if let extra { try send(base, all, sequence: handBack, ctx, to: extra) }
     }
 
+    /// bfloat16 on the wire (GradientCompression.swift): rank r rounds its m gradients to bf16
+    /// once and sends chunk c to rank c (sequence 0; chunk 0 carries the n - m float32 scalars
+    /// too); rank c expands the W contributions of its chunk and adds them in rank order in
+    /// float32, rounds the sum to bf16 and sends it to every rank (sequence 1); every rank, c
+    /// included, expands those sums. Rank 0 sums the scalars in rank order the same way.
+    private func bf16AllReduce(_ base: UnsafeMutablePointer<Float>, _ n: Int, compressed m: Int, _ ctx: Exchange) throws(AllReduceError) {
+        let W = world, k = n - m
+        func chunk(_ c: Int) -> Range<Int> { Self.split(m, parts: W, index: c) }
+        let mine = chunk(rank), len = mine.count
+        if bf16Own.count < m { bf16Own = [UInt16](repeating: 0, count: m) }
+        if bf16Slots.count < W * max(1, len) { bf16Slots = [UInt16](repeating: 0, count: W * max(1, len)) }
+        if scalarSlots.count < W * max(1, k) { scalarSlots = [Float](repeating: 0, count: W * max(1, k)) }
+        let scalars = UnsafeRawBufferPointer(start: base + m, count: k * 4)
+        try bf16Own.withUnsafeMutableBufferPointer { (own: inout UnsafeMutableBufferPointer<UInt16>) throws(AllReduceError) in
+            let ownRaw = UnsafeMutableRawPointer(own.baseAddress!)
+            BFloat16.round(base, ownRaw, m)
+            func bytes(_ r: Range<Int>) -> UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: ownRaw + 2 * r.lowerBound, count: 2 * r.count) }
+            // 1. Each chunk's contribution to its owner.
+            for offset in 1..<W {
+                let c = (rank + offset) % W
+                try sendBytes(bytes(chunk(c)), c == 0 ? scalars : UnsafeRawBufferPointer(start: nil, count: 0), sequence: 0, ctx, to: c)
+            }
+            // 2. The W contributions of our chunk, slot r = rank r's; summed in rank order.
+            try bf16Slots.withUnsafeMutableBufferPointer { (slots: inout UnsafeMutableBufferPointer<UInt16>) throws(AllReduceError) in
+                try scalarSlots.withUnsafeMutableBufferPointer { (sc: inout UnsafeMutableBufferPointer<Float>) throws(AllReduceError) in
+                    let slotRaw = UnsafeMutableRawPointer(slots.baseAddress!), scRaw = UnsafeMutableRawPointer(sc.baseAddress!)
+                    if len > 0 { (slotRaw + 2 * rank * len).copyMemory(from: ownRaw + 2 * mine.lowerBound, byteCount: 2 * len) }
+                    if rank == 0 && k > 0 { scRaw.copyMemory(from: scalars.baseAddress!, byteCount: 4 * k) }
+                    for r in 0..<W where r != rank {
+                        let extra = rank == 0 ? 4 * k : 0
+                        try receiveBytes(2 * len + extra, sequence: 0, ctx, from: r) { src in
+                            guard let p = src.baseAddress else { return }
+                            if len > 0 { (slotRaw + 2 * r * len).copyMemory(from: p, byteCount: 2 * len) }
+                            if extra > 0 { (scRaw + 4 * r * k).copyMemory(from: p + 2 * len, byteCount: extra) }
+                        }
+                    }
+                    let dst = base + mine.lowerBound
+                    for r in 0..<W { BFloat16.expand(slotRaw + 2 * r * len, dst, len, add: r > 0) }
+                    BFloat16.round(dst, ownRaw + 2 * mine.lowerBound, len)
+                    BFloat16.expand(ownRaw + 2 * mine.lowerBound, dst, len, add: false)
+                    if rank == 0 {
+                        for j in 0..<k {
+                            var acc = sc[j]
+                            for r in 1..<W { acc += sc[r * k + j] }
+                            base[m + j] = acc
+                        }
+                    }
+                }
+            }
+            // 3. Our chunk's sum to everyone; 4. everyone else's sums to us.
+            for offset in 1..<W {
+                let c = (rank + offset) % W
+                try sendBytes(bytes(mine), rank == 0 ? scalars : UnsafeRawBufferPointer(start: nil, count: 0), sequence: 1, ctx, to: c)
+            }
+            for r in 0..<W where r != rank {
+                let theirs = chunk(r), extra = r == 0 ? 4 * k : 0
+                try receiveBytes(2 * theirs.count + extra, sequence: 1, ctx, from: r) { src in
+                    guard let p = src.baseAddress else { return }
+                    BFloat16.expand(p, base + theirs.lowerBound, theirs.count, add: false)
+                    if extra > 0 { UnsafeMutableRawPointer(base + m).copyMemory(from: p + 2 * theirs.count, byteCount: extra) }
+                }
+            }
+        }
+    }
+
+    /// Sends `first` then `second` as one copied single-part frame `sequence` to `peer`.
+    private func sendBytes(_ first: UnsafeRawBufferPointer, _ second: UnsafeRawBufferPointer, sequence: Int, _ ctx: Exchange,
+                           to peer: Int) throws(AllReduceError) {
+        let bytes = first.count + second.count
+        let header = FrameHeader(kind: .gradientChunk, runID: runID, generation: generation, sender: UInt32(rank),
+                                 step: ctx.step, sequence: UInt32(sequence), payloadLength: bytes)
+        do {
+            let socket = try peerSocket(peer)
+            let m = try ZMQMessage(size: FrameHeader.size + bytes)
+            m.withUnsafeMutableBytes { dst in
+                header.encode(to: dst.baseAddress!)
+                if first.count > 0 { (dst.baseAddress! + FrameHeader.size).copyMemory(from: first.baseAddress!, byteCount: first.count) }
+                if second.count > 0 {
+                    (dst.baseAddress! + FrameHeader.size + first.count).copyMemory(from: second.baseAddress!, byteCount: second.count)
+                }
+            }
+            try socket.send(m, deadline: .after(milliseconds: timeoutMilliseconds))
+        } catch let e as ZMQTimeout {
+            throw .timeout(operation: "send", peerRank: peer, endpoint: peerEndpoints[peer], milliseconds: e.milliseconds,
+                           generation: generation, step: ctx.step)
+        } catch let e as ZMQError {
+            throw .transport(e)
+        } catch {
+            throw .transport(ZMQError(call: "zmq_msg_send (\(error))", endpoint: peerEndpoints[peer], errno: 0))
+        }
+    }
+
     /// `wait(deadline)` until `deadline`, in slices that consult `interruptCheck` (a send to
     /// a dead or stopped neighbour may never complete; the caller must be able to give up).
     private func waitInterruptibly(_ deadline: Deadline, step: UInt64, _ wait: (Deadline) -> Bool) throws(AllReduceError) -> Bool {
@@ -604,8 +712,7 @@ public final class RingAllReduce: @unchecked Sendable {
     /// and consumed when their turn comes.
     private func receive(into base: UnsafeMutablePointer<Float>, _ range: Range<Int>, add: Bool, sequence: Int,
                          _ ctx: Exchange, from peer: Int? = nil) throws(AllReduceError) {
-        let expected = peer ?? leftRank
-        func consume(_ src: UnsafeRawBufferPointer) {
+        try receiveBytes(range.count * 4, sequence: sequence, ctx, from: peer) { src in
             guard let p = src.baseAddress, range.count > 0 else { return }
             if add {
                 addUnaligned(base + range.lowerBound, p, range.count)
@@ -613,14 +720,21 @@ public final class RingAllReduce: @unchecked Sendable {
                 UnsafeMutableRawPointer(base + range.lowerBound).copyMemory(from: p, byteCount: range.count * 4)
             }
         }
+    }
+
+    /// Receives frame `sequence` of `byteCount` payload bytes from `peer` (default: the left
+    /// neighbour) and hands its payload to `consume` (valid only during the call).
+    private func receiveBytes(_ byteCount: Int, sequence: Int, _ ctx: Exchange, from peer: Int? = nil,
+                              _ consume: (UnsafeRawBufferPointer) -> Void) throws(AllReduceError) {
+        let expected = peer ?? leftRank
         if !early.isEmpty {
             let key = EarlyFrame(generation: generation, step: ctx.step, sender: UInt32(expected), sequence: UInt32(sequence))
-            if let floats = early.removeValue(forKey: key) {
-                guard floats.count == range.count else {
+            if let bytes = early.removeValue(forKey: key) {
+                guard bytes.count == byteCount else {
                     throw .protocolViolation(peerRank: expected, decoder.reject(.unexpected(
-                        "frame gen \(generation) step \(ctx.step) sender \(expected) seq \(sequence) len \(floats.count * 4); expected len \(range.count * 4)")))
+                        "frame gen \(generation) step \(ctx.step) sender \(expected) seq \(sequence) len \(bytes.count); expected len \(byteCount)")))
                 }
-                floats.withUnsafeBytes { consume($0) }
+                bytes.withUnsafeBytes { consume($0) }
                 return
             }
         }
@@ -686,15 +800,15 @@ public final class RingAllReduce: @unchecked Sendable {
                         return .success(false)
                     }
                     if h.generation == generation, h.step > ctx.step || (peer != nil && h.step == ctx.step && h.sender != UInt32(expected)),
-                       h.payloadLength % 4 == 0, Int(h.sender) < world {
+                       Int(h.sender) < world {
                         let key = EarlyFrame(generation: h.generation, step: h.step, sender: h.sender, sequence: h.sequence)
                         if early[key] == nil && early.count < 4 * world { earlyKey = key; return .success(nil) }
                     }
                     guard h.generation == generation, h.step == ctx.step, h.sender == UInt32(expected),
-                          h.sequence == UInt32(sequence), h.payloadLength == UInt64(range.count * 4) else {
+                          h.sequence == UInt32(sequence), h.payloadLength == UInt64(byteCount) else {
                         throw decoder.reject(.unexpected(
                             "frame gen \(h.generation) step \(h.step) sender \(h.sender) seq \(h.sequence) len \(h.payloadLength); "
-                            + "expected gen \(generation) step \(ctx.step) sender \(expected) seq \(sequence) len \(range.count * 4)"))
+                            + "expected gen \(generation) step \(ctx.step) sender \(expected) seq \(sequence) len \(byteCount)"))
                     }
                     return .success(true)
                 } catch {
@@ -704,11 +818,7 @@ public final class RingAllReduce: @unchecked Sendable {
             switch outcome {
             case .success(nil):
                 // Kept aside: header fields were validated by the decoder.
-                func keep(_ src: UnsafeRawBufferPointer) {
-                    var floats = [Float](repeating: 0, count: src.count / 4)
-                    floats.withUnsafeMutableBytes { $0.copyMemory(from: src) }
-                    early[earlyKey!] = floats
-                }
+                func keep(_ src: UnsafeRawBufferPointer) { early[earlyKey!] = [UInt8](src) }
                 if single {
                     incomingHeader.withUnsafeBytes { keep(UnsafeRawBufferPointer(rebasing: $0[FrameHeader.size...])) }
                 } else {
@@ -800,9 +910,10 @@ public final class AllReduceBuffer: @unchecked Sendable {
     /// Sets every float to zero.
     public func zero() { storage.base.update(repeating: 0, count: max(1, count)) }
 
-    /// Runs the all-reduce over gradients and scalars together.
+    /// Runs the all-reduce over gradients and scalars together (with `ring.compression`
+    /// `.bf16` the gradients travel as bfloat16, the scalars as float32).
     public func allReduce(with ring: RingAllReduce, step: UInt64) throws(AllReduceError) {
-        try ring.allReduceSum(UnsafeMutableBufferPointer(start: storage.base, count: count), step: step)
+        try ring.allReduceSum(UnsafeMutableBufferPointer(start: storage.base, count: count), step: step, compressedCount: gradientCount)
     }
 }
 

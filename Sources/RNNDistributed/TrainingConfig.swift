@@ -26,6 +26,8 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public var workerThreads: Int
     /// A parameter-hash comparison across ranks every this many steps.
     public var hashEvery: Int
+    /// How gradients travel between workers (nil: float32; absent from older configs).
+    public var gradientCompression: GradientCompression? = nil
 
     public init(
         model: ModelConfig, optimizer: OptimizerConfig, dataFiles: [String], valFiles: [String] = [],

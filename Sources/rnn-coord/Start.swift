@@ -96,6 +96,8 @@ struct Start: ParsableCommand {
     var stepsPerMessage = 8
     @Flag(help: "Split each step's rows among the workers in proportion to their measured speed (a slower or busier machine gets fewer rows); runs are then not bitwise reproducible.")
     var balance = false
+    @Option(help: "Gradients between workers: none (float32) or bf16 (bfloat16 on the wire, half the bytes; each chunk summed in float32 at its owner; W workers then match 1 worker only to bf16 rounding).")
+    var compress: GradientCompression = .none
 
     // MARK: Output, config file, plot (the product layer; helpers in StartOutput.swift)
     @Option(help: "A YAML file of flag values (keys are long flag names, e.g. 'batch-size: 32'); flags typed here override it.")
@@ -189,10 +191,11 @@ struct Start: ParsableCommand {
                                               weightDecay: weightDecay, clipNorm: clipNorm)
         let output = makeOutput()
         do {
-            let config = try TrainingConfig.forDataset(
+            var config = try TrainingConfig.forDataset(
                 files: data, valFiles: val, xName: xName, yName: yName, cell: cell, hiddenSize: hidden, layers: layers,
                 optimizer: optimizerConfig, batchSize: batchSize, epochs: epochs, seed: seed, shuffle: shuffle,
                 dropLast: dropLast, maxSteps: maxSteps, workerThreads: threads)
+            if compress != .none { config.gradientCompression = compress }
             var options = CoordinatorOptions(
                 config: config, bind: bind, workers: workers ?? localWorkers, checkpointDir: checkpointDir,
                 checkpointEvery: checkpointEvery, keep: keep, resume: resume, joinTimeout: joinTimeout,
