@@ -38,24 +38,17 @@ public enum BFloat16 {
     @inline(__always)
     public static func float(_ h: UInt16) -> Float { Float(bitPattern: UInt32(h) << 16) }
 
-    /// dst[i] = bits(src[i]) for `count` values; 16 at a time.
+    /// dst[i] = bits(src[i]) for `count` values. A plain loop over the bit patterns, which
+    /// the compiler vectorises (1.1-1.7 ms for 4 Mi floats here); the same with SIMD16 types
+    /// and `replacing(with:where:)` ran lane by lane, 20x slower.
     public static func round(_ src: UnsafePointer<Float>, _ dst: UnsafeMutableRawPointer, _ count: Int) {
-        var i = 0
-        let half = SIMD16<UInt32>(repeating: 0x7FFF), one = SIMD16<UInt32>(repeating: 1)
-        while i + 16 <= count {
-            let x = UnsafeRawPointer(src + i).loadUnaligned(as: SIMD16<Float>.self)
-            let b = unsafeBitCast(x, to: SIMD16<UInt32>.self)
-            var r = (b &+ half &+ ((b &>> 16) & one)) &>> 16
-            // NaN (exponent all ones, mantissa not zero): keep it a quiet NaN.
-            let nan = (b & 0x7FFF_FFFF) .> 0x7F80_0000
-            if any(nan) { r.replace(with: (b &>> 16) | 0x40, where: nan) }
-            let h = SIMD16<UInt16>(truncatingIfNeeded: r)
-            (dst + 2 * i).storeBytes(of: h, as: SIMD16<UInt16>.self)
-            i += 16
-        }
-        while i < count {
-            (dst + 2 * i).storeBytes(of: bits(src[i]), as: UInt16.self)
-            i += 1
+        let s = UnsafeRawPointer(src).assumingMemoryBound(to: UInt32.self)
+        let d = dst.bindMemory(to: UInt16.self, capacity: count)
+        for i in 0..<count {
+            let b = s[i]
+            let nearest = (b &+ 0x7FFF &+ ((b &>> 16) & 1)) &>> 16
+            let quietNaN = (b &>> 16) | 0x40
+            d[i] = UInt16(truncatingIfNeeded: (b & 0x7FFF_FFFF) > 0x7F80_0000 ? quietNaN : nearest)
         }
     }
 
