@@ -43,26 +43,28 @@ final class MultiHostTests: XCTestCase {
         return d
     }
 
-    func trainingArguments(_ extra: [String]) -> [String] {
+    func trainingArguments(_ extra: [String], hidden: Int = 160) -> [String] {
         ["start", "--data", repositoryRoot.appendingPathComponent("datasets/digits/digits-train.h5").path,
-         "--cell", "lstm", "--hidden", "160", "--batch-size", "64", "--epochs", "6", "--lr", "0.002",
+         "--cell", "lstm", "--hidden", "\(hidden)", "--batch-size", "64", "--epochs", "6", "--lr", "0.002",
          "--shuffle", "--seed", "7", "--heartbeat-timeout", "1", "--heartbeat-interval", "0.2",
          "--log-every", "1", "--join-timeout", "60"] + extra
     }
 
-    let table = ParameterTable(config: ModelConfig(cell: .lstm, inputSize: 8, hiddenSize: 160, layers: 1, outputSize: 10))
+    func table(hidden: Int) -> ParameterTable {
+        ParameterTable(config: ModelConfig(cell: .lstm, inputSize: 8, hiddenSize: hidden, layers: 1, outputSize: 10))
+    }
 
-    func finalParameters(_ dir: String) throws -> Checkpoint {
-        try CheckpointStore.read(path: (dir as NSString).appendingPathComponent("ckpt-\(multiHostSteps).h5"), table: table)
+    func finalParameters(_ dir: String, hidden: Int = 160) throws -> Checkpoint {
+        try CheckpointStore.read(path: (dir as NSString).appendingPathComponent("ckpt-\(multiHostSteps).h5"), table: table(hidden: hidden))
     }
 
     /// The same run with one local worker on loopback.
-    func oneWorkerReference() throws -> [Float] {
+    func oneWorkerReference(hidden: Int = 160) throws -> [Float] {
         let dir = try directory("mh-ref")
         let coord = try ChildProcess("rnn-coord", trainingArguments(["--local-workers", "1", "--bind", "tcp://127.0.0.1:*",
-                                                                      "--checkpoint-dir", dir]))
+                                                                      "--checkpoint-dir", dir], hidden: hidden))
         XCTAssertEqual(coord.wait(timeout: 240), 0, coord.output)
-        return try finalParameters(dir).parameters
+        return try finalParameters(dir, hidden: hidden).parameters
     }
 
     /// CURVE keys for the coordinator and the workers, and the allow-list.
@@ -77,14 +79,14 @@ final class MultiHostTests: XCTestCase {
     }
 
     /// The coordinator on host 0 and one worker on each of hosts `workerHosts`, with CURVE.
-    func startRun(_ hosts: NetworkHosts, workerHosts: [Int], checkpointDir: String, keys: String)
-        throws -> (coord: ChildProcess, workers: [ChildProcess])
+    func startRun(_ hosts: NetworkHosts, workerHosts: [Int], checkpointDir: String, keys: String,
+                  hidden: Int = 160, extra: [String] = []) throws -> (coord: ChildProcess, workers: [ChildProcess])
     {
         let port = Int.random(in: 20_000..<40_000)
         let endpoint = "tcp://\(hosts.address(0)):\(port)"
         let coord = try hosts.run(0, "rnn-coord", trainingArguments([
             "--workers", "\(workerHosts.count)", "--bind", endpoint, "--checkpoint-dir", checkpointDir,
-            "--curve-key", "\(keys)/coordinator.key", "--allow", "\(keys)/workers.allow"]))
+            "--curve-key", "\(keys)/coordinator.key", "--allow", "\(keys)/workers.allow"] + extra, hidden: hidden))
         XCTAssertNotNil(coord.waitForLine(containing: "listening on", timeout: 60), coord.output)
         let workers = try workerHosts.map { h in
             try hosts.run(h, "rnn-worker", ["--connect", endpoint, "--advertise-host", hosts.address(h),
@@ -120,6 +122,32 @@ final class MultiHostTests: XCTestCase {
         XCTAssertLessThan(diff, 1e-5, "W=4 on 4 hosts against W=1: max |difference| \(diff)")
         XCTAssertGreaterThan(diff, 0, "W=4 and W=1 sum in different orders; identical bits would mean the run was not split")
         print("multi-host: W=4 on 4 hosts (1gbit links, CURVE) in \(String(format: "%.1f", seconds)) s; max |W4 - W1| = \(diff)")
+    }
+
+    /// A small model (H=64: a 78 KB gradient, under the 256 KiB crossover) makes W = 4 use
+    /// recursive doubling, whose partners are not ring neighbours, across hosts with CURVE: the
+    /// result equals W = 1. With --compress bf16 the same run finishes with equal replicas (the
+    /// coordinator's hash check), twice with the same bits, and close to W = 1.
+    func testRecursiveDoublingAndBF16AcrossHostsWithCurve() throws {
+        let hosts = try makeHosts(4)
+        let keys = try keys()
+        var results: [String: [Float]] = [:]
+        for (name, extra) in [("fp32", [String]()), ("bf16", ["--compress", "bf16"]), ("bf16 again", ["--compress", "bf16"])] {
+            let dir = try directory("mh-small")
+            let (coord, workers) = try startRun(hosts, workerHosts: [0, 1, 2, 3], checkpointDir: dir, keys: keys, hidden: 64, extra: extra)
+            XCTAssertEqual(coord.wait(timeout: 300), 0, "\(name): \(coord.output)")
+            for w in workers { XCTAssertEqual(w.wait(timeout: 30), 0, "\(name): \(w.output)") }
+            results[name] = try finalParameters(dir, hidden: 64).parameters
+        }
+        let reference = try oneWorkerReference(hidden: 64)
+        let fp32 = try XCTUnwrap(results["fp32"]), bf16 = try XCTUnwrap(results["bf16"]), again = try XCTUnwrap(results["bf16 again"])
+        let diff = maxAbsDifference(fp32, reference)
+        XCTAssertLessThan(diff, 1e-5, "recursive doubling, W=4 on 4 hosts, against W=1: \(diff)")
+        XCTAssertTrue(bf16.elementsEqual(again) { $0.bitPattern == $1.bitPattern }, "bf16 across hosts is reproducible")
+        let bf16Diff = maxAbsDifference(bf16, reference)
+        XCTAssertGreaterThan(bf16Diff, 10 * diff, "bf16 rounding shows (\(bf16Diff) against \(diff))")
+        XCTAssertLessThan(bf16Diff, 0.5, "and stays a nearby model")
+        print("multi-host H=64 W=4: recursive doubling max |W4 - W1| = \(diff); bf16 \(bf16Diff)")
     }
 
     /// Host 3's link goes down while steps are in flight: the coordinator declares its worker
