@@ -68,6 +68,10 @@ let package = Package(
         .testTarget(name: "RNNDistributedTests", dependencies: ["RNNDistributed", "RNNCore", "RNNData", "RNNTransport"], swiftSettings: simdFlags),
         .testTarget(name: "RNNReportTests", dependencies: ["RNNReport", "RNNDistributed", "RNNCore", "RNNCheckpoint", "RNNHDF5", yams],
                     resources: [.copy("Fixtures")], swiftSettings: simdFlags),
-        .testTarget(name: "MultiProcessTests", dependencies: ["RNNCheckpoint", "RNNData", "RNNCore"], swiftSettings: simdFlags),
+        // Spawning the package's executables and making test hosts in network namespaces.
+        .target(name: "MultiProcessSupport", path: "Tests/MultiProcessSupport", swiftSettings: simdFlags),
+        .testTarget(name: "MultiProcessTests", dependencies: ["MultiProcessSupport", "RNNCheckpoint", "RNNData", "RNNCore"], swiftSettings: simdFlags),
+        // Workers on hosts in network namespaces with shaped links (root; skips otherwise).
+        .testTarget(name: "MultiHostTests", dependencies: ["MultiProcessSupport", "RNNCheckpoint", "RNNCore"], swiftSettings: simdFlags),
     ]
 )

@@ -13,6 +13,24 @@
 //  - ring: reduce-scatter then all-gather in W chunks, 2 (W - 1) steps. Each chunk is reduced
 //    exactly once (at its final owner) and then copied to everyone, so all ranks hold
 //    bitwise identical results.
+//  - halving-doubling (W >= 3, mid-size buffers; Rabenseifner): with P the largest power of
+//    two <= W, ranks P..W-1 first hand their buffer to rank r - P (which adds it); then P
+//    ranks reduce-scatter by recursive halving (log2 P rounds with partner rank XOR P/2, P/4,
+//    ..., 1, each round sending half of the current segment and adding the partner's copy of
+//    the other half) and all-gather by recursive doubling (the same partners in reverse,
+//    copying); finally rank r - P hands the result back to rank r. 2 log2 P (+ 2) rounds
+//    instead of the ring's 2 (W - 1): fewer per-message latencies, the same 2 (W-1)/W bytes
+//    per rank for powers of two. Each element is summed at exactly one rank, in an order fixed
+//    by (W, n), then only copied: every rank holds the same bits, run after run.
+//  - recursive doubling (W >= 3, small buffers): the same partners, log2 P rounds, each
+//    exchanging the whole buffer and adding (x + y == y + x exactly, so both partners hold the
+//    same bits after every round). Fewest rounds; sends log2 P whole buffers.
+//  automatic picks, for W >= 3: recursive doubling up to `recursiveDoublingMaxBytes`,
+//  halving-doubling up to `halvingDoublingMaxBytes`, the ring above (constants measured with
+//  `rnn-bench allreduce`, see their doc comments). These two send to partners other than the
+//  right neighbour, over PUSH sockets connected on demand to those ranks' endpoints, always as
+//  copied single-part frames; a frame that arrives before it is expected (a partner of a later
+//  round, or of the next step) is kept aside until its turn.
 // Both are pipelined: a chunk is split into sub-chunks of `subChunkBytes` (1 MiB); a
 // sub-chunk is forwarded as soon as it has been reduced, so the link stays busy while ranks
 // compute. Receiving frame k releases the send of frame k + `sendWindow` (default 1): on
@@ -81,6 +99,11 @@ public enum AllReduceAlgorithm: Sendable {
     case ring
     /// Forward whole buffers, sum in rank order.
     case exchange
+    /// Recursive halving reduce-scatter + recursive doubling all-gather (W >= 3; W = 2 uses
+    /// the exchange).
+    case halvingDoubling
+    /// Recursive doubling of whole buffers (W >= 3; W = 2 uses the exchange).
+    case recursiveDoubling
 }
 
 /// One rank's endpoint of the ring. Use from one thread at a time (it owns ZeroMQ sockets);
@@ -109,9 +132,23 @@ public final class RingAllReduce: @unchecked Sendable {
     /// by its send and the peer's data was just written by the kernel: both still sit in
     /// cache. Measured on loopback TCP, 16 MiB: ~35 % less CPU per op than sending all at once.
     public var sendWindow: Int = 1
-    /// Buffers up to this size use the exchange path when W > 2.
-    public var smallMessageBytes: Int = 16 * 1024
+    /// Buffers up to this size use the exchange path when W > 2 and the automatic choice
+    /// finds no faster one (0 = never; the measured crossovers below make it unused).
+    public var smallMessageBytes: Int = 0
+    /// W >= 3, automatic: buffers up to this size use recursive doubling (measured: see
+    /// `AllReduceCrossover` below).
+    public var recursiveDoublingMaxBytes: Int = AllReduceCrossover.recursiveDoublingMaxBytes
+    /// W >= 3, automatic: buffers up to this size (and above `recursiveDoublingMaxBytes`) use
+    /// halving-doubling; larger ones the ring.
+    public var halvingDoublingMaxBytes: Int = AllReduceCrossover.halvingDoublingMaxBytes
     public var algorithm: AllReduceAlgorithm = .automatic
+    /// How gradients travel (GradientCompression.swift): with `.bf16`, the first
+    /// `compressedCount` floats given to `allReduceSum(_:step:compressedCount:)` go as
+    /// bfloat16 to their chunk's owner and back; the rest stay float32.
+    public var compression: GradientCompression = .none
+    private var bf16Own: [UInt16] = []
+    private var bf16Slots: [UInt16] = []
+    private var scalarSlots: [Float] = []
     /// How long a receive retries without blocking (yielding the CPU between tries) before
     /// it sleeps in `zmq_poll`; 0 = block at once. A neighbour's frame that arrives within
     /// the spin skips a thread wakeup: measured on the 2-core KVM machine, a 2-rank
@@ -146,6 +183,19 @@ public final class RingAllReduce: @unchecked Sendable {
     private let receiver: ZMQSocket
     private var sender: ZMQSocket?
     private var rightEndpoint: String?
+    /// Every rank's endpoint (from `connect`), for sends to ranks other than the right neighbour.
+    private var peerEndpoints: [String] = []
+    /// PUSH sockets to ranks other than the right neighbour (halving-doubling), by rank.
+    private var peerSenders: [Int: ZMQSocket] = [:]
+    /// Frames of this generation that arrived before their turn (a later round's partner, or
+    /// the next step), by (step, sender, sequence).
+    private var early: [EarlyFrame: [UInt8]] = [:]
+    private struct EarlyFrame: Hashable {
+        let generation: UInt32
+        let step: UInt64
+        let sender: UInt32
+        let sequence: UInt32
+    }
     private let decoder: FrameDecoder
     private let incomingHeader = ZMQMessage()
     private let incomingPayload = ZMQMessage()
@@ -188,6 +238,9 @@ public final class RingAllReduce: @unchecked Sendable {
         precondition(peerEndpoints.count == world, "need \(world) endpoints, got \(peerEndpoints.count)")
         sender?.close(discardPending: true)
         sender = nil
+        for (_, s) in peerSenders { s.close(discardPending: true) }
+        peerSenders = [:]
+        self.peerEndpoints = peerEndpoints
         guard world > 1 else { return }
         // A bounded linger, not 0: after this rank's last all-reduce its final frames may
         // still sit in the queue while the neighbour waits for them; closing must deliver them.
@@ -200,10 +253,45 @@ public final class RingAllReduce: @unchecked Sendable {
         sender = push
         rightEndpoint = ep
         zeroCopyAllowed = !ep.hasPrefix("inproc://")
+        // The halving-doubling partners, connected now so that the first step does not wait
+        // for their handshakes.
+        if world >= 3 {
+            for peer in Self.doublingPartners(rank: rank, world: world) where peer != rightRank {
+                _ = try peerSocket(peer)
+            }
+        }
+    }
+
+    /// The ranks `rank` exchanges with in halving-doubling and recursive doubling.
+    static func doublingPartners(rank: Int, world: Int) -> [Int] {
+        var p = 1
+        while p * 2 <= world { p *= 2 }
+        if rank >= p { return [rank - p] }
+        var partners: [Int] = []
+        var mask = 1
+        while mask < p { partners.append(rank ^ mask); mask *= 2 }
+        if rank + p < world { partners.append(rank + p) }
+        return partners
+    }
+
+    /// The PUSH socket to `peer` (the right neighbour's is `sender`), connected on first use.
+    private func peerSocket(_ peer: Int) throws(ZMQError) -> ZMQSocket {
+        if peer == rightRank, let sender { return sender }
+        if let s = peerSenders[peer] { return s }
+        let push = try ZMQSocket(receiver.context, type: .push, lingerMilliseconds: closeLingerMilliseconds)
+        try push.setSendHighWaterMark(0)
+        if receiver.context.ioThreads >= 2 { try push.setAffinity(2) }
+        try Self.setUp(socketSetup, push, peer)
+        try push.connect(peerEndpoints[peer])
+        peerSenders[peer] = push
+        return push
     }
 
     /// Starts a new generation (after a failure): frames of older generations are dropped.
-    public func setGeneration(_ g: UInt32) { generation = g }
+    public func setGeneration(_ g: UInt32) {
+        generation = g
+        early = early.filter { $0.key.generation >= g }
+    }
 
     /// Re-forms the ring after a membership change: new rank, world and generation, and a
     /// new connection to the new right neighbour. The bound data socket (and so the
@@ -214,6 +302,7 @@ public final class RingAllReduce: @unchecked Sendable {
         self.rank = rank
         self.world = world
         self.generation = generation
+        early = [:]
         try connect(peerEndpoints: peerEndpoints)
     }
 
@@ -222,6 +311,7 @@ public final class RingAllReduce: @unchecked Sendable {
     /// pass `discardPending: true`.
     public func close(discardPending: Bool = false) {
         sender?.close(discardPending: discardPending)
+        for (_, s) in peerSenders { s.close(discardPending: discardPending) }
         receiver.close(discardPending: true)
     }
 
@@ -231,23 +321,28 @@ public final class RingAllReduce: @unchecked Sendable {
     /// undefined; re-form the ring (`setGeneration`, and `connect` if it reports
     /// `notConnected`) and redo the step.
     public func allReduceSum(_ buffer: UnsafeMutableBufferPointer<Float>, step: UInt64) throws(AllReduceError) {
+        try allReduceSum(buffer, step: step, compressedCount: 0)
+    }
+
+    /// As `allReduceSum(_:step:)`; with `compression` `.bf16` the first `compressedCount`
+    /// floats (the gradients) travel as bfloat16 and end as bf16 values on every rank.
+    public func allReduceSum(_ buffer: UnsafeMutableBufferPointer<Float>, step: UInt64, compressedCount: Int) throws(AllReduceError) {
         guard world > 1, buffer.count > 0 else { return }
+        precondition(compressedCount >= 0 && compressedCount <= buffer.count)
         guard let sender else { throw .notConnected(rank: rank) }
         let ctx = Exchange(sender: sender, step: step)
         let n = buffer.count
         let base = buffer.baseAddress!
-        let useExchange: Bool
-        switch algorithm {
-        case .automatic: useExchange = world == 2 || n * 4 <= smallMessageBytes
-        case .ring: useExchange = false
-        case .exchange: useExchange = true
-        }
+        if !early.isEmpty { early = early.filter { $0.key.generation == generation && $0.key.step >= step } }
         do throws(AllReduceError) {
-            if useExchange {
-                try exchangeAll(base, n, ctx)
-            } else {
-                try ring(base, n, ctx)
-            }
+            if compression == .bf16 && compressedCount > 0 {
+                try bf16AllReduce(base, n, compressed: compressedCount, ctx)
+            } else { switch chosenAlgorithm(count: n) {
+            case .exchange: try exchangeAll(base, n, ctx)
+            case .halvingDoubling: try halvingDoubling(base, n, ctx, halve: true)
+            case .recursiveDoubling: try halvingDoubling(base, n, ctx, halve: false)
+            case .ring, .automatic: try ring(base, n, ctx)
+            } }
             // The caller may change the buffer as soon as we return: every zero-copy send
             // must have been released by libzmq.
             guard try waitInterruptibly(.after(milliseconds: timeoutMilliseconds), step: step, { tracker.waitUntilAllComplete(deadline: $0) }) else {
@@ -257,6 +352,23 @@ public final class RingAllReduce: @unchecked Sendable {
         } catch {
             releaseSendsAfterFailure()
             throw error
+        }
+    }
+
+    /// The algorithm `allReduceSum` runs for `count` floats at the current world size (the
+    /// same on every rank: it depends only on W, n and the settings).
+    public func chosenAlgorithm(count n: Int) -> AllReduceAlgorithm {
+        let bytes = n * 4
+        switch algorithm {
+        case .automatic:
+            if world == 2 || bytes <= smallMessageBytes { return .exchange }
+            if bytes <= recursiveDoublingMaxBytes { return .recursiveDoubling }
+            if bytes <= halvingDoublingMaxBytes { return .halvingDoubling }
+            return .ring
+        case .halvingDoubling, .recursiveDoubling:
+            return world == 2 ? .exchange : algorithm
+        case .ring, .exchange:
+            return algorithm
         }
     }
 
@@ -381,6 +493,148 @@ public final class RingAllReduce: @unchecked Sendable {
         }
     }
 
+    /// Halving-doubling (`halve`) or recursive doubling; see the header. Sequence numbers: 0
+    /// the hand-over from rank r >= P, 1 ... L the halving (or doubling) rounds, L+1 ... 2L the
+    /// doubling rounds of halving-doubling, 2L + 1 the hand-back (L = log2 P).
+    private func halvingDoubling(_ base: UnsafeMutablePointer<Float>, _ n: Int, _ ctx: Exchange, halve: Bool) throws(AllReduceError) {
+        var P = 1
+        while P * 2 <= world { P *= 2 }
+        var levels = 0
+        while (1 << levels) < P { levels += 1 }
+        let all = 0..<n
+        let handBack = 1 + 2 * levels
+        if rank >= P {
+            try send(base, all, sequence: 0, ctx, to: rank - P)
+            try receive(into: base, all, add: false, sequence: handBack, ctx, from: rank - P)
+            return
+        }
+        let v = rank
+        let extra = v + P < world ? v + P : nil
+        if let extra { try receive(into: base, all, add: true, sequence: 0, ctx, from: extra) }
+        if halve {
+            // Level i: partner v XOR P/2^(i+1); both hold the same segment; the rank whose
+            // partner bit is 0 keeps the lower half.
+            var kept: [Range<Int>] = [], given: [Range<Int>] = []
+            kept.reserveCapacity(levels); given.reserveCapacity(levels)
+            var segment = all
+            for i in 0..<levels {
+                let mask = P >> (i + 1)
+                let mid = segment.lowerBound + Self.split(segment.count, parts: 2, index: 0).count
+                let low = segment.lowerBound..<mid, high = mid..<segment.upperBound
+                let (keep, give) = v & mask == 0 ? (low, high) : (high, low)
+                try send(base, give, sequence: 1 + i, ctx, to: v ^ mask)
+                try receive(into: base, keep, add: true, sequence: 1 + i, ctx, from: v ^ mask)
+                kept.append(keep)
+                given.append(give)
+                segment = keep
+            }
+            for i in stride(from: levels - 1, through: 0, by: -1) {
+                let mask = P >> (i + 1)
+                let sequence = 1 + levels + (levels - 1 - i)
+                try send(base, kept[i], sequence: sequence, ctx, to: v ^ mask)
+                try receive(into: base, given[i], add: false, sequence: sequence, ctx, from: v ^ mask)
+            }
+        } else {
+            for i in 0..<levels {
+                try send(base, all, sequence: 1 + i, ctx, to: v ^ (1 << i))
+                try receive(into: base, all, add: true, sequence: 1 + i, ctx, from: v ^ (1 << i))
+            }
+        }
+        if let extra { try send(base, all, sequence: handBack, ctx, to: extra) }
+    }
+
+    /// bfloat16 on the wire (GradientCompression.swift): rank r rounds its m gradients to bf16
+    /// once and sends chunk c to rank c (sequence 0; chunk 0 carries the n - m float32 scalars
+    /// too); rank c expands the W contributions of its chunk and adds them in rank order in
+    /// float32, rounds the sum to bf16 and sends it to every rank (sequence 1); every rank, c
+    /// included, expands those sums. Rank 0 sums the scalars in rank order the same way.
+    private func bf16AllReduce(_ base: UnsafeMutablePointer<Float>, _ n: Int, compressed m: Int, _ ctx: Exchange) throws(AllReduceError) {
+        let W = world, k = n - m
+        func chunk(_ c: Int) -> Range<Int> { Self.split(m, parts: W, index: c) }
+        let mine = chunk(rank), len = mine.count
+        if bf16Own.count < m { bf16Own = [UInt16](repeating: 0, count: m) }
+        if bf16Slots.count < W * max(1, len) { bf16Slots = [UInt16](repeating: 0, count: W * max(1, len)) }
+        if scalarSlots.count < W * max(1, k) { scalarSlots = [Float](repeating: 0, count: W * max(1, k)) }
+        let scalars = UnsafeRawBufferPointer(start: base + m, count: k * 4)
+        try bf16Own.withUnsafeMutableBufferPointer { (own: inout UnsafeMutableBufferPointer<UInt16>) throws(AllReduceError) in
+            let ownRaw = UnsafeMutableRawPointer(own.baseAddress!)
+            BFloat16.round(base, ownRaw, m)
+            func bytes(_ r: Range<Int>) -> UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: ownRaw + 2 * r.lowerBound, count: 2 * r.count) }
+            // 1. Each chunk's contribution to its owner.
+            for offset in 1..<W {
+                let c = (rank + offset) % W
+                try sendBytes(bytes(chunk(c)), c == 0 ? scalars : UnsafeRawBufferPointer(start: nil, count: 0), sequence: 0, ctx, to: c)
+            }
+            // 2. The W contributions of our chunk, slot r = rank r's; summed in rank order.
+            try bf16Slots.withUnsafeMutableBufferPointer { (slots: inout UnsafeMutableBufferPointer<UInt16>) throws(AllReduceError) in
+                try scalarSlots.withUnsafeMutableBufferPointer { (sc: inout UnsafeMutableBufferPointer<Float>) throws(AllReduceError) in
+                    let slotRaw = UnsafeMutableRawPointer(slots.baseAddress!), scRaw = UnsafeMutableRawPointer(sc.baseAddress!)
+                    if len > 0 { (slotRaw + 2 * rank * len).copyMemory(from: ownRaw + 2 * mine.lowerBound, byteCount: 2 * len) }
+                    if rank == 0 && k > 0 { scRaw.copyMemory(from: scalars.baseAddress!, byteCount: 4 * k) }
+                    for r in 0..<W where r != rank {
+                        let extra = rank == 0 ? 4 * k : 0
+                        try receiveBytes(2 * len + extra, sequence: 0, ctx, from: r) { src in
+                            guard let p = src.baseAddress else { return }
+                            if len > 0 { (slotRaw + 2 * r * len).copyMemory(from: p, byteCount: 2 * len) }
+                            if extra > 0 { (scRaw + 4 * r * k).copyMemory(from: p + 2 * len, byteCount: extra) }
+                        }
+                    }
+                    let dst = base + mine.lowerBound
+                    for r in 0..<W { BFloat16.expand(slotRaw + 2 * r * len, dst, len, add: r > 0) }
+                    BFloat16.round(dst, ownRaw + 2 * mine.lowerBound, len)
+                    BFloat16.expand(ownRaw + 2 * mine.lowerBound, dst, len, add: false)
+                    if rank == 0 {
+                        for j in 0..<k {
+                            var acc = sc[j]
+                            for r in 1..<W { acc += sc[r * k + j] }
+                            base[m + j] = acc
+                        }
+                    }
+                }
+            }
+            // 3. Our chunk's sum to everyone; 4. everyone else's sums to us.
+            for offset in 1..<W {
+                let c = (rank + offset) % W
+                try sendBytes(bytes(mine), rank == 0 ? scalars : UnsafeRawBufferPointer(start: nil, count: 0), sequence: 1, ctx, to: c)
+            }
+            for r in 0..<W where r != rank {
+                let theirs = chunk(r), extra = r == 0 ? 4 * k : 0
+                try receiveBytes(2 * theirs.count + extra, sequence: 1, ctx, from: r) { src in
+                    guard let p = src.baseAddress else { return }
+                    BFloat16.expand(p, base + theirs.lowerBound, theirs.count, add: false)
+                    if extra > 0 { UnsafeMutableRawPointer(base + m).copyMemory(from: p + 2 * theirs.count, byteCount: extra) }
+                }
+            }
+        }
+    }
+
+    /// Sends `first` then `second` as one copied single-part frame `sequence` to `peer`.
+    private func sendBytes(_ first: UnsafeRawBufferPointer, _ second: UnsafeRawBufferPointer, sequence: Int, _ ctx: Exchange,
+                           to peer: Int) throws(AllReduceError) {
+        let bytes = first.count + second.count
+        let header = FrameHeader(kind: .gradientChunk, runID: runID, generation: generation, sender: UInt32(rank),
+                                 step: ctx.step, sequence: UInt32(sequence), payloadLength: bytes)
+        do {
+            let socket = try peerSocket(peer)
+            let m = try ZMQMessage(size: FrameHeader.size + bytes)
+            m.withUnsafeMutableBytes { dst in
+                header.encode(to: dst.baseAddress!)
+                if first.count > 0 { (dst.baseAddress! + FrameHeader.size).copyMemory(from: first.baseAddress!, byteCount: first.count) }
+                if second.count > 0 {
+                    (dst.baseAddress! + FrameHeader.size + first.count).copyMemory(from: second.baseAddress!, byteCount: second.count)
+                }
+            }
+            try socket.send(m, deadline: .after(milliseconds: timeoutMilliseconds))
+        } catch let e as ZMQTimeout {
+            throw .timeout(operation: "send", peerRank: peer, endpoint: peerEndpoints[peer], milliseconds: e.milliseconds,
+                           generation: generation, step: ctx.step)
+        } catch let e as ZMQError {
+            throw .transport(e)
+        } catch {
+            throw .transport(ZMQError(call: "zmq_msg_send (\(error))", endpoint: peerEndpoints[peer], errno: 0))
+        }
+    }
+
     /// `wait(deadline)` until `deadline`, in slices that consult `interruptCheck` (a send to
     /// a dead or stopped neighbour may never complete; the caller must be able to give up).
     private func waitInterruptibly(_ deadline: Deadline, step: UInt64, _ wait: (Deadline) -> Bool) throws(AllReduceError) -> Bool {
@@ -409,20 +663,30 @@ public final class RingAllReduce: @unchecked Sendable {
     /// payload when zero-copy is off or not allowed) as one single-part frame holding the
     /// header and a copy of the payload; larger ones as a 48-byte header frame followed by
     /// the payload frame, sent zero-copy from `base` through tracker slot `sequence`.
-    private func send(_ base: UnsafeMutablePointer<Float>, _ range: Range<Int>, sequence: Int, _ ctx: Exchange) throws(AllReduceError) {
+    /// `to`: a rank other than the right neighbour; such sends are always copied.
+    private func send(_ base: UnsafeMutablePointer<Float>, _ range: Range<Int>, sequence: Int, _ ctx: Exchange,
+                      to peer: Int? = nil) throws(AllReduceError) {
         let bytes = range.count * 4
+        let peerRank = peer ?? rightRank
+        let endpoint = peer.map { peerEndpoints[$0] } ?? rightEndpoint
+        let socket: ZMQSocket
+        if let peer {
+            do { socket = try peerSocket(peer) } catch { throw .transport(error) }
+        } else {
+            socket = ctx.sender
+        }
         let header = FrameHeader(kind: .gradientChunk, runID: runID, generation: generation, sender: UInt32(rank),
                                  step: ctx.step, sequence: UInt32(sequence), payloadLength: bytes)
         let deadline = Deadline.after(milliseconds: timeoutMilliseconds)
         let payload = UnsafeRawBufferPointer(start: base + range.lowerBound, count: bytes)
         do {
-            if bytes <= copyFrameBytes || !(zeroCopy && zeroCopyAllowed) {
+            if peer != nil || bytes <= copyFrameBytes || !(zeroCopy && zeroCopyAllowed) {
                 let m = try ZMQMessage(size: FrameHeader.size + bytes)
                 m.withUnsafeMutableBytes { dst in
                     header.encode(to: dst.baseAddress!)
                     if bytes > 0 { (dst.baseAddress! + FrameHeader.size).copyMemory(from: payload.baseAddress!, byteCount: bytes) }
                 }
-                try ctx.sender.send(m, deadline: deadline)
+                try socket.send(m, deadline: deadline)
             } else {
                 let h = try ZMQMessage(size: FrameHeader.size)
                 h.withUnsafeMutableBytes { header.encode(to: $0.baseAddress!) }
@@ -430,24 +694,54 @@ public final class RingAllReduce: @unchecked Sendable {
                 try ctx.sender.sendNoCopy(payload, tracker: tracker, slot: sequence, deadline: deadline)
             }
         } catch let e as ZMQTimeout {
-            throw .timeout(operation: "send", peerRank: rightRank, endpoint: rightEndpoint, milliseconds: e.milliseconds,
+            throw .timeout(operation: "send", peerRank: peerRank, endpoint: endpoint, milliseconds: e.milliseconds,
                            generation: generation, step: ctx.step)
         } catch let e as ZMQError {
             throw .transport(e)
         } catch {
-            throw .transport(ZMQError(call: "zmq_msg_send (\(error))", endpoint: rightEndpoint, errno: 0))
+            throw .transport(ZMQError(call: "zmq_msg_send (\(error))", endpoint: endpoint, errno: 0))
         }
     }
 
     /// Receives frame `sequence` of this exchange (header frame + payload frame) and adds
     /// (or copies) its floats into `base[range]`. Garbage and stale frames are counted and
     /// dropped; a well-formed frame that does not fit the schedule is a protocol violation.
+    ///
+    /// `from`: the sending rank (default: the left neighbour). Frames of this generation for a
+    /// later step, or (with `from`) of this step from another rank, are kept aside in `early`
+    /// and consumed when their turn comes.
     private func receive(into base: UnsafeMutablePointer<Float>, _ range: Range<Int>, add: Bool, sequence: Int,
-                         _ ctx: Exchange) throws(AllReduceError) {
+                         _ ctx: Exchange, from peer: Int? = nil) throws(AllReduceError) {
+        try receiveBytes(range.count * 4, sequence: sequence, ctx, from: peer) { src in
+            guard let p = src.baseAddress, range.count > 0 else { return }
+            if add {
+                addUnaligned(base + range.lowerBound, p, range.count)
+            } else {
+                UnsafeMutableRawPointer(base + range.lowerBound).copyMemory(from: p, byteCount: range.count * 4)
+            }
+        }
+    }
+
+    /// Receives frame `sequence` of `byteCount` payload bytes from `peer` (default: the left
+    /// neighbour) and hands its payload to `consume` (valid only during the call).
+    private func receiveBytes(_ byteCount: Int, sequence: Int, _ ctx: Exchange, from peer: Int? = nil,
+                              _ consume: (UnsafeRawBufferPointer) -> Void) throws(AllReduceError) {
+        let expected = peer ?? leftRank
+        if !early.isEmpty {
+            let key = EarlyFrame(generation: generation, step: ctx.step, sender: UInt32(expected), sequence: UInt32(sequence))
+            if let bytes = early.removeValue(forKey: key) {
+                guard bytes.count == byteCount else {
+                    throw .protocolViolation(peerRank: expected, decoder.reject(.unexpected(
+                        "frame gen \(generation) step \(ctx.step) sender \(expected) seq \(sequence) len \(bytes.count); expected len \(byteCount)")))
+                }
+                bytes.withUnsafeBytes { consume($0) }
+                return
+            }
+        }
         let started = monotonicNanoseconds()
         let deadline = Deadline(nanoseconds: started &+ UInt64(timeoutMilliseconds) &* 1_000_000)
         func timedOut() -> AllReduceError {
-            .timeout(operation: "receive", peerRank: leftRank, endpoint: nil,
+            .timeout(operation: "receive", peerRank: expected, endpoint: nil,
                      milliseconds: Int((monotonicNanoseconds() - started) / 1_000_000), generation: generation, step: ctx.step)
         }
         defer {
@@ -491,7 +785,9 @@ public final class RingAllReduce: @unchecked Sendable {
             }
             let single = !incomingHeader.hasMore
             let payloadCount = incomingPayload.count
-            let outcome: Result<Bool, FrameError> = incomingHeader.withUnsafeBytes { headerBytes in
+            // true: this frame; false: stale, dropped; nil: early, kept aside under `earlyKey`.
+            var earlyKey: EarlyFrame?
+            let outcome: Result<Bool?, FrameError> = incomingHeader.withUnsafeBytes { headerBytes in
                 do throws(FrameError) {
                     let h = single ? try decoder.decodeHeader(headerBytes)
                                    : try decoder.decodeSplitHeader(headerBytes, payloadCount: payloadCount)
@@ -503,11 +799,16 @@ public final class RingAllReduce: @unchecked Sendable {
                                                   expectedGeneration: generation, expectedStep: ctx.step))
                         return .success(false)
                     }
-                    guard h.generation == generation, h.step == ctx.step, h.sender == UInt32(leftRank),
-                          h.sequence == UInt32(sequence), h.payloadLength == UInt64(range.count * 4) else {
+                    if h.generation == generation, h.step > ctx.step || (peer != nil && h.step == ctx.step && h.sender != UInt32(expected)),
+                       Int(h.sender) < world {
+                        let key = EarlyFrame(generation: h.generation, step: h.step, sender: h.sender, sequence: h.sequence)
+                        if early[key] == nil && early.count < 4 * world { earlyKey = key; return .success(nil) }
+                    }
+                    guard h.generation == generation, h.step == ctx.step, h.sender == UInt32(expected),
+                          h.sequence == UInt32(sequence), h.payloadLength == UInt64(byteCount) else {
                         throw decoder.reject(.unexpected(
                             "frame gen \(h.generation) step \(h.step) sender \(h.sender) seq \(h.sequence) len \(h.payloadLength); "
-                            + "expected gen \(generation) step \(ctx.step) sender \(leftRank) seq \(sequence) len \(range.count * 4)"))
+                            + "expected gen \(generation) step \(ctx.step) sender \(expected) seq \(sequence) len \(byteCount)"))
                     }
                     return .success(true)
                 } catch {
@@ -515,15 +816,16 @@ public final class RingAllReduce: @unchecked Sendable {
                 }
             }
             switch outcome {
-            case .success(true):
-                func consume(_ src: UnsafeRawBufferPointer) {
-                    guard let p = src.baseAddress, range.count > 0 else { return }
-                    if add {
-                        addUnaligned(base + range.lowerBound, p, range.count)
-                    } else {
-                        UnsafeMutableRawPointer(base + range.lowerBound).copyMemory(from: p, byteCount: range.count * 4)
-                    }
+            case .success(nil):
+                // Kept aside: header fields were validated by the decoder.
+                func keep(_ src: UnsafeRawBufferPointer) { early[earlyKey!] = [UInt8](src) }
+                if single {
+                    incomingHeader.withUnsafeBytes { keep(UnsafeRawBufferPointer(rebasing: $0[FrameHeader.size...])) }
+                } else {
+                    incomingPayload.withUnsafeBytes { keep($0) }
                 }
+                continue
+            case .success(true):
                 if single {
                     incomingHeader.withUnsafeBytes { consume(UnsafeRawBufferPointer(rebasing: $0[FrameHeader.size...])) }
                 } else {
@@ -535,7 +837,7 @@ public final class RingAllReduce: @unchecked Sendable {
             case .failure(let e):
                 // Garbage (bad magic, other run...) is counted and dropped; a well-formed frame
                 // of this run that does not fit the schedule breaks the exchange.
-                if case .unexpected = e { throw .protocolViolation(peerRank: leftRank, e) }
+                if case .unexpected = e { throw .protocolViolation(peerRank: expected, e) }
                 continue
             }
         }
@@ -608,8 +910,23 @@ public final class AllReduceBuffer: @unchecked Sendable {
     /// Sets every float to zero.
     public func zero() { storage.base.update(repeating: 0, count: max(1, count)) }
 
-    /// Runs the all-reduce over gradients and scalars together.
+    /// Runs the all-reduce over gradients and scalars together (with `ring.compression`
+    /// `.bf16` the gradients travel as bfloat16, the scalars as float32).
     public func allReduce(with ring: RingAllReduce, step: UInt64) throws(AllReduceError) {
-        try ring.allReduceSum(UnsafeMutableBufferPointer(start: storage.base, count: count), step: step)
+        try ring.allReduceSum(UnsafeMutableBufferPointer(start: storage.base, count: count), step: step, compressedCount: gradientCount)
     }
+}
+
+/// The sizes at which the automatic choice for W >= 3 switches algorithm (bytes of the
+/// buffer, gradients and scalars together), from `scripts/bench_allreduce_algorithms.sh 3`
+/// (`rnn-bench allreduce`, loopback TCP, 2-core Zen 1 VM under load 4-5, 2026-12-04; medians,
+/// README "All-reduce by size"). Recursive doubling beat the ring at every size from 4 KiB to
+/// 256 KiB at both W = 4 (1.18x-2.05x) and W = 8 (1.76x-2.74x) and beat halving-doubling there
+/// too; from 1 MiB the ring won at W = 4 (halving-doubling 0.50x-1.00x) and tied at W = 8
+/// (1.05x-1.08x). So automatic runs recursive doubling up to 256 KiB and the ring above, and
+/// halving-doubling only when asked for (`algorithm = .halvingDoubling`): on real links, where
+/// bandwidth rather than per-message CPU cost limits, it may pay between the two.
+public enum AllReduceCrossover {
+    public static let recursiveDoublingMaxBytes = 256 * 1024
+    public static let halvingDoublingMaxBytes = 256 * 1024
 }

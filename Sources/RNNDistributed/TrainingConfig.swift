@@ -51,6 +51,8 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     /// Name of the optional sequence-lengths dataset; nil means "lengths". (Optional so that
     /// configs written before it existed decode, and plain configs keep their JSON.)
     public var lengthsName: String?
+    /// How gradients travel between workers (nil: float32; absent from older configs).
+    public var gradientCompression: GradientCompression? = nil
 
     public init(
         model: ModelConfig, optimizer: OptimizerConfig, dataFiles: [String], valFiles: [String] = [],

@@ -353,6 +353,7 @@ public final class Worker: @unchecked Sendable {
                                                  rejects: decoder.rejects, socketSetup: setup)
                     ring.interruptPollMilliseconds = options.interruptPollMilliseconds
                     ring.spinMicroseconds = options.spinMicroseconds
+                    ring.compression = config.gradientCompression ?? .none
                     ring.interruptCheck = { [options] in
                         if heartbeat.status != .alive || options.stop?.requested != nil { return true }
                         if let ppid = options.parentPID, getppid() != ppid { return true }

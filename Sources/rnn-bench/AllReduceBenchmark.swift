@@ -16,6 +16,7 @@ struct AllReduceBenchOptions {
     var sizes: [Int] = [4 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20, 4 << 20, 16 << 20, 64 << 20]
     var algorithm: AllReduceAlgorithm = .automatic
     var algorithmName = "auto"
+    var compress: GradientCompression = .none
     var json = false
     var subChunkBytes: Int?  // nil: RingAllReduce's default
     var copyFrameBytes: Int?  // nil: RingAllReduce's default
@@ -31,7 +32,7 @@ struct AllReduceBenchOptions {
     var kernelBufferBytes = 0  // ZMQ_SNDBUF/ZMQ_RCVBUF of the ring sockets (0: OS default)
 
     static let usage = """
-        usage: rnn-bench allreduce [--world W] [--sizes 4096,65536,...] [--algorithm auto|ring|exchange]
+        usage: rnn-bench allreduce [--world W] [--sizes 4096,65536,...] [--algorithm auto|ring|exchange|halving-doubling|recursive-doubling] [--compress none|bf16]
                                    [--sub-chunk BYTES] [--copy-frame BYTES] [--send-window N] [--spin US] [--volume BYTES] [--json] [--default-malloc] [--copy] [--io-threads N] [--transport tcp|ipc]
                                    [--sockbuf BYTES]
         """
@@ -68,6 +69,10 @@ struct AllReduceBenchOptions {
                 guard let b = Int(v) else { throw BenchError("'--copy-frame' expects a byte count (-1: never copy), found '\(v)'.") }
                 o.copyFrameBytes = b
             case "--volume": o.bytesPerSize = try int("--volume")
+            case "--compress":
+                let v = try value("--compress")
+                guard let c = GradientCompression(rawValue: v) else { throw BenchError("'--compress' expects none or bf16, found '\(v)'.") }
+                o.compress = c
             case "--json": o.json = true
             case "--default-malloc": o.defaultMalloc = true
             case "--copy": o.copySends = true
@@ -90,7 +95,9 @@ struct AllReduceBenchOptions {
                 case "auto": o.algorithm = .automatic
                 case "ring": o.algorithm = .ring
                 case "exchange": o.algorithm = .exchange
-                default: throw BenchError("'--algorithm' expects auto, ring or exchange, found '\(v)'.")
+                case "halving-doubling": o.algorithm = .halvingDoubling
+                case "recursive-doubling": o.algorithm = .recursiveDoubling
+                default: throw BenchError("'--algorithm' expects auto, ring, exchange, halving-doubling or recursive-doubling, found '\(v)'.")
                 }
                 o.algorithmName = v
             default: throw BenchError("unknown argument '\(args[i])'.\n\(usage)")
@@ -155,7 +162,7 @@ private func runAllReduceParent(_ o: AllReduceBenchOptions) throws {
         let p = Process()
         p.executableURL = exe
         var a: [String] = ["allreduce-rank", "--rank", "\(r)", "--world", "\(o.world)", "--control", controlEndpoint]
-        a += ["--algorithm", o.algorithmName, "--volume", "\(o.bytesPerSize)"]
+        a += ["--algorithm", o.algorithmName, "--volume", "\(o.bytesPerSize)", "--compress", o.compress.rawValue]
         if let b = o.subChunkBytes { a += ["--sub-chunk", "\(b)"] }
         if let b = o.copyFrameBytes { a += ["--copy-frame", "\(b)"] }
         if let b = o.sendWindow { a += ["--send-window", "\(b)"] }
@@ -195,7 +202,7 @@ private func runAllReduceParent(_ o: AllReduceBenchOptions) throws {
     var samples: [Int: [AllReduceSample]] = [:]
     var byes = 0
     if !o.json {
-        print("all-reduce sum, float32, \(o.world) processes, algorithm \(o.algorithmName), \(o.transport == "tcp" ? "loopback TCP" : "Unix domain sockets (ipc)")")
+        print("all-reduce sum, float32\(o.compress == .bf16 ? " (bf16 on the wire)" : ""), \(o.world) processes, algorithm \(o.algorithmName), \(o.transport == "tcp" ? "loopback TCP" : "Unix domain sockets (ipc)")")
         print("     bytes    iters      us/op   busbw GB/s  cpu us/op (all ranks)")
     }
     while byes < o.world {
@@ -216,7 +223,7 @@ private func runAllReduceParent(_ o: AllReduceBenchOptions) throws {
                 // CPU time of all ranks together per op (robust against other load).
                 let cpuPerOp = all.map { $0.cpuSeconds / Double($0.iterations) }.reduce(0, +)
                 if o.json {
-                    print("{\"impl\":\"swift-\(o.algorithmName)\(o.transport == "ipc" ? "-ipc" : "")\",\"world\":\(o.world),\"bytes\":\(s.bytes),\"iters\":\(s.iterations),\"us_per_op\":\(perOp * 1e6),\"cpu_us_per_op\":\(cpuPerOp * 1e6),\"busbw_gbps\":\(busBW),\"verified\":\(ok)}")
+                    print("{\"impl\":\"swift-\(o.algorithmName)\(o.compress == .bf16 ? "-bf16" : "")\(o.transport == "ipc" ? "-ipc" : "")\",\"world\":\(o.world),\"bytes\":\(s.bytes),\"iters\":\(s.iterations),\"us_per_op\":\(perOp * 1e6),\"cpu_us_per_op\":\(cpuPerOp * 1e6),\"busbw_gbps\":\(busBW),\"verified\":\(ok)}")
                 } else {
                     print(String(format: "%10d %8d %10.1f %12.3f %12.1f%@", s.bytes, s.iterations, perOp * 1e6, busBW, cpuPerOp * 1e6, ok ? "" : "  WRONG RESULT"))
                 }
@@ -253,6 +260,9 @@ private func runAllReduceRank(_ o: AllReduceBenchOptions) throws {
                                      try s.setKernelBuffers(sendBytes: b, receiveBytes: b)
                                  } : nil)
     ring.algorithm = o.algorithm
+    ring.compression = o.compress
+    // Integer test values whose sums bf16 holds exactly (8 significant bits: up to 256).
+    let modulus = o.compress == .bf16 ? max(1, 256 / o.world) : 1000
     if let b = o.subChunkBytes { ring.subChunkBytes = b }
     if let b = o.copyFrameBytes { ring.copyFrameBytes = b }
     if let b = o.sendWindow { ring.sendWindow = b }
@@ -277,10 +287,10 @@ private func runAllReduceRank(_ o: AllReduceBenchOptions) throws {
             let n = bytes / 4
             let buf = AllReduceBuffer(gradientCount: n, scalarCount: 0)
             // Correctness on this size first (integer values: exact sums).
-            buf.withGradients { g in for i in 0..<n { g[i] = Float((i + rank) % 1000) } }
+            buf.withGradients { g in for i in 0..<n { g[i] = Float((i + rank) % modulus) } }
             try buf.allReduce(with: ring, step: step); step += 1
             let verified = buf.withGradients { g in
-                (0..<n).allSatisfy { i in g[i] == Float((0..<o.world).reduce(0) { $0 + (i + $1) % 1000 }) }
+                (0..<n).allSatisfy { i in g[i] == Float((0..<o.world).reduce(0) { $0 + (i + $1) % modulus }) }
             }
             // Warm-up (first touch, connection buffers), then time.
             buf.withGradients { g in g.update(repeating: 1) }

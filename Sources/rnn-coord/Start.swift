@@ -104,6 +104,8 @@ struct Start: ParsableCommand {
     var stepsPerMessage = 8
     @Flag(help: "Split each step's rows among the workers in proportion to their measured speed (a slower or busier machine gets fewer rows); runs are then not bitwise reproducible.")
     var balance = false
+    @Option(help: "Gradients between workers: none (float32) or bf16 (bfloat16 on the wire, half the bytes; each chunk summed in float32 at its owner; W workers then match 1 worker only to bf16 rounding).")
+    var compress: GradientCompression = .none
 
     // MARK: Output, config file, plot (the product layer; helpers in StartOutput.swift)
     @Option(help: "A YAML file of flag values (keys are long flag names, e.g. 'batch-size: 32'); flags typed here override it.")
@@ -205,6 +207,7 @@ struct Start: ParsableCommand {
                 embeddingSize: modelOptions.embedding, paddingIndex: modelOptions.paddingIdx,
                 bidirectional: modelOptions.bidirectional, dropout: modelOptions.dropout,
                 lengthsName: modelOptions.lengthsName == "lengths" ? nil : modelOptions.lengthsName)
+            if compress != .none { config.gradientCompression = compress }
             schedule.apply(to: &config)
             try selection.apply(to: &config, checkpointDir: checkpointDir)
             try config.validate()

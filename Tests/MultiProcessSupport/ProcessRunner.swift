@@ -1,27 +1,27 @@
 // Spawns the package's own executables (built next to the test bundle), drains their output
 // while they run, and kills them at a deadline so that a test fails instead of hanging.
+// Shared by the MultiProcessTests and MultiHostTests targets (no XCTest in here).
 import Foundation
-import XCTest
 
 /// The folder holding the built executables (`.build/<config>/`).
-let productsDirectory: URL = {
+public let productsDirectory: URL = {
     let bundle = Bundle(for: ChildProcess.self).bundleURL
     return bundle.pathExtension == "xctest" ? bundle.deletingLastPathComponent()
         : URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
 }()
 
 /// The repository root (for the shipped datasets).
-let repositoryRoot: URL = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+public let repositoryRoot: URL = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
-final class ChildProcess: @unchecked Sendable {
-    let process = Process()
+public final class ChildProcess: @unchecked Sendable {
+    public let process = Process()
     private let lock = NSLock()
     private var outputData = Data()
     private let pipe = Pipe()
-    let name: String
+    public let name: String
 
     /// Starts `executable` (a product name, or an absolute path) with `arguments`; stdout and stderr are merged.
-    init(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws {
+    public init(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws {
         name = executable
         process.executableURL = executable.hasPrefix("/") ? URL(fileURLWithPath: executable)
             : productsDirectory.appendingPathComponent(executable)
@@ -39,14 +39,14 @@ final class ChildProcess: @unchecked Sendable {
         try process.run()
     }
 
-    var output: String {
+    public var output: String {
         lock.lock()
         defer { lock.unlock() }
         return String(decoding: outputData, as: UTF8.self)
     }
 
     /// Waits until `line` matches some output line, or the deadline; returns the line.
-    func waitForLine(containing text: String, timeout: Double) -> String? {
+    public func waitForLine(containing text: String, timeout: Double) -> String? {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
             if let line = output.split(separator: "\n").first(where: { $0.contains(text) }) { return String(line) }
@@ -58,7 +58,7 @@ final class ChildProcess: @unchecked Sendable {
 
     /// Waits for exit; kills the process (SIGKILL) at the deadline and returns nil then.
     @discardableResult
-    func wait(timeout: Double) -> Int32? {
+    public func wait(timeout: Double) -> Int32? {
         let deadline = Date().addingTimeInterval(timeout)
         while process.isRunning && Date() < deadline { usleep(20_000) }
         if process.isRunning {
@@ -80,7 +80,7 @@ final class ChildProcess: @unchecked Sendable {
         lock.unlock()
     }
 
-    func kill(signal: Int32 = SIGKILL) {
+    public func kill(signal: Int32 = SIGKILL) {
         if process.isRunning { Foundation.kill(process.processIdentifier, signal) }
     }
 
@@ -89,14 +89,14 @@ final class ChildProcess: @unchecked Sendable {
     }
 }
 
-func makeTemporaryDirectory(_ name: String) throws -> String {
+public func makeTemporaryDirectory(_ name: String) throws -> String {
     let dir = (NSTemporaryDirectory() as NSString).appendingPathComponent("rnn-\(name)-\(UUID().uuidString.prefix(8))")
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     return dir
 }
 
 /// The percentage after `label` in `line` ("val accuracy 97.50%" -> 97.5).
-func percentage(after label: String, in line: String) -> Double? {
+public func percentage(after label: String, in line: String) -> Double? {
     guard let r = line.range(of: label) else { return nil }
     let rest = line[r.upperBound...].drop { $0 == " " || $0 == ":" }
     return Double(rest.prefix { $0.isNumber || $0 == "." })
