@@ -27,11 +27,13 @@ struct SGDStepConstants {
 
     /// Reads p, g, buf and writes the updated p and buf to the output pointers (which may be the
     /// inputs). The gradient used is (g * gradientScale) * clipCoefficient. Returns whether
-    /// every gradient element and new parameter was finite (as `AdamStepConstants.apply`).
+    /// every gradient element and new parameter was finite (as `AdamStepConstants.apply`);
+    /// `clearing` (g's own storage, or nil) is set to zero right after each load of g.
     @inline(__always)
     func apply(count: Int, parameters p: UnsafePointer<Float>, gradient g: UnsafePointer<Float>, gradientScale: Float,
                clipCoefficient: Float, momentumBuffer m: UnsafePointer<Float>,
-               into np: UnsafeMutablePointer<Float>, _ nm: UnsafeMutablePointer<Float>) -> Bool {
+               into np: UnsafeMutablePointer<Float>, _ nm: UnsafeMutablePointer<Float>,
+               clearing: UnsafeMutablePointer<Float>? = nil) -> Bool {
         let (negativeLR, weightDecay, momentum) = (negativeLR, weightDecay, momentum)
         let (useMomentum, nesterov, firstStep) = (useMomentum, nesterov, firstStep)
         @inline(__always)
@@ -49,6 +51,7 @@ struct SGDStepConstants {
         var nonFinite = SIMD8<Float>()
         while i + 8 <= count {
             let grad = loadLanes(g, i, 8)
+            if let clearing { storeLanes(SIMD8(), clearing, i, 8) }
             let r = update(loadLanes(p, i, 8), grad, loadLanes(m, i, 8))
             nonFinite += (grad - grad) + (r.p - r.p)
             storeLanes(r.p, np, i, 8)
@@ -58,6 +61,7 @@ struct SGDStepConstants {
         if i < count {
             let w = count - i
             let grad = loadLanes(g, i, w)
+            if let clearing { storeLanes(SIMD8(), clearing, i, w) }
             let r = update(loadLanes(p, i, w), grad, loadLanes(m, i, w))
             nonFinite += (grad - grad) + (r.p - r.p)
             storeLanes(r.p, np, i, w)

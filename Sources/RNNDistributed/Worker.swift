@@ -556,6 +556,10 @@ final class Replica {
     private var optimizer: AdamOptimizer
     /// Gradient sums followed by one scalar (the scored count), all-reduced in one exchange.
     private let reduceBuffer: AllReduceBuffer
+    /// The gradient part of `reduceBuffer` is all zero: the last update cleared it as it read
+    /// it, so the next step needs no zeroing pass (20 MB for a 20,000-word one-hot W_ih). False
+    /// from the moment a step starts adding into it until an update completes.
+    private var gradientsCleared = true
     private var batch = Batch()
     var appliedSteps = 0
     /// Testing (`WorkerOptions.extraSecondsPerRow`): a slower machine.
@@ -620,8 +624,9 @@ final class Replica {
     }
 
     /// Adam on the mean gradient (the reduced sums times `scale`, formed inside the update:
-    /// no separate pass); the state before it goes into the oldest of the kept snapshots (out
-    /// of place: nothing is copied, and nothing allocated once all exist).
+    /// no separate pass; the sums are zeroed as they are read, for the next step); the state
+    /// before it goes into the oldest of the kept snapshots (out of place: nothing is copied,
+    /// and nothing allocated once all exist).
     private func applyUpdate(scale: Float, lr: Double?) {
         if snapshots.count < keptStates {
             // A new slot right after the newest keeps the ring in age order.
@@ -632,16 +637,20 @@ final class Replica {
             newestSnapshot = (newestSnapshot + 1) % snapshots.count
         }
         reduceBuffer.withGradients { sums in
-            optimizer.step(parameters: &parameters, gradientSum: UnsafeBufferPointer(sums), scale: scale, lr: lr,
+            optimizer.step(parameters: &parameters, clearingGradientSum: sums, scale: scale, lr: lr,
                            keepingPreviousIn: &snapshots[newestSnapshot].state)
         }
+        gradientsCleared = true
         snapshots[newestSnapshot].appliedSteps = appliedSteps
     }
 
     /// Gradient sum of this worker's rows, all-reduce, mean, Adam: one global step.
     func step(_ step: StepMessage, ring: RingAllReduce) throws -> MetricsMessage {
         let start = monotonicNanoseconds()
-        reduceBuffer.zero()
+        // After a step that did not reach its update (a failed exchange, bad rows) the sums
+        // hold partial values: zero them here.
+        if !gradientsCleared { reduceBuffer.zero() }
+        gradientsCleared = false
         var stats = LossStats()
         if !step.rows.isEmpty {
             for r in step.rows where r < 0 || r >= dataset.count {

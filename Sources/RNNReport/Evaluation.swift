@@ -272,8 +272,18 @@ extension LoadedModel {
                 }
             }
             if case .values(let truth) = batch.targets, regression != nil {
-                let out = try network.predict(parameters: checkpoint.parameters, input: batch.x, batch: batch.count, steps: data.steps).outputs
-                regression!.add(predicted: out, truth: truth)
+                let out = try network.predict(parameters: checkpoint.parameters, input: batch.x, batch: batch.count, steps: data.steps,
+                                              lengths: batch.lengths).outputs
+                if m.head == .everyStep, let lengths = batch.lengths {
+                    // Per-step values past a sequence's length are padding, not scored.
+                    let O = m.outputSize
+                    for b in 0..<batch.count {
+                        let range = (b * data.steps * O)..<((b * data.steps + lengths[b]) * O)
+                        regression!.add(predicted: Array(out[range]), truth: Array(truth[range]))
+                    }
+                } else {
+                    regression!.add(predicted: out, truth: truth)
+                }
             }
             start += batchSize
         }

@@ -44,6 +44,11 @@ extension LoadedModel {
     /// pass, then each drawn character is fed back with the carried state.
     public func generate(prompt: String, length: Int, sampler: inout TokenSampler, vocabulary: [Unicode.Scalar]) throws -> String {
         try checkCharacterModel(vocabulary: vocabulary, flag: "generate")
+        if config.model.bidirectional {
+            // Its reverse direction reads each character's future: fed one character at a
+            // time with the state carried on, it would see none.
+            throw ReportError("generate needs a unidirectional model; this checkpoint is bidirectional (its reverse direction reads the text from the end), so it cannot continue a text one character at a time")
+        }
         let ids = try tokenIds(prompt, vocabulary: vocabulary, flag: "--prompt")
         let V = config.model.outputSize
         var p = try network.predict(parameters: checkpoint.parameters, input: networkInput(ids), batch: 1, steps: ids.count)

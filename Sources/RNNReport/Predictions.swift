@@ -5,9 +5,12 @@ import RNNCore
 import RNNData
 
 extension LoadedModel {
-    /// The raw outputs of every sequence: (O) with a last-step head, (T, O) per step, flat per sample.
+    /// The raw outputs of every sequence, flat per sample: (O) with a last-step head (with
+    /// lengths: of each sequence's own final state), (T, O) per step, or with lengths
+    /// (length, O): the real steps only, as `predictClasses` shows them.
     public func outputs(on data: TensorDataset, batchSize: Int = 256) throws -> [[Float]] {
         let m = config.model
+        let perStep = m.head == .lastStep ? 0 : m.outputSize
         let perSample = (m.head == .lastStep ? 1 : data.steps) * m.outputSize
         var result: [[Float]] = []
         var batch = Batch()
@@ -15,15 +18,19 @@ extension LoadedModel {
         while start < data.count {
             let rows = Array(start..<min(start + batchSize, data.count))
             try data.read(rows: rows, into: &batch)
-            let out = try network.predict(parameters: checkpoint.parameters, input: batch.x, batch: batch.count, steps: data.steps).outputs
-            for b in 0..<batch.count { result.append(Array(out[(b * perSample)..<((b + 1) * perSample)])) }
+            let out = try network.predict(parameters: checkpoint.parameters, input: batch.x, batch: batch.count, steps: data.steps,
+                                          lengths: batch.lengths).outputs
+            for b in 0..<batch.count {
+                let shown = perStep > 0 ? (batch.lengths?[b] ?? data.steps) * perStep : perSample
+                result.append(Array(out[(b * perSample)..<(b * perSample + shown)]))
+            }
             start += batchSize
         }
         return result
     }
 
     /// Class probabilities of each sequence (softmax of the logits, in double): with a
-    /// last-step head of the sequence, with a per-step head of its last step.
+    /// last-step head of the sequence, with a per-step head of its last (real) step.
     public func probabilities(on data: TensorDataset, batchSize: Int = 256) throws -> [[Double]] {
         let m = config.model
         guard m.loss == .crossEntropy else { throw ReportError("--probabilities needs a classifier; this checkpoint is a regression (MSE) model") }

@@ -89,6 +89,7 @@ func runTrainBenchmark(threads: Int, only: String? = nil, seconds: Double = 3, f
         var parameters = ParameterTable.initialParameters(config: config, seed: 1)
         var gradient = [Float](repeating: 0, count: parameters.count)
         var optimizer = AdamOptimizer(config: OptimizerConfig(kind: .adam, lr: 1e-3), parameterCount: parameters.count)
+        var previous = AdamState()
         var rng = SeededGenerator(seed: 2)
         var x: [Float]
         if let v = bench.vocabulary {
@@ -107,18 +108,22 @@ func runTrainBenchmark(threads: Int, only: String? = nil, seconds: Double = 3, f
             (0..<bench.batch).map { _ in r.lowerBound + Int(rng.next() % UInt64(r.count)) }
         }
 
+        // The worker's step (Replica.step in Worker.swift, without the all-reduce): the gradient
+        // sum of the batch, then Adam on sum / scored count with the scale formed in registers,
+        // out of place (the state before it kept, as for a rollback), zeroing the sums as it
+        // reads them, so no step has a separate scale, norm or zeroing pass.
         func trainStep() -> Bool {
-            for i in gradient.indices { gradient[i] = 0 }
             do {
                 let stats = try network.accumulateGradients(parameters: parameters, input: x, batch: bench.batch,
                                                             steps: bench.steps, targets: targets, lengths: lengths, gradient: &gradient)
-                let scale = 1 / Float(stats.scoredCount)
-                for i in gradient.indices { gradient[i] *= scale }
+                gradient.withUnsafeMutableBufferPointer { sums in
+                    _ = optimizer.step(parameters: &parameters, clearingGradientSum: sums, scale: 1 / Float(stats.scoredCount),
+                                       keepingPreviousIn: &previous)
+                }
             } catch {
                 print("\(bench.name): \(error)")
                 return false
             }
-            optimizer.step(parameters: &parameters, gradient: &gradient)
             return true
         }
 

@@ -162,10 +162,13 @@ extension Predict {
             v.count == 1 ? valueText(v.first!) : "\"" + v.map(valueText).joined(separator: " ") + "\""
         }
         printLine(truth == nil ? "sample,predicted" : "sample,predicted,true")
+        // A sample's true values: (O), or (T, O) per step, of which the real steps are shown
+        // (predicted[i] holds those only).
+        let stride = (model.config.model.head == .lastStep ? 1 : dataset.steps) * model.config.model.outputSize
         for i in 0..<n {
             let p = show(predicted[i][...])
-            let per = predicted[i].count
-            printLine(truth.map { "\(i),\(p),\(show($0[(i * per)..<((i + 1) * per)]))" } ?? "\(i),\(p)")
+            let shown = predicted[i].count
+            printLine(truth.map { "\(i),\(p),\(show($0[(i * stride)..<(i * stride + shown)]))" } ?? "\(i),\(p)")
         }
     }
 }

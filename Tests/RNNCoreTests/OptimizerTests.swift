@@ -92,6 +92,35 @@ final class OptimizerTests: XCTestCase {
         }
     }
 
+    /// The step that zeroes the sums as it reads them (the worker's, which then needs no
+    /// zeroing pass) is bitwise the step that only reads them, for Adam, AdamW with clipping
+    /// and SGD with momentum, tails included; afterwards every sum is +0.0.
+    func testClearingStepEqualsTheReadingStepBitwiseAndLeavesZeros() {
+        let configs = [OptimizerConfig(lr: 0.01, weightDecay: 0.01), OptimizerConfig(kind: .adamw, lr: 0.02, weightDecay: 0.1, clipNorm: 0.5),
+                       OptimizerConfig(kind: .sgd, lr: 0.1, weightDecay: 1e-3, momentum: 0.9, nesterov: true)]
+        for config in configs {
+            for n in [1, 8, 53, 1000] {
+                var rng = SeededGenerator(seed: UInt64(n))
+                var a = AdamOptimizer(config: config, parameterCount: n), b = a
+                var pa = (0..<n).map { _ in rng.nextFloat(in: -1, 1) }, pb = pa
+                var previousA = AdamState(), previousB = AdamState()
+                for _ in 0..<4 {
+                    let sum = (0..<n).map { _ in rng.nextFloat(in: -14, 14) }
+                    var cleared = sum
+                    let na = sum.withUnsafeBufferPointer { a.step(parameters: &pa, gradientSum: $0, scale: 1 / 7, keepingPreviousIn: &previousA) }
+                    let nb = cleared.withUnsafeMutableBufferPointer {
+                        b.step(parameters: &pb, clearingGradientSum: $0, scale: 1 / 7, keepingPreviousIn: &previousB)
+                    }
+                    XCTAssertEqual(na, nb, "\(config.kind) n=\(n): the clipping norms differ")
+                    XCTAssertEqual(pa.map(\.bitPattern), pb.map(\.bitPattern), "\(config.kind) n=\(n): parameters differ")
+                    XCTAssertEqual(a, b, "\(config.kind) n=\(n): moments or step count differ")
+                    XCTAssertEqual(previousA, previousB, "\(config.kind) n=\(n): the kept states differ")
+                    XCTAssertTrue(cleared.allSatisfy { $0.bitPattern == 0 }, "\(config.kind) n=\(n): sums not cleared")
+                }
+            }
+        }
+    }
+
     /// A NaN or Inf anywhere in the gradient (also in the lanes of a tail) is flagged by both
     /// step variants, and so is an update that overflows; a finite step is not.
     func testNonFiniteGradientsAreFlagged() {

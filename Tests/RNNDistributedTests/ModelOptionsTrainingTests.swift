@@ -107,4 +107,103 @@ final class ModelOptionsTrainingTests: XCTestCase {
         XCTAssertEqual(decoded.model.dropout, 0.3)
         XCTAssertTrue(decoded.model.bidirectional)
     }
+
+    // MARK: Issue 16's workflow on this model
+
+    /// The step records of a run folder's metrics.jsonl, with the lr as written.
+    func stepLearningRates(_ runDir: String) throws -> [Double] {
+        let text = try String(contentsOfFile: (runDir as NSString).appendingPathComponent("metrics.jsonl"), encoding: .utf8)
+        return text.split(separator: "\n").filter { $0.contains("\"kind\":\"step\"") }.compactMap { line in
+            line.range(of: "\"lr\":").flatMap { Double(line[$0.upperBound...].prefix { $0 != "," && $0 != "}" }) }
+        }
+    }
+
+    /// The bidirectional LSTM with embedding, lengths and dropout under --val-split 0.2 (40
+    /// training rows, batch 8: 5 steps per epoch; 10 held-out rows validated with their lengths),
+    /// --keep-best val_loss and `schedule`.
+    func makeWorkflowConfig(schedule: LRScheduleConfig, lr: Float, epochs: Int) throws -> TrainingConfig {
+        var config = try makeConfig()
+        config.optimizer = OptimizerConfig(kind: .adam, lr: lr)
+        config.epochs = epochs
+        config.valSplit = 0.2
+        config.keepBest = .valLoss
+        config.schedule = schedule
+        try config.validate()
+        return config
+    }
+
+    func testCosineWarmupValSplitKeepBestOnBidirectionalLengthsThreeWorkersMatchOne() throws {
+        let config = try makeWorkflowConfig(schedule: LRScheduleConfig(kind: .cosine, minLR: 1e-4, warmupSteps: 3), lr: 0.05, epochs: 4)
+        let oneDir = (dir as NSString).appendingPathComponent("one"), threeDir = (dir as NSString).appendingPathComponent("three")
+        let one = try trainInProcess(config, world: 1, checkpointDir: oneDir)
+        let three = try trainInProcess(config, world: 3, checkpointDir: threeDir, interruptPollMilliseconds: 0,
+                                       configureWorker: { _, options in options.dataBind = "tcp://127.0.0.1:*" })
+        XCTAssertEqual(one.summary.globalSteps, 20)
+        XCTAssertEqual(three.summary.globalSteps, 20)
+        for w in three.workers {
+            XCTAssertEqual(w.steps, 20)
+            XCTAssertTrue(w.parameters == three.workers[0].parameters, "rank \(w.rank) differs bitwise from rank 0")
+        }
+        let diff = maxAbsDifference(three.summary.parameters, one.summary.parameters)
+        print("cosine warmup + val-split + keep-best, bi-LSTM + lengths + dropout, W=3 vs W=1: max |p_3 - p_1| = \(diff)")
+        XCTAssertLessThanOrEqual(diff, 1e-5)
+        XCTAssertEqual(three.summary.validation!.loss, one.summary.validation!.loss, accuracy: 1e-5)
+        // The lr followed the schedule (it changed) and is the same step by step.
+        let lrOne = try stepLearningRates(oneDir), lrThree = try stepLearningRates(threeDir)
+        XCTAssertEqual(lrOne.count, 20)
+        XCTAssertEqual(lrOne, lrThree)
+        XCTAssertGreaterThan(Set(lrOne).count, 10)
+        // The same best epoch and a best.h5 of the same parameters.
+        XCTAssertEqual(three.summary.best?.bestEpoch, one.summary.best?.bestEpoch)
+        XCTAssertNotNil(one.summary.best?.bestEpoch)
+        let table = ParameterTable(config: config.model)
+        let bestOne = try CheckpointStore.read(path: (oneDir as NSString).appendingPathComponent("best.h5"), table: table)
+        let bestThree = try CheckpointStore.read(path: (threeDir as NSString).appendingPathComponent("best.h5"), table: table)
+        XCTAssertEqual(bestOne.metadata.globalStep, 5 * one.summary.best!.bestEpoch!)
+        XCTAssertEqual(bestThree.metadata.globalStep, bestOne.metadata.globalStep)
+        XCTAssertLessThanOrEqual(maxAbsDifference(bestThree.parameters, bestOne.parameters), 1e-5)
+    }
+
+    /// The plateau schedule steps on the validation loss of the held-out split: it turns up
+    /// after a few epochs (10 held-out rows) and the plateau halves the lr. A resume mid-epoch
+    /// and one at an epoch's end (after the scheduler's and the tracker's epoch step) end bitwise
+    /// equal to the straight run, with the same lr sequence, the same best epoch and, when the
+    /// best epoch comes after the resume point, the same best.h5.
+    func testPlateauValSplitKeepBestOnBidirectionalLengthsResumesBitwise() throws {
+        let config = try makeWorkflowConfig(schedule: LRScheduleConfig(kind: .plateau, gamma: 0.5, patience: 0, warmupSteps: 2),
+                                            lr: 0.01, epochs: 6)
+        let straightDir = (dir as NSString).appendingPathComponent("straight")
+        let straight = try trainInProcess(config, world: 2, checkpointDir: straightDir, checkpointEvery: 3,
+                                          configureCoordinator: { $0.keep = 100 })
+        XCTAssertEqual(straight.summary.globalSteps, 30)
+        let all = try stepLearningRates(straightDir)
+        XCTAssertEqual(all.count, 30)
+        XCTAssertGreaterThan(Set(all.suffix(25)).count, 1, "the plateau never cut the lr: \(all)")
+        let bestEpoch = try XCTUnwrap(straight.summary.best?.bestEpoch)
+        print("plateau + val-split + keep-best: best epoch \(bestEpoch) of 6; lr per epoch \(stride(from: 0, to: 30, by: 5).map { all[$0] })")
+        let table = ParameterTable(config: config.model)
+        let best = try CheckpointStore.read(path: (straightDir as NSString).appendingPathComponent("best.h5"), table: table)
+        var comparedBest = 0
+        for from in [12, 15] {
+            let resumeDir = (dir as NSString).appendingPathComponent("resume-\(from)")
+            try FileManager.default.createDirectory(atPath: resumeDir, withIntermediateDirectories: true)
+            try FileManager.default.copyItem(atPath: (straightDir as NSString).appendingPathComponent("ckpt-\(from).h5"),
+                                             toPath: (resumeDir as NSString).appendingPathComponent("ckpt-\(from).h5"))
+            let rest = try trainInProcess(config, world: 2, checkpointDir: resumeDir, resume: resumeDir)
+            XCTAssertEqual(rest.summary.globalSteps, 30)
+            XCTAssertTrue(rest.summary.parameters == straight.summary.parameters,
+                          "resumed at \(from): differs by \(maxAbsDifference(rest.summary.parameters, straight.summary.parameters))")
+            XCTAssertEqual(try stepLearningRates(resumeDir), Array(all.suffix(30 - from)), "resumed at \(from)")
+            XCTAssertEqual(rest.summary.best?.bestEpoch, bestEpoch, "resumed at \(from)")
+            XCTAssertEqual(rest.summary.validation?.loss, straight.summary.validation?.loss)
+            // A best epoch after the resume point writes the same best.h5 again.
+            if 5 * bestEpoch > from {
+                let again = try CheckpointStore.read(path: (resumeDir as NSString).appendingPathComponent("best.h5"), table: table)
+                XCTAssertEqual(again.metadata.globalStep, best.metadata.globalStep)
+                XCTAssertTrue(again.parameters == best.parameters, "resumed at \(from): best.h5 differs")
+                comparedBest += 1
+            }
+        }
+        XCTAssertGreaterThan(comparedBest, 0, "the best epoch (\(bestEpoch)) came before every resume point: best.h5 was never compared")
+    }
 }

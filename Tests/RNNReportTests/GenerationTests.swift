@@ -109,4 +109,89 @@ final class GenerationTests: XCTestCase {
         assertOneErrorLine(try runBinary("rnn-coord", ["generate", "--checkpoint", "digits", "--prompt", "a", "--vocab-from", sonnets], in: dir),
                            contains: "needs a character model", "digits model")
     }
+
+    /// The highest-numbered ckpt-<step>.h5 in `folder`.
+    private func newestCheckpoint(in folder: String) throws -> String {
+        let steps = try FileManager.default.contentsOfDirectory(atPath: folder).compactMap { name -> Int? in
+            guard name.hasPrefix("ckpt-"), name.hasSuffix(".h5") else { return nil }
+            return Int(name.dropFirst(5).dropLast(3))
+        }
+        return folder + "/ckpt-\(try XCTUnwrap(steps.max())).h5"
+    }
+
+    /// The greedy continuation computed here without carrying any state: each next character is
+    /// the arg-max of the last step of one forward pass over the whole text so far. Returns the
+    /// text and the smallest gap between the two largest logits along the way.
+    private func referenceGreedy(_ model: LoadedModel, prompt: String, length: Int, vocabulary: [Unicode.Scalar]) throws -> (String, Float) {
+        var index: [Unicode.Scalar: Int] = [:]
+        for (i, c) in vocabulary.enumerated() where index[c] == nil { index[c] = i }
+        var ids = prompt.unicodeScalars.map { index[$0]! }
+        var text = String.UnicodeScalarView()
+        var smallestGap = Float.infinity
+        let V = model.config.model.outputSize
+        for _ in 0..<length {
+            // A token-id model reads the ids themselves (as floats).
+            let out = try model.network.predict(parameters: model.checkpoint.parameters, input: ids.map { Float($0) },
+                                                batch: 1, steps: ids.count).outputs
+            let last = Array(out[((ids.count - 1) * V)..<(ids.count * V)])
+            let sorted = last.sorted(by: >)
+            smallestGap = min(smallestGap, sorted[0] - sorted[1])
+            let next = last.firstIndex(of: sorted[0])!
+            text.append(vocabulary[next])
+            ids.append(next)
+        }
+        return (String(text), smallestGap)
+    }
+
+    /// A character model trained by `rnn-coord start --embedding` (token ids into nn.Embedding):
+    /// `generate` runs, is reproducible with a seed, and greedy decoding equals the arg-max
+    /// continuation computed from the network's own predict over the whole text each time.
+    /// The same for the one-hot gather model (no --embedding); a bidirectional model is refused.
+    func testGenerateWithAnEmbeddingCharacterModelIsGreedyAndSeeded() throws {
+        let dir = NSTemporaryDirectory() + "rnngen-emb-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let corpus = String(repeating: "the cat sat on the mat. the dog ran to the log. a hen hid in the den. ", count: 12)
+        try corpus.write(toFile: dir + "/t.txt", atomically: true, encoding: .utf8)
+        let made = try runBinary("rnn-data", ["make", "text", "--from", "t.txt", "--seq-len", "16", "--output", "train.h5"], in: dir)
+        XCTAssertEqual(made.status, 0, made.err)
+        func train(_ folder: String, _ extra: [String]) throws {
+            let r = try runBinary("rnn-coord", ["start", "--data", "train.h5", "--cell", "gru", "--hidden", "24", "--batch-size", "16",
+                                                "--epochs", "25", "--lr", "0.02", "--shuffle", "--seed", "3", "--local-workers", "2",
+                                                "--bind", "tcp://127.0.0.1:*", "--checkpoint-dir", folder, "--quiet", "--no-plot"] + extra, in: dir)
+            XCTAssertEqual(r.status, 0, r.err)
+        }
+        try train("emb", ["--embedding", "8"])
+        try train("onehot", [])
+        let prompt = "the d"
+        for folder in ["emb", "onehot"] {
+            let model = try LoadedModel.load(checkpoint: try newestCheckpoint(in: dir + "/" + folder))
+            XCTAssertTrue(model.config.model.tokenInput)
+            XCTAssertEqual(model.config.model.embeddingSize, folder == "emb" ? 8 : nil)
+            let vocabulary = try XCTUnwrap(try model.open(dataset: [dir + "/train.h5"]).vocabulary)
+            let (expected, gap) = try referenceGreedy(model, prompt: prompt, length: 60, vocabulary: vocabulary)
+            print("\(folder): greedy '\(expected)' (smallest top-2 logit gap \(gap))")
+            XCTAssertGreaterThan(gap, 1e-4, "\(folder): a near tie makes the comparison meaningless; change the seed")
+            // The model learned something: the corpus' continuation.
+            XCTAssertTrue(expected.hasPrefix("og ran to the "), "\(folder): \(expected)")
+            var greedy = TokenSampler(temperature: 0, seed: 1)
+            XCTAssertEqual(try model.generate(prompt: prompt, length: 60, sampler: &greedy, vocabulary: vocabulary), expected, folder)
+            let args = ["generate", "--checkpoint", folder, "--prompt", prompt, "--length", "60"]
+            let g = try runBinary("rnn-coord", args + ["--temperature", "0"], in: dir)
+            XCTAssertEqual(g.status, 0, g.err)
+            XCTAssertEqual(g.out, prompt + expected + "\n", folder)
+            let a = try runBinary("rnn-coord", args + ["--temperature", "1.5", "--seed", "7"], in: dir)
+            let b = try runBinary("rnn-coord", args + ["--temperature", "1.5", "--seed", "7"], in: dir)
+            let c = try runBinary("rnn-coord", args + ["--temperature", "1.5", "--seed", "8"], in: dir)
+            XCTAssertEqual(a.status, 0, a.err)
+            XCTAssertEqual(a.out, b.out, folder)
+            XCTAssertNotEqual(a.out, c.out, folder)
+            XCTAssertEqual(a.out.unicodeScalars.count, prompt.unicodeScalars.count + 60 + 1)
+        }
+        // A bidirectional model reads the text backwards too: it cannot continue it one
+        // character at a time, and generate says so.
+        try train("bi", ["--embedding", "8", "--bidirectional", "--max-steps", "2"])
+        assertOneErrorLine(try runBinary("rnn-coord", ["generate", "--checkpoint", "bi", "--prompt", prompt], in: dir),
+                           contains: "bidirectional", "bidirectional generate")
+    }
 }

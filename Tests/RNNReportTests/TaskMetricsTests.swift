@@ -141,4 +141,159 @@ final class TaskMetricsTests: XCTestCase {
         XCTAssertEqual(lines[1], "next,probability")
         XCTAssertEqual(lines[2], "\"\(all[0].0)\",\(String(format: "%.6f", all[0].1))")
     }
+
+    /// A per-step token model over sequences of 2-8 real steps (T = 8), targets past each
+    /// length set to -100 and ids there to random tokens: `eval`'s loss, accuracy, confusion
+    /// matrix and perplexity count the real steps only, and `predict --probabilities` is the
+    /// softmax of each sequence's last real step. The references are computed here from the
+    /// network's raw outputs.
+    func testPerStepTokenModelWithLengthsScoresRealStepsOnly() throws {
+        var rng = SeededGenerator(seed: 21)
+        let n = 48, t = 8, v = 7, classes = 3
+        let lengths = (0..<n).map { _ in Int32(2 + rng.next() % UInt64(t - 1)) }
+        var x = [Int32](repeating: 0, count: n * t), y = [Int32](repeating: -100, count: n * t)
+        for i in 0..<n {
+            for s in 0..<t { x[i * t + s] = Int32(rng.next() % UInt64(v)) }
+            for s in 0..<Int(lengths[i]) { y[i * t + s] = (x[i * t + s] + (s > 0 ? x[i * t + s - 1] : 0)) % Int32(classes) }
+        }
+        try DatasetContents(x: .tokens(x, count: n, steps: t, vocabularySize: v), y: .classes(y, shape: [n, t]), classes: classes,
+                            lengths: lengths).write(to: dir + "/steps.h5")
+        let train = try runBinary("rnn-coord", ["start", "--data", "steps.h5", "--cell", "lstm", "--hidden", "12", "--bidirectional",
+                                                "--batch-size", "8", "--epochs", "8", "--lr", "0.02", "--local-workers", "2",
+                                                "--bind", "tcp://127.0.0.1:*", "--checkpoint-dir", "run", "--quiet", "--no-plot"], in: dir)
+        XCTAssertEqual(train.status, 0, train.err)
+        let model = try LoadedModel.load(checkpoint: try XCTUnwrap(newestCheckpoint(dir + "/run")))
+        let data = try model.open(dataset: [dir + "/steps.h5"])
+        XCTAssertTrue(isLanguageModel(model.config.model))
+        // The reference: cross-entropy, arg-max and softmax of the raw logits over the real steps.
+        let real = lengths.map(Int.init)
+        let out = try model.network.predict(parameters: model.checkpoint.parameters, input: x.map { Float($0) }, batch: n, steps: t,
+                                            lengths: real).outputs
+        var lossSum = 0.0, correct = 0, scored = 0
+        var confusion = ConfusionMatrix(classes: classes)
+        var lastStepProbabilities: [[Double]] = []
+        for i in 0..<n {
+            for s in 0..<real[i] {
+                let logits = out[((i * t + s) * classes)..<((i * t + s + 1) * classes)].map(Double.init)
+                let top = logits.max()!
+                let logSum = top + log(logits.map { exp($0 - top) }.reduce(0, +))
+                let target = Int(y[i * t + s])
+                lossSum += logSum - logits[target]
+                let predicted = logits.firstIndex(of: top)!
+                if predicted == target { correct += 1 }
+                confusion.add(truth: target, predicted: predicted)
+                scored += 1
+                if s == real[i] - 1 { lastStepProbabilities.append(logits.map { exp($0 - logSum) }) }
+            }
+        }
+        XCTAssertEqual(scored, real.reduce(0, +))
+        let loss = lossSum / Double(scored)
+        let report = try model.evaluate(on: data, batchSize: 10)  // several batches, the last one short
+        print("lengths per-step eval: loss \(report.loss) (reference \(loss)), perplexity \(report.perplexity ?? .nan), accuracy \(report.accuracy ?? .nan)")
+        XCTAssertEqual(report.loss, loss, accuracy: 1e-5 * loss)
+        XCTAssertEqual(report.perplexity!, exp(loss), accuracy: 1e-5 * exp(loss))
+        XCTAssertEqual(report.bitsPerCharacter!, loss / log(2), accuracy: 1e-5 * loss)
+        XCTAssertEqual(report.accuracy!, Double(correct) / Double(scored), accuracy: 1e-12)
+        XCTAssertEqual(report.confusion, confusion)
+        XCTAssertEqual(report.confusion?.total, scored)
+        // The binaries agree: eval --log-format json, and predict --probabilities at each sequence's last real step.
+        let eval = try runBinary("rnn-coord", ["eval", "--checkpoint", "run", "--data", "steps.h5", "--log-format", "json"], in: dir)
+        XCTAssertEqual(eval.status, 0, eval.err)
+        let json = try JSONSerialization.jsonObject(with: Data(eval.out.utf8)) as! [String: Any]
+        XCTAssertEqual(json["perplexity"] as! Double, exp(loss), accuracy: 1e-5 * exp(loss))
+        let predict = try runBinary("rnn-coord", ["predict", "--checkpoint", "run", "--data", "steps.h5", "--probabilities"], in: dir)
+        XCTAssertEqual(predict.status, 0, predict.err)
+        let lines = predict.out.split(separator: "\n").dropFirst()
+        XCTAssertEqual(lines.count, n)
+        for (i, line) in lines.enumerated() {
+            let p = line.split(separator: ",").suffix(classes).map { Double($0)! }
+            for (a, b) in zip(p, lastStepProbabilities[i]) { XCTAssertEqual(a, b, accuracy: 2e-6, "sample \(i): \(line)") }
+        }
+    }
+
+    /// A last-step regression over float sequences of 2-6 real steps (T = 6) whose padding holds
+    /// noise: `eval`'s MSE is the training loss over each sequence's own final state, and
+    /// `predict` prints those values; then per-step targets: only the real steps are scored.
+    func testRegressionWithLengthsEvaluatesAndPrintsTheRealStepsOnly() throws {
+        var rng = SeededGenerator(seed: 5)
+        let n = 40, t = 6, f = 2
+        let lengths = (0..<n).map { _ in Int32(2 + rng.next() % UInt64(t - 1)) }
+        let x = (0..<(n * t * f)).map { _ in rng.nextFloat(in: -1, 1) }
+        var y = [Float](repeating: 0, count: n * 2)
+        for i in 0..<n {
+            let l = Int(lengths[i])
+            y[i * 2] = (0..<l).map { x[(i * t + $0) * f] }.reduce(0, +) / Float(l)
+            y[i * 2 + 1] = x[(i * t + l - 1) * f + 1]
+        }
+        try DatasetContents(x: .dense(x, count: n, steps: t, features: f), y: .values(y, shape: [n, 2]), lengths: lengths)
+            .write(to: dir + "/reg.h5")
+        let train = try runBinary("rnn-coord", ["start", "--data", "reg.h5", "--cell", "gru", "--hidden", "8", "--batch-size", "8",
+                                                "--epochs", "5", "--lr", "0.02", "--local-workers", "1", "--bind", "tcp://127.0.0.1:*",
+                                                "--checkpoint-dir", "run", "--quiet", "--no-plot"], in: dir)
+        XCTAssertEqual(train.status, 0, train.err)
+        let model = try LoadedModel.load(checkpoint: try XCTUnwrap(newestCheckpoint(dir + "/run")))
+        let data = try model.open(dataset: [dir + "/reg.h5"])
+        let real = lengths.map(Int.init)
+        let out = try model.network.predict(parameters: model.checkpoint.parameters, input: x, batch: n, steps: t, lengths: real).outputs
+        let ignoring = try model.network.predict(parameters: model.checkpoint.parameters, input: x, batch: n, steps: t).outputs
+        XCTAssertGreaterThan(zip(out, ignoring).map { abs($0 - $1) }.max()!, 1e-3, "the padding noise must matter to the test")
+        let mse = zip(out, y).map { Double($0 - $1) * Double($0 - $1) }.reduce(0, +) / Double(out.count)
+        let trainingLoss = try model.network.evaluate(parameters: model.checkpoint.parameters, input: x, batch: n, steps: t,
+                                                      targets: .values(y), lengths: real).meanLoss
+        XCTAssertEqual(trainingLoss, mse, accuracy: 1e-6 * mse)
+        let report = try model.evaluate(on: data, batchSize: 16)
+        print("lengths regression eval: loss \(report.loss), mse \(report.regression?.mse ?? .nan) (reference \(mse))")
+        XCTAssertEqual(report.loss, mse, accuracy: 1e-5 * mse)
+        XCTAssertEqual(report.regression!.mse, mse, accuracy: 1e-5 * mse)
+        let values = try model.outputs(on: data)
+        XCTAssertEqual(values.flatMap { $0 }, out)
+        let predict = try runBinary("rnn-coord", ["predict", "--checkpoint", "run", "--data", "reg.h5", "--limit", "4"], in: dir)
+        XCTAssertEqual(predict.status, 0, predict.err)
+        let lines = predict.out.split(separator: "\n")
+        XCTAssertEqual(lines.count, 5)
+        XCTAssertTrue(lines[1].hasPrefix("0,\"\(valueText(out[0])) \(valueText(out[1]))\","), String(lines[1]))
+
+        // Per-step targets (the running mean of the first feature), 1000 past each length: only
+        // the real steps are scored (the training loss), evaluated and printed.
+        var z = [Float](repeating: 1000, count: n * t)
+        for i in 0..<n {
+            for s in 0..<Int(lengths[i]) { z[i * t + s] = (0...s).map { x[(i * t + $0) * f] }.reduce(0, +) / Float(s + 1) }
+        }
+        try DatasetContents(x: .dense(x, count: n, steps: t, features: f), y: .values(z, shape: [n, t, 1]), lengths: lengths)
+            .write(to: dir + "/steps.h5")
+        let trainSteps = try runBinary("rnn-coord", ["start", "--data", "steps.h5", "--cell", "gru", "--hidden", "8", "--batch-size", "8",
+                                                     "--epochs", "3", "--lr", "0.02", "--local-workers", "1", "--bind", "tcp://127.0.0.1:*",
+                                                     "--checkpoint-dir", "steps", "--quiet", "--no-plot"], in: dir)
+        XCTAssertEqual(trainSteps.status, 0, trainSteps.err)
+        let stepModel = try LoadedModel.load(checkpoint: try XCTUnwrap(newestCheckpoint(dir + "/steps")))
+        XCTAssertEqual(stepModel.config.model.head, .everyStep)
+        let stepOut = try stepModel.network.predict(parameters: stepModel.checkpoint.parameters, input: x, batch: n, steps: t, lengths: real).outputs
+        var squared = 0.0
+        for i in 0..<n { for s in 0..<real[i] { squared += Double(stepOut[i * t + s] - z[i * t + s]) * Double(stepOut[i * t + s] - z[i * t + s]) } }
+        let stepMSE = squared / Double(real.reduce(0, +))
+        let stepTraining = try stepModel.network.evaluate(parameters: stepModel.checkpoint.parameters, input: x, batch: n, steps: t,
+                                                          targets: .values(z), lengths: real).meanLoss
+        XCTAssertEqual(stepTraining, stepMSE, accuracy: 1e-6 * stepMSE)
+        let stepReport = try stepModel.evaluate(on: try stepModel.open(dataset: [dir + "/steps.h5"]), batchSize: 16)
+        print("lengths per-step regression eval: loss \(stepReport.loss), mse \(stepReport.regression?.mse ?? .nan) (reference \(stepMSE))")
+        XCTAssertLessThan(stepMSE, 10, "the padding's 1000s must not be scored")
+        XCTAssertEqual(stepReport.regression!.mse, stepMSE, accuracy: 1e-5 * stepMSE)
+        let stepPredict = try runBinary("rnn-coord", ["predict", "--checkpoint", "steps", "--data", "steps.h5", "--limit", "3"], in: dir)
+        XCTAssertEqual(stepPredict.status, 0, stepPredict.err)
+        for (i, line) in stepPredict.out.split(separator: "\n").dropFirst().enumerated() {
+            let cells = line.split(separator: "\"").filter { $0 != "," }
+            XCTAssertEqual(cells.count, 3, String(line))
+            XCTAssertEqual(cells[1].split(separator: " ").count, real[i], String(line))
+            XCTAssertEqual(String(cells[2]), (0..<real[i]).map { valueText(z[i * t + $0]) }.joined(separator: " "), String(line))
+        }
+    }
+
+    /// The highest-numbered ckpt-<step>.h5 in `folder`.
+    private func newestCheckpoint(_ folder: String) throws -> String? {
+        let steps = try FileManager.default.contentsOfDirectory(atPath: folder).compactMap { name -> Int? in
+            guard name.hasPrefix("ckpt-"), name.hasSuffix(".h5") else { return nil }
+            return Int(name.dropFirst(5).dropLast(3))
+        }
+        return steps.max().map { folder + "/ckpt-\($0).h5" }
+    }
 }

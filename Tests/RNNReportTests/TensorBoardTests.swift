@@ -3,6 +3,8 @@
 // steps and values, from the writer and from a real `rnn-coord start --tensorboard` run. The
 // read-back tests skip, saying so, when python3 or tensorboard is missing (CI installs it).
 import Foundation
+import RNNCore
+import RNNData
 import XCTest
 @testable import RNNReport
 
@@ -102,5 +104,60 @@ final class TensorBoardTests: XCTestCase {
             let time = record["time"] as? String ?? ""
             XCTAssertNotNil(time.range(of: #"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$"#, options: .regularExpression), time)
         }
+    }
+
+    /// A per-step token model with lengths (targets past each length -100), a validation file,
+    /// --accumulate 2 and a cosine schedule: TensorBoard's val_loss is metrics.jsonl's, which
+    /// is `eval`'s loss over the real steps of the final checkpoint; the epoch records'
+    /// perplexity is exp(loss).
+    func testLengthsRunWritesRealStepLossesToTensorBoardAndMetrics() throws {
+        var rng = SeededGenerator(seed: 9)
+        func write(_ name: String, _ n: Int) throws {
+            let t = 7, v = 6
+            let lengths = (0..<n).map { _ in Int32(1 + rng.next() % UInt64(t)) }
+            var x = [Int32](repeating: 0, count: n * t), y = [Int32](repeating: -100, count: n * t)
+            for i in 0..<n {
+                for s in 0..<t { x[i * t + s] = Int32(rng.next() % UInt64(v)) }
+                for s in 0..<Int(lengths[i]) { y[i * t + s] = (x[i * t + s] + (s > 0 ? x[i * t + s - 1] : 0)) % 3 }
+            }
+            try DatasetContents(x: .tokens(x, count: n, steps: t, vocabularySize: v), y: .classes(y, shape: [n, t]), classes: 3,
+                                lengths: lengths).write(to: dir + "/" + name)
+        }
+        try write("train.h5", 40)
+        try write("val.h5", 24)
+        let r = try runBinary("rnn-coord", ["start", "--data", "train.h5", "--val", "val.h5", "--cell", "gru", "--hidden", "8",
+                                            "--embedding", "4", "--batch-size", "4", "--accumulate", "2", "--epochs", "3", "--lr", "0.05",
+                                            "--lr-schedule", "cosine", "--local-workers", "2", "--bind", "tcp://127.0.0.1:*",
+                                            "--checkpoint-dir", "run", "--tensorboard", "tb", "--quiet", "--no-plot"], in: dir)
+        XCTAssertEqual(r.status, 0, r.err)
+        let lines = try String(contentsOfFile: dir + "/run/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+        let records = lines.compactMap { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any] }
+        let steps = records.filter { $0["kind"] as? String == "step" }
+        let epochs = records.filter { $0["kind"] as? String == "epoch" }
+        XCTAssertEqual(steps.count, 15)  // 40 rows, 8 per optimizer step
+        XCTAssertEqual(epochs.count, 3)
+        for e in epochs {
+            XCTAssertEqual(e["perplexity"] as! Double, exp(e["loss"] as! Double), accuracy: 1e-9)
+            XCTAssertEqual(e["val_perplexity"] as! Double, exp(e["val_loss"] as! Double), accuracy: 1e-9)
+        }
+        // The last validation equals eval over the real steps of the final checkpoint.
+        let eval = try runBinary("rnn-coord", ["eval", "--checkpoint", "run", "--data", "val.h5", "--log-format", "json"], in: dir)
+        XCTAssertEqual(eval.status, 0, eval.err)
+        let json = try JSONSerialization.jsonObject(with: Data(eval.out.utf8)) as! [String: Any]
+        let valLoss = epochs.last!["val_loss"] as! Double
+        XCTAssertEqual(json["loss"] as! Double, valLoss, accuracy: 1e-6)
+        XCTAssertEqual(json["perplexity"] as! Double, exp(valLoss), accuracy: 1e-5)
+        XCTAssertEqual(json["accuracy"] as! Double, epochs.last!["val_accuracy"] as! Double, accuracy: 1e-9)
+        let back = try readBack(dir + "/tb")
+        XCTAssertEqual(back["loss"]?.map(\.0), steps.map { $0["global_step"] as! Int })
+        for (tb, record) in zip(back["loss"] ?? [], steps) { XCTAssertEqual(tb.1, Double(Float(record["loss"] as! Double)), accuracy: 1e-6) }
+        XCTAssertEqual(back["val_loss"]?.map(\.0), epochs.map { $0["global_step"] as! Int })
+        for (tb, record) in zip(back["val_loss"] ?? [], epochs) {
+            XCTAssertEqual(tb.1, Double(Float(record["val_loss"] as! Double)), accuracy: 1e-6)
+        }
+        for (tb, record) in zip(back["epoch_loss"] ?? [], epochs) {
+            XCTAssertEqual(tb.1, Double(Float(record["loss"] as! Double)), accuracy: 1e-6)
+        }
+        XCTAssertEqual(back["lr"]?.count, 15)
     }
 }
