@@ -57,6 +57,9 @@
 // buffer; `AllReduceBuffer` lays out gradients followed by scalars in one 64-byte aligned
 // allocation.
 import RNNTransport
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A failed all-reduce. The exchange is then incomplete: the caller must not use the
 /// buffer, and re-forms the ring with a new generation before retrying.
@@ -514,6 +517,9 @@ public final class RingAllReduce: @unchecked Sendable {
         sender?.close(discardPending: discardPending)
         for (_, s) in peerSenders { s.close(discardPending: discardPending) }
         receiver.close(discardPending: true)
+        // libzmq removes a bound ipc:// file only when the context's reaper gets to it.
+        if let ipc = boundLocalEndpoint, ipc.hasPrefix("ipc://") { _ = unlink(String(ipc.dropFirst(6))) }
+        boundLocalEndpoint = nil
     }
 
     /// Sums `buffer` element-wise across all ranks, in place. On return every rank holds the
