@@ -132,6 +132,63 @@ final class HierarchicalAllReduceTests: XCTestCase {
         }
     }
 
+    /// --compress bf16 on the hierarchical path: the local sums stay float32, the leaders
+    /// exchange bfloat16; every rank ends with the same bits, run after run, and each value is
+    /// the exact sum rounded through bf16 (inputs exact in bf16, sums small integers).
+    func testBF16AmongLeadersSameBitsEverywhere() throws {
+        let groups = [0, 0, 0, 1, 1], n = 70_001
+        var runs: [[[Float]]] = []
+        for _ in 0..<2 {
+            let ctx = try ZMQContext()
+            let rings = try makeGroups(ctx, groups, wire: .tcp, runID: UInt64.random(in: 1 ... .max))
+            for r in rings { r.compression = .bf16 }
+            let world = groups.count
+            let outputs = Box([[Float]](repeating: [], count: world))
+            let errors = Box([String]())
+            XCTAssertTrue(runOnThreads(world, timeoutSeconds: 60) { rank in
+                var buf = (0..<n).map { Float(($0 &* 3 &+ rank) % 17) - 8 }
+                do {
+                    try buf.withUnsafeMutableBufferPointer { try rings[rank].allReduceSum($0, step: 1, compressedCount: n - 1) }
+                } catch { errors.update { $0.append("rank \(rank): \(error)") } }
+                outputs.update { $0[rank] = buf }
+            })
+            XCTAssertEqual(errors.get, [])
+            rings.forEach { $0.close() }
+            runs.append(outputs.get)
+        }
+        for run in runs {
+            for r in 0..<groups.count { XCTAssertTrue(run[r].elementsEqual(runs[0][0]) { $0.bitPattern == $1.bitPattern }, "rank \(r)") }
+        }
+        for i in [0, 1, 2, 16, 1000, n - 2, n - 1] {
+            let exact = (0..<groups.count).reduce(Float(0)) { $0 + Float(($1 + i * 3) % 17) - 8 }
+            XCTAssertEqual(runs[0][0][i], exact, "index \(i)")
+        }
+    }
+
+    /// A member that stays silent: its leader times out naming it, the other host's ranks time
+    /// out too; nobody hangs.
+    func testSilentMemberTimesOut() throws {
+        let ctx = try ZMQContext()
+        let groups = [0, 0, 1, 1]
+        let rings = try groups.indices.map { r in
+            try RingAllReduce(context: ctx, rank: r, world: 4, runID: 91, bindEndpoint: "tcp://127.0.0.1:*", timeoutMilliseconds: 400)
+        }
+        let endpoints = rings.map(\.localEndpoint)
+        for r in rings { try r.connect(peerEndpoints: endpoints, hostGroups: groups) }
+        defer { rings.forEach { $0.close(discardPending: true) } }
+        let errors = Box([Int: String]())
+        let started = Date()
+        XCTAssertTrue(runOnThreads(4, timeoutSeconds: 20) { rank in
+            guard rank != 1 else { return }
+            var buf = [Float](repeating: 1, count: 1000)
+            do { try rings[rank].allReduceSum(&buf, step: 0) } catch { errors.update { $0[rank] = "\(error)" } }
+        })
+        XCTAssertLessThan(Date().timeIntervalSince(started), 10)
+        XCTAssertEqual(errors.get.keys.sorted(), [0, 2, 3], "\(errors.get)")
+        XCTAssertTrue(errors.get[0]?.contains("waiting for rank 1") == true, "the leader names its silent member: \(errors.get)")
+        XCTAssertTrue(errors.get.values.allSatisfy { $0.contains("timed out") }, "\(errors.get)")
+    }
+
     /// Endpoints alone: TCP ranks on different hosts are different groups; every non-TCP
     /// endpoint one group; one group or all groups of one means the flat path.
     func testGroupsFromEndpoints() throws {
