@@ -31,6 +31,15 @@
 //  right neighbour, over PUSH sockets connected on demand to those ranks' endpoints, always as
 //  copied single-part frames; a frame that arrives before it is expected (a partner of a later
 //  round, or of the next step) is kept aside until its turn.
+//  hierarchical (any algorithm above among leaders): when the ranks' host groups (given to
+//  `connect`, or the host part of each TCP endpoint) number two or more and some group holds two
+//  or more ranks, each member sends its whole buffer (copied sub-chunks) to its group's leader,
+//  the lowest rank of the group, over a local endpoint (`ipc://` under /tmp for a TCP rank); the
+//  leader adds them in ascending rank order, runs the automatic (or chosen, or bf16) algorithm
+//  among the leaders only (leader index and count in place of rank and world), then copies the
+//  result back to its members. The local phases use sequence numbers from `localReduceSequence`
+//  and `localBroadcastSequence`, so frames of the leaders' exchange that arrive during them
+//  wait aside. One copy of the buffer leaves and enters each host per step.
 // Both are pipelined: a chunk is split into sub-chunks of `subChunkBytes` (1 MiB); a
 // sub-chunk is forwarded as soon as it has been reduced, so the link stays busy while ranks
 // compute. Receiving frame k releases the send of frame k + `sendWindow` (default 1): on
