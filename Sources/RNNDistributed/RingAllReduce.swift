@@ -430,15 +430,22 @@ public final class RingAllReduce: @unchecked Sendable {
             for m in h.members.dropFirst() {
                 for j in 0..<S { try receive(into: base, sub(j), add: true, sequence: Self.localReduceSequence + j, ctx, from: m) }
             }
-            guard let leaders = leaderView else { throw .notConnected(rank: rank) }
+            guard let leaders = leaderView, let leaderSender = leaders.sender else { throw .notConnected(rank: rank) }
             let global = view
             view = leaders
             defer {
                 leaderView = view
                 view = global
             }
-            try flatAllReduce(base, n, compressed: compressed, Exchange(sender: leaders.sender!, step: ctx.step))
-            try waitForSends(step: ctx.step)
+            do {
+                try flatAllReduce(base, n, compressed: compressed, Exchange(sender: leaderSender, step: ctx.step))
+                try waitForSends(step: ctx.step)
+            } catch {
+                // Zero-copy sends to the next leader may still read `base`: release them in
+                // this view (which may drop that connection; `connect` makes a new one).
+                releaseSendsAfterFailure()
+                throw error
+            }
         } else {
             for j in 0..<S { try sendLocal(base, sub(j), sequence: Self.localReduceSequence + j, to: h.leader, ctx) }
             for j in 0..<S { try receive(into: base, sub(j), add: false, sequence: Self.localBroadcastSequence + j, ctx, from: h.leader) }
