@@ -31,6 +31,15 @@
 //  right neighbour, over PUSH sockets connected on demand to those ranks' endpoints, always as
 //  copied single-part frames; a frame that arrives before it is expected (a partner of a later
 //  round, or of the next step) is kept aside until its turn.
+//  hierarchical (any algorithm above among leaders): when the ranks' host groups (given to
+//  `connect`, or the host part of each TCP endpoint) number two or more and some group holds two
+//  or more ranks, each member sends its whole buffer (copied sub-chunks) to its group's leader,
+//  the lowest rank of the group, over a local endpoint (`ipc://` under /tmp for a TCP rank); the
+//  leader adds them in ascending rank order, runs the automatic (or chosen, or bf16) algorithm
+//  among the leaders only (leader index and count in place of rank and world), then copies the
+//  result back to its members. The local phases use sequence numbers from `localReduceSequence`
+//  and `localBroadcastSequence`, so frames of the leaders' exchange that arrive during them
+//  wait aside. One copy of the buffer leaves and enters each host per step.
 // Both are pipelined: a chunk is split into sub-chunks of `subChunkBytes` (1 MiB); a
 // sub-chunk is forwarded as soon as it has been reduced, so the link stays busy while ranks
 // compute. Receiving frame k releases the send of frame k + `sendWindow` (default 1): on
@@ -57,6 +66,9 @@
 // buffer; `AllReduceBuffer` lays out gradients followed by scalars in one 64-byte aligned
 // allocation.
 import RNNTransport
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A failed all-reduce. The exchange is then incomplete: the caller must not use the
 /// buffer, and re-forms the ring with a new generation before retrying.
@@ -142,6 +154,25 @@ public final class RingAllReduce: @unchecked Sendable {
     /// halving-doubling; larger ones the ring.
     public var halvingDoublingMaxBytes: Int = AllReduceCrossover.halvingDoublingMaxBytes
     public var algorithm: AllReduceAlgorithm = .automatic
+    /// Hierarchical all-reduce: when the ranks span two or more host groups and some group has
+    /// two or more ranks, each group first sums into its leader (its lowest rank) over local
+    /// endpoints (`ipc://` for TCP ranks), the leaders all-reduce among themselves with the
+    /// algorithm chosen for their number, and each leader copies the result back to its group.
+    /// So one copy of the buffer leaves and enters each host per step. Set before each step;
+    /// every rank must agree.
+    public var hierarchical = true
+    /// The host group of every rank (from `connect`: given, or the host part of each TCP endpoint).
+    public private(set) var hostGroups: [Int] = []
+    /// Bytes (headers included) this rank sent to other ranks' announced endpoints (TCP in a
+    /// real run), and within its host group in the hierarchical path (`ipc://` or `inproc://`).
+    public private(set) var endpointBytesSent = 0
+    public private(set) var localBytesSent = 0
+    private var hierarchy: Hierarchy?
+    private var leaderView: View?
+    private var localSenders: [Int: ZMQSocket] = [:]
+    private var boundLocalEndpoint: String?
+    /// In the leaders' view: the global rank of each leader index (for `socketSetup`).
+    private var setupRanks: [Int]?
     /// How gradients travel (GradientCompression.swift): with `.bf16`, the first
     /// `compressedCount` floats given to `allReduceSum(_:step:compressedCount:)` go as
     /// bfloat16 to their chunk's owner and back; the rest stay float32.
@@ -234,8 +265,10 @@ public final class RingAllReduce: @unchecked Sendable {
 
     /// Connects to the right neighbour. `peerEndpoints[k]` is rank k's `localEndpoint`.
     /// CURVE (authentication and encryption) is configured by the `socketSetup` hook.
-    public func connect(peerEndpoints: [String]) throws(ZMQError) {
+    public func connect(peerEndpoints: [String], hostGroups: [Int]? = nil) throws(ZMQError) {
         precondition(peerEndpoints.count == world, "need \(world) endpoints, got \(peerEndpoints.count)")
+        precondition(hostGroups == nil || hostGroups!.count == world, "need \(world) host groups")
+        closeHierarchy()
         sender?.close(discardPending: true)
         sender = nil
         for (_, s) in peerSenders { s.close(discardPending: true) }
@@ -260,6 +293,192 @@ public final class RingAllReduce: @unchecked Sendable {
                 _ = try peerSocket(peer)
             }
         }
+        try setUpHierarchy(hostGroups ?? Self.hostGroups(of: peerEndpoints))
+    }
+
+    // MARK: hierarchy
+
+    /// This rank's place in the hierarchical path.
+    struct Hierarchy {
+        /// This rank's host group, ascending global ranks; `members[0]` is its leader.
+        let members: [Int]
+        /// Every group's leader, ascending.
+        let leaders: [Int]
+        var leader: Int { members[0] }
+    }
+
+    /// The state the flat algorithms read: the whole world's, or (for a leader) the leaders'.
+    private struct View {
+        var rank: Int
+        var world: Int
+        var sender: ZMQSocket?
+        var rightEndpoint: String?
+        var peerEndpoints: [String]
+        var peerSenders: [Int: ZMQSocket]
+        var zeroCopyAllowed: Bool
+        var setupRanks: [Int]?
+    }
+
+    private var view: View {
+        get { View(rank: rank, world: world, sender: sender, rightEndpoint: rightEndpoint, peerEndpoints: peerEndpoints,
+                   peerSenders: peerSenders, zeroCopyAllowed: zeroCopyAllowed, setupRanks: setupRanks) }
+        set {
+            rank = newValue.rank; world = newValue.world; sender = newValue.sender; rightEndpoint = newValue.rightEndpoint
+            peerEndpoints = newValue.peerEndpoints; peerSenders = newValue.peerSenders
+            zeroCopyAllowed = newValue.zeroCopyAllowed; setupRanks = newValue.setupRanks
+        }
+    }
+
+    /// Host groups from endpoints: TCP endpoints with the same host are one group (numbered by
+    /// first appearance); every non-TCP endpoint (inproc, ipc: one machine) is in group 0's
+    /// or a group of their own together.
+    static func hostGroups(of endpoints: [String]) -> [Int] {
+        var ids: [String: Int] = [:]
+        return endpoints.map { ep in
+            var host = "local"
+            if ep.hasPrefix("tcp://"), let colon = ep.lastIndex(of: ":"), colon > ep.index(ep.startIndex, offsetBy: 6) {
+                host = String(ep[ep.index(ep.startIndex, offsetBy: 6)..<colon])
+            }
+            if let id = ids[host] { return id }
+            ids[host] = ids.count
+            return ids[host]!
+        }
+    }
+
+    /// The endpoint ranks of one host group use among themselves: `ipc://` for a TCP endpoint
+    /// (a path from the run, generation, host and port), the endpoint itself otherwise.
+    func localEndpoint(of endpoint: String) -> String {
+        guard endpoint.hasPrefix("tcp://") else { return endpoint }
+        let name = endpoint.dropFirst(6).map { $0.isLetter || $0.isNumber || $0 == "." ? $0 : "-" }
+        return "ipc:///tmp/rnn-ring-\(String(runID, radix: 16))-\(generation)-\(String(name.prefix(60)))"
+    }
+
+    private func setUpHierarchy(_ groups: [Int]) throws(ZMQError) {
+        hostGroups = groups
+        guard world > 1 else { return }
+        var leaderOf: [Int: Int] = [:]
+        for r in 0..<world where leaderOf[groups[r]] == nil { leaderOf[groups[r]] = r }
+        let leaders = leaderOf.values.sorted()
+        guard leaders.count >= 2, leaders.count < world else { return }
+        let h = Hierarchy(members: (0..<world).filter { groups[$0] == groups[rank] }, leaders: leaders)
+        hierarchy = h
+        if h.members.count > 1 {
+            let own = localEndpoint(of: peerEndpoints[rank])
+            if own != peerEndpoints[rank], boundLocalEndpoint != own {
+                try receiver.bind(own)
+                boundLocalEndpoint = own
+            }
+            for peer in rank == h.leader ? Array(h.members.dropFirst()) : [h.leader] {
+                let push = try ZMQSocket(receiver.context, type: .push, lingerMilliseconds: closeLingerMilliseconds)
+                try push.setSendHighWaterMark(0)
+                try Self.setUp(socketSetup, push, peer)
+                try push.connect(localEndpoint(of: peerEndpoints[peer]))
+                localSenders[peer] = push
+            }
+        }
+        guard rank == h.leader else { return }
+        // The leaders' view: leader index, their number, a PUSH to the next leader and the
+        // doubling partners among leaders.
+        let global = view
+        let index = leaders.firstIndex(of: rank)!
+        let count = leaders.count
+        let right = leaders[(index + 1) % count]
+        let push = try ZMQSocket(receiver.context, type: .push, lingerMilliseconds: closeLingerMilliseconds)
+        try push.setSendHighWaterMark(0)
+        if receiver.context.ioThreads >= 2 { try push.setAffinity(2) }
+        try Self.setUp(socketSetup, push, right)
+        try push.connect(global.peerEndpoints[right])
+        view = View(rank: index, world: count, sender: push, rightEndpoint: global.peerEndpoints[right],
+                    peerEndpoints: leaders.map { global.peerEndpoints[$0] }, peerSenders: [:],
+                    zeroCopyAllowed: !global.peerEndpoints[right].hasPrefix("inproc://"), setupRanks: leaders)
+        defer {
+            leaderView = view
+            view = global
+        }
+        if count >= 3 {
+            for peer in Self.doublingPartners(rank: index, world: count) where peer != (index + 1) % count {
+                _ = try peerSocket(peer)
+            }
+        }
+    }
+
+    private func closeHierarchy(discardPending: Bool = true) {
+        for (_, s) in localSenders { s.close(discardPending: discardPending) }
+        localSenders = [:]
+        if let v = leaderView {
+            v.sender?.close(discardPending: discardPending)
+            for (_, s) in v.peerSenders { s.close(discardPending: discardPending) }
+        }
+        leaderView = nil
+        hierarchy = nil
+    }
+
+    /// Whether the next all-reduce takes the hierarchical path, and this rank's place in it.
+    var activeHierarchy: Hierarchy? { hierarchical ? hierarchy : nil }
+
+    /// Sequence numbers of the local phases (far above any flat schedule's).
+    static let localReduceSequence = 0x4000_0000
+    static let localBroadcastSequence = 0x6000_0000
+
+    /// Local sum into the leader (members in ascending rank order, so the order of additions is
+    /// fixed), the leaders' all-reduce, the leader's copy back to its members.
+    private func hierarchicalAllReduce(_ base: UnsafeMutablePointer<Float>, _ n: Int, compressed: Int, _ h: Hierarchy,
+                                       _ ctx: Exchange) throws(AllReduceError) {
+        let S = max(1, (n * 4 + subChunkBytes - 1) / subChunkBytes)
+        func sub(_ j: Int) -> Range<Int> { Self.split(n, parts: S, index: j) }
+        if rank == h.leader {
+            for m in h.members.dropFirst() {
+                for j in 0..<S { try receive(into: base, sub(j), add: true, sequence: Self.localReduceSequence + j, ctx, from: m) }
+            }
+            guard let leaders = leaderView, let leaderSender = leaders.sender else { throw .notConnected(rank: rank) }
+            let global = view
+            view = leaders
+            defer {
+                leaderView = view
+                view = global
+            }
+            do {
+                try flatAllReduce(base, n, compressed: compressed, Exchange(sender: leaderSender, step: ctx.step))
+                try waitForSends(step: ctx.step)
+            } catch {
+                // Zero-copy sends to the next leader may still read `base`: release them in
+                // this view (which may drop that connection; `connect` makes a new one).
+                releaseSendsAfterFailure()
+                throw error
+            }
+        } else {
+            for j in 0..<S { try sendLocal(base, sub(j), sequence: Self.localReduceSequence + j, to: h.leader, ctx) }
+            for j in 0..<S { try receive(into: base, sub(j), add: false, sequence: Self.localBroadcastSequence + j, ctx, from: h.leader) }
+            return
+        }
+        for m in h.members.dropFirst() {
+            for j in 0..<S { try sendLocal(base, sub(j), sequence: Self.localBroadcastSequence + j, to: m, ctx) }
+        }
+    }
+
+    /// A copied single-part frame to a rank of this host group.
+    private func sendLocal(_ base: UnsafeMutablePointer<Float>, _ range: Range<Int>, sequence: Int, to peer: Int,
+                           _ ctx: Exchange) throws(AllReduceError) {
+        guard let socket = localSenders[peer] else { throw .notConnected(rank: rank) }
+        let bytes = range.count * 4
+        let header = FrameHeader(kind: .gradientChunk, runID: runID, generation: generation, sender: UInt32(rank),
+                                 step: ctx.step, sequence: UInt32(sequence), payloadLength: bytes)
+        do {
+            let m = try ZMQMessage(size: FrameHeader.size + bytes)
+            m.withUnsafeMutableBytes { dst in
+                header.encode(to: dst.baseAddress!)
+                if bytes > 0 { (dst.baseAddress! + FrameHeader.size).copyMemory(from: base + range.lowerBound, byteCount: bytes) }
+            }
+            try socket.send(m, deadline: .after(milliseconds: timeoutMilliseconds))
+            localBytesSent += FrameHeader.size + bytes
+        } catch let e as ZMQTimeout {
+            throw .timeout(operation: "send", peerRank: peer, endpoint: localEndpoint(of: peerEndpoints[peer]), milliseconds: e.milliseconds,
+                           generation: generation, step: ctx.step)
+        } catch let e as ZMQError {
+            throw .transport(e)
+        } catch {
+            throw .transport(ZMQError(call: "zmq_msg_send (\(error))", endpoint: nil, errno: 0))
+        }
     }
 
     /// The ranks `rank` exchanges with in halving-doubling and recursive doubling.
@@ -281,7 +500,7 @@ public final class RingAllReduce: @unchecked Sendable {
         let push = try ZMQSocket(receiver.context, type: .push, lingerMilliseconds: closeLingerMilliseconds)
         try push.setSendHighWaterMark(0)
         if receiver.context.ioThreads >= 2 { try push.setAffinity(2) }
-        try Self.setUp(socketSetup, push, peer)
+        try Self.setUp(socketSetup, push, setupRanks?[peer] ?? peer)
         try push.connect(peerEndpoints[peer])
         peerSenders[peer] = push
         return push
@@ -310,9 +529,13 @@ public final class RingAllReduce: @unchecked Sendable {
     /// `closeLingerMilliseconds` to leave (when the context terminates); on the error path
     /// pass `discardPending: true`.
     public func close(discardPending: Bool = false) {
+        closeHierarchy(discardPending: discardPending)
         sender?.close(discardPending: discardPending)
         for (_, s) in peerSenders { s.close(discardPending: discardPending) }
         receiver.close(discardPending: true)
+        // libzmq removes a bound ipc:// file only when the context's reaper gets to it.
+        if let ipc = boundLocalEndpoint, ipc.hasPrefix("ipc://") { _ = unlink(String(ipc.dropFirst(6))) }
+        boundLocalEndpoint = nil
     }
 
     /// Sums `buffer` element-wise across all ranks, in place. On return every rank holds the
@@ -335,24 +558,37 @@ public final class RingAllReduce: @unchecked Sendable {
         let base = buffer.baseAddress!
         if !early.isEmpty { early = early.filter { $0.key.generation == generation && $0.key.step >= step } }
         do throws(AllReduceError) {
-            if compression == .bf16 && compressedCount > 0 {
-                try bf16AllReduce(base, n, compressed: compressedCount, ctx)
-            } else { switch chosenAlgorithm(count: n) {
-            case .exchange: try exchangeAll(base, n, ctx)
-            case .halvingDoubling: try halvingDoubling(base, n, ctx, halve: true)
-            case .recursiveDoubling: try halvingDoubling(base, n, ctx, halve: false)
-            case .ring, .automatic: try ring(base, n, ctx)
-            } }
+            if let h = activeHierarchy {
+                try hierarchicalAllReduce(base, n, compressed: compressedCount, h, ctx)
+            } else {
+                try flatAllReduce(base, n, compressed: compressedCount, ctx)
+            }
             // The caller may change the buffer as soon as we return: every zero-copy send
             // must have been released by libzmq.
-            guard try waitInterruptibly(.after(milliseconds: timeoutMilliseconds), step: step, { tracker.waitUntilAllComplete(deadline: $0) }) else {
-                throw AllReduceError.timeout(operation: "send completion", peerRank: rightRank, endpoint: rightEndpoint,
-                                             milliseconds: timeoutMilliseconds, generation: generation, step: step)
-            }
+            try waitForSends(step: step)
         } catch {
             releaseSendsAfterFailure()
             throw error
         }
+    }
+
+    private func waitForSends(step: UInt64) throws(AllReduceError) {
+        guard try waitInterruptibly(.after(milliseconds: timeoutMilliseconds), step: step, { tracker.waitUntilAllComplete(deadline: $0) }) else {
+            throw AllReduceError.timeout(operation: "send completion", peerRank: rightRank, endpoint: rightEndpoint,
+                                         milliseconds: timeoutMilliseconds, generation: generation, step: step)
+        }
+    }
+
+    /// The algorithms over the current view (all ranks, or the leaders).
+    private func flatAllReduce(_ base: UnsafeMutablePointer<Float>, _ n: Int, compressed compressedCount: Int, _ ctx: Exchange) throws(AllReduceError) {
+        if compression == .bf16 && compressedCount > 0 {
+            try bf16AllReduce(base, n, compressed: compressedCount, ctx)
+        } else { switch chosenAlgorithm(count: n) {
+        case .exchange: try exchangeAll(base, n, ctx)
+        case .halvingDoubling: try halvingDoubling(base, n, ctx, halve: true)
+        case .recursiveDoubling: try halvingDoubling(base, n, ctx, halve: false)
+        case .ring, .automatic: try ring(base, n, ctx)
+        } }
     }
 
     /// The algorithm `allReduceSum` runs for `count` floats at the current world size (the
@@ -625,6 +861,7 @@ public final class RingAllReduce: @unchecked Sendable {
                 }
             }
             try socket.send(m, deadline: .after(milliseconds: timeoutMilliseconds))
+            endpointBytesSent += FrameHeader.size + bytes
         } catch let e as ZMQTimeout {
             throw .timeout(operation: "send", peerRank: peer, endpoint: peerEndpoints[peer], milliseconds: e.milliseconds,
                            generation: generation, step: ctx.step)
@@ -693,6 +930,7 @@ public final class RingAllReduce: @unchecked Sendable {
                 try ctx.sender.send(h, more: true, deadline: deadline)
                 try ctx.sender.sendNoCopy(payload, tracker: tracker, slot: sequence, deadline: deadline)
             }
+            endpointBytesSent += FrameHeader.size + bytes
         } catch let e as ZMQTimeout {
             throw .timeout(operation: "send", peerRank: peerRank, endpoint: endpoint, milliseconds: e.milliseconds,
                            generation: generation, step: ctx.step)
@@ -799,10 +1037,11 @@ public final class RingAllReduce: @unchecked Sendable {
                                                   expectedGeneration: generation, expectedStep: ctx.step))
                         return .success(false)
                     }
-                    if h.generation == generation, h.step > ctx.step || (peer != nil && h.step == ctx.step && h.sender != UInt32(expected)),
-                       Int(h.sender) < world {
+                    if h.generation == generation, h.step > ctx.step
+                        || (peer != nil && h.step == ctx.step && (h.sender != UInt32(expected) || h.sequence != UInt32(sequence))),
+                       Int(h.sender) < world || hierarchy != nil {
                         let key = EarlyFrame(generation: h.generation, step: h.step, sender: h.sender, sequence: h.sequence)
-                        if early[key] == nil && early.count < 4 * world { earlyKey = key; return .success(nil) }
+                        if early[key] == nil && early.count < 4 * world + 64 { earlyKey = key; return .success(nil) }
                     }
                     guard h.generation == generation, h.step == ctx.step, h.sender == UInt32(expected),
                           h.sequence == UInt32(sequence), h.payloadLength == UInt64(byteCount) else {

@@ -53,6 +53,9 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     public var lengthsName: String?
     /// How gradients travel between workers (nil: float32; absent from older configs).
     public var gradientCompression: GradientCompression? = nil
+    /// Hierarchical all-reduce across host groups (nil: on; false: every rank in the flat
+    /// algorithms; absent from older configs).
+    public var hierarchicalAllReduce: Bool? = nil
 
     public init(
         model: ModelConfig, optimizer: OptimizerConfig, dataFiles: [String], valFiles: [String] = [],

@@ -354,6 +354,7 @@ public final class Worker: @unchecked Sendable {
                     ring.interruptPollMilliseconds = options.interruptPollMilliseconds
                     ring.spinMicroseconds = options.spinMicroseconds
                     ring.compression = config.gradientCompression ?? .none
+                    ring.hierarchical = config.hierarchicalAllReduce ?? true
                     ring.interruptCheck = { [options] in
                         if heartbeat.status != .alive || options.stop?.requested != nil { return true }
                         if let ppid = options.parentPID, getppid() != ppid { return true }
@@ -387,6 +388,8 @@ public final class Worker: @unchecked Sendable {
                          deadline: .after(seconds: heartbeatTimeout))
 
         var generations = 1, rolledBack = 0, abandoned = 0, stepMessages = 0
+        // All-reduce bytes sent by rings of earlier generations.
+        var endpointBytes = 0, localBytes = 0
         var failExchangeAt = options.failExchangeAtGlobalStep
         while true {
             try leaveIfAsked()
@@ -417,6 +420,11 @@ public final class Worker: @unchecked Sendable {
                 ringKeys.keys = update.publicKeys
                 ringGate?.setAllowed(Set(update.publicKeys))
                 try ring.connect(peerEndpoints: update.endpoints)
+                if let h = ring.activeHierarchy {
+                    let groups = Set(ring.hostGroups).count
+                    log("worker: hierarchical all-reduce: rank \(rank) is " + (h.leader == rank ? "the leader" : "a member (leader rank \(h.leader))")
+                        + " of host group \(h.leaders.firstIndex(of: h.leader)! + 1) of \(groups) (\(h.members.count) rank(s) on this host)")
+                }
             case .abortStep:
                 // REFORM: a new generation, rank and world; back to the completed step count.
                 let reform = try ReformMessage.decode(frame)
@@ -429,6 +437,8 @@ public final class Worker: @unchecked Sendable {
                 } catch {
                     throw WorkerError("rank \(rank) \(error)")
                 }
+                endpointBytes += ring.endpointBytesSent
+                localBytes += ring.localBytesSent
                 ring.close(discardPending: true)
                 rank = reform.rank
                 world = reform.world
@@ -493,7 +503,8 @@ public final class Worker: @unchecked Sendable {
                 let bye = try ByeMessage.decode(frame)
                 finishedNormally = true
                 log("worker: rank \(rank) done after \(replica.appliedSteps) steps in \(stepMessages) STEP message(s): \(bye.reason); "
-                    + "\(generations) generation(s), \(rolledBack) step(s) rolled back, \(abandoned) abandoned, \(decoder.rejects.total) frame(s) rejected")
+                    + "\(generations) generation(s), \(rolledBack) step(s) rolled back, \(abandoned) abandoned, \(decoder.rejects.total) frame(s) rejected; "
+                    + "all-reduce sent \(endpointBytes + ring.endpointBytesSent) bytes to ring endpoints, \(localBytes + ring.localBytesSent) within its host")
                 return WorkerSummary(rank: rank, world: world, steps: replica.appliedSteps, parameters: replica.parameters,
                                      reason: bye.reason, generations: generations, rolledBack: rolledBack, abandoned: abandoned,
                                      rejectedFrames: decoder.rejects.total, stepMessages: stepMessages)

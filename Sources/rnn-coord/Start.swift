@@ -106,6 +106,8 @@ struct Start: ParsableCommand {
     var balance = false
     @Option(help: "Gradients between workers: none (float32) or bf16 (bfloat16 on the wire, half the bytes; each chunk summed in float32 at its owner; W workers then match 1 worker only to bf16 rounding).")
     var compress: GradientCompression = .none
+    @Flag(name: .customLong("flat-allreduce"), help: "Run every worker in the flat all-reduce even when several share a host (default: workers of one host sum over ipc:// first and one leader per host joins the inter-host all-reduce).")
+    var flatAllreduce = false
 
     // MARK: Output, config file, plot (the product layer; helpers in StartOutput.swift)
     @Option(help: "A YAML file of flag values (keys are long flag names, e.g. 'batch-size: 32'); flags typed here override it.")
@@ -208,6 +210,7 @@ struct Start: ParsableCommand {
                 bidirectional: modelOptions.bidirectional, dropout: modelOptions.dropout,
                 lengthsName: modelOptions.lengthsName == "lengths" ? nil : modelOptions.lengthsName)
             if compress != .none { config.gradientCompression = compress }
+            if flatAllreduce { config.hierarchicalAllReduce = false }
             schedule.apply(to: &config)
             try selection.apply(to: &config, checkpointDir: checkpointDir)
             try config.validate()

@@ -150,6 +150,70 @@ final class MultiHostTests: XCTestCase {
         print("multi-host H=64 W=4: recursive doubling max |W4 - W1| = \(diff); bf16 \(bf16Diff)")
     }
 
+    /// Two workers on host 1 and two on host 2 (the coordinator alone on host 0): the
+    /// hierarchical path (each pair sums over ipc://, the two leaders exchange over the link,
+    /// each leader copies back) equals W = 1 within 1e-5; the members send nothing to ring
+    /// endpoints; and host 1's link carries about one copy of the gradient per step and
+    /// direction, against the flat ring's 2 (W-1)/W = 1.5 copies per crossing, and the ring
+    /// crosses the link twice or four times as the ranks' join order falls (`--flat-allreduce`,
+    /// same hosts). Then 3 workers on host 1 and 1 on host 2: the same.
+    func testTwoWorkersOnEachOfTwoHostsTakeTheHierarchicalPathAndEqualOneWorker() throws {
+        let hosts = try makeHosts(3)
+        let keys = try keys()
+        let gradientBytes = table(hidden: 160).totalCount * 4
+        var sent: [String: Int] = [:], received: [String: Int] = [:]
+        var results: [String: [Float]] = [:], seconds: [String: Double] = [:]
+        for (name, extra, placement) in [("hierarchical", [String](), [1, 1, 2, 2]), ("flat", ["--flat-allreduce"], [1, 1, 2, 2]),
+                                         ("hierarchical 3+1", [], [1, 2, 1, 1])] {
+            let dir = try directory("mh-2x2")
+            let before = try (1...2).map { try hosts.linkBytes($0) }
+            let started = Date()
+            let (coord, workers) = try startRun(hosts, workerHosts: placement, checkpointDir: dir, keys: keys, extra: extra)
+            XCTAssertEqual(coord.wait(timeout: 400), 0, "\(name): \(coord.output)")
+            seconds[name] = Date().timeIntervalSince(started)
+            var memberLines = 0
+            for w in workers {
+                XCTAssertEqual(w.wait(timeout: 30), 0, "\(name): \(w.output)")
+                XCTAssertTrue(w.output.contains("done after \(multiHostSteps) steps"), w.output)
+                let hier = w.output.contains("hierarchical all-reduce: rank")
+                XCTAssertEqual(hier, name.hasPrefix("hierarchical"), "\(name): \(w.output)")
+                if w.output.contains("a member (leader rank") {
+                    memberLines += 1
+                    XCTAssertTrue(w.output.contains("all-reduce sent 0 bytes to ring endpoints"), "a member sends only within its host: \(w.output)")
+                }
+            }
+            XCTAssertEqual(memberLines, ["hierarchical": 2, "flat": 0, "hierarchical 3+1": 2][name], "\(name): members (not leaders)")
+            let after = try (1...2).map { try hosts.linkBytes($0) }
+            sent[name] = zip(before, after).map { $1.sent - $0.sent }.max()!
+            received[name] = zip(before, after).map { $1.received - $0.received }.max()!
+            results[name] = try finalParameters(dir).parameters
+        }
+        let reference = try oneWorkerReference()
+        let copies = Double(multiHostSteps * gradientBytes)
+        let hier = try XCTUnwrap(results["hierarchical"]), flat = try XCTUnwrap(results["flat"])
+        let diff = maxAbsDifference(hier, reference), flatDiff = maxAbsDifference(flat, reference)
+        XCTAssertLessThan(diff, 1e-5, "hierarchical 2+2 against W=1: max |difference| \(diff)")
+        XCTAssertGreaterThan(diff, 0, "the run was split")
+        XCTAssertLessThan(flatDiff, 1e-5, "flat 2+2 against W=1: \(flatDiff)")
+        let h = Double(sent["hierarchical"]!) / copies, hr = Double(received["hierarchical"]!) / copies
+        let f = Double(sent["flat"]!) / copies, fr = Double(received["flat"]!) / copies
+        XCTAssertGreaterThan(h, 0.95, "a leader sends the host's sum once per step")
+        XCTAssertLessThan(h, 1.3, "hierarchical: about one gradient per step leaves each host (\(h))")
+        XCTAssertLessThan(hr, 1.3, "and enters it (\(hr))")
+        XCTAssertGreaterThan(f, 1.3 * h, "flat ring: 1.5 gradients per step cross each host's link (\(f) against \(h))")
+        let uneven = try XCTUnwrap(results["hierarchical 3+1"])
+        let unevenDiff = maxAbsDifference(uneven, reference)
+        XCTAssertLessThan(unevenDiff, 1e-5, "hierarchical 3+1 against W=1: \(unevenDiff)")
+        let u = Double(sent["hierarchical 3+1"]!) / copies
+        XCTAssertGreaterThan(u, 0.95)
+        XCTAssertLessThan(u, 1.3, "3+1: still one gradient per step over the busiest link (\(u))")
+        print("multi-host 3+1 workers on 2 hosts: max |W4 - W1| \(unevenDiff), busiest link sent \(String(format: "%.3f", u)) gradients per step; "
+              + "run seconds " + seconds.sorted { $0.key < $1.key }.map { "\($0.key) \(String(format: "%.1f", $0.value))" }.joined(separator: ", "))
+        print("multi-host 2+2 workers on 2 hosts: max |W4 - W1| hierarchical \(diff), flat \(flatDiff); bytes over the busiest host link "
+              + "per step, in gradients of \(gradientBytes) B: hierarchical sent \(String(format: "%.3f", h)) received \(String(format: "%.3f", hr)), "
+              + "flat sent \(String(format: "%.3f", f)) received \(String(format: "%.3f", fr)) (\(sent["hierarchical"]!) vs \(sent["flat"]!) bytes)")
+    }
+
     /// Host 3's link goes down while steps are in flight: the coordinator declares its worker
     /// lost (no heartbeat), the survivors abandon the unfinished step, re-form the ring of 3
     /// and finish; every step is applied once and the result still equals W = 1.

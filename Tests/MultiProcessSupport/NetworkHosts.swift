@@ -70,6 +70,19 @@ public final class NetworkHosts: @unchecked Sendable {
         guard status == 0 else { throw NetworkHostsUnavailable(description: "netns-hosts.sh \(up ? "restore" : "cut") \(i): \(out)") }
     }
 
+    /// Bytes host i has sent and received over its link so far (the kernel's counters of the
+    /// bridge end of its veth pair: what it receives, host i sent).
+    public func linkBytes(_ i: Int) throws -> (sent: Int, received: Int) {
+        precondition(i >= 0 && i < count, "host \(i) outside 0..<\(count)")
+        func counter(_ name: String) throws -> Int {
+            let path = "/sys/class/net/\(prefix)h\(i)/statistics/\(name)"
+            let text = try String(contentsOfFile: path, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+            guard let v = Int(text) else { throw NetworkHostsUnavailable(description: "\(path): not a number: '\(text)'") }
+            return v
+        }
+        return (try counter("rx_bytes"), try counter("tx_bytes"))
+    }
+
     /// Removes the namespaces and the bridge (idempotent).
     public func remove() {
         guard !removed else { return }

@@ -62,9 +62,10 @@ final class SlurmClusterTests: XCTestCase {
         let env = ["BIN": productsDirectory.path,
                    "DATA": repositoryRoot.appendingPathComponent("datasets/digits").path,
                    "RUN_DIR": runDir, "KEYS": keys, "PORT": "\(Int.random(in: 20_000..<40_000))"]
-        // One node, more tasks (coordinator + worker, 4 CPUs asked per task) than cores: --overcommit.
+        // One node, two workers on it (--ntasks-per-node=2) and the coordinator: more tasks than
+        // cores, so --overcommit.
         let script = repositoryRoot.appendingPathComponent("deploy/slurm.sbatch").path
-        let submit = try XCTUnwrap(slurm("sbatch", ["--parsable", "--nodes=1", "--overcommit", "--cpus-per-task=1",
+        let submit = try XCTUnwrap(slurm("sbatch", ["--parsable", "--nodes=1", "--ntasks-per-node=2", "--overcommit", "--cpus-per-task=1",
                                                     "--job-name=rnn-ci-\(UUID().uuidString.prefix(6))",
                                                     "--output=\(log)", "--chdir=\(dir)", script], environment: env))
         XCTAssertEqual(submit.status, 0, "sbatch failed: \(submit.output)")
@@ -95,6 +96,12 @@ final class SlurmClusterTests: XCTestCase {
             return words.count == 2 && words[1] == "steps" ? Int(words[0]) : nil
         }.first, done)
         XCTAssertTrue(done.hasPrefix("Done: 20 epoch(s)"), done)
+        // Two workers trained (both ranks report their end), over the ring of one node.
+        let workerEnds = output.split(separator: "\n").filter { $0.contains("worker: rank") && $0.contains("done after \(steps) steps") }
+        XCTAssertEqual(workerEnds.count, 2, "--ntasks-per-node=2 starts 2 workers on the node: \(output.suffix(4000))")
+        for rank in 0..<2 {
+            XCTAssertTrue(workerEnds.contains { $0.contains("rank \(rank) done after") }, "rank \(rank) of 2: \(workerEnds)")
+        }
         let checkpoint = (runDir as NSString).appendingPathComponent("ckpt-\(steps).h5")
         let ckpt = try CheckpointStore.read(path: checkpoint, table: digitsTable(hidden: 64))
         XCTAssertEqual(ckpt.optimizer.step, steps, "Adam state of \(checkpoint)")

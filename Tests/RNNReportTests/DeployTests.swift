@@ -156,5 +156,10 @@ final class DeployTests: XCTestCase {
         }
         let slurm = try read("deploy/slurm.sbatch")
         XCTAssertTrue(slurm.contains("head -n 1"), "the coordinator runs on the first node")
+        // Several workers per node: the coordinator waits for nodes x tasks per node, and the
+        // workers' srun starts that many per node.
+        XCTAssertTrue(slurm.contains("WORKERS=$((SLURM_JOB_NUM_NODES * PER_NODE))"), "worker count from --ntasks-per-node")
+        XCTAssertTrue(slurm.contains("--ntasks-per-node=\"$PER_NODE\""), "the workers' srun starts PER_NODE tasks per node")
+        XCTAssertTrue(slurm.contains("--workers \"$WORKERS\""), "rnn-coord expects them all")
     }
 }
