@@ -27,6 +27,14 @@ final class HardeningTests: XCTestCase {
         XCTAssertEqual(p.wait(timeout: 30), 0, p.output)
     }
 
+    /// Removes the run token file a coordinator on loopback port `port` would write (as
+    /// RunToken.defaultPath names it).
+    func removeTokenFile(port: Int) {
+        for base in [ProcessInfo.processInfo.environment["XDG_RUNTIME_DIR"], NSTemporaryDirectory()].compactMap({ $0 }) where !base.isEmpty {
+            unlink((base as NSString).appendingPathComponent("rnn-coord-\(getuid())-\(port).token"))
+        }
+    }
+
     func isRunning(_ pid: Int32) -> Bool {
         // A zombie (exited, not yet reaped by its parent) counts as gone.
         guard kill(pid, 0) == 0 else { return false }
@@ -113,6 +121,9 @@ final class HardeningTests: XCTestCase {
         for delay in [0.5, 0.0] {
             let port = try freeTCPPort()
             let endpoint = "tcp://127.0.0.1:\(port)"
+            // A token file of an earlier coordinator killed on this port would be read (and retried,
+            // as tested below): start from none, so a refusal here means a race.
+            removeTokenFile(port: port)
             let workers = try (0..<2).map { _ in try ChildProcess("rnn-worker", ["--connect", endpoint, "--join-timeout", "30"]) }
             if delay > 0 { usleep(UInt32(delay * 1e6)) }
             let coord = try ChildProcess("rnn-coord", shortRun(["--workers", "2", "--bind", endpoint]))
