@@ -49,7 +49,7 @@ gloo() { # gloo W ROUND
     pids+=($!)
   done
   wait "${pids[@]}"
-  python3 scripts/bench_gloo_netns.py --world "$w" --aggregate "$work"/gloo-{0..$((w - 1))}.jsonl | tag "$2" >>"$out"
+  python3 scripts/bench_gloo_netns.py --world "$w" --aggregate $(seq -f "$work/gloo-%g.jsonl" 0 $((w - 1))) | tag "$2" >>"$out"
 }
 echo "all-reduce over test hosts, links shaped to $rate both ways, W = $worlds, $rounds rounds, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 for round in $(seq "$rounds"); do
