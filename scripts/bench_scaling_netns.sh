@@ -2,8 +2,8 @@
 # The scaling model against real training (docs/SCALING.md): W = 2 workers (one per core) on
 # test hosts 1 and 2, the coordinator on host 0 (scripts/netns-hosts.sh, tbf both ways), one
 # configuration of rnn-bench (default lstm-med: batch 64, 32 rows per worker) on each RATE.
-# Per round and rate: `rnn-bench scaling` predicts samples/s from its per-row compute measured
-# just before (1 thread, 32 rows) and alpha/beta (alpha fitted on the W = 2 rows of FIT, a
+# Per round: one worker alone (loopback, 64 rows) gives the per-row compute (median compute_s
+# / 64); per rate, `rnn-bench scaling --compute-ms` predicts samples/s from it and alpha/beta (alpha fitted on the W = 2 rows of FIT, a
 # scripts/bench_netns.sh --out file; beta = 8 / rate); then the real run's median samples/s,
 # compute_s and reduce_s per step (metrics.jsonl, first 5 steps dropped; samples/s = 64 / the median step). Needs root and a
 # release build.
@@ -40,11 +40,22 @@ gbit() { python3 -c 'import sys; r=sys.argv[1]; u={"mbit":1e-3,"gbit":1.0}; prin
 echo "W=2 training of $config (batch 64: 32 rows per worker) on test hosts, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "| round | link | predicted samples/s | measured samples/s | error | model compute ms | measured compute_s ms | model all-reduce ms | measured reduce_s ms |"
 echo "|---|---|---|---|---|---|---|---|---|"
+compute_ms_per_row() { # one worker on loopback, 64 rows per step: median compute_s / 64 (data read, forward, backward, Adam)
+  local dir=$work/w1-$1
+  "$bin/rnn-coord" start --data "$work/data.h5" --cell "$cell" --hidden "$h" --layers "$layers" --batch-size 64 \
+    --max-steps "$steps" --lr 0.001 --seed 1 --local-workers 1 --bind 'tcp://127.0.0.1:*' --checkpoint-dir "$dir" --quiet --no-plot >/dev/null
+  python3 -c 'import json,statistics,sys
+r=[json.loads(l) for l in open(sys.argv[1])]; r=[x["compute_s"] for x in r if x.get("kind")=="step"][5:]
+print(statistics.median(r)/64*1e3)' "$dir/metrics.jsonl"
+}
 for round in $(seq "$rounds"); do
+  # The model's per-row compute: a real one-worker run of the same configuration in this round
+  # (rnn-bench scaling's in-process step leaves out the data read and the worker's own overheads).
+  cms=$(compute_ms_per_row "$round")
   for rate in ${rates//,/ }; do
     scripts/netns-hosts.sh up 3 --rate "$rate" --prefix "$prefix" --subnet "$subnet" >/dev/null
     g=$(gbit "$rate")
-    pred=$("$bin/rnn-bench" scaling --fit "$fit" --config "$config" --rows 32 --worlds 2 --links "$g" --seconds 2)
+    pred=$("$bin/rnn-bench" scaling --fit "$fit" --config "$config" --rows 32 --worlds 2 --links "$g" --compute-ms "$config=$cms")
     dir=$work/run-$round-$rate port=$((20000 + RANDOM % 20000))
     ip netns exec "${prefix}0" "$bin/rnn-coord" start --data "$work/data.h5" --cell "$cell" --hidden "$h" --layers "$layers" \
       --batch-size 64 --max-steps "$steps" --lr 0.001 --seed 1 --workers 2 --bind "tcp://$subnet.1:$port" \
