@@ -57,7 +57,7 @@ let package = Package(
         .executableTarget(name: "rnn-coord", dependencies: ["RNNDistributed", "RNNCheckpoint", "RNNData", "RNNCore", "RNNReport", argumentParser, logging], swiftSettings: simdFlags),
         .executableTarget(name: "rnn-worker", dependencies: ["RNNDistributed", "RNNReport", argumentParser, logging], swiftSettings: simdFlags),
         .executableTarget(name: "rnn-data", dependencies: ["RNNData", "RNNHDF5", "RNNReport", argumentParser], swiftSettings: simdFlags),
-        .executableTarget(name: "rnn-bench", dependencies: ["RNNCore", "RNNData", "RNNCheckpoint", "RNNTransport", "RNNDistributed", argumentParser], swiftSettings: simdFlags),
+        .executableTarget(name: "rnn-bench", dependencies: ["RNNCore", "RNNData", "RNNCheckpoint", "RNNTransport", "RNNDistributed", "RNNReport", argumentParser], swiftSettings: simdFlags),
 
         // One test target per source target, plus multi-process tests.
         .testTarget(name: "RNNCoreTests", dependencies: ["RNNCore", realModule], resources: [.copy("Fixtures")], swiftSettings: optimisedInDebug),

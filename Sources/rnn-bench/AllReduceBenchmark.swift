@@ -30,11 +30,16 @@ struct AllReduceBenchOptions {
     var ioThreads = 1
     var transport = "tcp"
     var kernelBufferBytes = 0  // ZMQ_SNDBUF/ZMQ_RCVBUF of the ring sockets (0: OS default)
+    /// Test hosts (scripts/netns-hosts.sh): rank r runs in namespace NETNS_PREFIX r and binds
+    /// SUBNET.(r+1); the parent (run inside host 0) binds its control socket at SUBNET.1.
+    var netnsPrefix: String?
+    var subnet = "10.77.0"
+    var bindHost = "127.0.0.1"  // a rank's ring address
 
     static let usage = """
         usage: rnn-bench allreduce [--world W] [--sizes 4096,65536,...] [--algorithm auto|ring|exchange|halving-doubling|recursive-doubling] [--compress none|bf16]
                                    [--sub-chunk BYTES] [--copy-frame BYTES] [--send-window N] [--spin US] [--volume BYTES] [--json] [--default-malloc] [--copy] [--io-threads N] [--transport tcp|ipc]
-                                   [--sockbuf BYTES]
+                                   [--sockbuf BYTES] [--netns PREFIX [--subnet 10.77.0]]
         """
 
     static func parse(_ args: [String]) throws -> AllReduceBenchOptions {
@@ -78,6 +83,9 @@ struct AllReduceBenchOptions {
             case "--copy": o.copySends = true
             case "--io-threads": o.ioThreads = try int("--io-threads")
             case "--sockbuf": o.kernelBufferBytes = try int("--sockbuf")
+            case "--netns": o.netnsPrefix = try value("--netns")
+            case "--subnet": o.subnet = try value("--subnet")
+            case "--bind-host": o.bindHost = try value("--bind-host")
             case "--transport":
                 o.transport = try value("--transport")
                 guard ["tcp", "ipc"].contains(o.transport) else {
@@ -152,7 +160,7 @@ private func runAllReduceParent(_ o: AllReduceBenchOptions) throws {
     let ctx = try ZMQContext()
     let control = try ZMQSocket(ctx, type: .router, lingerMilliseconds: 0)
     try control.setRouterMandatory(true)
-    try control.bind("tcp://127.0.0.1:*")
+    try control.bind(o.netnsPrefix == nil ? "tcp://127.0.0.1:*" : "tcp://\(o.subnet).1:*")
     let controlEndpoint = try control.lastEndpoint()
     let exe = URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
                   ?? CommandLine.arguments[0])
@@ -160,8 +168,16 @@ private func runAllReduceParent(_ o: AllReduceBenchOptions) throws {
     defer { for c in children where c.isRunning { c.terminate() } }
     for r in 0..<o.world {
         let p = Process()
-        p.executableURL = exe
-        var a: [String] = ["allreduce-rank", "--rank", "\(r)", "--world", "\(o.world)", "--control", controlEndpoint]
+        var a: [String] = []
+        if let prefix = o.netnsPrefix {
+            // `ip netns exec HOST rnn-bench allreduce-rank ...`: each rank on its own test host.
+            p.executableURL = URL(fileURLWithPath: FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip") ? "/usr/sbin/ip" : "/sbin/ip")
+            a = ["netns", "exec", "\(prefix)\(r)", exe.path, "allreduce-rank", "--bind-host", "\(o.subnet).\(r + 1)"]
+        } else {
+            p.executableURL = exe
+            a = ["allreduce-rank"]
+        }
+        a += [ "--rank", "\(r)", "--world", "\(o.world)", "--control", controlEndpoint]
         a += ["--algorithm", o.algorithmName, "--volume", "\(o.bytesPerSize)", "--compress", o.compress.rawValue]
         if let b = o.subChunkBytes { a += ["--sub-chunk", "\(b)"] }
         if let b = o.copyFrameBytes { a += ["--copy-frame", "\(b)"] }
@@ -202,7 +218,7 @@ private func runAllReduceParent(_ o: AllReduceBenchOptions) throws {
     var samples: [Int: [AllReduceSample]] = [:]
     var byes = 0
     if !o.json {
-        print("all-reduce sum, float32\(o.compress == .bf16 ? " (bf16 on the wire)" : ""), \(o.world) processes, algorithm \(o.algorithmName), \(o.transport == "tcp" ? "loopback TCP" : "Unix domain sockets (ipc)")")
+        print("all-reduce sum, float32\(o.compress == .bf16 ? " (bf16 on the wire)" : ""), \(o.world) processes, algorithm \(o.algorithmName), \(o.netnsPrefix.map { "TCP between test hosts \($0)0..\($0)\(o.world - 1)" } ?? (o.transport == "tcp" ? "loopback TCP" : "Unix domain sockets (ipc)"))")
         print("     bytes    iters      us/op   busbw GB/s  cpu us/op (all ranks)")
     }
     while byes < o.world {
@@ -254,7 +270,7 @@ private func runAllReduceRank(_ o: AllReduceBenchOptions) throws {
     let ipcPath = "/tmp/rnn-bench-\(getpid())-\(rank).sock"
     defer { if o.transport == "ipc" { unlink(ipcPath) } }
     let ring = try RingAllReduce(context: ctx, rank: rank, world: o.world, runID: benchRunID,
-                                 bindEndpoint: o.transport == "ipc" ? "ipc://" + ipcPath : "tcp://127.0.0.1:*",
+                                 bindEndpoint: o.transport == "ipc" ? "ipc://" + ipcPath : "tcp://\(o.bindHost):*",
                                  timeoutMilliseconds: 60_000,
                                  socketSetup: o.kernelBufferBytes > 0 ? { [b = o.kernelBufferBytes] s, _ in
                                      try s.setKernelBuffers(sendBytes: b, receiveBytes: b)

@@ -18,6 +18,7 @@ func benchUsage(_ problem: String) -> Never {
                rnn-bench hdf5 [options]
                rnn-bench allreduce [options]
                rnn-bench probe [--seconds S] [--comment]
+               rnn-bench scaling [--fit FILE] [--validate FILE] [--alpha-us A] [--rows N] [--overlap F] [--worlds 1,2,..] [--links 1,10,25] [--png FILE] [--config NAME[,NAME]]
                rnn-bench distributed [--config NAME[,NAME]] [--seconds S] [--workers W] [--repeats R] [--bin DIR] [--spin US] [--steps-per-message N] [--balance]
         """)
     exit(2)
@@ -87,6 +88,8 @@ case "probe":
     runProbe(seconds: seconds, comment: arguments.contains("--comment"))
 case "hdf5":
     exit(runHDF5Benchmark(arguments: Array(benchArguments.dropFirst())))
+case "scaling":
+    exit(runScalingCommand(Array(benchArguments.dropFirst())))
 case "allreduce", "allreduce-rank":
     exit(allReduceBenchmarkMain(benchArgs))
 case let other?:
