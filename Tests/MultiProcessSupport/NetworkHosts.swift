@@ -38,16 +38,7 @@ public final class NetworkHosts: @unchecked Sendable {
 
     @discardableResult
     static func script(_ args: [String]) -> (Int32, String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/bash")
-        p.arguments = [script] + args
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = pipe
-        do { try p.run() } catch { return (-1, "\(error)") }
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+        runToCompletion("/bin/bash", [script] + args)
     }
 
     /// Host i's address (i from 0).

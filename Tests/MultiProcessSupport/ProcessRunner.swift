@@ -89,6 +89,21 @@ public final class ChildProcess: @unchecked Sendable {
     }
 }
 
+/// Runs `executable args` to completion (stdout and stderr merged); (-1, why) when it cannot start.
+public func runToCompletion(_ executable: String, _ args: [String], environment: [String: String]? = nil) -> (status: Int32, output: String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: executable)
+    p.arguments = args
+    if let environment { p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
+    let pipe = Pipe()
+    p.standardOutput = pipe
+    p.standardError = pipe
+    do { try p.run() } catch { return (-1, "\(error)") }
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+}
+
 public func makeTemporaryDirectory(_ name: String) throws -> String {
     let dir = (NSTemporaryDirectory() as NSString).appendingPathComponent("rnn-\(name)-\(UUID().uuidString.prefix(8))")
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)

@@ -11,17 +11,7 @@ final class SlurmClusterTests: XCTestCase {
     private func slurm(_ tool: String, _ args: [String], environment: [String: String]? = nil) -> (status: Int32, output: String)? {
         guard let path = ["/usr/bin", "/usr/local/bin", "/usr/sbin"].map({ "\($0)/\(tool)" })
             .first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else { return nil }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: path)
-        p.arguments = args
-        if let environment { p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = pipe
-        do { try p.run() } catch { return (-1, "\(error)") }
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+        return runToCompletion(path, args, environment: environment)
     }
 
     private func requireCluster() throws {
