@@ -30,12 +30,13 @@ for config in ${configs//,/ }; do
 done
 echo "# load after: $(uptime)"
 echo "# PyTorch $(python3 -c 'import torch; print(torch.__version__)'), best of $rounds rounds per configuration"
-echo "config             ours samples/s  torch samples/s   ratio  cpu ratio  ours GFLOP/s  torch GFLOP/s"
-# Columns of both files: config samples/s GFLOP/s ms/step steps cpu-ms/step.
-awk 'FNR == NR { if (!($1 in s) || $2 > s[$1]) { s[$1] = $2; g[$1] = $3 }
+echo "config             ours samples/s  torch samples/s   ratio  cpu ratio  ours GFLOP/s  torch GFLOP/s  ours of probe"
+# Columns of both files: config samples/s GFLOP/s ms/step steps cpu-ms/step (ours also
+# of-probe: GFLOP/s as a percentage of rnn-bench's FMA probe taken just before).
+awk 'FNR == NR { if (!($1 in s) || $2 > s[$1]) { s[$1] = $2; g[$1] = $3; p[$1] = $7 }
                  if (!($1 in c) || $6 < c[$1]) c[$1] = $6; order[++n] = $1; next }
      { if (!($1 in ts) || $2 > ts[$1]) { ts[$1] = $2; tg[$1] = $3 }
        if (!($1 in tc) || $6 < tc[$1]) tc[$1] = $6 }
      END { for (i = 1; i <= n; i++) { k = order[i]; if (k in seen || !(k in ts)) continue; seen[k] = 1
-             printf "%-17s %15.1f %16.1f %7.2fx %9.2fx %13.2f %14.2f\n", k, s[k], ts[k], s[k] / ts[k], tc[k] / c[k], g[k], tg[k] } }' \
+             printf "%-17s %15.1f %16.1f %7.2fx %9.2fx %13.2f %14.2f %14s\n", k, s[k], ts[k], s[k] / ts[k], tc[k] / c[k], g[k], tg[k], p[k] } }' \
     "$ours" "$theirs"

@@ -60,7 +60,8 @@ let trainBenchConfigs: [TrainBenchConfig] = [
 
 /// Runs every configuration (or only `only`, a comma-separated list of names) for about
 /// `seconds` each after a warm-up step, and prints one row per configuration:
-/// `name  samples/s  GFLOP/s  ms/step  steps  cpu-ms/step` (the last is process CPU time).
+/// `name  samples/s  GFLOP/s  ms/step  steps  cpu-ms/step  of-probe` (cpu-ms/step is process
+/// CPU time; of-probe is GFLOP/s as a percentage of the FMA probe run just before).
 /// `fixedSteps` runs exactly that many timed steps instead (e.g. to count allocations under
 /// valgrind: the count must not grow with the steps). `batch` overrides every configuration's
 /// batch size (e.g. 32: the rows one of 2 data-parallel workers runs of a global batch of 64).
@@ -72,9 +73,13 @@ func runTrainBenchmark(threads: Int, only: String? = nil, seconds: Double = 3, f
         return
     }
     print("# rnn-bench train: full step (forward, loss, backward, Adam), threads=\(threads)" + (batch.map { ", batch=\($0)" } ?? ""))
-    print("config             samples/s    GFLOP/s    ms/step  steps  cpu-ms/step")
+    print("config             samples/s    GFLOP/s    ms/step  steps  cpu-ms/step  of-probe")
     for var bench in trainBenchConfigs where wanted?.contains(bench.name) ?? true {
         if let batch { bench.batch = batch }
+        // This core's FMA rate right now (`rnn-bench probe`), taken before each configuration
+        // since the host's speed drifts: the step's GFLOP/s as a fraction of it is what does not
+        // move with the CPU model (issue 18). Not under --steps (valgrind runs).
+        let probe = fixedSteps == nil ? fmaProbe(seconds: 0.4) : 0
         let tokenInput = bench.vocabulary != nil && !bench.denseOneHot
         let config = ModelConfig(cell: bench.cell, inputSize: bench.input, hiddenSize: bench.hidden,
                                  layers: bench.layers, outputSize: bench.classes, head: .lastStep, loss: .crossEntropy,
@@ -144,7 +149,8 @@ func runTrainBenchmark(threads: Int, only: String? = nil, seconds: Double = 3, f
         let samples = Double(bench.batch) / perStep
         let gflops = network.trainingFlops(batch: bench.batch, steps: bench.steps, lengths: lengths) / perStep / 1e9
         print(padColumn(bench.name, 17) + padColumn(fixed(samples, 1), 11, right: true) + padColumn(fixed(gflops, 2), 11, right: true)
-              + padColumn(fixed(perStep * 1e3, 2), 11, right: true) + padColumn("\(done)", 7, right: true) + padColumn(fixed(cpuPerStep * 1e3, 2), 13, right: true))
+              + padColumn(fixed(perStep * 1e3, 2), 11, right: true) + padColumn("\(done)", 7, right: true) + padColumn(fixed(cpuPerStep * 1e3, 2), 13, right: true)
+              + padColumn(probe > 0 ? fixed(100 * gflops / probe, 1) + "%" : "-", 10, right: true))
     }
 }
 
