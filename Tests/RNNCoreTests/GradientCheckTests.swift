@@ -82,22 +82,8 @@ final class GradientCheckTests: XCTestCase {
                         }
                     }
                     let initial = data.initial!
-                    for i in 0..<initial.h.count {
-                        var s = initial
-                        try expectClose(stateGradient.h[i], at: initial.h[i], "h0[\(i)]") { v in
-                            s.h[i] = v
-                            return try lossSum(parameters, s)
-                        }
-                    }
-                    if let c = initial.c {
-                        for i in 0..<c.count {
-                            var s = initial
-                            try expectClose(stateGradient.c![i], at: c[i], "c0[\(i)]") { v in
-                                s.c![i] = v
-                                return try lossSum(parameters, s)
-                            }
-                        }
-                    }
+                    try checkInitialStateGradient(stateGradient, at: initial, loss: { try lossSum(parameters, $0) },
+                                                   expectClose: { try expectClose($0, at: $1, $2, $3) })
                     print("finite differences \(cell.rawValue)/\(head.rawValue)/\(loss.rawValue): \(checked) values, worst error/tolerance \(String(format: "%.3f", worst)), \(kinks) at ReLU kinks (checked one-sided)")
                     XCTAssertLessThanOrEqual(kinks * 10, checked, "too many values on ReLU kinks for a meaningful check")
                 }

@@ -84,22 +84,8 @@ final class OptionGradientCheckTests: XCTestCase {
             }
         }
         if let initial = data.initial {
-            for i in 0..<initial.h.count {
-                var s = initial
-                try expectClose(stateGradient.h[i], at: initial.h[i], "h0[\(i)]") { v in
-                    s.h[i] = v
-                    return try lossSum(parameters, s)
-                }
-            }
-            if let c = initial.c {
-                for i in 0..<c.count {
-                    var s = initial
-                    try expectClose(stateGradient.c![i], at: c[i], "c0[\(i)]") { v in
-                        s.c![i] = v
-                        return try lossSum(parameters, s)
-                    }
-                }
-            }
+            try checkInitialStateGradient(stateGradient, at: initial, loss: { try lossSum(parameters, $0) },
+                                           expectClose: { try expectClose($0, at: $1, $2, $3) })
         }
         print("finite differences \(config.cell.rawValue) bi=\(config.bidirectional) L=\(config.layers) tokens=\(config.tokenInput) E=\(config.embeddingSize.map(String.init) ?? "-") lengths=\(withLengths) state=\(withState) dropout=\(dropout != nil ? config.dropout : 0) \(config.head.rawValue)/\(config.loss.rawValue): \(checked) values, worst error/tolerance \(String(format: "%.3f", worst))")
     }

@@ -129,3 +129,31 @@ func format(_ x: Float) -> String {
 func randomArray(_ count: Int, _ rng: inout SeededGenerator) -> [Float] {
     (0..<count).map { _ in Float.random(in: -1...1, using: &rng) }
 }
+
+/// Central differences of the initial-state gradient: each element of h0 (and c0) is perturbed
+/// in turn, and `expectClose(analytic, value, name, f)` compares the analytic derivative with
+/// the change of `loss` (shared by the plain and the option gradient checks).
+func checkInitialStateGradient(_ stateGradient: RecurrentState, at initial: RecurrentState,
+                               loss: (RecurrentState) throws -> Double,
+                               expectClose: (Float, Float, String, (Float) throws -> Double) throws -> Void) throws {
+    // (withoutActuallyEscaping: a closure capturing one non-escaping parameter may not be passed
+    // to another; neither escapes here.)
+    try withoutActuallyEscaping(loss) { loss in
+        for i in 0..<initial.h.count {
+            var s = initial
+            try expectClose(stateGradient.h[i], initial.h[i], "h0[\(i)]") { v in
+                s.h[i] = v
+                return try loss(s)
+            }
+        }
+        if let c = initial.c {
+            for i in 0..<c.count {
+                var s = initial
+                try expectClose(stateGradient.c![i], c[i], "c0[\(i)]") { v in
+                    s.c![i] = v
+                    return try loss(s)
+                }
+            }
+        }
+    }
+}
