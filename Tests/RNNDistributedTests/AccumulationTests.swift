@@ -30,21 +30,7 @@ final class AccumulationTests: XCTestCase {
         XCTAssertEqual(accumulated.accumulationChunk(rows: 32), 8)
         let big = try trainInProcess(try config(batch: 32, accumulate: nil), world: 1)
         XCTAssertEqual(big.summary.globalSteps, 12)
-        for world in [1, 3] {
-            let run = try trainInProcess(accumulated, world: world, configureWorker: { _, options in
-                if world == 3 { options.dataBind = "tcp://127.0.0.1:*" }
-            })
-            // One all-reduce per optimizer step: 12 steps, each worker applied 12 updates.
-            XCTAssertEqual(run.summary.globalSteps, 12)
-            for w in run.workers {
-                XCTAssertEqual(w.steps, 12)
-                XCTAssertTrue(w.parameters == run.workers[0].parameters, "W=\(world): rank \(w.rank) differs bitwise from rank 0")
-            }
-            let diff = maxAbsDifference(run.summary.parameters, big.summary.parameters)
-            print("--accumulate 4 --batch-size 8, W=\(world) vs --batch-size 32, W=1: max |dp| = \(diff)")
-            XCTAssertLessThanOrEqual(diff, 1e-5)
-            XCTAssertEqual(run.summary.train.loss, big.summary.train.loss, accuracy: 1e-5)
-        }
+        try assertEqualsOneBigBatch(accumulated, big, label: "--accumulate 4 --batch-size 8")
         var bad = accumulated
         bad.accumulate = 0
         XCTAssertThrowsError(try bad.validate()) { XCTAssertTrue("\($0)".contains("--accumulate"), "\($0)") }
@@ -76,20 +62,33 @@ final class AccumulationTests: XCTestCase {
         // Dropout acts in this configuration: without it the parameters differ.
         let plain = try trainInProcess(try config(batch: 32, accumulate: nil, dropout: 0), world: 1)
         XCTAssertGreaterThan(maxAbsDifference(plain.summary.parameters, big.summary.parameters), 1e-3)
+        try assertEqualsOneBigBatch(accumulated, big, label: "bi-LSTM + embedding + lengths + dropout 0.3, --accumulate 4 --batch-size 8",
+                                    interruptPollMilliseconds: 0, checkAccuracy: true)
+    }
+
+    /// `accumulated` (4 x 8 rows per optimizer step) with W = 1 and 3 equals `big` (one batch of
+    /// 32, W = 1): 12 optimizer steps, each worker applied 12 updates (one all-reduce each),
+    /// replicas bitwise equal, parameters within 1e-5.
+    func assertEqualsOneBigBatch(_ accumulated: TrainingConfig, _ big: InProcessRun, label: String,
+                                 interruptPollMilliseconds: Int = 20, checkAccuracy: Bool = false,
+                                 file: StaticString = #filePath, line: UInt = #line) throws {
         for world in [1, 3] {
-            let run = try trainInProcess(accumulated, world: world, interruptPollMilliseconds: 0, configureWorker: { _, options in
+            let run = try trainInProcess(accumulated, world: world, interruptPollMilliseconds: interruptPollMilliseconds,
+                                         configureWorker: { _, options in
                 if world == 3 { options.dataBind = "tcp://127.0.0.1:*" }
             })
-            XCTAssertEqual(run.summary.globalSteps, 12)
+            XCTAssertEqual(run.summary.globalSteps, 12, file: file, line: line)
             for w in run.workers {
-                XCTAssertEqual(w.steps, 12)
-                XCTAssertTrue(w.parameters == run.workers[0].parameters, "W=\(world): rank \(w.rank) differs bitwise from rank 0")
+                XCTAssertEqual(w.steps, 12, file: file, line: line)
+                XCTAssertTrue(w.parameters == run.workers[0].parameters, "W=\(world): rank \(w.rank) differs bitwise from rank 0", file: file, line: line)
             }
             let diff = maxAbsDifference(run.summary.parameters, big.summary.parameters)
-            print("bi-LSTM + embedding + lengths + dropout 0.3, --accumulate 4 --batch-size 8, W=\(world) vs --batch-size 32, W=1: max |dp| = \(diff)")
-            XCTAssertLessThanOrEqual(diff, 1e-5)
-            XCTAssertEqual(run.summary.train.loss, big.summary.train.loss, accuracy: 1e-5)
-            XCTAssertEqual(run.summary.train.accuracy ?? -1, big.summary.train.accuracy ?? -2, accuracy: 0.02)
+            print("\(label), W=\(world) vs --batch-size 32, W=1: max |dp| = \(diff)")
+            XCTAssertLessThanOrEqual(diff, 1e-5, file: file, line: line)
+            XCTAssertEqual(run.summary.train.loss, big.summary.train.loss, accuracy: 1e-5, file: file, line: line)
+            if checkAccuracy {
+                XCTAssertEqual(run.summary.train.accuracy ?? -1, big.summary.train.accuracy ?? -2, accuracy: 0.02, file: file, line: line)
+            }
         }
     }
 }
