@@ -70,25 +70,6 @@ public struct CheckpointMetadata: Sendable, Equatable {
     }
 }
 
-/// Adam/AdamW state: the configuration, the step count and the two moments, laid out like the
-/// flat parameter buffer (same ParameterTable).
-public struct OptimizerState: Sendable, Equatable {
-    public var config: OptimizerConfig
-    /// Adam's step count t (bias correction).
-    public var step: Int
-    /// m, flat.
-    public var expAvg: [Float]
-    /// v, flat.
-    public var expAvgSq: [Float]
-
-    public init(config: OptimizerConfig, step: Int, expAvg: [Float], expAvgSq: [Float]) {
-        self.config = config
-        self.step = step
-        self.expAvg = expAvg
-        self.expAvgSq = expAvgSq
-    }
-}
-
 /// Loss (and accuracy) history, to re-plot the loss curve.
 public struct MetricsHistory: Sendable, Equatable {
     public var steps: [Int]
@@ -106,15 +87,20 @@ public struct MetricsHistory: Sendable, Equatable {
 /// Everything a checkpoint holds.
 public struct Checkpoint: Sendable, Equatable {
     public var metadata: CheckpointMetadata
-    /// The flat parameter buffer, laid out by the ParameterTable.
-    public var parameters: [Float]
-    public var optimizer: OptimizerState
+    /// The optimizer's settings (kind, lr, betas, ...), stored as attributes of /optimizer.
+    public var optimizer: OptimizerConfig
+    /// Parameters, optimizer moments and step count: RNNCore's `TrainingState`, the same value
+    /// a replica holds and WELCOME/STATE carry. Flat buffers laid out by the ParameterTable.
+    public var state: TrainingState
     public var metrics: MetricsHistory
 
-    public init(metadata: CheckpointMetadata, parameters: [Float], optimizer: OptimizerState, metrics: MetricsHistory = MetricsHistory()) {
+    /// The flat parameter buffer (`state.parameters`).
+    public var parameters: [Float] { state.parameters }
+
+    public init(metadata: CheckpointMetadata, optimizer: OptimizerConfig, state: TrainingState, metrics: MetricsHistory = MetricsHistory()) {
         self.metadata = metadata
-        self.parameters = parameters
         self.optimizer = optimizer
+        self.state = state
         self.metrics = metrics
     }
 }

@@ -102,19 +102,31 @@ public struct CheckpointStore: Sendable {
     }
 
     /// Deletes all but the newest `keep` checkpoints, and temporary files left behind by
-    /// writers that no longer run (`.ckpt-<step>.h5.tmp-<pid>-<n>` whose pid is gone).
+    /// writers that no longer run (see `removeInterruptedWrites`).
     public func prune() {
         let all = list()
         for (_, old) in all.dropLast(keep) { unlink(old) }
+        removeInterruptedWrites()
+    }
+
+    /// Deletes the temporary files of checkpoint writes whose writer is gone
+    /// (`.ckpt-<name>.h5.tmp-<pid>-<n>` whose pid no longer exists): a crash interrupted them,
+    /// and as they never carried a checkpoint name nothing ever read them. Returns their names.
+    /// The one cleanup rule: the coordinator runs it at start, every write runs it after pruning.
+    @discardableResult
+    public func removeInterruptedWrites() -> [String] {
+        var removed: [String] = []
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
         for name in names where name.hasPrefix(".ckpt-") {
             guard let marker = name.range(of: ".h5.tmp-") else { continue }
             let rest = name[marker.upperBound...]
             guard let pid = Int32(rest.split(separator: "-").first ?? ""), pid > 0 else { continue }
-            if pid != getpid() && kill(pid, 0) != 0 && errno == ESRCH {
-                unlink((directory as NSString).appendingPathComponent(name))
+            if pid != getpid() && kill(pid, 0) != 0 && errno == ESRCH,
+               unlink((directory as NSString).appendingPathComponent(name)) == 0 {
+                removed.append(name)
             }
         }
+        return removed.sorted()
     }
 
     static func validate(_ c: Checkpoint, table: ParameterTable, path: String) throws(CheckpointError) {
@@ -122,8 +134,8 @@ public struct CheckpointStore: Sendable {
             CheckpointError(.badRequest, path: path, expected: "\(what) of \(expected) floats (the ParameterTable's total)", found: "\(n)")
         }
         if c.parameters.count != table.totalCount { throw bad("parameters", c.parameters.count, table.totalCount) }
-        if c.optimizer.expAvg.count != table.totalCount { throw bad("exp_avg", c.optimizer.expAvg.count, table.totalCount) }
-        if c.optimizer.expAvgSq.count != table.totalCount { throw bad("exp_avg_sq", c.optimizer.expAvgSq.count, table.totalCount) }
+        if c.state.expAvg.count != table.totalCount { throw bad("exp_avg", c.state.expAvg.count, table.totalCount) }
+        if c.state.expAvgSq.count != table.totalCount { throw bad("exp_avg_sq", c.state.expAvgSq.count, table.totalCount) }
         if c.metrics.loss.count != c.metrics.steps.count || (c.metrics.accuracy.map { $0.count != c.metrics.steps.count } ?? false) {
             throw CheckpointError(.badRequest, path: path, expected: "metrics loss/accuracy as long as steps (\(c.metrics.steps.count))",
                                   found: "loss \(c.metrics.loss.count), accuracy \(c.metrics.accuracy.map { String($0.count) } ?? "none")")
@@ -158,7 +170,7 @@ public struct CheckpointStore: Sendable {
             }
             try writeTensors(try root.createGroup("model"), c.parameters)
             let optimizer = try root.createGroup("optimizer")
-            let o = c.optimizer.config
+            let o = c.optimizer
             try optimizer.setAttribute("kind", o.kind.rawValue)
             try optimizer.setAttribute("lr", Double(o.lr))
             try optimizer.setAttribute("beta1", Double(o.beta1))
@@ -166,15 +178,15 @@ public struct CheckpointStore: Sendable {
             try optimizer.setAttribute("eps", Double(o.eps))
             try optimizer.setAttribute("weight_decay", Double(o.weightDecay))
             if let clip = o.clipNorm { try optimizer.setAttribute("clip_norm", Double(clip)) }
-            try optimizer.setAttribute("step", Int64(c.optimizer.step))
+            try optimizer.setAttribute("step", Int64(c.state.stepCount))
             if o.kind == .sgd {
                 // torch.optim.SGD's state name; exp_avg_sq is unused by SGD (zero) and not written.
                 try optimizer.setAttribute("momentum", Double(o.momentum))
                 try optimizer.setAttribute("nesterov", Int64(o.nesterov ? 1 : 0))
-                try writeTensors(try optimizer.createGroup("momentum_buffer"), c.optimizer.expAvg)
+                try writeTensors(try optimizer.createGroup("momentum_buffer"), c.state.expAvg)
             } else {
-                try writeTensors(try optimizer.createGroup("exp_avg"), c.optimizer.expAvg)
-                try writeTensors(try optimizer.createGroup("exp_avg_sq"), c.optimizer.expAvgSq)
+                try writeTensors(try optimizer.createGroup("exp_avg"), c.state.expAvg)
+                try writeTensors(try optimizer.createGroup("exp_avg_sq"), c.state.expAvgSq)
             }
 
             let metrics = try root.createGroup("metrics")
@@ -309,13 +321,13 @@ public struct CheckpointStore: Sendable {
                                      beta2: try float(optimizer, "beta2"), eps: try float(optimizer, "eps"),
                                      weightDecay: try float(optimizer, "weight_decay"), clipNorm: clip,
                                      momentum: momentum, nesterov: nesterov)
-        let state: OptimizerState
+        let state: TrainingState
         if kind == .sgd {
-            state = OptimizerState(config: config, step: try int(optimizer, "step"), expAvg: try readTensors("optimizer/momentum_buffer"),
-                                   expAvgSq: [Float](repeating: 0, count: table.totalCount))
+            state = TrainingState(parameters: parameters, expAvg: try readTensors("optimizer/momentum_buffer"),
+                                  expAvgSq: [Float](repeating: 0, count: table.totalCount), stepCount: try int(optimizer, "step"))
         } else {
-            state = OptimizerState(config: config, step: try int(optimizer, "step"),
-                                   expAvg: try readTensors("optimizer/exp_avg"), expAvgSq: try readTensors("optimizer/exp_avg_sq"))
+            state = TrainingState(parameters: parameters, expAvg: try readTensors("optimizer/exp_avg"),
+                                  expAvgSq: try readTensors("optimizer/exp_avg_sq"), stepCount: try int(optimizer, "step"))
         }
         var metrics = MetricsHistory()
         if try root.exists("metrics/step") {
@@ -327,7 +339,7 @@ public struct CheckpointStore: Sendable {
                 throw CheckpointError(.mismatch, path: path, expected: "/metrics/loss as long as /metrics/step (\(metrics.steps.count))", found: "\(metrics.loss.count)")
             }
         }
-        return Checkpoint(metadata: metadata, parameters: parameters, optimizer: state, metrics: metrics)
+        return Checkpoint(metadata: metadata, optimizer: config, state: state, metrics: metrics)
     }
 
     /// The newest checkpoint of the folder that reads and matches `table`; newer files that

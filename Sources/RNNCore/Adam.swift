@@ -98,7 +98,7 @@ public struct AdamOptimizer: Sendable, Equatable {
     /// (nil otherwise: it is not computed).
     @discardableResult
     public mutating func step(parameters: inout [Float], gradientSum: UnsafeBufferPointer<Float>, scale: Float,
-                              lr: Double? = nil, keepingPreviousIn previous: inout AdamState) -> Float? {
+                              lr: Double? = nil, keepingPreviousIn previous: inout TrainingState) -> Float? {
         precondition(parameters.count == expAvg.count && gradientSum.count == expAvg.count,
                      "Adam expects \(expAvg.count) parameters and gradients, found \(parameters.count) and \(gradientSum.count)")
         return outOfPlaceStep(parameters: &parameters, gradientSum: gradientSum, clearing: nil, scale: scale, lr: lr,
@@ -111,7 +111,7 @@ public struct AdamOptimizer: Sendable, Equatable {
     /// W_ih, whose scatter-add touches only the columns seen but whose update is dense).
     @discardableResult
     public mutating func step(parameters: inout [Float], clearingGradientSum gradientSum: UnsafeMutableBufferPointer<Float>,
-                              scale: Float, lr: Double? = nil, keepingPreviousIn previous: inout AdamState) -> Float? {
+                              scale: Float, lr: Double? = nil, keepingPreviousIn previous: inout TrainingState) -> Float? {
         precondition(parameters.count == expAvg.count && gradientSum.count == expAvg.count,
                      "Adam expects \(expAvg.count) parameters and gradients, found \(parameters.count) and \(gradientSum.count)")
         return outOfPlaceStep(parameters: &parameters, gradientSum: UnsafeBufferPointer(gradientSum), clearing: gradientSum.baseAddress,
@@ -122,7 +122,7 @@ public struct AdamOptimizer: Sendable, Equatable {
     /// own storage) is zeroed as it is read.
     private mutating func outOfPlaceStep(parameters: inout [Float], gradientSum: UnsafeBufferPointer<Float>,
                                          clearing: UnsafeMutablePointer<Float>?, scale: Float, lr: Double?,
-                                         keepingPreviousIn previous: inout AdamState) -> Float? {
+                                         keepingPreviousIn previous: inout TrainingState) -> Float? {
         let count = parameters.count
         if previous.parameters.count != count { previous.parameters = [Float](repeating: 0, count: count) }
         if previous.expAvg.count != count { previous.expAvg = [Float](repeating: 0, count: count) }
@@ -180,11 +180,16 @@ public struct AdamOptimizer: Sendable, Equatable {
 
 }
 
-/// Parameters with their Adam moments and step count: a replica's whole training state, e.g.
-/// the state before an update (see `AdamOptimizer.step(parameters:gradient:keepingPreviousIn:)`).
-public struct AdamState: Sendable, Equatable {
+/// The training state: the parameters with the optimizer's moments and step count. The one
+/// type for it everywhere: a replica's state and the state it keeps to undo an update (see
+/// `AdamOptimizer.step(parameters:gradient:keepingPreviousIn:)`), the state WELCOME and STATE
+/// carry between processes, and what a checkpoint stores beside its optimizer settings.
+/// For SGD, `expAvg` holds the momentum buffer and `expAvgSq` stays zero.
+public struct TrainingState: Sendable, Equatable {
     public var parameters: [Float]
+    /// Adam's m (exp_avg), or SGD's momentum buffer; laid out like `parameters`.
     public var expAvg: [Float]
+    /// Adam's v (exp_avg_sq); zero for SGD.
     public var expAvgSq: [Float]
     /// The optimizer's step count (PyTorch's `state['step']`) that goes with these values.
     public var stepCount: Int

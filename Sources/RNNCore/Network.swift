@@ -51,7 +51,7 @@ public struct RecurrentState: Equatable, Sendable {
 }
 
 /// Training targets of one batch, batch-first.
-public enum Targets: Sendable {
+public enum Targets: Sendable, Equatable {
     /// Class ids for cross-entropy: (B) with a last-step head, (B, T) with a per-step head.
     case classIds([Int32])
     /// Float targets for MSE: (B, O) with a last-step head, (B, T, O) with a per-step head.

@@ -39,6 +39,8 @@ public struct DataError: Error, CustomStringConvertible, Sendable {
         case badRequest
         /// libhdf5 failed while reading or writing.
         case io
+        /// The data does not fit the model (input size, input kind, outputs, head, vocabulary).
+        case modelMismatch
     }
 
     public var kind: Kind

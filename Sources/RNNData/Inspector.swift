@@ -72,7 +72,7 @@ public enum DatasetInspector {
             lines.append("sample 0 x: [" + shown.joined(separator: ", ") + (first.x.count > 16 ? ", ...]" : "]"))
         }
         switch first.targets {
-        case .classes(let ids):
+        case .classIds(let ids):
             if let text = dataset.decode(ids), dataset.targetKind.isPerStep {
                 lines.append("sample 0 y: \(text.debugDescription)")
             } else {

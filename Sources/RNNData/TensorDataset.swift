@@ -91,37 +91,21 @@ public enum InputEncoding: Sendable, Equatable {
     case tokens(vocabularySize: Int)
 }
 
-/// A batch's targets, batch-first, as RNNCore takes them.
-public enum BatchTargets: Sendable, Equatable {
-    /// Class ids: (B) or (B, T).
-    case classes([Int32])
-    /// Float targets: (B, O) or (B, T, O).
-    case values([Float])
-
-    /// The same targets as RNNCore's network takes them.
-    public var networkTargets: Targets {
-        switch self {
-        case .classes(let ids): return .classIds(ids)
-        case .values(let v): return .values(v)
-        }
-    }
-}
-
 /// One batch: `x` (B, T, I) float32 row-major (token ids (B, T) as floats with
-/// `TensorDatasetOptions.tokenIds`), its targets and, when the dataset has them, the
+/// `TensorDatasetOptions.tokenIds`), its targets (RNNCore's `Targets`, as the network takes them) and, when the dataset has them, the
 /// sequence lengths (B). Reuse one Batch with
 /// `read(rows:into:)` to avoid allocating (and first-touching) new buffers every step.
 public struct Batch: Sendable, Equatable {
     public var count: Int
     public var x: [Float]
-    public var targets: BatchTargets
+    public var targets: Targets
     /// Sequence lengths (B) in [1, T], nil when the dataset has no lengths.
     public var lengths: [Int]?
     /// Rows read from disk in file order before they are scattered into batch order.
     var scratchFloats: [Float] = []
     var scratchTokens: [Int32] = []
 
-    public init(count: Int = 0, x: [Float] = [], targets: BatchTargets = .classes([])) {
+    public init(count: Int = 0, x: [Float] = [], targets: Targets = .classIds([])) {
         self.count = count
         self.x = x
         self.targets = targets
@@ -306,9 +290,9 @@ public final class TensorDataset: @unchecked Sendable {
         var classes: [Int32] = []
         var values: [Float] = []
         if targetKind.isClassification {
-            if case .classes(let old) = batch.targets, old.count == b * targetElements { classes = old }
+            if case .classIds(let old) = batch.targets, old.count == b * targetElements { classes = old }
             else { classes = [Int32](repeating: 0, count: b * targetElements) }
-            batch.targets = .classes([])
+            batch.targets = .classIds([])
         } else {
             if case .values(let old) = batch.targets, old.count == b * targetElements { values = old }
             else { values = [Float](repeating: 0, count: b * targetElements) }
@@ -328,7 +312,7 @@ public final class TensorDataset: @unchecked Sendable {
             batch.lengths = nil
         }
         if b == 0 {
-            batch.targets = targetKind.isClassification ? .classes([]) : .values([])
+            batch.targets = targetKind.isClassification ? .classIds([]) : .values([])
             return
         }
 
@@ -357,6 +341,6 @@ public final class TensorDataset: @unchecked Sendable {
             }
             start = end
         }
-        batch.targets = targetKind.isClassification ? .classes(classes) : .values(values)
+        batch.targets = targetKind.isClassification ? .classIds(classes) : .values(values)
     }
 }

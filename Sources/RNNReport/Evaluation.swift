@@ -248,20 +248,15 @@ func argmax(_ v: [Float], offset: Int, count: Int) -> Int {
 
 extension LoadedModel {
     /// Loss, accuracy and (for classifiers) the confusion matrix of the model on `data`.
-    public func evaluate(on data: TensorDataset, batchSize: Int = 256) throws -> EvaluationReport {
+    public func evaluate(on data: TensorDataset, batchSize: Int = evaluationBatchSize) throws -> EvaluationReport {
         let m = config.model
         var stats = LossStats()
         var confusion = m.loss == .crossEntropy ? ConfusionMatrix(classes: m.outputSize) : nil
         var regression = m.loss == .mse ? RegressionSums(outputs: m.outputSize) : nil
-        var batch = Batch()
-        var start = 0
-        while start < data.count {
-            let rows = Array(start..<min(start + batchSize, data.count))
-            try data.read(rows: rows, into: &batch)
-            let targets = batch.targets.networkTargets
+        try data.forEachBatch(batchSize: batchSize) { batch in
             stats = stats + (try network.evaluate(parameters: checkpoint.parameters, input: batch.x, batch: batch.count,
-                                                  steps: data.steps, targets: targets, lengths: batch.lengths))
-            if case .classes(let ids) = batch.targets, confusion != nil {
+                                                  steps: data.steps, targets: batch.targets, lengths: batch.lengths))
+            if case .classIds(let ids) = batch.targets, confusion != nil {
                 let out = try network.predict(parameters: checkpoint.parameters, input: batch.x, batch: batch.count, steps: data.steps,
                                               lengths: batch.lengths).outputs
                 let O = m.outputSize
@@ -285,7 +280,6 @@ extension LoadedModel {
                     regression!.add(predicted: out, truth: truth)
                 }
             }
-            start += batchSize
         }
         let language = isLanguageModel(m)
         return EvaluationReport(samples: data.count, loss: stats.meanLoss,
@@ -296,16 +290,12 @@ extension LoadedModel {
     }
 
     /// The predicted class of every sequence (last-step head) or of every step (per-step head).
-    public func predictClasses(on data: TensorDataset, batchSize: Int = 256) throws -> [[Int]] {
+    public func predictClasses(on data: TensorDataset, batchSize: Int = evaluationBatchSize) throws -> [[Int]] {
         let m = config.model
         guard m.loss == .crossEntropy else { throw ReportError("the model is a regression model (MSE); it predicts values, not classes") }
         var result: [[Int]] = []
-        var batch = Batch()
-        var start = 0
         let O = m.outputSize
-        while start < data.count {
-            let rows = Array(start..<min(start + batchSize, data.count))
-            try data.read(rows: rows, into: &batch)
+        try data.forEachBatch(batchSize: batchSize) { batch in
             let out = try network.predict(parameters: checkpoint.parameters, input: batch.x, batch: batch.count, steps: data.steps,
                                           lengths: batch.lengths).outputs
             let perSample = m.head == .lastStep ? 1 : data.steps
@@ -314,7 +304,6 @@ extension LoadedModel {
                 let shown = m.head == .lastStep ? 1 : (batch.lengths?[b] ?? data.steps)
                 result.append((0..<shown).map { t in argmax(out, offset: (b * perSample + t) * O, count: O) })
             }
-            start += batchSize
         }
         return result
     }
@@ -335,7 +324,7 @@ extension LoadedModel {
     /// `/lengths` int64 (N) when the data has lengths, and `/outputs` float32 (N, O) or
     /// (N, T, O), batch-first like PyTorch's `model(X)`. Written to a temporary file, then
     /// renamed, so `path` never holds a half-written file.
-    public func writeOutputs(on data: TensorDataset, to path: String, batchSize: Int = 256) throws {
+    public func writeOutputs(on data: TensorDataset, to path: String, batchSize: Int = evaluationBatchSize) throws {
         let m = config.model
         let perSample = (m.head == .lastStep ? 1 : data.steps) * m.outputSize
         var x: [Float] = []
@@ -343,16 +332,11 @@ extension LoadedModel {
         var lengths: [Int] = []
         x.reserveCapacity(data.count * data.sampleElements)
         outputs.reserveCapacity(data.count * perSample)
-        var batch = Batch()
-        var start = 0
-        while start < data.count {
-            let rows = Array(start..<min(start + batchSize, data.count))
-            try data.read(rows: rows, into: &batch)
+        try data.forEachBatch(batchSize: batchSize) { batch in
             x.append(contentsOf: batch.x)
             if let l = batch.lengths { lengths.append(contentsOf: l) }
             outputs.append(contentsOf: try network.predict(parameters: checkpoint.parameters, input: batch.x,
                                                            batch: batch.count, steps: data.steps, lengths: batch.lengths).outputs)
-            start += batchSize
         }
         let outputShape = m.head == .lastStep ? [data.count, m.outputSize] : [data.count, data.steps, m.outputSize]
         let temporary = path + ".tmp-\(ProcessInfo.processInfo.processIdentifier)"

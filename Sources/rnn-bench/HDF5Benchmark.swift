@@ -193,7 +193,7 @@ private func hdf5Benchmark(_ o: HDF5BenchmarkOptions) throws {
     let flat = (0..<table.totalCount).map { _ in generator.nextFloat(in: -1, 1) }
     let checkpoint = Checkpoint(
         metadata: CheckpointMetadata(globalStep: 1, epoch: 0, stepInEpoch: 1, seed: 3, worldSize: 1, configJSON: try CheckpointMetadata.encodeConfig(model)),
-        parameters: flat, optimizer: OptimizerState(config: OptimizerConfig(), step: 1, expAvg: flat, expAvgSq: flat))
+        optimizer: OptimizerConfig(), state: TrainingState(parameters: flat, expAvg: flat, expAvgSq: flat, stepCount: 1))
     let checkpointMB = Double(3 * table.totalCount * 4) / 1e6
     var step = 1
     for (key, checksums) in [("ckpt_write_s", false), ("ckpt_write_fletcher_s", true)] {

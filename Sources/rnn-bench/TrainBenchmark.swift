@@ -94,7 +94,7 @@ func runTrainBenchmark(threads: Int, only: String? = nil, seconds: Double = 3, f
         var parameters = ParameterTable.initialParameters(config: config, seed: 1)
         var gradient = [Float](repeating: 0, count: parameters.count)
         var optimizer = AdamOptimizer(config: OptimizerConfig(kind: .adam, lr: 1e-3), parameterCount: parameters.count)
-        var previous = AdamState()
+        var previous = TrainingState()
         var rng = SeededGenerator(seed: 2)
         var x: [Float]
         if let v = bench.vocabulary {

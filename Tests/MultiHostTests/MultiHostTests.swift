@@ -116,7 +116,7 @@ final class MultiHostTests: XCTestCase {
             XCTAssertTrue(w.output.contains("done after \(multiHostSteps) steps"), w.output)
         }
         let final = try finalParameters(dir)
-        XCTAssertEqual(final.optimizer.step, multiHostSteps)
+        XCTAssertEqual(final.state.stepCount, multiHostSteps)
         let reference = try oneWorkerReference()
         let diff = maxAbsDifference(final.parameters, reference)
         XCTAssertLessThan(diff, 1e-5, "W=4 on 4 hosts against W=1: max |difference| \(diff)")
@@ -245,7 +245,7 @@ final class MultiHostTests: XCTestCase {
         XCTAssertNotNil(isolated)
         XCTAssertNotEqual(isolated, 0, workers[2].output)
         let final = try finalParameters(dir)
-        XCTAssertEqual(final.optimizer.step, multiHostSteps, "Adam applied every step exactly once")
+        XCTAssertEqual(final.state.stepCount, multiHostSteps, "Adam applied every step exactly once")
         let diff = maxAbsDifference(final.parameters, try oneWorkerReference())
         XCTAssertLessThan(diff, 1e-5, "3 then 2 workers against W=1: max |difference| \(diff)")
         print("multi-host: link of host 3 cut; declared lost after \(detected.map { String(format: "%.2f", $0) } ?? "-") s "

@@ -33,7 +33,7 @@ final class CompressionTests: XCTestCase {
     func accuracy(_ parameters: [Float]) throws -> Double {
         let data = try TensorDataset.open(path: test)
         let batch = try data.read(rows: Array(0..<data.count))
-        guard case .classes(let ids) = batch.targets else { XCTFail("digits targets are not classes"); return 0 }
+        guard case .classIds(let ids) = batch.targets else { XCTFail("digits targets are not classes"); return 0 }
         let network = try RNNNetwork(config: model)
         return try network.evaluate(parameters: parameters, input: batch.x, batch: batch.count, steps: data.steps, targets: .classIds(ids)).accuracy
     }

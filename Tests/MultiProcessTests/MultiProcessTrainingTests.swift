@@ -25,7 +25,7 @@ final class MultiProcessTrainingTests: XCTestCase {
         let ckpt = try CheckpointStore.read(path: checkpointPath, table: table)
         let data = try TensorDataset.open(path: test)
         let batch = try data.read(rows: Array(0..<data.count))
-        guard case .classes(let ids) = batch.targets else { XCTFail("digits targets are not classes"); return 0 }
+        guard case .classIds(let ids) = batch.targets else { XCTFail("digits targets are not classes"); return 0 }
         let network = try RNNNetwork(config: model)
         let stats = try network.evaluate(parameters: ckpt.parameters, input: batch.x, batch: batch.count, steps: data.steps,
                                          targets: .classIds(ids))

@@ -24,9 +24,8 @@ final class CheckpointTests: XCTestCase {
         return Checkpoint(
             metadata: CheckpointMetadata(globalStep: step, epoch: step / 10, stepInEpoch: step % 10, seed: UInt64.max - 5,
                                          worldSize: 3, configJSON: json, rngState: [generator.next(), UInt64.max]),
-            parameters: parameters,
-            optimizer: OptimizerState(config: OptimizerConfig(kind: .adamw, lr: 3e-4, weightDecay: 0.05, clipNorm: 1.0),
-                                      step: step, expAvg: m, expAvgSq: v),
+            optimizer: OptimizerConfig(kind: .adamw, lr: 3e-4, weightDecay: 0.05, clipNorm: 1.0),
+            state: TrainingState(parameters: parameters, expAvg: m, expAvgSq: v, stepCount: step),
             metrics: MetricsHistory(steps: Array(1...step), loss: (1...step).map { 1 / Float($0) },
                                     accuracy: accuracy ? (1...step).map { Float($0) / Float(step) } : nil))
     }
@@ -67,7 +66,7 @@ final class CheckpointTests: XCTestCase {
         let table = ParameterTable(config: config)
         let store = try CheckpointStore(directory: dir)
         var c = makeCheckpoint(step: 1, table: table)
-        c.parameters.removeLast()
+        c.state.parameters.removeLast()
         XCTAssertThrowsError(try store.write(c, table: table)) { error in
             XCTAssertEqual((error as? CheckpointError)?.kind, .badRequest)
             XCTAssertTrue("\(error)".contains("\(table.totalCount)"), "\(error)")
@@ -193,7 +192,7 @@ final class CheckpointTests: XCTestCase {
         XCTAssertEqual(optimizer["kind"] as? String, "adamw")
         XCTAssertEqual(optimizer["step"] as? Int, 3)
         XCTAssertEqual((optimizer["lr"] as? Double).map(Float.init), 3e-4)
-        for (group, flat) in [("model", c.parameters), ("exp_avg", c.optimizer.expAvg), ("exp_avg_sq", c.optimizer.expAvgSq)] {
+        for (group, flat) in [("model", c.parameters), ("exp_avg", c.state.expAvg), ("exp_avg_sq", c.state.expAvgSq)] {
             let tensors = try XCTUnwrap(json[group] as? [String: [String: Any]])
             XCTAssertEqual(Set(tensors.keys), Set(table.entries.map { $0.name }))
             for entry in table.entries {

@@ -70,11 +70,11 @@ final class OptimizerTests: XCTestCase {
             let scale: Float = 1 / 7
             var a = AdamOptimizer(config: config, parameterCount: n), b = a
             var pa = (0..<n).map { _ in rng.nextFloat(in: -1, 1) }, pb = pa
-            var previous = AdamState()
+            var previous = TrainingState()
             for _ in 0..<5 {
                 // A sum over 7 scored elements; the in-place step gets the mean materialised.
                 let sum = (0..<n).map { _ in rng.nextFloat(in: -14, 14) }
-                let before = AdamState(parameters: pb, expAvg: b.expAvg, expAvgSq: b.expAvgSq, stepCount: b.stepCount)
+                let before = TrainingState(parameters: pb, expAvg: b.expAvg, expAvgSq: b.expAvgSq, stepCount: b.stepCount)
                 var mean = sum.map { $0 * scale }
                 let n1 = a.step(parameters: &pa, gradient: &mean)
                 let n2 = sum.withUnsafeBufferPointer { b.step(parameters: &pb, gradientSum: $0, scale: scale, keepingPreviousIn: &previous) }
@@ -103,7 +103,7 @@ final class OptimizerTests: XCTestCase {
                 var rng = SeededGenerator(seed: UInt64(n))
                 var a = AdamOptimizer(config: config, parameterCount: n), b = a
                 var pa = (0..<n).map { _ in rng.nextFloat(in: -1, 1) }, pb = pa
-                var previousA = AdamState(), previousB = AdamState()
+                var previousA = TrainingState(), previousB = TrainingState()
                 for _ in 0..<4 {
                     let sum = (0..<n).map { _ in rng.nextFloat(in: -14, 14) }
                     var cleared = sum
@@ -136,7 +136,7 @@ final class OptimizerTests: XCTestCase {
                 var sum = g
                 a.step(parameters: &p, gradient: &g)
                 XCTAssertFalse(a.lastStepWasFinite, "\(bad) at \(position) not flagged (in place)")
-                var previous = AdamState()
+                var previous = TrainingState()
                 sum.withUnsafeBufferPointer { _ = b.step(parameters: &q, gradientSum: $0, scale: 0.5, keepingPreviousIn: &previous) }
                 XCTAssertFalse(b.lastStepWasFinite, "\(bad) at \(position) not flagged (on a sum)")
                 // The flag is per step: a finite step from finite parameters clears it.

@@ -136,7 +136,7 @@ final class ScheduleAndSGDTests: XCTestCase {
             // In place on the gradient, and out of place on a gradient sum (scale 1/4).
             var a = AdamOptimizer(config: config, parameterCount: c.initial.count), b = a
             var pa = c.initial, pb = c.initial
-            var previous = AdamState()
+            var previous = TrainingState()
             var worst = Comparison()
             for (step, lr) in c.lrs.enumerated() {
                 var g = c.gradients[step]

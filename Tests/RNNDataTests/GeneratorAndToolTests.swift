@@ -14,7 +14,7 @@ final class GeneratorAndToolTests: XCTestCase {
         XCTAssertEqual([ds.count, ds.steps, ds.inputSize], [2, 5, 4])
         XCTAssertEqual(ds.targetKind, .stepClasses(classes: 4))
         let batch = try ds.read(rows: [1])
-        guard case .classes(let y) = batch.targets else { return XCTFail("class targets expected") }
+        guard case .classIds(let y) = batch.targets else { return XCTFail("class targets expected") }
         XCTAssertEqual(ds.decode(y), "elloh")
         var ids: [Int32] = []
         for t in 0..<5 {

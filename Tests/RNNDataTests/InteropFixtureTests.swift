@@ -19,7 +19,7 @@ final class InteropFixtureTests: XCTestCase {
             let batch = try ds.read(rows: rows)
             XCTAssertEqual(batch.count, rows.count)
             XCTAssertEqual(batch.x, Fixture.features(rows: rows, steps: 6, inputs: 3))
-            XCTAssertEqual(batch.targets, .classes(rows.map { Int32($0 % 3) }))
+            XCTAssertEqual(batch.targets, .classIds(rows.map { Int32($0 % 3) }))
         }
         let file = try HDF5File.open(Fixture.path("chunked_gzip.h5"))
         let x = try file.root().openDataset("X")
@@ -34,7 +34,7 @@ final class InteropFixtureTests: XCTestCase {
             XCTAssertEqual([ds.count, ds.steps, ds.inputSize], [10, 4, 2])
             let batch = try ds.read(rows: Array(0..<10))
             XCTAssertEqual(batch.x, Fixture.features(rows: Array(0..<10), steps: 4, inputs: 2))
-            XCTAssertEqual(batch.targets, .classes((0..<10).map { Int32($0 % 3) }))
+            XCTAssertEqual(batch.targets, .classIds((0..<10).map { Int32($0 % 3) }))
         }
     }
 
@@ -56,7 +56,7 @@ final class InteropFixtureTests: XCTestCase {
                 }
             }
             XCTAssertEqual(batch.x, expected)
-            XCTAssertEqual(batch.targets, .classes(labels))
+            XCTAssertEqual(batch.targets, .classIds(labels))
             XCTAssertEqual(ds.decode([0, 1, 5]), "abf")
         }
     }
@@ -96,7 +96,7 @@ final class InteropFixtureTests: XCTestCase {
             let rows = [26, 19, 20, 2, 26, 21, 0]
             let batch = try ds.read(rows: rows)
             XCTAssertEqual(batch.x, Fixture.features(rows: rows, steps: 6, inputs: 3))
-            XCTAssertEqual(batch.targets, .classes(rows.map { Int32($0 % 3) }))
+            XCTAssertEqual(batch.targets, .classIds(rows.map { Int32($0 % 3) }))
             // Into a reused batch.
             var reused = batch
             try ds.read(rows: [1, 22], into: &reused)

@@ -84,7 +84,7 @@ final class LengthsAndTokenIdsTests: XCTestCase {
         }
         let padded = try TensorDataset.open(path: try write("padded.h5", labels: [2, 3, -100, 1, -100, -100]))
         XCTAssertEqual(padded.targetKind.outputSize, 4)
-        XCTAssertEqual(try padded.read(rows: [1, 0]).targets, .classes([1, -100, -100, 2, 3, -100]))
+        XCTAssertEqual(try padded.read(rows: [1, 0]).targets, .classIds([1, -100, -100, 2, 3, -100]))
         assertDataError(.labelOutOfRange, file: "real.h5", mentions: ["-100 at sample 0, step 1"]) {
             try TensorDataset.open(path: try write("real.h5", labels: [2, -100, 0, 1, 0, 0]))
         }

@@ -16,7 +16,7 @@ final class ShippedDatasetTests: XCTestCase {
         XCTAssertEqual(both.targetKind, .sequenceClasses(classes: 10))
         let batch = try both.read(rows: Array(0..<both.count))
         XCTAssertEqual(batch.x.min(), 0); XCTAssertEqual(batch.x.max(), 1)
-        guard case .classes(let y) = batch.targets else { return XCTFail() }
+        guard case .classIds(let y) = batch.targets else { return XCTFail() }
         XCTAssertEqual(Set(y), Set(0..<10))
     }
 
@@ -26,7 +26,7 @@ final class ShippedDatasetTests: XCTestCase {
         XCTAssertEqual(ds.targetKind, .stepClasses(classes: 62))
         XCTAssertEqual(ds.steps, 64)
         let batch = try ds.read(rows: [0, 100])
-        guard case .classes(let y) = batch.targets else { return XCTFail() }
+        guard case .classIds(let y) = batch.targets else { return XCTFail() }
         let scalars = Array(text.unicodeScalars)
         XCTAssertEqual(ds.decode(Array(y[64..<128])), String(String.UnicodeScalarView(scalars[6401..<6465])))
     }

@@ -30,7 +30,7 @@ final class ModelUseTests: XCTestCase {
         XCTAssertTrue(config.model.tokenInput)
         let dataset = try TensorDataset.open(path: data, options: config.datasetOptions())
         let batch = try dataset.read(rows: [0, 1])
-        guard case .classes(let ids) = batch.targets else { throw ReportError("class targets expected") }
+        guard case .classIds(let ids) = batch.targets else { throw ReportError("class targets expected") }
         var history = MetricsHistory(accuracy: [])
         for s in 1...120 {
             var (stats, gradient) = try network.meanLossAndGradient(parameters: parameters, input: batch.x, batch: 2, steps: 5, targets: .classIds(ids))
@@ -42,8 +42,8 @@ final class ModelUseTests: XCTestCase {
         let store = try CheckpointStore(directory: dir, keep: 1)
         let path = try store.write(Checkpoint(metadata: CheckpointMetadata(globalStep: 120, epoch: 120, stepInEpoch: 0, seed: 1, worldSize: 1,
                                                                            configJSON: config.jsonString()),
-                                              parameters: parameters,
-                                              optimizer: OptimizerState(config: config.optimizer, step: adam.stepCount, expAvg: adam.expAvg, expAvgSq: adam.expAvgSq),
+                                              optimizer: config.optimizer,
+                                              state: TrainingState(parameters: parameters, expAvg: adam.expAvg, expAvgSq: adam.expAvgSq, stepCount: adam.stepCount),
                                               metrics: history), table: network.table)
         return (path, data)
     }
@@ -82,13 +82,14 @@ final class ModelUseTests: XCTestCase {
         let parameters = ParameterTable.initialParameters(config: config.model, seed: 3)
         let path = try CheckpointStore(directory: dir, keep: 1).write(
             Checkpoint(metadata: CheckpointMetadata(globalStep: 0, epoch: 0, stepInEpoch: 0, seed: 3, worldSize: 1, configJSON: config.jsonString()),
-                       parameters: parameters, optimizer: OptimizerState(config: config.optimizer, step: 0, expAvg: parameters.map { _ in 0 },
-                                                                         expAvgSq: parameters.map { _ in 0 })), table: network.table)
+                       optimizer: config.optimizer,
+                       state: TrainingState(parameters: parameters, expAvg: parameters.map { _ in 0 }, expAvgSq: parameters.map { _ in 0 })),
+            table: network.table)
         let model = try LoadedModel.load(checkpoint: path)
         let dataset = try model.open(dataset: [data])
         let report = try model.evaluate(on: dataset, batchSize: 10)
         let all = try dataset.read(rows: Array(0..<37))
-        guard case .classes(let ids) = all.targets else { return XCTFail("class targets expected") }
+        guard case .classIds(let ids) = all.targets else { return XCTFail("class targets expected") }
         let stats = try network.evaluate(parameters: parameters, input: all.x, batch: 37, steps: 4, targets: .classIds(ids))
         XCTAssertEqual(report.loss, stats.meanLoss, accuracy: 1e-5)
         XCTAssertEqual(report.accuracy!, stats.accuracy, accuracy: 1e-12)
