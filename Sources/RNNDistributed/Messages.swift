@@ -1,26 +1,28 @@
 // Control-plane messages between the coordinator (ROUTER) and the workers (DEALER).
 //
 // Handshake:  worker HELLO (version, host, pid, run token) -> coordinator WELCOME (rank, world,
-//             run, config, state, heartbeat endpoint) -> worker READY (its bound data endpoint)
-//             -> coordinator RING (generation, all endpoints): the ring is formed.
+//             config, timeouts, heartbeat endpoint, state) -> worker READY (its bound ring
+//             endpoint and key) -> coordinator RING (generation, all endpoints): the ring is formed.
 // Each step:  coordinator STEP (rows of this worker) -> worker METRICS (loss sum, counts, hash).
 //             When steps are short, one STEP carries several consecutive steps and one METRICS
 //             reports them all (fewer messages, fewer thread wakeups per step).
-//             A worker whose all-reduce failed sends STEP_FAILED (kind ABORT_STEP) and waits.
-// Re-form:    coordinator REFORM (kind ABORT_STEP; new generation in the header, new rank and
-//             world, the completed step count) -> worker abandons the unfinished step, rolls
-//             back to the completed count, binds a new ring socket -> READY -> RING. Used after
-//             a lost worker (survivors only) and when workers join at a step boundary (they
-//             get WELCOME with the current state instead).
+//             A worker whose all-reduce failed sends STEP_FAILED and waits for REFORM.
+// Re-form:    coordinator REFORM (new generation in the header, new rank and world, the
+//             completed step count) -> worker abandons the unfinished step, rolls back to the
+//             completed count, binds a new ring socket -> READY -> RING. Used after a lost
+//             worker (survivors only) and when workers join at a step boundary (they get
+//             WELCOME with the current state instead).
+// Evaluation: coordinator EVALUATE (rows, batch size) -> worker EVALUATION (the loss sums of
+//             each batch): validation after an epoch runs on the workers, each on its share.
 // Liveness:   HEARTBEAT on a second socket pair (worker DEALER -> coordinator ROUTER on its own
 //             thread, which answers each one): see Heartbeat.swift.
-// On demand:  coordinator STATE_REQUEST -> worker STATE (parameters + Adam state).
+// On demand:  coordinator STATE_REQUEST -> worker STATE (parameters + optimizer state).
 // The end:    coordinator BYE -> worker exits 0. A named failure travels as ERROR.
 // Leaving:    worker LEAVE (on SIGTERM/SIGINT) -> the coordinator drops it at once and
 //             re-forms the ring with the others.
 //
-// The header's generation field tags STEP, METRICS, READY, RING and REFORM: a message of
-// another generation is stale and dropped (counted).
+// The header's generation field tags STEP, METRICS, READY, RING, REFORM, STEP_FAILED,
+// EVALUATE and EVALUATION: a message of another generation is stale and dropped (counted).
 //
 // Every message is one ZeroMQ frame: the checked `FrameHeader` followed by the payload
 // encoded here with `BinaryWriter`; decoding is bounds-checked and never trusts a length.
@@ -68,8 +70,6 @@ struct HelloMessage: ControlMessage, Equatable {
     var protocolVersion: Int
     var host: String
     var pid: Int
-    /// Free-form capability words, e.g. "simd-avx2", "threads=2".
-    var capabilities: [String]
     /// The run token (loopback security); empty when the coordinator asks none.
     var token: String
 
@@ -77,15 +77,13 @@ struct HelloMessage: ControlMessage, Equatable {
         w.write(protocolVersion)
         w.write(host)
         w.write(pid)
-        w.write(capabilities.joined(separator: "\n"))
         w.write(token)
     }
 
-    init(protocolVersion: Int, host: String, pid: Int, capabilities: [String], token: String) {
+    init(protocolVersion: Int, host: String, pid: Int, token: String) {
         self.protocolVersion = protocolVersion
         self.host = host
         self.pid = pid
-        self.capabilities = capabilities
         self.token = token
     }
 
@@ -93,17 +91,13 @@ struct HelloMessage: ControlMessage, Equatable {
         protocolVersion = try r.readInt("protocol version")
         host = try r.readString("host")
         pid = try r.readInt("pid")
-        let caps = try r.readString("capabilities")
-        capabilities = caps.isEmpty ? [] : caps.split(separator: "\n").map(String.init)
         token = try r.readString("token")
     }
 }
 
-/// The replicated training state: parameters and Adam's moments and step count (RNNCore's
-/// `AdamState`, which the replicas also keep for rollback), as it travels in WELCOME and STATE.
-typealias ReplicaState = AdamState
-
-extension AdamState {
+/// RNNCore's `TrainingState` (parameters, optimizer moments, step count) as it travels in
+/// WELCOME and STATE.
+extension TrainingState {
     func encode(into w: inout BinaryWriter) {
         w.write(floats: parameters)
         w.write(floats: expAvg)
@@ -125,22 +119,19 @@ struct WelcomeMessage: ControlMessage {
     var configJSON: String
     /// Milliseconds a worker waits for any single ring frame.
     var ringTimeoutMilliseconds: Int
-    /// Milliseconds a worker waits for the coordinator's next message.
-    var coordinatorTimeoutMilliseconds: Int
     /// Global steps already applied to `state`.
     var completedSteps: Int
     /// Where the worker sends heartbeats (the coordinator's heartbeat ROUTER).
     var heartbeatEndpoint: String
     var heartbeatIntervalMilliseconds: Int
     var heartbeatTimeoutMilliseconds: Int
-    var state: ReplicaState
+    var state: TrainingState
 
     func encode(into w: inout BinaryWriter) {
         w.write(rank)
         w.write(world)
         w.write(configJSON)
         w.write(ringTimeoutMilliseconds)
-        w.write(coordinatorTimeoutMilliseconds)
         w.write(completedSteps)
         w.write(heartbeatEndpoint)
         w.write(heartbeatIntervalMilliseconds)
@@ -148,14 +139,12 @@ struct WelcomeMessage: ControlMessage {
         state.encode(into: &w)
     }
 
-    init(rank: Int, world: Int, configJSON: String, ringTimeoutMilliseconds: Int,
-         coordinatorTimeoutMilliseconds: Int, completedSteps: Int, heartbeatEndpoint: String,
-         heartbeatIntervalMilliseconds: Int, heartbeatTimeoutMilliseconds: Int, state: ReplicaState) {
+    init(rank: Int, world: Int, configJSON: String, ringTimeoutMilliseconds: Int, completedSteps: Int, heartbeatEndpoint: String,
+         heartbeatIntervalMilliseconds: Int, heartbeatTimeoutMilliseconds: Int, state: TrainingState) {
         self.rank = rank
         self.world = world
         self.configJSON = configJSON
         self.ringTimeoutMilliseconds = ringTimeoutMilliseconds
-        self.coordinatorTimeoutMilliseconds = coordinatorTimeoutMilliseconds
         self.completedSteps = completedSteps
         self.heartbeatEndpoint = heartbeatEndpoint
         self.heartbeatIntervalMilliseconds = heartbeatIntervalMilliseconds
@@ -168,12 +157,11 @@ struct WelcomeMessage: ControlMessage {
         world = try r.readInt("world")
         configJSON = try r.readString("config")
         ringTimeoutMilliseconds = try r.readInt("ring timeout")
-        coordinatorTimeoutMilliseconds = try r.readInt("coordinator timeout")
         completedSteps = try r.readInt("completed steps")
         heartbeatEndpoint = try r.readString("heartbeat endpoint")
         heartbeatIntervalMilliseconds = try r.readInt("heartbeat interval")
         heartbeatTimeoutMilliseconds = try r.readInt("heartbeat timeout")
-        state = try ReplicaState(from: &r)
+        state = try TrainingState(from: &r)
     }
 }
 
@@ -188,7 +176,6 @@ extension WelcomeMessage {
             _ = try r.readInt("world")
             _ = try r.readString("config")
             _ = try r.readInt("ring timeout")
-            _ = try r.readInt("coordinator timeout")
             _ = try r.readInt("completed steps")
             return (try r.readString("heartbeat endpoint"), try r.readInt("heartbeat interval"), try r.readInt("heartbeat timeout"))
         } catch {
@@ -202,7 +189,7 @@ extension WelcomeMessage {
 /// `completedSteps` applied steps (undoing a step it applied but the coordinator did not
 /// accept), binds a new ring socket as `rank` of `world` and answers READY.
 struct ReformMessage: ControlMessage, Equatable {
-    static let kind = MessageKind.abortStep
+    static let kind = MessageKind.reform
     var rank: Int
     var world: Int
     var completedSteps: Int
@@ -233,7 +220,7 @@ struct ReformMessage: ControlMessage, Equatable {
 /// Worker -> coordinator: this worker abandoned global step `globalStep` (its all-reduce
 /// failed: a timeout or a broken exchange) and waits for a REFORM.
 struct StepFailedMessage: ControlMessage, Equatable {
-    static let kind = MessageKind.abortStep
+    static let kind = MessageKind.stepFailed
     var globalStep: Int
     var text: String
 
@@ -490,21 +477,89 @@ struct StateRequestMessage: ControlMessage, Equatable {
 struct StateMessage: ControlMessage, Equatable {
     static let kind = MessageKind.state
     var globalStep: Int
-    var state: ReplicaState
+    var state: TrainingState
 
     func encode(into w: inout BinaryWriter) {
         w.write(globalStep)
         state.encode(into: &w)
     }
 
-    init(globalStep: Int, state: ReplicaState) {
+    init(globalStep: Int, state: TrainingState) {
         self.globalStep = globalStep
         self.state = state
     }
 
     init(from r: inout BinaryReader) throws(PayloadError) {
         globalStep = try r.readInt("global step")
-        state = try ReplicaState(from: &r)
+        state = try TrainingState(from: &r)
+    }
+}
+
+/// Coordinator -> worker: evaluate the current parameters (those after `globalStep` applied
+/// steps) on `rows`, `batchSize` rows at a time, of the validation files (`validationFiles`) or
+/// of the training data (a --val-split's held-out rows).
+struct EvaluateMessage: ControlMessage, Equatable {
+    static let kind = MessageKind.evaluate
+    var globalStep: Int
+    var validationFiles: Bool
+    var batchSize: Int
+    var rows: [Int]
+
+    func encode(into w: inout BinaryWriter) {
+        w.write(globalStep)
+        w.write(validationFiles)
+        w.write(batchSize)
+        w.write(rows.count)
+        for r in rows { w.write(Int64(r)) }
+    }
+
+    init(globalStep: Int, validationFiles: Bool, batchSize: Int, rows: [Int]) {
+        self.globalStep = globalStep
+        self.validationFiles = validationFiles
+        self.batchSize = batchSize
+        self.rows = rows
+    }
+
+    init(from r: inout BinaryReader) throws(PayloadError) {
+        globalStep = try r.readInt("global step")
+        validationFiles = try r.readBool("validation files")
+        batchSize = try r.readInt("batch size")
+        guard batchSize >= 1 else { throw PayloadError.invalidValue(field: "batch size", found: "\(batchSize) (expected at least 1)") }
+        let n = try r.readInt("row count")
+        guard n >= 0 && n <= r.remaining / 8 else {
+            throw PayloadError.invalidValue(field: "row count", found: "\(n) rows in \(r.remaining) bytes")
+        }
+        rows = []
+        rows.reserveCapacity(n)
+        for _ in 0..<n { rows.append(try r.readInt("row")) }
+    }
+}
+
+/// Worker -> coordinator: the loss sums of each batch of an EVALUATE, in order.
+struct EvaluationMessage: ControlMessage, Equatable {
+    static let kind = MessageKind.evaluation
+    var batches: [LossStats]
+
+    func encode(into w: inout BinaryWriter) {
+        w.write(batches.count)
+        for b in batches {
+            w.write(b.lossSum)
+            w.write(b.scoredCount)
+            w.write(b.correct)
+        }
+    }
+
+    init(batches: [LossStats]) { self.batches = batches }
+
+    init(from r: inout BinaryReader) throws(PayloadError) {
+        let n = try r.readInt("batch count")
+        guard n >= 0 && n <= r.remaining / 24 else {
+            throw PayloadError.invalidValue(field: "batch count", found: "\(n) batches in \(r.remaining) bytes")
+        }
+        batches = []
+        for _ in 0..<n {
+            batches.append(LossStats(lossSum: try r.readDouble("loss sum"), scoredCount: try r.readInt("scored"), correct: try r.readInt("correct")))
+        }
     }
 }
 

@@ -52,14 +52,8 @@ public struct WorkerOptions: Sendable {
     /// The process that started this worker (`--local-workers` sets RNN_PARENT_PID): when it is
     /// gone (this process was re-parented), the worker exits instead of outliving it.
     public var parentPID: Int32?
-    /// Testing only: after applying this global step the replica flips the lowest bit of its
-    /// first parameter (a memory fault), which the coordinator's hash check must catch.
-    var corruptAfterGlobalStep: Int?
-    /// Testing only: the exchange of this global step fails once, as a broken connection would.
-    var failExchangeAtGlobalStep: Int?
-    /// Testing only: each step's computation takes this much longer per row, as on a slower
-    /// machine (for the coordinator's load balancing).
-    var extraSecondsPerRow: Double = 0
+    /// Testing only: faults to inject (FaultInjection).
+    var faults = FaultInjection()
 
     public init(connect: String, dataRoot: String? = nil, dataBind: String? = nil, advertiseHost: String? = nil,
                 threads: Int? = nil, joinTimeout: Double = 120, token: String = "") {
@@ -105,14 +99,16 @@ struct CoordinatorLost: Error, CustomStringConvertible {
     var description: String
 }
 
-/// The ring's CURVE public keys by rank (from the latest RING message).
-final class RingKeys: @unchecked Sendable {
-    var keys: [String] = []
-}
-
-/// Frames taken off the control socket while a step was running.
-final class Inbox {
-    var frames: [Frame] = []
+/// Faults a test injects into a worker, in one place (none by default).
+struct FaultInjection: Sendable {
+    /// After applying this global step the replica flips the lowest bit of its first parameter
+    /// (a memory fault), which the coordinator's hash check must catch.
+    var corruptAfterGlobalStep: Int?
+    /// The exchange of this global step fails once, as a broken connection would.
+    var failExchangeAtGlobalStep: Int?
+    /// Each step's computation takes this much longer per row, as on a slower machine (for the
+    /// coordinator's load balancing).
+    var extraSecondsPerRow: Double = 0
 }
 
 /// One worker process (or thread, in tests). Use from one thread.
@@ -216,8 +212,7 @@ public final class Worker: @unchecked Sendable {
             // HELLO: the run id is not known yet, so it travels as 0. A send waits while the
             // connection is not up (a refused handshake leaves none): in slices too.
             let hello = HelloMessage(protocolVersion: protocolVersion, host: ProcessInfo.processInfo.hostName,
-                                     pid: Int(ProcessInfo.processInfo.processIdentifier),
-                                     capabilities: ["ring-allreduce", "adam", "adamw", "elastic"], token: token)
+                                     pid: Int(ProcessInfo.processInfo.processIdentifier), token: token)
             try sliced { slice -> Bool? in
                 do {
                     try control.send(frame: hello.frame(runID: 0), deadline: slice)
@@ -240,6 +235,8 @@ public final class Worker: @unchecked Sendable {
         }
     }
 
+    /// One session with a coordinator: join (HELLO until WELCOME), then a `WorkerSession`
+    /// until BYE.
     private func session(joinTimeout: Double, reconnecting: Bool) throws -> WorkerSummary {
         let context = try ZMQContext()
         defer { context.shutdown() }
@@ -256,272 +253,24 @@ public final class Worker: @unchecked Sendable {
         let watch = try? ClientHandshakeWatch(socket: control, endpoint: options.connect, usesCurve: options.curve != nil)
         defer { watch?.stop() }
         try control.connect(options.connect)
-        let welcomeFrame = try join(control: control, watch: watch, joinTimeout: joinTimeout, reconnecting: reconnecting)
-        let runID = welcomeFrame.header.runID
-        // Heartbeats first: decoding a large state may take a while.
-        guard let beat = WelcomeMessage.heartbeatSettings(welcomeFrame) else {
-            throw WorkerError("the coordinator at \(options.connect) sent an unreadable WELCOME")
-        }
-        let heartbeat = try HeartbeatLink(context: context, endpoint: heartbeatEndpoint(beat.endpoint),
-                                          controlIdentity: identity, runID: runID,
-                                          intervalMilliseconds: beat.intervalMilliseconds,
-                                          timeoutMilliseconds: beat.timeoutMilliseconds, curve: options.curve)
-        defer { heartbeat.stop() }
-        let welcome = try WelcomeMessage.decode(welcomeFrame)
-        let config = try TrainingConfig.fromJSON(welcome.configJSON)
-        var rank = welcome.rank
-        var world = welcome.world
-        var generation = welcomeFrame.header.generation
-        log("worker: joined run \(String(runID, radix: 16)) at \(options.connect) as rank \(rank) of \(world) at global step \(welcome.completedSteps)")
-
-        heartbeat.update(rank: rank, appliedSteps: welcome.completedSteps)
-        let heartbeatTimeout = Double(welcome.heartbeatTimeoutMilliseconds) / 1000
-
-        let replica: Replica
-        do {
-            replica = try Replica(config: config, state: welcome.state, threads: options.threads ?? config.workerThreads,
-                                  files: config.dataFiles.map(remap))
-            replica.appliedSteps = welcome.completedSteps
-            replica.extraSecondsPerRow = options.extraSecondsPerRow
-        } catch {
-            let text = "rank \(rank): \(error)"
-            try? control.send(frame: ErrorMessage(text: text).frame(runID: runID, sender: UInt32(rank)), deadline: .after(seconds: 2))
-            throw WorkerError(text)
-        }
-
-        let decoder = FrameDecoder(expectedRunID: runID)
-        let inbox = Inbox()
-        let sender = { UInt32(rank) }
-        /// A signal: LEAVE, so the coordinator re-forms the ring without this worker at once.
-        func leaveIfAsked() throws {
-            do {
-                try checkLocalStop(rank: rank, appliedSteps: replica.appliedSteps)
-            } catch let interrupted as Interrupted {
-                log("worker: rank \(rank) received \(StopRequest.name(of: interrupted.signal)); leaving the run")
-                try? control.send(frame: LeaveMessage(reason: "rank \(rank) received \(StopRequest.name(of: interrupted.signal))")
-                                    .frame(runID: runID, generation: generation, sender: sender()), deadline: .after(seconds: 1))
-                throw interrupted
-            }
-        }
-        /// Throws when the heartbeat thread saw the coordinator go (or expel this worker).
-        func checkCoordinator() throws {
-            switch heartbeat.status {
-            case .alive: return
-            case .lost(let silent):
-                throw CoordinatorLost(description: "rank \(rank): lost the coordinator at \(options.connect): "
-                    + String(format: "no heartbeat answer for %.1f s (timeout %.1f s)", silent, heartbeatTimeout))
-            case .expelled(let text):
-                throw WorkerError("rank \(rank): \(text)")
-            }
-        }
-        // With CURVE the ring is encrypted too: each worker's receiving socket serves with its
-        // own key pair, and the sender checks its right neighbour's key from the RING message.
-        // A peer that connects before this worker has read the RING is refused once and
-        // reconnects (ZeroMQ retries every 100 ms).
-        let ringKeys = RingKeys()
-        let curve = options.curve
-        // Only the ring's members may connect to this worker's ring socket: a ZAP handler in
-        // this worker's context checks client keys against the latest RING message.
-        // A ring peer that connects before this worker has read the RING message is held (not
-        // refused: ZeroMQ would never retry it) until the keys arrive.
-        let ringGate = try curve.map { _ in
-            try ZAPAuthenticator(context: context, allowed: [], rejections: PeerRejections(),
-                                 holdSeconds: min(10, Double(welcome.ringTimeoutMilliseconds) / 1000),
-                                 log: { [log] in log("worker: \($0)") })
-        }
-        defer { ringGate?.stop() }
-        let setup: RingAllReduce.SocketSetup? = curve.map { curve in
-            { (socket: ZMQSocket, peer: Int?) throws in
-                if let peer {
-                    try socket.setCurveServerKey(ringKeys.keys.indices.contains(peer) ? ringKeys.keys[peer] : "")
-                    try socket.setCurvePublicKey(curve.keys.publicKey)
-                    try socket.setCurveSecretKey(curve.keys.secretKey)
-                } else {
-                    try socket.setCurveServer(true)
-                    try socket.setCurveSecretKey(curve.keys.secretKey)
-                }
-            }
-        }
-        let ringPublicKey = curve?.keys.publicKey ?? ""
-        func makeRing() throws -> RingAllReduce {
-            var attempt = 0
-            while true {
-                do {
-                    let ring = try RingAllReduce(context: context, rank: rank, world: world, runID: runID, generation: generation,
-                                                 bindEndpoint: try dataBindEndpoint(runID: runID, generation: generation, attempt: attempt),
-                                                 timeoutMilliseconds: welcome.ringTimeoutMilliseconds,
-                                                 rejects: decoder.rejects, socketSetup: setup)
-                    ring.interruptPollMilliseconds = options.interruptPollMilliseconds
-                    ring.spinMicroseconds = options.spinMicroseconds
-                    ring.compression = config.gradientCompression ?? .none
-                    ring.hierarchical = config.hierarchicalAllReduce ?? true
-                    ring.interruptCheck = { [options] in
-                        if heartbeat.status != .alive || options.stop?.requested != nil { return true }
-                        if let ppid = options.parentPID, getppid() != ppid { return true }
-                        // A message of the coordinator during a step means: stop (REFORM, ERROR,
-                        // BYE), except the next step's assignment, which the coordinator sends
-                        // ahead (pipelining) and which waits in the inbox.
-                        func stops(_ f: Frame) -> Bool { f.header.kind != .stepAssignment && f.header.kind != .heartbeat }
-                        if inbox.frames.contains(where: stops) { return true }
-                        while let f = try? control.receiveFrame(decoder, deadline: .now()) {
-                            inbox.frames.append(f)
-                            if stops(f) { return true }
-                        }
-                        return false
-                    }
-                    return ring
-                } catch {
-                    // A fixed --data-bind port may still be held by the previous generation's socket.
-                    attempt += 1
-                    if attempt >= 40 { throw WorkerError("rank \(rank): cannot bind the ring socket: \(error)") }
-                    Thread.sleep(forTimeInterval: 0.05)
-                }
-            }
-        }
-        var ring = try makeRing()
-        // After BYE the last frames for the right neighbour get their linger; on any failure
-        // they are useless (the ring will be re-formed or the run is over) and are dropped.
-        var finishedNormally = false
-        defer { ring.close(discardPending: !finishedNormally) }
-        log("worker: ring endpoint \(announced(ring.localEndpoint)) (generation \(generation))")
-        try control.send(frame: ReadyMessage(dataEndpoint: announced(ring.localEndpoint), publicKey: ringPublicKey).frame(runID: runID, generation: generation, sender: sender()),
-                         deadline: .after(seconds: heartbeatTimeout))
-
-        var generations = 1, rolledBack = 0, abandoned = 0, stepMessages = 0
-        // All-reduce bytes sent by rings of earlier generations.
-        var endpointBytes = 0, localBytes = 0
-        var failExchangeAt = options.failExchangeAtGlobalStep
-        while true {
-            try leaveIfAsked()
-            let frame: Frame
-            if !inbox.frames.isEmpty {
-                frame = inbox.frames.removeFirst()
-            } else {
-                // The heartbeats decide whether the coordinator is alive (it may legitimately be
-                // quiet for long, e.g. evaluating a large validation set).
-                var next: Frame?
-                while next == nil {
-                    try leaveIfAsked()
-                    try checkCoordinator()
-                    next = try control.receiveFrame(decoder, deadline: .after(milliseconds: 100))
-                }
-                frame = next!
-            }
-            switch frame.header.kind {
-            case .ringUpdate:
-                let update = try RingMessage.decode(frame)
-                guard update.generation == generation else {
-                    decoder.rejects.record(.stale)
-                    continue
-                }
-                guard update.endpoints.count == world else {
-                    throw WorkerError("rank \(rank): ring of \(update.endpoints.count) endpoints for a world of \(world)")
-                }
-                ringKeys.keys = update.publicKeys
-                ringGate?.setAllowed(Set(update.publicKeys))
-                try ring.connect(peerEndpoints: update.endpoints)
-                if let h = ring.activeHierarchy {
-                    let groups = Set(ring.hostGroups).count
-                    log("worker: hierarchical all-reduce: rank \(rank) is " + (h.leader == rank ? "the leader" : "a member (leader rank \(h.leader))")
-                        + " of host group \(h.leaders.firstIndex(of: h.leader)! + 1) of \(groups) (\(h.members.count) rank(s) on this host)")
-                }
-            case .abortStep:
-                // REFORM: a new generation, rank and world; back to the completed step count.
-                let reform = try ReformMessage.decode(frame)
-                guard frame.header.generation > generation else {
-                    decoder.rejects.record(.stale)
-                    continue
-                }
-                do {
-                    rolledBack += try replica.rollBack(to: reform.completedSteps)
-                } catch {
-                    throw WorkerError("rank \(rank) \(error)")
-                }
-                endpointBytes += ring.endpointBytesSent
-                localBytes += ring.localBytesSent
-                ring.close(discardPending: true)
-                rank = reform.rank
-                world = reform.world
-                generation = frame.header.generation
-                generations += 1
-                ring = try makeRing()
-                heartbeat.update(rank: rank, appliedSteps: replica.appliedSteps)
-                log("worker: now rank \(rank) of \(world), generation \(generation), ring endpoint \(announced(ring.localEndpoint)) (\(reform.reason))")
-                try control.send(frame: ReadyMessage(dataEndpoint: announced(ring.localEndpoint), publicKey: ringPublicKey).frame(runID: runID, generation: generation, sender: sender()),
-                                 deadline: .after(seconds: heartbeatTimeout))
-            case .stepAssignment:
-                guard frame.header.generation == generation else {
-                    decoder.rejects.record(.stale)
-                    continue
-                }
-                let group = try StepGroupMessage.decode(frame)
-                stepMessages += 1
-                // With the coordinator's pipelining this worker may run a whole group past the
-                // last group the coordinator accepted: keep that many states to roll back to.
-                replica.keepStates(2 * group.records.count)
-                var results: [MetricsMessage] = []
-                results.reserveCapacity(group.records.count)
-                for step in group.records {
-                    do {
-                        if failExchangeAt == step.globalStep {
-                            failExchangeAt = nil
-                            throw AllReduceError.transport(ZMQError(call: "test: exchange failure injected at global step \(step.globalStep)", endpoint: nil, errno: 0))
-                        }
-                        results.append(try replica.step(step, ring: ring))
-                    } catch let e as AllReduceError {
-                        abandoned += 1
-                        if case .interrupted = e {
-                            try leaveIfAsked()
-                            try checkCoordinator()
-                            break  // the coordinator's message is in the inbox
-                        }
-                        try checkCoordinator()
-                        // The exchange broke without word from the coordinator: report and wait for a REFORM.
-                        let text = "rank \(rank): \(e)"
-                        log("worker: abandoned global step \(step.globalStep + 1): \(e)")
-                        try control.send(frame: StepFailedMessage(globalStep: step.globalStep, text: text)
-                                            .frame(runID: runID, generation: generation, sender: sender(), step: UInt64(step.globalStep)),
-                                         deadline: .after(seconds: heartbeatTimeout))
-                        break
-                    } catch {
-                        let text = "rank \(rank) failed global step \(step.globalStep): \(error)"
-                        try? control.send(frame: ErrorMessage(text: text).frame(runID: runID, sender: sender()), deadline: .after(seconds: 2))
-                        throw WorkerError(text)
-                    }
-                    if options.corruptAfterGlobalStep == step.globalStep { replica.flipLowestBitOfFirstParameter() }
-                    heartbeat.update(rank: rank, appliedSteps: replica.appliedSteps)
-                }
-                // Reported only when every step of the group went through (a broken one voids the group).
-                guard results.count == group.records.count else { continue }
-                try control.send(frame: MetricsGroupMessage(results)
-                                    .frame(runID: runID, generation: generation, sender: sender(), step: UInt64(group.records[0].globalStep)),
-                                 deadline: .after(seconds: heartbeatTimeout))
-            case .stateRequest:
-                let state = StateMessage(globalStep: replica.appliedSteps, state: replica.state)
-                try control.send(frame: state.frame(runID: runID, generation: generation, sender: sender()), deadline: .after(seconds: heartbeatTimeout))
-            case .bye:
-                let bye = try ByeMessage.decode(frame)
-                finishedNormally = true
-                log("worker: rank \(rank) done after \(replica.appliedSteps) steps in \(stepMessages) STEP message(s): \(bye.reason); "
-                    + "\(generations) generation(s), \(rolledBack) step(s) rolled back, \(abandoned) abandoned, \(decoder.rejects.total) frame(s) rejected; "
-                    + "all-reduce sent \(endpointBytes + ring.endpointBytesSent) bytes to ring endpoints, \(localBytes + ring.localBytesSent) within its host")
-                return WorkerSummary(rank: rank, world: world, steps: replica.appliedSteps, parameters: replica.parameters,
-                                     reason: bye.reason, generations: generations, rolledBack: rolledBack, abandoned: abandoned,
-                                     rejectedFrames: decoder.rejects.total, stepMessages: stepMessages)
-            case .error:
-                let text = (try? ErrorMessage.decode(frame).text) ?? "unreadable error"
-                throw WorkerError("rank \(rank): the coordinator stopped the run: \(text)")
-            case .heartbeat:
-                continue
-            default:
-                decoder.rejects.record(.unexpected)
-            }
-        }
+        let welcome = try join(control: control, watch: watch, joinTimeout: joinTimeout, reconnecting: reconnecting)
+        let session = try WorkerSession(worker: self, context: context, control: control, identity: identity, welcome: welcome)
+        defer { session.close() }
+        return try session.run()
     }
+
+    /// Throws `Interrupted` on a signal or `WorkerError` when the parent is gone (see checkLocalStop).
+    func checkStop(rank: Int, appliedSteps: Int) throws {
+        try checkLocalStop(rank: rank, appliedSteps: appliedSteps)
+    }
+
+    var parentGone: Bool { parentIsGone }
+
+    var logger: @Sendable (String) -> Void { log }
 
     /// The coordinator's heartbeat endpoint as this machine reaches it: the port it announced
     /// at the host this worker dialled.
-    private func heartbeatEndpoint(_ announced: String) -> String {
+    func heartbeatEndpoint(_ announced: String) -> String {
         guard announced.hasPrefix("tcp://"), let port = Endpoint.port(of: announced), let host = Endpoint.host(of: options.connect) else {
             return announced
         }
@@ -529,7 +278,7 @@ public final class Worker: @unchecked Sendable {
     }
 
     /// The dataset path on this machine.
-    private func remap(_ path: String) -> String {
+    func remap(_ path: String) -> String {
         guard let root = options.dataRoot else { return path }
         return (root as NSString).appendingPathComponent((path as NSString).lastPathComponent)
     }
@@ -538,7 +287,7 @@ public final class Worker: @unchecked Sendable {
     /// this machine, so the ring uses an abstract-namespace IPC socket (Unix domain, no TCP stack:
     /// a 2-worker seed-small step got ~1.3x faster than over loopback TCP); otherwise TCP on
     /// every interface.
-    private func dataBindEndpoint(runID: UInt64, generation: UInt32, attempt: Int) throws -> String {
+    func dataBindEndpoint(runID: UInt64, generation: UInt32, attempt: Int) throws -> String {
         if let bind = options.dataBind { return bind }
         let local = "ipc://@rnn-ring-\(String(runID, radix: 16))-\(instance)-\(generation)-\(attempt)"
         if options.connect.hasPrefix("ipc://") { return local }
@@ -549,7 +298,7 @@ public final class Worker: @unchecked Sendable {
     }
 
     /// The endpoint peers dial: a wildcard bind address is replaced by this host's address.
-    private func announced(_ bound: String) -> String {
+    func announced(_ bound: String) -> String {
         guard let host = Endpoint.host(of: bound), let port = Endpoint.port(of: bound) else { return bound }
         if let advertise = options.advertiseHost { return "tcp://\(advertise):\(port)" }
         guard host == "0.0.0.0" || host == "*" else { return bound }
@@ -573,7 +322,7 @@ final class Replica {
     private var gradientsCleared = true
     private var batch = Batch()
     var appliedSteps = 0
-    /// Testing (`WorkerOptions.extraSecondsPerRow`): a slower machine.
+    /// Testing (`FaultInjection.extraSecondsPerRow`): a slower machine.
     var extraSecondsPerRow: Double = 0
     /// The states before the last `keptStates` updates (a ring), for `rollBack(to:)`: with the
     /// coordinator's pipelining a worker may be two STEP messages past the last one the
@@ -582,7 +331,7 @@ final class Replica {
     private var newestSnapshot = 0
     private(set) var keptStates = 2
 
-    init(config: TrainingConfig, state: ReplicaState, threads: Int, files: [String]) throws {
+    init(config: TrainingConfig, state: TrainingState, threads: Int, files: [String]) throws {
         self.config = config
         network = try RNNNetwork(config: config.model, threads: threads)
         let count = network.table.totalCount
@@ -592,7 +341,7 @@ final class Replica {
         // The coordinator scanned every value at its start; a worker does not scan the files
         // again (rows it reads from disk are still checked as they are read).
         dataset = try TensorDataset.open(paths: files, options: config.datasetOptions(validateValues: false))
-        try checkDataset(dataset, fits: config.model)
+        try dataset.checkFits(config.model)
         parameters = state.parameters
         optimizer = try AdamOptimizer(config: config.optimizer, expAvg: state.expAvg, expAvgSq: state.expAvgSq,
                                       stepCount: state.stepCount)
@@ -602,8 +351,8 @@ final class Replica {
         reduceBuffer = AllReduceBuffer(gradientCount: count, scalarCount: 1)
     }
 
-    var state: ReplicaState {
-        ReplicaState(parameters: parameters, expAvg: optimizer.expAvg, expAvgSq: optimizer.expAvgSq,
+    var state: TrainingState {
+        TrainingState(parameters: parameters, expAvg: optimizer.expAvg, expAvgSq: optimizer.expAvgSq,
                      stepCount: optimizer.stepCount)
     }
 
@@ -624,7 +373,7 @@ final class Replica {
         return undone
     }
 
-    /// Testing (`WorkerOptions.corruptAfterGlobalStep`): a one-bit memory fault.
+    /// Testing (`FaultInjection.corruptAfterGlobalStep`): a one-bit memory fault.
     func flipLowestBitOfFirstParameter() {
         parameters[0] = Float(bitPattern: parameters[0].bitPattern ^ 1)
     }
@@ -674,7 +423,7 @@ final class Replica {
             while first < step.rows.count {
                 let rows = first == 0 && chunk >= step.rows.count ? step.rows : Array(step.rows[first..<min(first + chunk, step.rows.count)])
                 try dataset.read(rows: rows, into: &batch)
-                let targets = batch.targets.networkTargets
+                let targets = batch.targets
                 stats = stats + (try parameters.withUnsafeBufferPointer { p in
                     try batch.x.withUnsafeBufferPointer { x in
                         try reduceBuffer.withGradients { g in
@@ -709,37 +458,7 @@ final class Replica {
 /// A replica's parameters and Adam moments before one update; the buffers are reused step
 /// after step (`AdamOptimizer.step(parameters:gradientSum:scale:keepingPreviousIn:)` swaps them).
 private struct Snapshot {
-    var state = AdamState()
+    var state = TrainingState()
     /// The applied-step count this state belongs to; -1 when the slot holds nothing usable.
     var appliedSteps = -1
 }
-
-/// Checks that a dataset has the input size, targets and head the model was built for; with
-/// `training` (the run's training data), also that token ids mean the same characters.
-func checkDataset(_ dataset: TensorDataset, fits model: ModelConfig, name: String = "dataset", training: TensorDataset? = nil) throws {
-    let files = dataset.files.map(\.path).joined(separator: ", ")
-    if let training, case .tokens(let v) = dataset.inputEncoding {
-        let trainingFiles = training.files.map(\.path).joined(separator: ", ")
-        if case .tokens(let trainingV) = training.inputEncoding, v != trainingV {
-            throw WorkerError("\(name) \(files) has a vocabulary of \(v) tokens (vocab_size), the training data \(trainingFiles) one of \(trainingV): "
-                + "token ids must mean the same characters in both; write both files with one vocabulary")
-        }
-        if let a = dataset.vocabulary, let b = training.vocabulary, a != b {
-            throw WorkerError("\(name) \(files) has another vocabulary than the training data \(trainingFiles) "
-                + "('\(String(String.UnicodeScalarView(a.prefix(40))))' vs '\(String(String.UnicodeScalarView(b.prefix(40))))'): token ids must mean the same characters in both")
-        }
-    }
-    if dataset.inputSize != model.inputSize {
-        throw WorkerError("\(name) \(files) has \(dataset.inputSize) input features per step, the model expects \(model.inputSize)")
-    }
-    if dataset.deliversTokenIds != model.tokenInput {
-        throw WorkerError("\(name) \(files) has \(dataset.inputEncoding == .dense ? "float features" : "token ids"), the model expects \(model.tokenInput ? "token ids" : "float features")")
-    }
-    if dataset.targetKind.outputSize != model.outputSize {
-        throw WorkerError("\(name) \(files) has \(dataset.targetKind.outputSize) outputs (\(dataset.targetKind)), the model expects \(model.outputSize)")
-    }
-    if dataset.targetKind.head != model.head || dataset.targetKind.loss != model.loss {
-        throw WorkerError("\(name) \(files) has \(dataset.targetKind), which needs head '\(dataset.targetKind.head.rawValue)' and loss '\(dataset.targetKind.loss.rawValue)'; the model has '\(model.head.rawValue)' and '\(model.loss.rawValue)'")
-    }
-}
-

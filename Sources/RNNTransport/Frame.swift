@@ -21,38 +21,44 @@
 // flags and exact length are checked; every rejection is a typed `FrameError` and is counted.
 import Foundation
 
-/// Closed set of message kinds of protocol version 3.
+/// Closed set of message kinds of protocol version 4 (who sends each, and who handles it:
+/// docs/ARCHITECTURE.md's message table).
 public enum MessageKind: UInt16, CaseIterable, Sendable, CustomStringConvertible {
-    /// Worker -> coordinator: protocol version, capabilities, announced data endpoint.
+    /// Worker -> coordinator: protocol version, host, pid, run token.
     case hello = 1
-    /// Coordinator -> worker: rank, world, run id, config JSON, dataset plan, initial state.
+    /// Coordinator -> worker: rank, world, config JSON, timeouts, heartbeat endpoint, state.
     case welcome = 2
-    /// Worker -> coordinator: state loaded, data socket bound, ready to train.
+    /// Worker -> coordinator: state loaded, ring socket bound (its endpoint and ring key).
     case ready = 3
-    /// Either direction: liveness.
+    /// Either direction, on the heartbeat sockets: liveness.
     case heartbeat = 4
-    /// Coordinator -> worker: the rows of a global step this worker computes.
+    /// Coordinator -> worker: the rows of one or more consecutive global steps.
     case stepAssignment = 5
-    /// Worker -> coordinator: loss, accuracy, sample count, timings of a step.
+    /// Worker -> coordinator: loss sums, counts, timings (and a hash) of those steps.
     case metrics = 6
-    /// Worker -> worker: a (sub-)chunk of the ring all-reduce.
+    /// Worker -> worker: a (sub-)chunk of the all-reduce.
     case gradientChunk = 7
-    /// Worker -> coordinator (checkpoint) or coordinator -> joining worker: full state.
+    /// Worker -> coordinator: the replicated training state (for a checkpoint).
     case state = 8
-    /// Either direction: orderly leave.
+    /// Coordinator -> worker: the run is over; exit 0.
     case bye = 9
-    /// Either direction: a named failure.
+    /// Either direction: a named failure that ends the run (or refuses a peer).
     case error = 10
-    /// Coordinator -> workers: new generation, ring membership and peer endpoints.
+    /// Coordinator -> worker: the ring's endpoints and keys of the current generation.
     case ringUpdate = 11
-    /// Coordinator -> workers: drop the unfinished step (a peer was lost).
-    case abortStep = 12
-    /// Coordinator -> worker: send your state (checkpoint or a joining worker).
+    /// Coordinator -> worker: a new generation, rank and world; roll back to the completed
+    /// step count and bind a new ring socket.
+    case reform = 12
+    /// Coordinator -> worker: send your state.
     case stateRequest = 13
-    /// Worker -> coordinator: hash of the parameters, for the divergence check.
-    case parameterHash = 14
+    /// Worker -> coordinator: this worker's all-reduce of a step failed; it waits for REFORM.
+    case stepFailed = 14
     /// Worker -> coordinator: leaving on purpose (a signal); re-form the ring without it now.
     case leave = 15
+    /// Coordinator -> worker: evaluate the current parameters on these rows, batch by batch.
+    case evaluate = 16
+    /// Worker -> coordinator: the loss sums of each of those batches.
+    case evaluation = 17
 
     public var description: String {
         switch self {
@@ -67,10 +73,12 @@ public enum MessageKind: UInt16, CaseIterable, Sendable, CustomStringConvertible
         case .bye: return "BYE"
         case .error: return "ERROR"
         case .ringUpdate: return "RING_UPDATE"
-        case .abortStep: return "ABORT_STEP"
+        case .reform: return "REFORM"
         case .stateRequest: return "STATE_REQUEST"
-        case .parameterHash: return "PARAMETER_HASH"
+        case .stepFailed: return "STEP_FAILED"
         case .leave: return "LEAVE"
+        case .evaluate: return "EVALUATE"
+        case .evaluation: return "EVALUATION"
         }
     }
 }
@@ -78,8 +86,10 @@ public enum MessageKind: UInt16, CaseIterable, Sendable, CustomStringConvertible
 /// The fixed header in front of every frame.
 public struct FrameHeader: Sendable, Equatable {
     public static let magic: UInt32 = 0x544E_4E52  // "RNNT" read little-endian
-    /// 2: STEP and METRICS carry a group of consecutive steps (1 held exactly one).
-    public static let currentVersion: UInt16 = 3
+    /// 2: STEP and METRICS carry a group of consecutive steps (1 held exactly one). 3: LEAVE.
+    /// 4: REFORM and STEP_FAILED are kinds of their own, EVALUATE/EVALUATION, HELLO without
+    /// capabilities, WELCOME without the coordinator timeout, no PARAMETER_HASH kind.
+    public static let currentVersion: UInt16 = 4
     public static let size = 48
     /// `sender` of frames that come from the coordinator or an unranked worker.
     public static let noRank: UInt32 = 0xFFFF_FFFF

@@ -23,7 +23,7 @@ final class CurveTrainingTests: XCTestCase {
         let server = try ZMQCurveKeyPair.generate()
         let clients = try (0..<2).map { _ in try ZMQCurveKeyPair.generate() }
         var options = CoordinatorOptions(config: config, bind: "tcp://127.0.0.1:*", workers: 2, joinTimeout: 30, stepTimeout: 30,
-                                         ringTimeout: 15, workerIdleTimeout: 30)
+                                         ringTimeout: 15)
         options.curve = CurveServerConfig(keys: server, allowedClientKeys: Set(clients.map(\.publicKey)))
         let coordinator = try Coordinator(options: options, events: { event in
             if case .step = event { usleep(2_000) }  // 140 steps: long enough for the sprayer

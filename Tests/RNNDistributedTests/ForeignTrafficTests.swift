@@ -22,7 +22,7 @@ final class ForeignTrafficTests: XCTestCase {
         let clean = try trainInProcess(config, world: 2)
 
         var options = CoordinatorOptions(config: config, bind: "tcp://127.0.0.1:*", workers: 2, joinTimeout: 60, stepTimeout: 60,
-                                         ringTimeout: 30, workerIdleTimeout: 60)
+                                         ringTimeout: 30)
         options.heartbeatTimeout = 3
         options.heartbeatInterval = 0.1
         let heartbeatEndpoint = Box("")
@@ -137,7 +137,7 @@ final class ForeignTrafficTests: XCTestCase {
         default:
             // A replayed HELLO of another worker, without the token.
             var w = BinaryWriter()
-            w.write(Int(FrameHeader.currentVersion)); w.write("intruder"); w.write(4242); w.write(""); w.write("")
+            w.write(Int(FrameHeader.currentVersion)); w.write("intruder"); w.write(4242); w.write("")
             return Frame(header: FrameHeader(kind: .hello, runID: 0), payload: w.bytes).encoded
         }
     }

@@ -83,7 +83,7 @@ final class GroupedStepsTests: XCTestCase {
         let config = try makeConfig()
         let clean = try trainInProcess(config, world: 2, checkpointEvery: 5, configureCoordinator: grouped)
         let faulty = try trainInProcess(config, world: 2, checkpointEvery: 5, configureWorker: { i, options in
-            if i == 1 { options.failExchangeAtGlobalStep = 13 }
+            if i == 1 { options.faults.failExchangeAtGlobalStep = 13 }
         }, configureCoordinator: grouped)
         XCTAssertEqual(faulty.summary.globalSteps, 21)
         XCTAssertEqual(faulty.summary.redoneSteps, 1)

@@ -33,7 +33,7 @@ final class LoadBalanceTests: XCTestCase {
     /// Two workers, the second 2 ms per row slower (a tiny model computes a row in microseconds).
     func runWithSlowWorker(balance: Bool, folder: String, config: TrainingConfig) throws -> (InProcessRun, [[String: Any]]) {
         let run = try trainInProcess(config, world: 2, checkpointDir: folder, configureWorker: { i, options in
-            if i == 1 { options.extraSecondsPerRow = 0.002 }
+            if i == 1 { options.faults.extraSecondsPerRow = 0.002 }
         }, configureCoordinator: { $0.balance = balance })
         return (run, try stepRecords(folder))
     }

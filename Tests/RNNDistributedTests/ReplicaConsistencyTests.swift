@@ -27,7 +27,7 @@ final class ReplicaConsistencyTests: XCTestCase {
         let config = try makeConfig(count: 24, cell: .lstm, hidden: 8, epochs: 1, shuffle: false)
         let path = config.dataFiles[0]
         let table = ParameterTable(config: config.model)
-        let initial = ReplicaState(parameters: ParameterTable.initialParameters(config: config.model, seed: 5),
+        let initial = TrainingState(parameters: ParameterTable.initialParameters(config: config.model, seed: 5),
                                    expAvg: [Float](repeating: 0, count: table.totalCount),
                                    expAvgSq: [Float](repeating: 0, count: table.totalCount), stepCount: 0)
         let replica = try Replica(config: config, state: initial, threads: 1, files: [path])
@@ -36,7 +36,7 @@ final class ReplicaConsistencyTests: XCTestCase {
             _ = try replica.step(StepMessage(epoch: 0, stepInEpoch: g, globalStep: g, rows: Array(g * 8..<(g + 1) * 8), wantHash: false),
                                  ring: ring)
         }
-        func same(_ a: ReplicaState, _ b: ReplicaState) -> Bool {
+        func same(_ a: TrainingState, _ b: TrainingState) -> Bool {
             a.parameters == b.parameters && a.expAvg == b.expAvg && a.expAvgSq == b.expAvgSq && a.stepCount == b.stepCount
         }
         try step(0)
@@ -88,7 +88,7 @@ final class ReplicaConsistencyTests: XCTestCase {
     func testOneBitOfDifferenceBetweenReplicasStopsTheRunNamingTheRank() throws {
         let config = try makeConfig(count: 50, cell: .gru, hidden: 12, epochs: 3, shuffle: true)
         XCTAssertThrowsError(try trainInProcess(config, world: 3, timeout: 60, configureWorker: { i, options in
-            if i == 2 { options.corruptAfterGlobalStep = 4 }
+            if i == 2 { options.faults.corruptAfterGlobalStep = 4 }
         })) { error in
             let text = "\(error)"
             // Steps are counted from 1 in messages: the fault after step index 4 is seen at the

@@ -67,9 +67,9 @@ final class ScheduleTrainingTests: XCTestCase {
             expected.stepTaken()
         }
         let saved = try CheckpointStore.read(path: (oneDir as NSString).appendingPathComponent("ckpt-21.h5"), table: ParameterTable(config: config.model))
-        XCTAssertEqual(saved.optimizer.config.kind, .sgd)
-        XCTAssertEqual(saved.optimizer.config.momentum, 0.9)
-        XCTAssertTrue(saved.optimizer.config.nesterov)
+        XCTAssertEqual(saved.optimizer.kind, .sgd)
+        XCTAssertEqual(saved.optimizer.momentum, 0.9)
+        XCTAssertTrue(saved.optimizer.nesterov)
         let scheduler = try JSONDecoder().decode(LRScheduler.self, from: Data(saved.metadata.schedulerJSON.utf8))
         XCTAssertEqual(scheduler.stepsTaken, 21)
     }

@@ -43,8 +43,7 @@ func trainInProcess(
 ) throws -> InProcessRun {
     var options = CoordinatorOptions(config: config, bind: "tcp://127.0.0.1:*", workers: world,
                                      checkpointDir: checkpointDir, checkpointEvery: checkpointEvery, resume: resume,
-                                     joinTimeout: timeout, stepTimeout: timeout, ringTimeout: timeout / 2,
-                                     workerIdleTimeout: timeout)
+                                     joinTimeout: timeout, stepTimeout: timeout, ringTimeout: timeout / 2)
     configureCoordinator?(&options)
     let coordinator = try Coordinator(options: options)
     beforeWorkers?(coordinator.endpoint)
