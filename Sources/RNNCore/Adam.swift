@@ -6,8 +6,8 @@ import RealModule
 
 /// The state of `torch.optim.Adam(W)` over one flat parameter buffer: exp_avg (m),
 /// exp_avg_sq (v) and the step count, laid out like the parameters (one `ParameterTable`).
-/// A checkpoint stores and restores exactly these three fields. For SGD `expAvg` is the
-/// momentum buffer and `expAvgSq` stays zero.
+/// With the parameters these fields make a `TrainingState`, the value WELCOME/STATE carry and
+/// a checkpoint stores. For SGD `expAvg` is the momentum buffer and `expAvgSq` stays zero.
 public struct AdamOptimizer: Sendable, Equatable {
     public var config: OptimizerConfig
     /// exp_avg (m), same layout as the parameters.

@@ -16,7 +16,7 @@
 //   let epoch = plan.epoch(e)
 //   var batch = Batch()
 //   try data.read(rows: epoch.shard(step: s, rank: r, worldSize: w), into: &batch)
-//   // batch.x: (B, T, I) float32; batch.targets: .classes (B) / (B, T) or .values (B, O) / (B, T, O)
+//   // batch.x: (B, T, I) float32; batch.targets (RNNCore's Targets): .classIds (B) / (B, T) or .values (B, O) / (B, T, O)
 //
 // Reading strategy: files whose converted data fit `memoryBudgetBytes` are loaded at open;
 // others are read per request: rows sorted, coalesced into runs, one hyperslab read per run

@@ -91,30 +91,77 @@ public struct CoordinatorOptions: Sendable {
         self.ringTimeout = ringTimeout
     }
 
+    /// The coordinator's own numbers (see `CoordinatorLimits`).
+    public var limits: CoordinatorLimits {
+        CoordinatorLimits(workers: workers, minWorkers: minWorkers, checkpointEvery: checkpointEvery, keep: keep,
+                          joinTimeout: joinTimeout, stepTimeout: stepTimeout, ringTimeout: ringTimeout,
+                          heartbeatInterval: heartbeatInterval, heartbeatTimeout: heartbeatTimeout,
+                          spinMicroseconds: spinMicroseconds, maxStepsPerMessage: maxStepsPerMessage, balanceSmoothing: balanceSmoothing)
+    }
+
     public func validate() throws {
         try config.validate()
-        if workers < 1 { throw ConfigError("'--workers' must be at least 1, found \(workers)") }
-        if checkpointEvery < 0 { throw ConfigError("'--checkpoint-every' must be 0 or more, found \(checkpointEvery)") }
-        if keep < 1 { throw ConfigError("'--keep' must be at least 1, found \(keep)") }
-        for (name, v) in [("join", joinTimeout), ("step", stepTimeout), ("ring", ringTimeout),
-                          ("heartbeat", heartbeatTimeout), ("heartbeat interval", heartbeatInterval)] where !(v > 0) {
-            throw ConfigError("the \(name) timeout must be positive, found \(v)")
-        }
-        if heartbeatInterval >= heartbeatTimeout {
-            throw ConfigError("'--heartbeat-interval' (\(heartbeatInterval) s) must be shorter than '--heartbeat-timeout' (\(heartbeatTimeout) s)")
-        }
-        if minWorkers < 1 { throw ConfigError("'--min-workers' must be at least 1, found \(minWorkers)") }
-        if minWorkers > workers { throw ConfigError("'--min-workers' (\(minWorkers)) cannot exceed '--workers' (\(workers))") }
-        if !(1...maxStepsPerMessageLimit).contains(maxStepsPerMessage) {
-            throw ConfigError("'--steps-per-message' must be 1...\(maxStepsPerMessageLimit), found \(maxStepsPerMessage)")
-        }
-        if spinMicroseconds < 0 { throw ConfigError("'--spin' must be 0 or more microseconds, found \(spinMicroseconds)") }
-        if !(balanceSmoothing > 0 && balanceSmoothing <= 1) {
-            throw ConfigError("the balance smoothing must be in (0, 1], found \(balanceSmoothing)")
-        }
+        try limits.validate()
         if curve == nil && !insecure, let host = Endpoint.host(of: bind), !Endpoint.isLoopback(host) {
             throw ConfigError("binding the coordinator to \(bind) (not loopback) without CURVE keys lets anyone on the network join; "
                 + "give '--curve-key' and '--allow' (see `rnn-coord keygen`), or pass '--insecure' explicitly")
+        }
+    }
+}
+
+/// The coordinator's numbers (not the training config's), checked in one place: by
+/// `CoordinatorOptions.validate()` and by `rnn-coord start` before it opens any file. Each
+/// message names the flag of `rnn-coord start`.
+public struct CoordinatorLimits: Sendable {
+    public var workers: Int
+    public var minWorkers: Int
+    public var checkpointEvery: Int
+    public var keep: Int
+    public var joinTimeout: Double
+    public var stepTimeout: Double
+    public var ringTimeout: Double
+    public var heartbeatInterval: Double
+    public var heartbeatTimeout: Double
+    public var spinMicroseconds: Int
+    public var maxStepsPerMessage: Int
+    public var balanceSmoothing: Double
+
+    public init(workers: Int, minWorkers: Int = 1, checkpointEvery: Int = 0, keep: Int = 3, joinTimeout: Double = 120,
+                stepTimeout: Double = 600, ringTimeout: Double = 60, heartbeatInterval: Double = 1, heartbeatTimeout: Double = 10,
+                spinMicroseconds: Int = 100, maxStepsPerMessage: Int = 8, balanceSmoothing: Double = 0.25) {
+        self.workers = workers
+        self.minWorkers = minWorkers
+        self.checkpointEvery = checkpointEvery
+        self.keep = keep
+        self.joinTimeout = joinTimeout
+        self.stepTimeout = stepTimeout
+        self.ringTimeout = ringTimeout
+        self.heartbeatInterval = heartbeatInterval
+        self.heartbeatTimeout = heartbeatTimeout
+        self.spinMicroseconds = spinMicroseconds
+        self.maxStepsPerMessage = maxStepsPerMessage
+        self.balanceSmoothing = balanceSmoothing
+    }
+
+    public func validate() throws(ConfigError) {
+        if workers < 1 { throw ConfigError("Please specify '--workers' of at least 1.") }
+        if minWorkers < 1 { throw ConfigError("Please specify '--min-workers' of at least 1.") }
+        if minWorkers > workers { throw ConfigError("'--min-workers' (\(minWorkers)) cannot exceed '--workers' (\(workers)).") }
+        if checkpointEvery < 0 { throw ConfigError("Please specify '--checkpoint-every' of 0 or more, found \(checkpointEvery).") }
+        if keep < 1 { throw ConfigError("Please specify '--keep' of at least 1 (checkpoints kept), found \(keep).") }
+        for (flag, seconds) in [("'--join-timeout'", joinTimeout), ("'--step-timeout'", stepTimeout), ("ring timeout", ringTimeout)]
+            where !(seconds > 0) || !seconds.isFinite {
+            throw ConfigError("Please specify a positive \(flag) in seconds, found \(seconds).")
+        }
+        if !(heartbeatTimeout > 0) || !(heartbeatInterval > 0) || heartbeatInterval >= heartbeatTimeout || !heartbeatTimeout.isFinite {
+            throw ConfigError("Please specify a positive '--heartbeat-interval' shorter than '--heartbeat-timeout', found \(heartbeatInterval) s and \(heartbeatTimeout) s.")
+        }
+        if spinMicroseconds < 0 { throw ConfigError("Please specify '--spin' of 0 or more microseconds, found \(spinMicroseconds).") }
+        if !(1...maxStepsPerMessageLimit).contains(maxStepsPerMessage) {
+            throw ConfigError("Please specify '--steps-per-message' from 1 to \(maxStepsPerMessageLimit), found \(maxStepsPerMessage).")
+        }
+        if !(balanceSmoothing > 0 && balanceSmoothing <= 1) {
+            throw ConfigError("the balance smoothing must be in (0, 1], found \(balanceSmoothing)")
         }
     }
 }

@@ -105,7 +105,8 @@ public enum AllReduceError: Error, CustomStringConvertible, Sendable {
 
 /// Which algorithm to run.
 public enum AllReduceAlgorithm: Sendable {
-    /// exchange for W = 2 or buffers up to `smallMessageBytes`, ring otherwise.
+    /// W = 2: the exchange; W >= 3: recursive doubling, halving-doubling or the ring by buffer
+    /// size (`recursiveDoublingMaxBytes`, `halvingDoublingMaxBytes`; see the file's header).
     case automatic
     /// Reduce-scatter + all-gather.
     case ring
@@ -506,25 +507,6 @@ public final class RingAllReduce: @unchecked Sendable {
         return push
     }
 
-    /// Starts a new generation (after a failure): frames of older generations are dropped.
-    public func setGeneration(_ g: UInt32) {
-        generation = g
-        early = early.filter { $0.key.generation >= g }
-    }
-
-    /// Re-forms the ring after a membership change: new rank, world and generation, and a
-    /// new connection to the new right neighbour. The bound data socket (and so the
-    /// announced `localEndpoint`) stays. Frames of older generations are dropped as stale.
-    public func reform(rank: Int, world: Int, generation: UInt32, peerEndpoints: [String]) throws(ZMQError) {
-        precondition(world >= 1 && rank >= 0 && rank < world, "rank \(rank) outside world of \(world)")
-        precondition(generation > self.generation, "a re-formed ring needs a newer generation")
-        self.rank = rank
-        self.world = world
-        self.generation = generation
-        early = [:]
-        try connect(peerEndpoints: peerEndpoints)
-    }
-
     /// Closes both sockets. By default frames still queued for the right neighbour get up to
     /// `closeLingerMilliseconds` to leave (when the context terminates); on the error path
     /// pass `discardPending: true`.
@@ -541,8 +523,8 @@ public final class RingAllReduce: @unchecked Sendable {
     /// Sums `buffer` element-wise across all ranks, in place. On return every rank holds the
     /// same bits, and no send still reads `buffer`. `step` tags the frames (stale ones are
     /// dropped); all ranks pass the same value. After an error the buffer content is
-    /// undefined; re-form the ring (`setGeneration`, and `connect` if it reports
-    /// `notConnected`) and redo the step.
+    /// undefined; a new ring of a newer generation (a worker makes one on REFORM) redoes the
+    /// step, and frames of older generations reaching it are dropped as stale.
     public func allReduceSum(_ buffer: UnsafeMutableBufferPointer<Float>, step: UInt64) throws(AllReduceError) {
         try allReduceSum(buffer, step: step, compressedCount: 0)
     }

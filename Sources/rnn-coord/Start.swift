@@ -22,206 +22,64 @@ struct Start: ParsableCommand {
             """
     )
 
-    @Option(name: .customLong("data"), parsing: .upToNextOption, help: "Training HDF5 file(s), concatenated in order.")
-    var data: [String] = []
-    @Option(name: .customLong("val"), parsing: .upToNextOption, help: "Validation HDF5 file(s), evaluated after each epoch.")
-    var val: [String] = []
-    @Option(name: .customLong("x-name"), help: "Name of the features dataset in each file.")
-    var xName = "X"
-    @Option(name: .customLong("y-name"), help: "Name of the targets dataset in each file.")
-    var yName = "Y"
-
-    @Option(help: "Recurrent cell: rnn_tanh, rnn_relu, lstm or gru.")
-    var cell: CellKind = .lstm
-    @Option(parsing: .unconditional, help: "Hidden units per layer.")
-    var hidden = 128
-    @Option(parsing: .unconditional, help: "Stacked recurrent layers.")
-    var layers = 1
-    @OptionGroup(title: "Model options")
-    var modelOptions: ModelOptions
-
-    @Option(name: .customLong("batch-size"), parsing: .unconditional, help: "The global batch size (split among the workers).")
-    var batchSize = 64
-    @Option(parsing: .unconditional, help: "Epochs to train.")
-    var epochs = 10
-    @Option(name: .customLong("max-steps"), parsing: .unconditional, help: "Stop after this many global steps in total.")
-    var maxSteps: Int?
-    @Option(parsing: .unconditional, help: "Seed of the initial parameters and the shuffling.")
-    var seed: UInt64 = 0
-    @Flag(help: "Shuffle the samples each epoch (a seeded permutation).")
-    var shuffle = false
-    @Flag(name: .customLong("drop-last"), help: "Drop the last incomplete batch of each epoch.")
-    var dropLast = false
-
-    @Option(help: "Optimizer: adam, adamw or sgd.")
-    var optimizer: OptimizerKind = .adam
-    @Option(parsing: .unconditional, help: "Learning rate.")
-    var lr: Float = 1e-3
-    @Option(parsing: .unconditional, help: "Adam beta1.")
-    var beta1: Float = 0.9
-    @Option(parsing: .unconditional, help: "Adam beta2.")
-    var beta2: Float = 0.999
-    @Option(parsing: .unconditional, help: "Adam eps.")
-    var eps: Float = 1e-8
-    @Option(name: .customLong("weight-decay"), parsing: .unconditional, help: "Weight decay (L2 for adam, decoupled for adamw; default 0 / 0.01).")
-    var weightDecay: Float?
-    @Option(name: .customLong("clip-norm"), parsing: .unconditional, help: "Clip the global gradient norm to this value.")
-    var clipNorm: Float?
+    @OptionGroup(title: "Data") var data: DataFlags
+    @OptionGroup(title: "Model") var model: ModelFlags
+    @OptionGroup(title: "Optimizer") var optimizer: OptimizerFlags
     /// --lr-schedule and its settings, --warmup-steps, --momentum, --nesterov, --accumulate (TrainingOptions.swift).
-    @OptionGroup var schedule: ScheduleOptions
-    /// --tensorboard, --log-scale (TrainingOptions.swift).
-    @OptionGroup var report: ReportOptions
+    @OptionGroup(title: "Schedule, SGD, accumulation") var schedule: ScheduleOptions
+    @OptionGroup(title: "Run") var training: RunFlags
     /// --val-split, --keep-best, --early-stopping (TrainingOptions.swift).
-    @OptionGroup var selection: ValidationOptions
+    @OptionGroup(title: "Validation and model selection") var selection: ValidationOptions
+    @OptionGroup(title: "Workers and network") var network: NetworkFlags
+    @OptionGroup(title: "Security") var security: SecurityFlags
+    @OptionGroup(title: "Output") var output: OutputFlags
+    /// --tensorboard, --log-scale (TrainingOptions.swift).
+    @OptionGroup(title: "Reports") var report: ReportOptions
 
-    @Option(parsing: .unconditional, help: "Workers that must join before training starts (default: --local-workers).")
-    var workers: Int?
-    @Option(name: .customLong("local-workers"), parsing: .unconditional, help: "Start this many rnn-worker processes on this machine.")
-    var localWorkers = 0
-    @Option(parsing: .unconditional, help: "GEMM threads per worker.")
-    var threads = 1
-    @Option(help: "Control endpoint to bind (port * picks a free one).")
-    var bind = "tcp://127.0.0.1:5555"
-
-    @Option(name: .customLong("checkpoint-dir"), help: "Folder for checkpoints, metrics.jsonl, loss.png and config.yaml.")
-    var checkpointDir: String?
-    @Option(name: .customLong("checkpoint-every"), parsing: .unconditional, help: "A checkpoint every N global steps (0: only at the end).")
-    var checkpointEvery = 0
-    @Option(parsing: .unconditional, help: "Checkpoints to keep.")
-    var keep = 3
-    @Option(help: "Continue from the newest valid checkpoint in this folder.")
-    var resume: String?
-
-    @Option(name: .customLong("log-every"), parsing: .unconditional, help: "A progress line every N steps (0: one line per epoch).")
-    var logEvery = 0
-    @Option(name: .customLong("join-timeout"), parsing: .unconditional, help: "Seconds to wait for the workers to join.")
-    var joinTimeout: Double = 120
-    @Option(name: .customLong("step-timeout"), parsing: .unconditional, help: "Seconds to wait for the workers' results of one step.")
-    var stepTimeout: Double = 600
-    @Option(parsing: .unconditional, help: "Microseconds a wait for a worker's message (in local workers: for a ring frame) keeps polling, yielding the CPU between tries, before it sleeps (0: sleep at once).")
-    var spin = 100
-    @Option(name: .customLong("steps-per-message"), parsing: .unconditional, help: "At most this many consecutive short steps per assignment and per report (as many as take ~1 ms; 1: a message per step).")
-    var stepsPerMessage = 8
-    @Flag(help: "Split each step's rows among the workers in proportion to their measured speed (a slower or busier machine gets fewer rows); runs are then not bitwise reproducible.")
-    var balance = false
-    @Option(help: "Gradients between workers: none (float32) or bf16 (bfloat16 on the wire, half the bytes; each chunk summed in float32 at its owner; W workers then match 1 worker only to bf16 rounding).")
-    var compress: GradientCompression = .none
-    @Flag(name: .customLong("flat-allreduce"), help: "Run every worker in the flat all-reduce even when several share a host (default: workers of one host sum over ipc:// first and one leader per host joins the inter-host all-reduce).")
-    var flatAllreduce = false
-
-    // MARK: Output, config file, plot (the product layer; helpers in StartOutput.swift)
-    @Option(help: "A YAML file of flag values (keys are long flag names, e.g. 'batch-size: 32'); flags typed here override it.")
-    var config: String?
-    @Flag(help: "Print only warnings and errors (no progress, no summary).")
-    var quiet = false
-    @Option(name: .customLong("log-format"), help: "text (a live progress bar on a terminal, plain lines otherwise) or json (one JSON object per line).")
-    var logFormat: LogFormat = .text
-    @Option(name: .customLong("log-level"), help: "Lowest log level shown: trace, debug, info, notice, warning, error or critical.")
-    var logLevel: Logger.Level = .info
-    @Flag(name: .customLong("no-plot"), help: "Do not write the loss/accuracy curve (loss.png) next to the checkpoints.")
-    var noPlot = false
-    // MARK: end of the product block
-
-    // Fault tolerance and security (see Heartbeat.swift and Security.swift in RNNDistributed).
-    @Option(name: .customLong("heartbeat-interval"), parsing: .unconditional, help: "Seconds between heartbeats, both ways.")
-    var heartbeatInterval: Double = 1
-    @Option(name: .customLong("heartbeat-timeout"), parsing: .unconditional, help: "A worker silent this long is declared lost; the ring is re-formed without it.")
-    var heartbeatTimeout: Double = 10
-    @Option(name: .customLong("min-workers"), parsing: .unconditional, help: "Below this many live workers: write a checkpoint and stop with an error.")
-    var minWorkers = 1
-    @Option(name: .customLong("curve-key"), help: "The coordinator's CURVE key file (NAME.key from `rnn-coord keygen`): encrypts and authenticates.")
-    var curveKey: String?
-    @Option(name: .customLong("allow"), help: "With --curve-key: file of the workers' public keys allowed to join (one per line).")
-    var allow: String?
-    @Option(help: "The run token workers must present (default: random, written to a user-only file for local workers).")
-    var token: String?
-    @Flag(help: "Allow binding to a non-loopback address without CURVE keys.")
-    var insecure = false
+    /// The coordinator's numbers, checked by the library's own rules before any file is opened.
+    var limits: CoordinatorLimits {
+        CoordinatorLimits(workers: network.workers ?? network.localWorkers, minWorkers: network.minWorkers,
+                          checkpointEvery: training.checkpointEvery, keep: training.keep,
+                          joinTimeout: network.joinTimeout, stepTimeout: network.stepTimeout,
+                          heartbeatInterval: network.heartbeatInterval, heartbeatTimeout: network.heartbeatTimeout,
+                          spinMicroseconds: network.spin, maxStepsPerMessage: network.stepsPerMessage)
+    }
 
     func validate() throws {
-        if (curveKey == nil) != (allow == nil) { throw ValidationError("Please specify '--curve-key' and '--allow' together.") }
-        if !(heartbeatTimeout > 0) || !(heartbeatInterval > 0) || heartbeatInterval >= heartbeatTimeout {
-            throw ValidationError("Please specify a positive '--heartbeat-interval' shorter than '--heartbeat-timeout'.")
-        }
-        if minWorkers < 1 { throw ValidationError("Please specify '--min-workers' of at least 1.") }
-        if data.isEmpty { throw ValidationError("Please specify '--data' with at least one HDF5 file.") }
-        if localWorkers < 0 { throw ValidationError("Please specify '--local-workers' of 0 or more.") }
-        if let w = workers, w < 1 { throw ValidationError("Please specify '--workers' of at least 1.") }
-        if workers == nil && localWorkers == 0 { throw ValidationError("Please specify '--workers' (remote workers) or '--local-workers' (started here).") }
-        if let w = workers, localWorkers > w { throw ValidationError("'--local-workers' (\(localWorkers)) cannot exceed '--workers' (\(w)).") }
-        if hidden < 1 { throw ValidationError("Please specify '--hidden' of at least 1.") }
-        if layers < 1 { throw ValidationError("Please specify '--layers' of at least 1.") }
-        if batchSize < 1 { throw ValidationError("Please specify '--batch-size' of at least 1.") }
-        if epochs < 1 { throw ValidationError("Please specify '--epochs' of at least 1.") }
-        if threads < 1 { throw ValidationError("Please specify '--threads' of at least 1.") }
-        if spin < 0 { throw ValidationError("Please specify '--spin' of 0 or more microseconds, found \(spin).") }
-        if !(1...maxStepsPerMessageLimit).contains(stepsPerMessage) {
-            throw ValidationError("Please specify '--steps-per-message' from 1 to \(maxStepsPerMessageLimit), found \(stepsPerMessage).")
-        }
-        try validateNumbers()
-        try validateFolders()
-    }
-
-    /// The optimizer's and the run's numbers, each checked with the flag named, before anything
-    /// runs or is written (a bad value never moves an earlier run's metrics.jsonl aside).
-    private func validateNumbers() throws {
-        if !(lr > 0) || !lr.isFinite { throw ValidationError("Please specify a positive '--lr', found \(lr).") }
-        for (flag, beta) in [("--beta1", beta1), ("--beta2", beta2)] where !(beta >= 0 && beta < 1) {
-            throw ValidationError("Please specify '\(flag)' in [0, 1), found \(beta).")
-        }
-        if !(eps > 0) || !eps.isFinite { throw ValidationError("Please specify a positive '--eps', found \(eps).") }
-        if let w = weightDecay, !(w >= 0) || !w.isFinite { throw ValidationError("Please specify '--weight-decay' of 0 or more, found \(w).") }
-        if let c = clipNorm, !(c > 0) || !c.isFinite { throw ValidationError("Please specify a positive '--clip-norm', found \(c).") }
-        if let m = maxSteps, m < 1 { throw ValidationError("Please specify '--max-steps' of at least 1, found \(m).") }
-        if keep < 1 { throw ValidationError("Please specify '--keep' of at least 1 (checkpoints kept), found \(keep).") }
-        if checkpointEvery < 0 { throw ValidationError("Please specify '--checkpoint-every' of 0 or more, found \(checkpointEvery).") }
-        if logEvery < 0 { throw ValidationError("Please specify '--log-every' of 0 or more, found \(logEvery).") }
-        for (flag, seconds) in [("--join-timeout", joinTimeout), ("--step-timeout", stepTimeout)] where !(seconds > 0) || !seconds.isFinite {
-            throw ValidationError("Please specify a positive '\(flag)' in seconds, found \(seconds).")
-        }
-        if let w = workers, minWorkers > w { throw ValidationError("'--min-workers' (\(minWorkers)) cannot exceed '--workers' (\(w)).") }
-    }
-
-    /// --checkpoint-dir must be (or become) a folder, --resume must be one.
-    private func validateFolders() throws {
-        var isDirectory: ObjCBool = false
-        if let dir = checkpointDir, FileManager.default.fileExists(atPath: dir, isDirectory: &isDirectory), !isDirectory.boolValue {
-            throw ValidationError("Please specify '--checkpoint-dir' as a folder: \(dir) is a file.")
-        }
-        if let dir = resume {
-            guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDirectory) else {
-                throw ValidationError("Please specify '--resume' as a run folder with checkpoints: \(dir) does not exist.")
-            }
-            if !isDirectory.boolValue { throw ValidationError("Please specify '--resume' as a run folder with checkpoints: \(dir) is a file.") }
+        do {
+            try limits.validate()
+        } catch {
+            throw ValidationError(error.description)
         }
     }
 
     func run() throws {
-        let optimizerConfig = OptimizerConfig(kind: optimizer, lr: lr, beta1: beta1, beta2: beta2, eps: eps,
-                                              weightDecay: weightDecay, clipNorm: clipNorm,
-                                              momentum: schedule.momentum, nesterov: schedule.nesterov)
+        let optimizerConfig = optimizer.config(momentum: schedule.momentum, nesterov: schedule.nesterov)
         let output = makeOutput()
         do {
+            let m = model.options
             var config = try TrainingConfig.forDataset(
-                files: data, valFiles: val, xName: xName, yName: yName, cell: cell, hiddenSize: hidden, layers: layers,
-                optimizer: optimizerConfig, batchSize: batchSize, epochs: epochs, seed: seed, shuffle: shuffle,
-                dropLast: dropLast, maxSteps: maxSteps, workerThreads: threads,
-                embeddingSize: modelOptions.embedding, paddingIndex: modelOptions.paddingIdx,
-                bidirectional: modelOptions.bidirectional, dropout: modelOptions.dropout,
-                lengthsName: modelOptions.lengthsName == "lengths" ? nil : modelOptions.lengthsName)
-            if compress != .none { config.gradientCompression = compress }
-            if flatAllreduce { config.hierarchicalAllReduce = false }
+                files: data.data, valFiles: data.val, xName: data.xName, yName: data.yName, cell: model.cell, hiddenSize: model.hidden,
+                layers: model.layers, optimizer: optimizerConfig, batchSize: training.batchSize, epochs: training.epochs, seed: training.seed,
+                shuffle: training.shuffle, dropLast: training.dropLast, maxSteps: training.maxSteps, workerThreads: network.threads,
+                embeddingSize: m.embedding, paddingIndex: m.paddingIdx, bidirectional: m.bidirectional, dropout: m.dropout,
+                lengthsName: m.lengthsName == "lengths" ? nil : m.lengthsName)
+            if network.compress != .none { config.gradientCompression = network.compress }
+            if network.flatAllreduce { config.hierarchicalAllReduce = false }
             schedule.apply(to: &config)
-            try selection.apply(to: &config, checkpointDir: checkpointDir)
-            try config.validate()
+            try selection.apply(to: &config, checkpointDir: training.checkpointDir)
             var options = CoordinatorOptions(
-                config: config, bind: bind, workers: workers ?? localWorkers, checkpointDir: checkpointDir,
-                checkpointEvery: checkpointEvery, keep: keep, resume: resume, joinTimeout: joinTimeout,
-                stepTimeout: stepTimeout)
-            options.spinMicroseconds = spin
-            options.maxStepsPerMessage = stepsPerMessage
-            options.balance = balance
-            try applyFaultAndSecurityOptions(&options)
+                config: config, bind: network.bind, workers: network.workers ?? network.localWorkers, checkpointDir: training.checkpointDir,
+                checkpointEvery: training.checkpointEvery, keep: training.keep, resume: training.resume, joinTimeout: network.joinTimeout,
+                stepTimeout: network.stepTimeout)
+            options.spinMicroseconds = network.spin
+            options.maxStepsPerMessage = network.stepsPerMessage
+            options.balance = network.balance
+            options.heartbeatInterval = network.heartbeatInterval
+            options.heartbeatTimeout = network.heartbeatTimeout
+            options.minWorkers = network.minWorkers
+            try security.apply(to: &options)
+            try options.validate()
             // Ctrl-C / SIGTERM: finish the step group in flight, checkpoint it, tell the workers.
             let stop = StopRequest()
             stop.onFirstSignal = { [logger = output.logger] sig in
@@ -229,16 +87,17 @@ struct Start: ParsableCommand {
             }
             stop.installSignalHandlers()
             options.stop = stop
-            output.announce(effectiveConfig(config), checkpointDir: checkpointDir, resuming: resume != nil)
+            output.announce(effectiveConfig(config), checkpointDir: training.checkpointDir, resuming: training.resume != nil)
             let tensorboard = try report.tensorboardWriter()
             let coordinator = try Coordinator(options: options, events: tensorboard?.tee(output.events) ?? output.events)
             var group: LocalWorkerGroup?
-            if localWorkers > 0 {
-                guard curveKey == nil else {
+            if network.localWorkers > 0 {
+                guard security.curveKey == nil else {
                     throw ValidationError("'--local-workers' cannot be combined with '--curve-key'; start rnn-worker with its own key instead.")
                 }
-                group = try LocalWorkerGroup(count: localWorkers, executable: LocalWorkerGroup.siblingExecutable(),
-                                             endpoint: coordinator.localEndpoint ?? coordinator.endpoint, extraArguments: output.localWorkerArguments + ["--spin", "\(spin)"],
+                group = try LocalWorkerGroup(count: network.localWorkers, executable: LocalWorkerGroup.siblingExecutable(),
+                                             endpoint: coordinator.localEndpoint ?? coordinator.endpoint,
+                                             extraArguments: output.localWorkerArguments + ["--spin", "\(network.spin)"],
                                              environment: coordinator.token.map { ["RNN_TOKEN": $0] } ?? [:])
                 let pids = group!.pids
                 stop.atForcedExit { for pid in pids { kill(pid, SIGKILL) } }
@@ -253,7 +112,7 @@ struct Start: ParsableCommand {
             }
             group?.stop(waitSeconds: 10)
             tensorboard?.flush()
-            output.finish(summary, config: config, checkpointDir: checkpointDir, plot: !noPlot, logScale: report.logScale ? true : nil)
+            output.finish(summary, config: config, checkpointDir: training.checkpointDir, plot: !self.output.noPlot, logScale: report.logScale ? true : nil)
         } catch let error as ValidationError {
             throw error
         } catch let interrupted as Interrupted {
@@ -262,20 +121,6 @@ struct Start: ParsableCommand {
         } catch {
             output.logger.error("\(error)")
             throw ExitCode(1)
-        }
-    }
-}
-
-extension Start {
-    /// --heartbeat-*, --min-workers, --curve-key/--allow, --token, --insecure.
-    func applyFaultAndSecurityOptions(_ options: inout CoordinatorOptions) throws {
-        options.heartbeatInterval = heartbeatInterval
-        options.heartbeatTimeout = heartbeatTimeout
-        options.minWorkers = minWorkers
-        options.token = token
-        options.insecure = insecure
-        if let curveKey, let allow {
-            options.curve = try CurveServerConfig.load(keyFile: curveKey, allowFile: allow)
         }
     }
 }

@@ -157,30 +157,32 @@ func makeRunOutput(format: LogFormat, quiet: Bool, level: Logger.Level, logEvery
 
 extension Start {
     func makeOutput() -> RunOutput {
-        makeRunOutput(format: logFormat, quiet: quiet, level: logLevel, logEvery: logEvery)
+        makeRunOutput(format: output.logFormat, quiet: output.quiet, level: output.logLevel, logEvery: output.logEvery)
     }
 
     /// Every flag's effective value, in the config file's key names (so config.yaml reruns the run).
     func effectiveConfig(_ config: TrainingConfig) -> [(String, ConfigValue?)] {
         func s<T>(_ v: T?) -> ConfigValue? { v.map { .scalar("\($0)") } }
+        let (d, m, o, t, n, sec, out) = (data, model, optimizer, training, network, security, output)
         return [
-            ("data", .list(config.dataFiles)), ("val", .list(config.valFiles)), ("x-name", s(xName)), ("y-name", s(yName)),
-            ("cell", s(cell.rawValue)), ("hidden", s(hidden)), ("layers", s(layers)),
-            ("embedding", s(modelOptions.embedding)), ("padding-idx", s(modelOptions.paddingIdx)),
-            ("bidirectional", .flag(modelOptions.bidirectional)), ("dropout", s(modelOptions.dropout)),
-            ("lengths-name", s(modelOptions.lengthsName)),
-            ("batch-size", s(batchSize)), ("epochs", s(epochs)), ("max-steps", s(maxSteps)), ("seed", s(seed)),
-            ("shuffle", .flag(shuffle)), ("drop-last", .flag(dropLast)),
-            ("optimizer", s(optimizer.rawValue)), ("lr", s(lr)), ("beta1", s(beta1)), ("beta2", s(beta2)), ("eps", s(eps)),
-            ("weight-decay", s(config.optimizer.weightDecay)), ("clip-norm", s(clipNorm)),
-            ("workers", s(workers)), ("local-workers", s(localWorkers)), ("threads", s(threads)), ("bind", s(bind)),
-            ("checkpoint-dir", s(checkpointDir.map(absolute))), ("checkpoint-every", s(checkpointEvery)), ("keep", s(keep)),
-            ("resume", s(resume)), ("log-every", s(logEvery)), ("join-timeout", s(joinTimeout)), ("step-timeout", s(stepTimeout)),
-            ("spin", s(spin)), ("steps-per-message", s(stepsPerMessage)), ("balance", .flag(balance)), ("compress", s(compress.rawValue)), ("flat-allreduce", .flag(flatAllreduce)),
-            ("quiet", .flag(quiet)), ("log-format", s(logFormat.rawValue)), ("log-level", s(logLevel.rawValue)), ("no-plot", .flag(noPlot)),
-            ("heartbeat-interval", s(heartbeatInterval)), ("heartbeat-timeout", s(heartbeatTimeout)), ("min-workers", s(minWorkers)),
+            ("data", .list(config.dataFiles)), ("val", .list(config.valFiles)), ("x-name", s(d.xName)), ("y-name", s(d.yName)),
+            ("cell", s(m.cell.rawValue)), ("hidden", s(m.hidden)), ("layers", s(m.layers)),
+            ("embedding", s(m.options.embedding)), ("padding-idx", s(m.options.paddingIdx)),
+            ("bidirectional", .flag(m.options.bidirectional)), ("dropout", s(m.options.dropout)),
+            ("lengths-name", s(m.options.lengthsName)),
+            ("batch-size", s(t.batchSize)), ("epochs", s(t.epochs)), ("max-steps", s(t.maxSteps)), ("seed", s(t.seed)),
+            ("shuffle", .flag(t.shuffle)), ("drop-last", .flag(t.dropLast)),
+            ("optimizer", s(o.optimizer.rawValue)), ("lr", s(o.lr)), ("beta1", s(o.beta1)), ("beta2", s(o.beta2)), ("eps", s(o.eps)),
+            ("weight-decay", s(config.optimizer.weightDecay)), ("clip-norm", s(o.clipNorm)),
+            ("workers", s(n.workers)), ("local-workers", s(n.localWorkers)), ("threads", s(n.threads)), ("bind", s(n.bind)),
+            ("checkpoint-dir", s(t.checkpointDir.map(absolute))), ("checkpoint-every", s(t.checkpointEvery)), ("keep", s(t.keep)),
+            ("resume", s(t.resume)), ("log-every", s(out.logEvery)), ("join-timeout", s(n.joinTimeout)), ("step-timeout", s(n.stepTimeout)),
+            ("spin", s(n.spin)), ("steps-per-message", s(n.stepsPerMessage)), ("balance", .flag(n.balance)), ("compress", s(n.compress.rawValue)),
+            ("flat-allreduce", .flag(n.flatAllreduce)),
+            ("quiet", .flag(out.quiet)), ("log-format", s(out.logFormat.rawValue)), ("log-level", s(out.logLevel.rawValue)), ("no-plot", .flag(out.noPlot)),
+            ("heartbeat-interval", s(n.heartbeatInterval)), ("heartbeat-timeout", s(n.heartbeatTimeout)), ("min-workers", s(n.minWorkers)),
             // Paths, not secrets: a resumed run (`--resume DIR` reads this file) keeps its encryption.
-            ("curve-key", s(curveKey.map(absolute))), ("allow", s(allow.map(absolute))), ("insecure", .flag(insecure)),
+            ("curve-key", s(sec.curveKey.map(absolute))), ("allow", s(sec.allow.map(absolute))), ("insecure", .flag(sec.insecure)),
             // The token is a secret: never written here (a resumed run draws a new one).
         ] + schedule.effectiveConfig + report.effectiveConfig + selection.effectiveConfig
     }
