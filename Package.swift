@@ -65,7 +65,7 @@ let package = Package(
         .testTarget(name: "RNNDataTests", dependencies: ["RNNData", "RNNHDF5", "RNNCore"], resources: [.copy("Fixtures")], swiftSettings: simdFlags),
         .testTarget(name: "RNNCheckpointTests", dependencies: ["RNNCheckpoint", "RNNHDF5", "RNNCore"], swiftSettings: simdFlags),
         .testTarget(name: "RNNTransportTests", dependencies: ["RNNTransport"], swiftSettings: simdFlags),
-        .testTarget(name: "RNNDistributedTests", dependencies: ["RNNDistributed", "RNNCore", "RNNData", "RNNTransport"], swiftSettings: simdFlags),
+        .testTarget(name: "RNNDistributedTests", dependencies: ["RNNDistributed", "RNNCore", "RNNData", "RNNTransport", "RNNReport"], swiftSettings: simdFlags),
         .testTarget(name: "RNNReportTests", dependencies: ["RNNReport", "RNNDistributed", "RNNCore", "RNNCheckpoint", "RNNHDF5", yams],
                     resources: [.copy("Fixtures")], swiftSettings: simdFlags),
         // Spawning the package's executables and making test hosts in network namespaces.

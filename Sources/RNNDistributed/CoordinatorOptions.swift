@@ -16,6 +16,9 @@ public struct CoordinatorOptions: Sendable {
     public var checkpointEvery: Int
     /// Checkpoints kept.
     public var keep: Int
+    /// Opens the step and epoch record log in `checkpointDir` (RNNReport's `MetricsLog.opener`
+    /// writes metrics.jsonl); nil writes none.
+    public var recordLog: RunRecordLogOpener?
     /// Continue from the newest valid checkpoint in this folder.
     public var resume: String?
     /// Seconds to wait for all workers to join.

@@ -56,7 +56,8 @@ final class TrainingRun {
     let table: ParameterTable
     let plan: EpochPlan
     let store: CheckpointStore?
-    let metrics: MetricsLog?
+    /// metrics.jsonl (`CoordinatorOptions.recordLog`), or nil.
+    let metrics: (any RunRecordLog)?
     private let report: @Sendable (TrainingEvent) -> Void
 
     /// Where this run started: epoch, step in it, global step.
@@ -119,13 +120,15 @@ final class TrainingRun {
         if let store, case let removed = store.removeInterruptedWrites(), !removed.isEmpty {
             report(.message(.warning, "Removed \(removed.count) temporary file(s) of interrupted checkpoint writes in \(store.directory): \(removed.joined(separator: ", "))"))
         }
-        let metricsPath = options.checkpointDir.map { ($0 as NSString).appendingPathComponent("metrics.jsonl") }
-        if options.resume != nil, let metricsPath {
-            // The steps after the checkpoint are redone: their records (and a partial record of
-            // the epoch that continues) go, so the file never holds a step twice.
-            MetricsLog.truncate(path: metricsPath, afterGlobalStep: globalStep, continuingEpoch: startStep > 0 ? startEpoch + 1 : nil)
+        // A resume redoes the steps after the checkpoint: their records (and a partial record
+        // of the epoch that continues) go, so the log never holds a step twice.
+        let resumePoint = options.resume == nil ? nil
+            : RunResumePoint(globalStep: position.global, continuingEpoch: position.step > 0 ? position.epoch + 1 : nil)
+        if let dir = options.checkpointDir, let open = options.recordLog {
+            metrics = try open(dir, resumePoint)
+        } else {
+            metrics = nil
         }
-        metrics = metricsPath.map { MetricsLog(path: $0) }
     }
 
     deinit { metrics?.flush() }

@@ -72,6 +72,7 @@ struct Start: ParsableCommand {
                 config: config, bind: network.bind, workers: network.workers ?? network.localWorkers, checkpointDir: training.checkpointDir,
                 checkpointEvery: training.checkpointEvery, keep: training.keep, resume: training.resume, joinTimeout: network.joinTimeout,
                 stepTimeout: network.stepTimeout)
+            options.recordLog = MetricsLog.opener
             options.spinMicroseconds = network.spin
             options.maxStepsPerMessage = network.stepsPerMessage
             options.balance = network.balance

@@ -299,7 +299,12 @@ final class AllReduceTests: XCTestCase {
             try RingAllReduce(context: ctx, rank: r, world: 2, runID: 9, generation: 1, bindEndpoint: "tcp://127.0.0.1:*", timeoutMilliseconds: 5000)
         }
         let endpoints = rings.map(\.localEndpoint)
-        for r in rings { try r.connect(peerEndpoints: endpoints) }
+        // Sub-chunks of 16 KiB: 20 receives at rank 1, which its PULL socket fair-queues between
+        // rank 0's connection and the leftovers' one, so the leftovers are read during the step.
+        for r in rings {
+            try r.connect(peerEndpoints: endpoints)
+            r.subChunkBytes = 16 * 1024
+        }
         let leftover = try ZMQSocket(ctx, type: .push, lingerMilliseconds: 1000)
         defer { leftover.close() }
         try leftover.connect(endpoints[1])
@@ -311,12 +316,12 @@ final class AllReduceTests: XCTestCase {
         Thread.sleep(forTimeInterval: 0.2)  // the leftovers are queued before the real frames
         let outputs = Box([[Float]](repeating: [], count: 2))
         XCTAssertTrue(runOnThreads(2, timeoutSeconds: 10) { rank in
-            var buf = (0..<5000).map { contribution(rank, $0) }
+            var buf = (0..<80_000).map { contribution(rank, $0) }
             do { try rings[rank].allReduceSum(&buf, step: 4) } catch { return }
             outputs.update { $0[rank] = buf }
         })
         let out = outputs.get
-        XCTAssertEqual(out[0], (0..<5000).map { contribution(0, $0) + contribution(1, $0) })
+        XCTAssertEqual(out[0], (0..<80_000).map { contribution(0, $0) + contribution(1, $0) })
         XCTAssertEqual(out[1], out[0])
         XCTAssertGreaterThan(rings[1].rejects.count(.stale), 0)
     }

@@ -4,6 +4,7 @@ import Foundation
 import RNNCore
 import RNNData
 import RNNDistributed
+import RNNReport
 import XCTest
 
 /// A fresh temporary folder, removed by the caller.
@@ -44,6 +45,7 @@ func trainInProcess(
     var options = CoordinatorOptions(config: config, bind: "tcp://127.0.0.1:*", workers: world,
                                      checkpointDir: checkpointDir, checkpointEvery: checkpointEvery, resume: resume,
                                      joinTimeout: timeout, stepTimeout: timeout, ringTimeout: timeout / 2)
+    options.recordLog = MetricsLog.opener
     configureCoordinator?(&options)
     let coordinator = try Coordinator(options: options)
     beforeWorkers?(coordinator.endpoint)

@@ -1,18 +1,28 @@
-// metrics.jsonl: one JSON object per step and per epoch (README, "metrics.jsonl").
+// Writing metrics.jsonl: one JSON object per step and per epoch (README, "metrics.jsonl"), the
+// coordinator's `RunRecordLog`; MetricsFile.swift reads it back.
 import Foundation
+import RNNDistributed
 import RNNTransport
 
 /// Appends one JSON object per line to a file (created on first use). Lines are encoded by
 /// hand (JSONSerialization cost ~165 us of coordinator CPU per step, as much as a whole
 /// seed-small step) and written in batches: at least every second, at each epoch record, and
 /// on `flush()` / deinit.
-final class MetricsLog {
+public final class MetricsLog: RunRecordLog {
     let path: String
     private var handle: FileHandle?
     private var pending: [UInt8] = []
     private var lastFlush = monotonicNanoseconds()
 
-    init(path: String) {
+    /// The coordinator's opener (`CoordinatorOptions.recordLog`): DIR/metrics.jsonl, from which a
+    /// resume first drops the records it redoes.
+    public static let opener: RunRecordLogOpener = { directory, resume in
+        let path = (directory as NSString).appendingPathComponent("metrics.jsonl")
+        if let resume { truncate(path: path, afterGlobalStep: resume.globalStep, continuingEpoch: resume.continuingEpoch) }
+        return MetricsLog(path: path)
+    }
+
+    public init(path: String) {
         self.path = path
         if !FileManager.default.fileExists(atPath: path) {
             _ = FileManager.default.createFile(atPath: path, contents: nil)
@@ -28,7 +38,7 @@ final class MetricsLog {
 
     /// One record, with an ISO-8601 UTC `time`: keys sorted; nil and non-finite values left out; values Int, Double,
     /// Float, Bool, String, [Int] or [Double] (a non-finite element as null).
-    func append(_ record: [String: Any?]) {
+    public func append(_ record: [String: Any?]) {
         var record = record
         if record["time"] == nil { record["time"] = isoTimestamp() }  // MetricsTime.swift
         var line = "{"
@@ -51,7 +61,7 @@ final class MetricsLog {
     /// records of later steps (they are redone, and would appear twice), epoch records of
     /// later steps, and the partial record (`--max-steps`) of `continuingEpoch` (1-based),
     /// which the resumed run completes. Rewritten atomically; lines that do not parse stay.
-    static func truncate(path: String, afterGlobalStep step: Int, continuingEpoch: Int?) {
+    public static func truncate(path: String, afterGlobalStep step: Int, continuingEpoch: Int?) {
         guard let data = FileManager.default.contents(atPath: path), !data.isEmpty else { return }
         var kept: [Substring] = []
         var dropped = 0
@@ -76,7 +86,7 @@ final class MetricsLog {
     }
 
     /// Writes the buffered lines.
-    func flush() {
+    public func flush() {
         lastFlush = monotonicNanoseconds()
         guard !pending.isEmpty else { return }
         handle?.write(Data(pending))
