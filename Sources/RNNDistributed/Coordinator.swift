@@ -467,20 +467,19 @@ public final class Coordinator: @unchecked Sendable {
         for (rank, frame) in early where rank < results.count {
             if let text = take(rank, frame) { return .abandoned(rank: rank, text: text) }
         }
-        let deadline = Deadline.after(seconds: options.stepTimeout)
-        while missing > 0 {
-            switch try membership.next(deadline: deadline) {
-            case .lost(let lost):
-                return .lost(lost)
-            case .timedOut:
-                // Everyone still sends heartbeats, yet the step is stuck: treat it as a failed
-                // exchange (re-form and redo, a bounded number of times).
-                let silent = membership.members.filter { results[$0.rank] == nil }
-                return .abandoned(rank: silent.first?.rank ?? 0,
-                                  text: "no result from \(silent.map(\.name).joined(separator: ", ")) within the step timeout of \(options.stepTimeout) s")
-            case .frame(let rank, let frame):
-                if let text = take(rank, frame) { return .abandoned(rank: rank, text: text) }
-            }
+        switch try gather(while: { missing > 0 }, take) {
+        case .lost(let lost):
+            return .lost(lost)
+        case .stopped(let rank, let text):
+            return .abandoned(rank: rank, text: text)
+        case .timedOut:
+            // Everyone still sends heartbeats, yet the step is stuck: treat it as a failed
+            // exchange (re-form and redo, a bounded number of times).
+            let silent = membership.members.filter { results[$0.rank] == nil }
+            return .abandoned(rank: silent.first?.rank ?? 0,
+                              text: "no result from \(silent.map(\.name).joined(separator: ", ")) within the step timeout of \(options.stepTimeout) s")
+        case .complete:
+            break
         }
         aheadFrames = next
         let byRank = results.map { $0! }
@@ -511,6 +510,30 @@ public final class Coordinator: @unchecked Sendable {
         }
         let names = results.indices.map { "\(membership.name(ofRank: $0)) \(String(results[$0].parameterHash, radix: 16))" }.joined(separator: ", ")
         throw CoordinatorError("replicas diverged after global step \(globalStep + 1): no majority of equal parameters (hashes: \(names))")
+    }
+
+    /// How a wait for the members' answers ended.
+    private enum Gathered {
+        case complete
+        case lost(LostMembers)
+        case timedOut
+        /// `take` said stop: this rank's text.
+        case stopped(rank: Int, text: String)
+    }
+
+    /// Hands every member frame to `take` while `waiting()` holds, for at most the step
+    /// timeout; `take` returns a text to stop at once (a failed exchange), nil to go on.
+    private func gather(while waiting: () -> Bool, _ take: (Int, Frame) -> String?) throws -> Gathered {
+        let deadline = Deadline.after(seconds: options.stepTimeout)
+        while waiting() {
+            switch try membership.next(deadline: deadline) {
+            case .lost(let lost): return .lost(lost)
+            case .timedOut: return .timedOut
+            case .frame(let rank, let frame):
+                if let text = take(rank, frame) { return .stopped(rank: rank, text: text) }
+            }
+        }
+        return .complete
     }
 
     // MARK: Requests
@@ -568,23 +591,24 @@ public final class Coordinator: @unchecked Sendable {
         }
         var byRank = [[LossStats]?](repeating: nil, count: members.count)
         var missing = members.count
-        let deadline = Deadline.after(seconds: options.stepTimeout)
-        while missing > 0 {
-            switch try membership.next(deadline: deadline) {
-            case .lost(let lost):
-                return .lost(lost)
-            case .timedOut:
-                let silent = members.filter { byRank[$0.rank] == nil }.map(\.name).joined(separator: ", ")
-                throw CoordinatorError("no evaluation from \(silent) within the step timeout of \(options.stepTimeout) s")
-            case .frame(let rank, let frame):
-                guard frame.header.generation == membership.generation, frame.header.kind == .evaluation,
-                      let answer = try? EvaluationMessage.decode(frame), byRank[rank] == nil else {
-                    membership.rejects.record(frame.header.generation == membership.generation ? .unexpected : .stale)
-                    continue
-                }
-                byRank[rank] = answer.batches
-                missing -= 1
+        let outcome = try gather(while: { missing > 0 }) { rank, frame in
+            guard frame.header.generation == membership.generation, frame.header.kind == .evaluation,
+                  let answer = try? EvaluationMessage.decode(frame), byRank[rank] == nil else {
+                membership.rejects.record(frame.header.generation == membership.generation ? .unexpected : .stale)
+                return nil
             }
+            byRank[rank] = answer.batches
+            missing -= 1
+            return nil
+        }
+        switch outcome {
+        case .lost(let lost):
+            return .lost(lost)
+        case .timedOut, .stopped:
+            let silent = members.filter { byRank[$0.rank] == nil }.map(\.name).joined(separator: ", ")
+            throw CoordinatorError("no evaluation from \(silent) within the step timeout of \(options.stepTimeout) s")
+        case .complete:
+            break
         }
         let all = byRank.flatMap { $0! }
         guard all.count == batches else {

@@ -371,8 +371,7 @@ struct StepMessage: StepRecord {
         w.write(stepInEpoch)
         w.write(globalStep)
         w.write(wantHash)
-        w.write(rows.count)
-        for r in rows { w.write(Int64(r)) }
+        w.write(rows: rows)
         w.write(lr != nil)
         w.write(lr ?? 0)
     }
@@ -391,13 +390,7 @@ struct StepMessage: StepRecord {
         stepInEpoch = try r.readInt("step in epoch")
         globalStep = try r.readInt("global step")
         wantHash = try r.readBool("want hash")
-        let n = try r.readInt("row count")
-        guard n >= 0 && n <= r.remaining / 8 else {
-            throw PayloadError.invalidValue(field: "row count", found: "\(n) rows in \(r.remaining) bytes")
-        }
-        rows = []
-        rows.reserveCapacity(n)
-        for _ in 0..<n { rows.append(try r.readInt("row")) }
+        rows = try r.readRows()
         let scheduled = try r.readBool("has lr")
         let value = try r.readDouble("lr")
         guard !scheduled || (value.isFinite && value >= 0) else {
@@ -509,8 +502,7 @@ struct EvaluateMessage: ControlMessage, Equatable {
         w.write(globalStep)
         w.write(validationFiles)
         w.write(batchSize)
-        w.write(rows.count)
-        for r in rows { w.write(Int64(r)) }
+        w.write(rows: rows)
     }
 
     init(globalStep: Int, validationFiles: Bool, batchSize: Int, rows: [Int]) {
@@ -525,13 +517,7 @@ struct EvaluateMessage: ControlMessage, Equatable {
         validationFiles = try r.readBool("validation files")
         batchSize = try r.readInt("batch size")
         guard batchSize >= 1 else { throw PayloadError.invalidValue(field: "batch size", found: "\(batchSize) (expected at least 1)") }
-        let n = try r.readInt("row count")
-        guard n >= 0 && n <= r.remaining / 8 else {
-            throw PayloadError.invalidValue(field: "row count", found: "\(n) rows in \(r.remaining) bytes")
-        }
-        rows = []
-        rows.reserveCapacity(n)
-        for _ in 0..<n { rows.append(try r.readInt("row")) }
+        rows = try r.readRows()
     }
 }
 
@@ -587,6 +573,28 @@ struct ErrorMessage: ControlMessage, Equatable {
     func encode(into w: inout BinaryWriter) { w.write(text) }
     init(text: String) { self.text = text }
     init(from r: inout BinaryReader) throws(PayloadError) { text = try r.readString("text") }
+}
+
+extension BinaryWriter {
+    /// A list of dataset rows: the count, then each row as int64.
+    mutating func write(rows: [Int]) {
+        write(rows.count)
+        for r in rows { write(Int64(r)) }
+    }
+}
+
+extension BinaryReader {
+    /// A list written by `write(rows:)`; the count must fit the bytes left.
+    mutating func readRows() throws(PayloadError) -> [Int] {
+        let n = try readInt("row count")
+        guard n >= 0 && n <= remaining / 8 else {
+            throw PayloadError.invalidValue(field: "row count", found: "\(n) rows in \(remaining) bytes")
+        }
+        var rows: [Int] = []
+        rows.reserveCapacity(n)
+        for _ in 0..<n { rows.append(try readInt("row")) }
+        return rows
+    }
 }
 
 /// A hash of the bit patterns of `values`, equal for bitwise-equal replicas: FNV-1a over

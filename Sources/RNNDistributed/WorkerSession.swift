@@ -198,6 +198,7 @@ final class WorkerSession {
     /// STEP: runs the group's steps; METRICS when every step went through (a broken one voids the group).
     private func handleSteps(_ frame: Frame) throws {
         guard frame.header.generation == generation else { return decoder.rejects.record(.stale) }
+        guard phase == .training else { return decoder.rejects.record(.unexpected) }  // no ring yet
         let group = try StepGroupMessage.decode(frame)
         stepMessages += 1
         // With the coordinator's pipelining this worker may run a whole group past the last
@@ -247,6 +248,7 @@ final class WorkerSession {
     /// EVALUATE: the loss sums of each batch of the given rows, with the current parameters.
     private func handleEvaluate(_ frame: Frame) throws {
         guard frame.header.generation == generation else { return decoder.rejects.record(.stale) }
+        guard phase == .training else { return decoder.rejects.record(.unexpected) }
         let request = try EvaluateMessage.decode(frame)
         do {
             guard request.globalStep == replica.appliedSteps else {

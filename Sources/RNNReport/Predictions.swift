@@ -8,30 +8,25 @@ extension LoadedModel {
     /// The raw outputs of every sequence, flat per sample: (O) with a last-step head (with
     /// lengths: of each sequence's own final state), (T, O) per step, or with lengths
     /// (length, O): the real steps only, as `predictClasses` shows them.
-    public func outputs(on data: TensorDataset, batchSize: Int = 256) throws -> [[Float]] {
+    public func outputs(on data: TensorDataset, batchSize: Int = evaluationBatchSize) throws -> [[Float]] {
         let m = config.model
         let perStep = m.head == .lastStep ? 0 : m.outputSize
         let perSample = (m.head == .lastStep ? 1 : data.steps) * m.outputSize
         var result: [[Float]] = []
-        var batch = Batch()
-        var start = 0
-        while start < data.count {
-            let rows = Array(start..<min(start + batchSize, data.count))
-            try data.read(rows: rows, into: &batch)
+        try data.forEachBatch(batchSize: batchSize) { batch in
             let out = try network.predict(parameters: checkpoint.parameters, input: batch.x, batch: batch.count, steps: data.steps,
                                           lengths: batch.lengths).outputs
             for b in 0..<batch.count {
                 let shown = perStep > 0 ? (batch.lengths?[b] ?? data.steps) * perStep : perSample
                 result.append(Array(out[(b * perSample)..<(b * perSample + shown)]))
             }
-            start += batchSize
         }
         return result
     }
 
     /// Class probabilities of each sequence (softmax of the logits, in double): with a
     /// last-step head of the sequence, with a per-step head of its last (real) step.
-    public func probabilities(on data: TensorDataset, batchSize: Int = 256) throws -> [[Double]] {
+    public func probabilities(on data: TensorDataset, batchSize: Int = evaluationBatchSize) throws -> [[Double]] {
         let m = config.model
         guard m.loss == .crossEntropy else { throw ReportError("--probabilities needs a classifier; this checkpoint is a regression (MSE) model") }
         let O = m.outputSize
