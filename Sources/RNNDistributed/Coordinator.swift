@@ -679,12 +679,15 @@ public final class Coordinator: @unchecked Sendable {
                     let elapsed = Double(at - epochStarted) / 1e9
                     let rate = Double(samplesInEpoch(order, upTo: s - first + 1, from: first)) / max(elapsed, 1e-9)
                     let eta = Double(order.steps - s - 1) / Double(s - first + 1) * elapsed
-                    let reduceSeconds = stepResults.map(\.reduceSeconds).max() ?? 0
+                    // The slowest rank's all-reduce, and how much of it that rank waited for after backward.
+                    let slowest = stepResults.max { $0.reduceSeconds < $1.reduceSeconds }
+                    let reduceSeconds = slowest?.reduceSeconds ?? 0
                     let computeSeconds = stepResults.map(\.computeSeconds).max() ?? 0
                     var record: [String: Any?] = [
                         "kind": "step", "global_step": globalStep, "epoch": epoch + 1, "step": s + 1,
                         "loss": stats.meanLoss, "accuracy": history.accuracy == nil ? nil : stats.accuracy,
                         "samples_per_s": rate, "workers": members.count, "reduce_s": reduceSeconds, "compute_s": computeSeconds,
+                        "reduce_exposed_s": slowest?.reduceExposedSeconds ?? 0, "reduce_hidden_s": slowest?.reduceHiddenSeconds ?? 0,
                         "lr": stepLR]
                     if stepResults.count > 1 {
                         // Per rank: who computed how many rows in how long (a slow machine shows here).

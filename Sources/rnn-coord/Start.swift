@@ -108,6 +108,8 @@ struct Start: ParsableCommand {
     var compress: GradientCompression = .none
     @Flag(name: .customLong("flat-allreduce"), help: "Run every worker in the flat all-reduce even when several share a host (default: workers of one host sum over ipc:// first and one leader per host joins the inter-host all-reduce).")
     var flatAllreduce = false
+    @Flag(name: .customLong("no-overlap"), help: "All-reduce the gradient buckets only after the whole backward (default: each layer's bucket, the head first, leaves as soon as its backward is done, while the layers below still compute; the same bits either way).")
+    var noOverlap = false
 
     // MARK: Output, config file, plot (the product layer; helpers in StartOutput.swift)
     @Option(help: "A YAML file of flag values (keys are long flag names, e.g. 'batch-size: 32'); flags typed here override it.")
@@ -211,6 +213,7 @@ struct Start: ParsableCommand {
                 lengthsName: modelOptions.lengthsName == "lengths" ? nil : modelOptions.lengthsName)
             if compress != .none { config.gradientCompression = compress }
             if flatAllreduce { config.hierarchicalAllReduce = false }
+            if noOverlap { config.overlapBackward = false }
             schedule.apply(to: &config)
             try selection.apply(to: &config, checkpointDir: checkpointDir)
             try config.validate()

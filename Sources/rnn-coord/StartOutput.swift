@@ -176,7 +176,7 @@ extension Start {
             ("workers", s(workers)), ("local-workers", s(localWorkers)), ("threads", s(threads)), ("bind", s(bind)),
             ("checkpoint-dir", s(checkpointDir.map(absolute))), ("checkpoint-every", s(checkpointEvery)), ("keep", s(keep)),
             ("resume", s(resume)), ("log-every", s(logEvery)), ("join-timeout", s(joinTimeout)), ("step-timeout", s(stepTimeout)),
-            ("spin", s(spin)), ("steps-per-message", s(stepsPerMessage)), ("balance", .flag(balance)), ("compress", s(compress.rawValue)), ("flat-allreduce", .flag(flatAllreduce)),
+            ("spin", s(spin)), ("steps-per-message", s(stepsPerMessage)), ("balance", .flag(balance)), ("compress", s(compress.rawValue)), ("flat-allreduce", .flag(flatAllreduce)), ("no-overlap", .flag(noOverlap)),
             ("quiet", .flag(quiet)), ("log-format", s(logFormat.rawValue)), ("log-level", s(logLevel.rawValue)), ("no-plot", .flag(noPlot)),
             ("heartbeat-interval", s(heartbeatInterval)), ("heartbeat-timeout", s(heartbeatTimeout)), ("min-workers", s(minWorkers)),
             // Paths, not secrets: a resumed run (`--resume DIR` reads this file) keeps its encryption.
