@@ -387,7 +387,18 @@ public final class RNNNetwork {
         embedding = config.embeddingSize == nil ? -1 : offset("embedding.weight")
         packedRecurrent = (0..<(config.layers * D)).map { _ in PackedMatrix() }
         packedRecurrentBackward = (0..<(config.layers * D)).map { _ in PackedMatrix() }
+        // Backward finishes the head, then layer L-1 (both directions) down to layer 0, then
+        // the embedding; in the flat layout each is one range, just below the previous one.
+        let layerStart = (0..<config.layers).map { offset("rnn.weight_ih_l\($0)") } + [offset("fc.weight")]
+        gradientSegments = [layerStart[config.layers]..<table.totalCount]
+            + stride(from: config.layers - 1, through: 0, by: -1).map { layerStart[$0]..<layerStart[$0 + 1] }
+            + (config.embeddingSize == nil ? [] : [0..<layerStart[0]])
     }
+
+    /// The ranges of the flat gradient in the order backward completes them (the head, layers
+    /// from the top down, the embedding), covering `0..<table.totalCount`, each directly below
+    /// the one before: what `onGradientReady` reports.
+    public let gradientSegments: [Range<Int>]
 
     // MARK: Public entry points
 
@@ -427,10 +438,13 @@ public final class RNNNetwork {
 
     /// The same step on unsafe buffers (for callers that keep the flat buffers in their own
     /// storage, e.g. a bucketed all-reduce); the pointers are only used during the call.
+    /// `onGradientReady` is called (on this thread) with each of `gradientSegments` in turn as
+    /// soon as backward has finished adding into it: from then on this call neither reads nor
+    /// writes that range, so another thread may send it while the layers below still compute.
     public func accumulateGradients(
         parameters: UnsafeBufferPointer<Float>, input: UnsafeBufferPointer<Float>, batch: Int, steps: Int,
         targets: Targets, initialState: RecurrentState? = nil, lengths: [Int]? = nil, dropout: DropoutKey? = nil,
-        gradient: UnsafeMutableBufferPointer<Float>
+        gradient: UnsafeMutableBufferPointer<Float>, onGradientReady: ((Range<Int>) -> Void)? = nil
     ) throws(ModelInputError) -> LossStats {
         try validate(parameters: parameters.count, input: input, batch: batch, steps: steps,
                      targets: targets, initialState: initialState, lengths: lengths, dropout: dropout)
@@ -439,7 +453,7 @@ public final class RNNNetwork {
         }
         return run(parameters: parameters.baseAddress!, input: input.baseAddress!, batch: batch, steps: steps,
                    targets: targets, initialState: initialState, lengths: lengths, dropout: dropout,
-                   scale: 1, gradient: g)
+                   scale: 1, gradient: g, onGradientReady: onGradientReady)
     }
 
     /// PyTorch-style convenience: the mean loss (`stats.meanLoss`) and a fresh gradient of the
@@ -764,7 +778,7 @@ public final class RNNNetwork {
     private func run(
         parameters p: UnsafePointer<Float>, input x: UnsafePointer<Float>, batch B: Int, steps T: Int,
         targets: Targets, initialState: RecurrentState?, lengths: [Int]?, dropout: DropoutKey?,
-        scale: Float, gradient: UnsafeMutablePointer<Float>?
+        scale: Float, gradient: UnsafeMutablePointer<Float>?, onGradientReady: ((Range<Int>) -> Void)? = nil
     ) -> LossStats {
         prepare(batch: B, steps: T, initialState: initialState, lengths: lengths)
         forward(p, x, dropout: gradient == nil ? nil : dropout)
@@ -790,7 +804,7 @@ public final class RNNNetwork {
             }
         }
         if let gradient {
-            backward(p, gradient)
+            backward(p, gradient, ready: onGradientReady)
             hasGradientOfInitialState = hasInitialState
         }
         return stats
@@ -994,7 +1008,8 @@ public final class RNNNetwork {
 
     /// Backward from `dLogits` (R, O) through the head and every layer; accumulates into `g`
     /// and leaves dh0/dc0 in the workspace.
-    private func backward(_ p: UnsafePointer<Float>, _ g: UnsafeMutablePointer<Float>) {
+    /// `ready` gets each of `gradientSegments` once it is final.
+    private func backward(_ p: UnsafePointer<Float>, _ g: UnsafeMutablePointer<Float>, ready: ((Range<Int>) -> Void)? = nil) {
         let ws = workspace!
         let H = config.hiddenSize, O = config.outputSize, L = config.layers, D = config.directions
         let T = layout.steps, B = layout.batch
@@ -1009,6 +1024,7 @@ public final class RNNNetwork {
             gemm(true, false, O, H, rows, dLogits, O, headInput(ws, direction: d), H, 1, g + headWeight + d * H, D * H)
         }
         addColumnSums(dLogits, rows: rows, columns: O, into: g + headBias)
+        ready?(gradientSegments[0])
         // dOut (Np, H) per direction: gradient of the top layer's outputs; under a last-step
         // head only the final states get one, dHead (B, H), injected into the carries below.
         var dOut = ws.dA
@@ -1106,6 +1122,7 @@ public final class RNNNetwork {
                 }
                 weightGradients(p, g, unit: u)
             }
+            ready?(gradientSegments[L - l])
             if l > 0 {
                 // Gradient of the layer below's outputs, per direction e:
                 // dX_e (Np, H) = sum over d of dGx_d (Np, GH) W_ih_d[:, e*H ..< (e+1)*H].
@@ -1134,6 +1151,7 @@ public final class RNNNetwork {
                     let row = g + embedding + id * E, src = dx + r * E
                     for k in 0..<E { row[k] += src[k] }
                 }
+                ready?(gradientSegments[L + 1])
             }
         }
     }

@@ -222,12 +222,15 @@ public final class Coordinator: @unchecked Sendable {
             let done = cursor.step - cursor.first + 1
             let rate = Double(cursor.samples(upTo: done)) / max(elapsed, 1e-9)
             let eta = Double(cursor.order.steps - cursor.step - 1) / Double(done) * elapsed
-            let reduceSeconds = stepResults.map(\.reduceSeconds).max() ?? 0
+            // The slowest rank's all-reduce, and how much of it that rank waited for after backward.
+            let slowest = stepResults.max { $0.reduceSeconds < $1.reduceSeconds }
+            let reduceSeconds = slowest?.reduceSeconds ?? 0
             let accuracy = run.reportsAccuracy ? stats.accuracy : nil
             var entry: [String: Any?] = [
                 "kind": "step", "global_step": run.globalStep, "epoch": cursor.epoch + 1, "step": cursor.step + 1,
                 "loss": stats.meanLoss, "accuracy": accuracy, "samples_per_s": rate, "workers": membership.members.count,
-                "reduce_s": reduceSeconds, "compute_s": stepResults.map(\.computeSeconds).max() ?? 0, "lr": stepLR]
+                "reduce_s": reduceSeconds, "compute_s": stepResults.map(\.computeSeconds).max() ?? 0, "lr": stepLR,
+                "reduce_exposed_s": slowest?.reduceExposedSeconds ?? 0, "reduce_hidden_s": slowest?.reduceHiddenSeconds ?? 0]
             if stepResults.count > 1 {
                 // Per rank: who computed how many rows in how long (a slow machine shows here).
                 entry["rows_by_rank"] = stepResults.map(\.samples)

@@ -414,7 +414,12 @@ struct MetricsMessage: StepRecord {
     /// FNV-1a hash of the parameters after the update (0 when not asked).
     var parameterHash: UInt64
     var computeSeconds: Double
+    /// Wall time of the step's all-reduce (its buckets' time, overlapped with backward or not).
     var reduceSeconds: Double
+    /// The part of `reduceSeconds` the step waited for after backward, and the part that ran
+    /// while backward still computed (`reduceSeconds` = exposed + hidden).
+    var reduceExposedSeconds: Double
+    var reduceHiddenSeconds: Double
     /// Every element of the reduced gradient and of the updated parameters was finite; false:
     /// training diverged at this step.
     var gradientFinite = true
@@ -429,11 +434,14 @@ struct MetricsMessage: StepRecord {
         w.write(parameterHash)
         w.write(computeSeconds)
         w.write(reduceSeconds)
+        w.write(reduceExposedSeconds)
+        w.write(reduceHiddenSeconds)
         w.write(gradientFinite)
     }
 
     init(globalStep: Int, lossSum: Double, scored: Int, correct: Int, samples: Int, globalScored: Int,
-         parameterHash: UInt64, computeSeconds: Double, reduceSeconds: Double, gradientFinite: Bool = true) {
+         parameterHash: UInt64, computeSeconds: Double, reduceSeconds: Double, reduceExposedSeconds: Double? = nil,
+         reduceHiddenSeconds: Double = 0, gradientFinite: Bool = true) {
         self.globalStep = globalStep
         self.lossSum = lossSum
         self.scored = scored
@@ -443,6 +451,8 @@ struct MetricsMessage: StepRecord {
         self.parameterHash = parameterHash
         self.computeSeconds = computeSeconds
         self.reduceSeconds = reduceSeconds
+        self.reduceExposedSeconds = reduceExposedSeconds ?? reduceSeconds
+        self.reduceHiddenSeconds = reduceHiddenSeconds
         self.gradientFinite = gradientFinite
     }
 
@@ -456,6 +466,8 @@ struct MetricsMessage: StepRecord {
         parameterHash = try r.readUInt64("parameter hash")
         computeSeconds = try r.readDouble("compute seconds")
         reduceSeconds = try r.readDouble("reduce seconds")
+        reduceExposedSeconds = try r.readDouble("exposed reduce seconds")
+        reduceHiddenSeconds = try r.readDouble("hidden reduce seconds")
         gradientFinite = try r.readBool("gradient finite")
     }
 }

@@ -56,6 +56,9 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     /// Hierarchical all-reduce across host groups (nil: on; false: every rank in the flat
     /// algorithms; absent from older configs).
     public var hierarchicalAllReduce: Bool? = nil
+    /// All-reduce each gradient bucket while backward computes the layers below (nil: on;
+    /// false: the same buckets after backward, the same bits; absent from older configs).
+    public var overlapBackward: Bool? = nil
 
     public init(
         model: ModelConfig, optimizer: OptimizerConfig, dataFiles: [String], valFiles: [String] = [],

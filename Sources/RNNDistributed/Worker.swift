@@ -106,6 +106,9 @@ struct FaultInjection: Sendable {
     var corruptAfterGlobalStep: Int?
     /// The exchange of this global step fails once, as a broken connection would.
     var failExchangeAtGlobalStep: Int?
+    /// The all-reduce of this bucket of this global step fails once, as a broken connection
+    /// would (on the communication thread when the step overlaps).
+    var failBucketAt: (globalStep: Int, bucket: Int)?
     /// Each step's computation takes this much longer per row, as on a slower machine (for the
     /// coordinator's load balancing).
     var extraSecondsPerRow: Double = 0
@@ -314,8 +317,15 @@ final class Replica {
     let dataset: TensorDataset
     private(set) var parameters: [Float]
     private var optimizer: AdamOptimizer
-    /// Gradient sums followed by one scalar (the scored count), all-reduced in one exchange.
+    /// Gradient sums followed by one scalar (the scored count), all-reduced bucket by bucket.
     private let reduceBuffer: AllReduceBuffer
+    /// The buckets of `reduceBuffer` (GradientBuckets.swift): the head first (with the scalar),
+    /// then the layers from the top down.
+    let buckets: GradientBuckets
+    /// All-reduce each bucket while backward computes the layers below it (TrainingConfig.overlapBackward).
+    let overlap: Bool
+    /// The communication thread of the overlapped path (started on first use).
+    private let reducer = BucketReducer()
     /// The gradient part of `reduceBuffer` is all zero: the last update cleared it as it read
     /// it, so the next step needs no zeroing pass (20 MB for a 20,000-word one-hot W_ih). False
     /// from the moment a step starts adding into it until an update completes.
@@ -324,6 +334,8 @@ final class Replica {
     var appliedSteps = 0
     /// Testing (`FaultInjection.extraSecondsPerRow`): a slower machine.
     var extraSecondsPerRow: Double = 0
+    /// Testing (`FaultInjection.failBucketAt`): one bucket's all-reduce fails once.
+    var failBucketAt: (globalStep: Int, bucket: Int)?
     /// The states before the last `keptStates` updates (a ring), for `rollBack(to:)`: with the
     /// coordinator's pipelining a worker may be two STEP messages past the last one the
     /// coordinator accepted.
@@ -349,7 +361,11 @@ final class Replica {
             throw WorkerError("received optimizer moments of \(optimizer.expAvg.count) values, the model needs \(count)")
         }
         reduceBuffer = AllReduceBuffer(gradientCount: count, scalarCount: 1)
+        buckets = GradientBuckets(segments: network.gradientSegments, gradientCount: count, scalarCount: 1)
+        overlap = config.overlapBackward ?? true
     }
+
+    deinit { reducer.shutDown() }
 
     var state: TrainingState {
         TrainingState(parameters: parameters, expAvg: optimizer.expAvg, expAvgSq: optimizer.expAvgSq,
@@ -405,42 +421,90 @@ final class Replica {
     }
 
     /// Gradient sum of this worker's rows, all-reduce, mean, Adam: one global step.
+    ///
+    /// With `overlap` (and W >= 2, two or more buckets) the communication thread reduces each
+    /// bucket as soon as the last batch's backward has finished it; otherwise this thread
+    /// reduces the same buckets, in the same order, after backward (the same bits either way).
+    /// With --accumulate only the last batch's backward overlaps: the earlier ones still add
+    /// into every bucket.
     func step(_ step: StepMessage, ring: RingAllReduce) throws -> MetricsMessage {
         let start = monotonicNanoseconds()
         // After a step that did not reach its update (a failed exchange, bad rows) the sums
         // hold partial values: zero them here.
         if !gradientsCleared { reduceBuffer.zero() }
         gradientsCleared = false
+        let overlapped = overlap && ring.world > 1 && buckets.count > 1
+        var handedOver = false
+        var failAt: Int?
+        if let f = failBucketAt, f.globalStep == step.globalStep {
+            failAt = f.bucket
+            failBucketAt = nil
+        }
         var stats = LossStats()
-        if !step.rows.isEmpty {
-            for r in step.rows where r < 0 || r >= dataset.count {
-                throw WorkerError("row \(r) is outside the dataset's \(dataset.count) rows")
-            }
-            // --accumulate N: the rows of N batches, computed B at a time into the same sums
-            // (memory of one batch), then one all-reduce.
-            let chunk = config.accumulationChunk(rows: step.rows.count)
-            var first = 0
-            while first < step.rows.count {
-                let rows = first == 0 && chunk >= step.rows.count ? step.rows : Array(step.rows[first..<min(first + chunk, step.rows.count)])
-                try dataset.read(rows: rows, into: &batch)
-                let targets = batch.targets
-                stats = stats + (try parameters.withUnsafeBufferPointer { p in
-                    try batch.x.withUnsafeBufferPointer { x in
-                        try reduceBuffer.withGradients { g in
-                            try network.accumulateGradients(parameters: p, input: x, batch: batch.count, steps: dataset.steps,
-                                                            targets: targets, lengths: batch.lengths,
-                                                            dropout: config.dropoutKey(step: step.globalStep, rows: rows), gradient: g)
+        var scored = 0
+        do {
+            if !step.rows.isEmpty {
+                for r in step.rows where r < 0 || r >= dataset.count {
+                    throw WorkerError("row \(r) is outside the dataset's \(dataset.count) rows")
+                }
+                // --accumulate N: the rows of N batches, computed B at a time into the same sums
+                // (memory of one batch), then one all-reduce.
+                let chunk = config.accumulationChunk(rows: step.rows.count)
+                var first = 0
+                while first < step.rows.count {
+                    let rows = first == 0 && chunk >= step.rows.count ? step.rows : Array(step.rows[first..<min(first + chunk, step.rows.count)])
+                    try dataset.read(rows: rows, into: &batch)
+                    let targets = batch.targets
+                    let last = first + chunk >= step.rows.count
+                    var ready: ((Range<Int>) -> Void)?
+                    if last {
+                        // The first bucket carries the step's scored count and leaves during backward.
+                        scored = stats.scoredCount + network.scoredCount(batch: batch.count, steps: dataset.steps, lengths: batch.lengths)
+                        reduceBuffer[scalar: 0] = Float(scored)
+                        if overlapped {
+                            reducer.begin(ring: ring, buffer: reduceBuffer, plan: buckets, step: UInt64(step.globalStep), failAt: failAt)
+                            handedOver = true
+                            ready = { [reducer] _ in reducer.segmentReady() }
                         }
                     }
-                })
-                first += chunk
+                    stats = stats + (try parameters.withUnsafeBufferPointer { p in
+                        try batch.x.withUnsafeBufferPointer { x in
+                            try reduceBuffer.withGradients { g in
+                                try network.accumulateGradients(parameters: p, input: x, batch: batch.count, steps: dataset.steps,
+                                                                targets: targets, lengths: batch.lengths,
+                                                                dropout: config.dropoutKey(step: step.globalStep, rows: rows), gradient: g,
+                                                                onGradientReady: ready)
+                            }
+                        }
+                    })
+                    first += chunk
+                }
+            } else {
+                reduceBuffer[scalar: 0] = 0
             }
+            guard stats.scoredCount == scored else {
+                throw WorkerError("global step \(step.globalStep): the network scored \(stats.scoredCount) elements, \(scored) were announced")
+            }
+        } catch {
+            if handedOver { reducer.cancel() }
+            throw error
         }
-        reduceBuffer[scalar: 0] = Float(stats.scoredCount)
         if extraSecondsPerRow > 0 { Thread.sleep(forTimeInterval: extraSecondsPerRow * Double(step.rows.count)) }
         let computed = monotonicNanoseconds()
-        try reduceBuffer.allReduce(with: ring, step: UInt64(step.globalStep))
+        var reduceSeconds: Double
+        if handedOver {
+            reduceSeconds = try reducer.finish()
+        } else {
+            for k in 0..<buckets.count {
+                if k == failAt { throw AllReduceError.injectedFailure(step: UInt64(step.globalStep), bucket: k) }
+                try reduceBuffer.allReduce(bucket: k, of: buckets, with: ring, step: UInt64(step.globalStep))
+            }
+            reduceSeconds = 0
+        }
         let reduced = monotonicNanoseconds()
+        // The wait after backward is exposed; the rest of the buckets' time overlapped compute.
+        let exposed = Double(reduced - computed) / 1e9
+        reduceSeconds = max(reduceSeconds, exposed)
         let globalScored = reduceBuffer[scalar: 0]
         guard globalScored > 0 else { throw WorkerError("global step \(step.globalStep) scored no element") }
         applyUpdate(scale: 1 / globalScored, lr: step.lr)
@@ -451,7 +515,8 @@ final class Replica {
                               correct: stats.correct, samples: step.rows.count, globalScored: Int(globalScored),
                               parameterHash: step.wantHash ? parameterHash(parameters) : 0,
                               computeSeconds: Double(computed - start) / 1e9 + Double(end - reduced) / 1e9,
-                              reduceSeconds: Double(reduced - computed) / 1e9, gradientFinite: finite)
+                              reduceSeconds: reduceSeconds, reduceExposedSeconds: exposed,
+                              reduceHiddenSeconds: reduceSeconds - exposed, gradientFinite: finite)
     }
 }
 

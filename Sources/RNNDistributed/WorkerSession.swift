@@ -89,6 +89,7 @@ final class WorkerSession {
             throw error
         }
         replica.extraSecondsPerRow = faults.extraSecondsPerRow
+        replica.failBucketAt = faults.failBucketAt
         do {
             try bindRing()
         } catch {

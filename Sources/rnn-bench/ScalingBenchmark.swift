@@ -13,6 +13,8 @@ private struct ScalingOptions {
     var configs = ["seed-small", "lstm-med", "gru-med", "lstm-large"]
     var rows = 32.0
     var overlap = 0.0
+    /// `--compress bf16`: the gradient travels as 2 bytes per parameter (the count stays float32).
+    var bf16 = false
     var worlds = [1, 2, 4, 8, 16, 32, 64, 128, 256]
     var linksGbit = [1.0, 10.0, 25.0]
     var alpha: Double? = nil  // seconds
@@ -69,6 +71,12 @@ func runScalingCommand(_ args: [String]) -> Int32 {
         case "--config": o.configs = value().split(separator: ",").map(String.init)
         case "--rows": o.rows = number(flag)
         case "--overlap": o.overlap = number(flag)
+        case "--compress":
+            switch value() {
+            case "none": o.bf16 = false
+            case "bf16": o.bf16 = true
+            case let v: benchUsage("'--compress' is none or bf16, found '\(v)'")
+            }
         case "--worlds": o.worlds = value().split(separator: ",").compactMap { Int($0) }
         case "--links": o.linksGbit = value().split(separator: ",").compactMap { Double($0) }
         case "--alpha-us": o.alpha = number(flag) * 1e-6
@@ -84,7 +92,7 @@ func runScalingCommand(_ args: [String]) -> Int32 {
                 o.computeOverride[String(kv[0])] = ms * 1e-3
             }
         default:
-            benchUsage("'scaling' does not take '\(flag)' (options: --config, --rows, --overlap, --worlds, --links, --alpha-us, --fit FILE, --fit-impl, --validate FILE, --png FILE, --seconds, --compute-ms)")
+            benchUsage("'scaling' does not take '\(flag)' (options: --config, --rows, --overlap, --compress none|bf16, --worlds, --links, --alpha-us, --fit FILE, --fit-impl, --validate FILE, --png FILE, --seconds, --compute-ms)")
         }
         i += 1
     }
@@ -119,7 +127,8 @@ func runScalingCommand(_ args: [String]) -> Int32 {
         print(String(format: "# fitted on W = 2 (%@): alpha %.1f us, beta %.3f ns/byte (%.0f Mbit/s effective)",
                      o.fitFile!, f.alpha * 1e6, f.beta * 1e9, 8 / f.beta / 1e6))
     }
-    print(String(format: "# alpha %.1f us; beta = 8 / link rate; overlap fraction %.2f; %.0f rows per worker per step", alpha * 1e6, o.overlap, o.rows))
+    print(String(format: "# alpha %.1f us; beta = 8 / link rate; overlap fraction %.2f; %.0f rows per worker per step; gradients as %@",
+                 alpha * 1e6, o.overlap, o.rows, o.bf16 ? "bf16" : "float32"))
 
     // Per-row compute, measured here (or given).
     var workloads: [ScalingWorkload] = []
@@ -142,7 +151,8 @@ func runScalingCommand(_ args: [String]) -> Int32 {
                 return 1
             }
         }
-        let bytes = Double(4 * count + 4)  // float32 gradient sums plus the scored-element count
+        // float32 (or bf16) gradient sums plus the float32 scored-element count
+        let bytes = Double((o.bf16 ? 2 : 4) * count + 4)
         workloads.append(ScalingWorkload(name: name, gradientBytes: bytes, computeSecondsPerRow: perRow,
                                          rowsPerWorker: o.rows, overlap: o.overlap))
         print(padTo(name, 12) + padTo("\(count)", 10, right: true) + padTo(String(format: "%.2f", bytes / 1e6), 12, right: true)

@@ -18,7 +18,7 @@ func benchUsage(_ problem: String) -> Never {
                rnn-bench hdf5 [options]
                rnn-bench allreduce [options]
                rnn-bench probe [--seconds S] [--comment]
-               rnn-bench scaling [--fit FILE] [--validate FILE] [--alpha-us A] [--rows N] [--overlap F] [--worlds 1,2,..] [--links 1,10,25] [--png FILE] [--config NAME[,NAME]]
+               rnn-bench scaling [--fit FILE] [--validate FILE] [--alpha-us A] [--rows N] [--overlap F] [--compress bf16] [--worlds 1,2,..] [--links 1,10,25] [--png FILE] [--config NAME[,NAME]]
                rnn-bench distributed [--config NAME[,NAME]] [--seconds S] [--workers W] [--repeats R] [--bin DIR] [--spin US] [--steps-per-message N] [--balance]
         """)
     exit(2)

@@ -66,6 +66,7 @@ struct Start: ParsableCommand {
                 lengthsName: m.lengthsName == "lengths" ? nil : m.lengthsName)
             if network.compress != .none { config.gradientCompression = network.compress }
             if network.flatAllreduce { config.hierarchicalAllReduce = false }
+            if network.noOverlap { config.overlapBackward = false }
             schedule.apply(to: &config)
             try selection.apply(to: &config, checkpointDir: training.checkpointDir)
             var options = CoordinatorOptions(

@@ -139,6 +139,8 @@ struct NetworkFlags: ParsableArguments {
     var compress: GradientCompression = .none
     @Flag(name: .customLong("flat-allreduce"), help: "Run every worker in the flat all-reduce even when several share a host (default: workers of one host sum over ipc:// first and one leader per host joins the inter-host all-reduce).")
     var flatAllreduce = false
+    @Flag(name: .customLong("no-overlap"), help: "All-reduce the gradient buckets only after the whole backward (default: each layer's bucket, the head first, leaves as soon as its backward is done, while the layers below still compute; the same bits either way).")
+    var noOverlap = false
     // Fault tolerance (see Heartbeat.swift in RNNDistributed).
     @Option(name: .customLong("heartbeat-interval"), parsing: .unconditional, help: "Seconds between heartbeats, both ways.")
     var heartbeatInterval: Double = 1

@@ -40,7 +40,7 @@ func trainInProcess(
     _ config: TrainingConfig, world: Int, checkpointDir: String? = nil, checkpointEvery: Int = 0,
     resume: String? = nil, timeout: Double = 120, interruptPollMilliseconds: Int = 20, connectOverIPC: Bool = false,
     beforeWorkers: ((String) -> Void)? = nil, configureWorker: (@Sendable (Int, inout WorkerOptions) -> Void)? = nil,
-    configureCoordinator: ((inout CoordinatorOptions) -> Void)? = nil
+    configureCoordinator: ((inout CoordinatorOptions) -> Void)? = nil, workerLog: (@Sendable (Int, String) -> Void)? = nil
 ) throws -> InProcessRun {
     var options = CoordinatorOptions(config: config, bind: "tcp://127.0.0.1:*", workers: world,
                                      checkpointDir: checkpointDir, checkpointEvery: checkpointEvery, resume: resume,
@@ -61,7 +61,7 @@ func trainInProcess(
             var workerOptions = WorkerOptions(connect: endpoint, joinTimeout: timeout, token: connectOverIPC ? coordinator.token ?? "" : "")
             workerOptions.interruptPollMilliseconds = interruptPollMilliseconds
             configureWorker?(i, &workerOptions)
-            let worker = Worker(options: workerOptions)
+            let worker = Worker(options: workerOptions, log: { line in workerLog?(i, line) })
             let r = Result { try worker.run() }
             workerResults.update { $0[i] = r }
             group.leave()
