@@ -39,6 +39,7 @@ struct ScalingOptions: ParsableArguments {
     var computeOverride: [String: Double] { computeOverrides.reduce(into: [:]) { $0.merge($1) { $1 } } }  // seconds per row
 
     func validate() throws {
+        try requireKnownConfigs(configs.joined(separator: ","))
         if !(rows >= 0) { throw ValidationError("Please specify '--rows' of 0 or more, found \(rows).") }
         if !(overlap >= 0 && overlap <= 1) { throw ValidationError("Please specify '--overlap' as a fraction in [0, 1], found \(overlap).") }
         if !(seconds >= 0) { throw ValidationError("Please specify '--seconds' of 0 or more, found \(seconds).") }

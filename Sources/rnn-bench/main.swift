@@ -25,6 +25,7 @@ struct TrainCommand: ParsableCommand {
 
     func validate() throws {
         try requireAtLeast(1, "--threads", threads)
+        try requireKnownConfigs(config)
         try requirePositive("--seconds", seconds)
         try requireAtLeast(1, "--steps", steps)
         try requireAtLeast(1, "--batch", batch)
@@ -51,6 +52,7 @@ struct DistributedCommand: ParsableCommand {
     @Flag(help: "Passed to rnn-coord start.") var balance = false
 
     func validate() throws {
+        try requireKnownConfigs(config)
         try requirePositive("--seconds", seconds)
         try requireAtLeast(1, "--workers", workers)
         try requireAtLeast(1, "--repeats", repeats)
@@ -96,6 +98,15 @@ func requireAtLeast(_ minimum: Int, _ flag: String, _ value: Int?) throws {
 /// Throws "Please specify a positive 'FLAG', found VALUE." unless `value` is positive and finite.
 func requirePositive(_ flag: String, _ value: Double) throws {
     if !(value > 0) || !value.isFinite { throw ValidationError("Please specify a positive '\(flag)', found \(value).") }
+}
+
+/// Throws unless every name of the comma-separated `names` is one of `trainBenchConfigs`.
+func requireKnownConfigs(_ names: String?) throws {
+    guard let names else { return }
+    let known = Set(trainBenchConfigs.map(\.name))
+    if let unknown = names.split(separator: ",").map(String.init).first(where: { !known.contains($0) }) {
+        throw ValidationError("Please specify '--config' from \(trainBenchConfigNames()), found '\(unknown)'.")
+    }
 }
 
 /// A wrong flag or value gets one error line (and a hint), as in the other programs.
