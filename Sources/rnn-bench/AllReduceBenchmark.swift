@@ -7,117 +7,70 @@
 // The parent binds a ROUTER control socket; children say HELLO (rank, data endpoint), get
 // WELCOME (all endpoints), run every size (a 1-float all-reduce as barrier before timing),
 // and send METRICS (JSON) per size, then BYE.
+import ArgumentParser
 import Foundation
 import RNNDistributed
 import RNNTransport
 
-struct AllReduceBenchOptions {
-    var world = 2
+struct AllReduceBenchOptions: ParsableArguments {
+    @Option(parsing: .unconditional, help: "Processes W.") var world = 2
+    @Option(parsing: .unconditional, help: ArgumentHelp("Buffer sizes in bytes (default: 4 KiB, 16 KiB, ... 64 MiB).", valueName: "bytes[,bytes]"),
+            transform: { try byteCounts($0) })
     var sizes: [Int] = [4 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20, 4 << 20, 16 << 20, 64 << 20]
-    var algorithm: AllReduceAlgorithm = .automatic
+    @Option(name: .customLong("algorithm"), help: "auto, ring, exchange, halving-doubling or recursive-doubling.")
     var algorithmName = "auto"
-    var compress: GradientCompression = .none
-    var json = false
+    var algorithm: AllReduceAlgorithm { Self.algorithms[algorithmName] ?? .automatic }
+    @Option(help: "Gradient compression on the wire.") var compress: GradientCompression = .none
+    @Flag(help: "One JSON line per size (scripts/bench_allreduce.sh, bench_netns.sh).") var json = false
+    @Option(name: .customLong("sub-chunk"), parsing: .unconditional, help: ArgumentHelp("RingAllReduce's sub-chunk size (default: its own).", valueName: "bytes"))
     var subChunkBytes: Int?  // nil: RingAllReduce's default
+    @Option(name: .customLong("copy-frame"), parsing: .unconditional,
+            help: ArgumentHelp("RingAllReduce's copy-frame threshold (-1: never copy; default: its own).", valueName: "bytes"))
     var copyFrameBytes: Int?  // nil: RingAllReduce's default
-    var sendWindow: Int?
+    @Option(parsing: .unconditional, help: ArgumentHelp("RingAllReduce's send window (default: its own).", valueName: "n")) var sendWindow: Int?
+    @Option(name: .customLong("spin"), parsing: .unconditional, help: ArgumentHelp("RingAllReduce's spin before blocking (default: its own).", valueName: "us"))
     var spinMicroseconds: Int?  // nil: RingAllReduce's default
+    @Option(name: .customLong("volume"), parsing: .unconditional, help: ArgumentHelp("Total bytes reduced per size (sets the iterations).", valueName: "bytes"))
     var bytesPerSize = 512 << 20  // total bytes reduced per size (sets the iteration count)
-    var rank = 0
-    var control = ""
-    var defaultMalloc = false
-    var copySends = false
-    var ioThreads = 1
-    var transport = "tcp"
-    var kernelBufferBytes = 0  // ZMQ_SNDBUF/ZMQ_RCVBUF of the ring sockets (0: OS default)
+    @Option(parsing: .unconditional, help: .hidden) var rank = 0
+    @Option(help: .hidden) var control = ""
+    @Flag(help: "Keep the default malloc settings (no tuning for large messages).") var defaultMalloc = false
+    @Flag(name: .customLong("copy"), help: "Copy sends (no zero-copy).") var copySends = false
+    @Option(parsing: .unconditional, help: "ZeroMQ I/O threads per rank.") var ioThreads = 1
+    @Option(help: "tcp or ipc (Unix domain sockets).") var transport = "tcp"
+    @Option(name: .customLong("sockbuf"), parsing: .unconditional,
+            help: ArgumentHelp("SO_SNDBUF/SO_RCVBUF of the ring sockets (default: the OS's).", valueName: "bytes"))
+    var sockbuf: Int?
+    var kernelBufferBytes: Int { sockbuf ?? 0 }  // ZMQ_SNDBUF/ZMQ_RCVBUF of the ring sockets (0: OS default)
     /// Test hosts (scripts/netns-hosts.sh): rank r runs in namespace NETNS_PREFIX r and binds
     /// SUBNET.(r+1); the parent (run inside host 0) binds its control socket at SUBNET.1.
+    @Option(name: .customLong("netns"), help: ArgumentHelp("Rank r in network namespace PREFIXr (scripts/netns-hosts.sh).", valueName: "prefix"))
     var netnsPrefix: String?
-    var subnet = "10.77.0"
-    var bindHost = "127.0.0.1"  // a rank's ring address
+    @Option(help: "The test hosts' subnet of --netns.") var subnet = "10.77.0"
+    @Option(help: .hidden) var bindHost = "127.0.0.1"  // a rank's ring address
 
-    static let usage = """
-        usage: rnn-bench allreduce [--world W] [--sizes 4096,65536,...] [--algorithm auto|ring|exchange|halving-doubling|recursive-doubling] [--compress none|bf16]
-                                   [--sub-chunk BYTES] [--copy-frame BYTES] [--send-window N] [--spin US] [--volume BYTES] [--json] [--default-malloc] [--copy] [--io-threads N] [--transport tcp|ipc]
-                                   [--sockbuf BYTES] [--netns PREFIX [--subnet 10.77.0]]
-        """
+    static let algorithms: [String: AllReduceAlgorithm] = [
+        "auto": .automatic, "ring": .ring, "exchange": .exchange, "halving-doubling": .halvingDoubling, "recursive-doubling": .recursiveDoubling,
+    ]
 
-    static func parse(_ args: [String]) throws -> AllReduceBenchOptions {
-        var o = AllReduceBenchOptions()
-        var i = 0
-        func value(_ flag: String) throws -> String {
-            i += 1
-            guard i < args.count else { throw BenchError("'\(flag)' needs a value.\n\(usage)") }
-            return args[i]
+    func validate() throws {
+        try requireAtLeast(1, "--world", world)
+        if Self.algorithms[algorithmName] == nil {
+            throw ValidationError("Please specify '--algorithm' as auto, ring, exchange, halving-doubling or recursive-doubling, found '\(algorithmName)'.")
         }
-        func int(_ flag: String) throws -> Int {
-            let v = try value(flag)
-            guard let n = Int(v), n > 0 else { throw BenchError("'\(flag)' expects a positive integer, found '\(v)'.") }
-            return n
-        }
-        while i < args.count {
-            switch args[i] {
-            case "--world": o.world = try int("--world")
-            case "--rank": o.rank = Int(try value("--rank")) ?? -1
-            case "--control": o.control = try value("--control")
-            case "--sub-chunk": o.subChunkBytes = try int("--sub-chunk")
-            case "--send-window":
-                let v = try value("--send-window")
-                guard let w = Int(v), w >= 0 else { throw BenchError("'--send-window' expects a count >= 0, found '\(v)'.") }
-                o.sendWindow = w
-            case "--spin":
-                let v = try value("--spin")
-                guard let us = Int(v), us >= 0 else { throw BenchError("'--spin' expects microseconds >= 0, found '\(v)'.") }
-                o.spinMicroseconds = us
-            case "--copy-frame":
-                let v = try value("--copy-frame")
-                guard let b = Int(v) else { throw BenchError("'--copy-frame' expects a byte count (-1: never copy), found '\(v)'.") }
-                o.copyFrameBytes = b
-            case "--volume": o.bytesPerSize = try int("--volume")
-            case "--compress":
-                let v = try value("--compress")
-                guard let c = GradientCompression(rawValue: v) else { throw BenchError("'--compress' expects none or bf16, found '\(v)'.") }
-                o.compress = c
-            case "--json": o.json = true
-            case "--default-malloc": o.defaultMalloc = true
-            case "--copy": o.copySends = true
-            case "--io-threads": o.ioThreads = try int("--io-threads")
-            case "--sockbuf": o.kernelBufferBytes = try int("--sockbuf")
-            case "--netns": o.netnsPrefix = try value("--netns")
-            case "--subnet": o.subnet = try value("--subnet")
-            case "--bind-host": o.bindHost = try value("--bind-host")
-            case "--transport":
-                o.transport = try value("--transport")
-                guard ["tcp", "ipc"].contains(o.transport) else {
-                    throw BenchError("'--transport' expects tcp or ipc, found '\(o.transport)'.")
-                }
-            case "--sizes":
-                let v = try value("--sizes")
-                o.sizes = try v.split(separator: ",").map {
-                    guard let n = Int($0), n >= 4 else { throw BenchError("'--sizes' expects byte counts >= 4, found '\($0)'.") }
-                    return n
-                }
-            case "--algorithm":
-                let v = try value("--algorithm")
-                switch v {
-                case "auto": o.algorithm = .automatic
-                case "ring": o.algorithm = .ring
-                case "exchange": o.algorithm = .exchange
-                case "halving-doubling": o.algorithm = .halvingDoubling
-                case "recursive-doubling": o.algorithm = .recursiveDoubling
-                default: throw BenchError("'--algorithm' expects auto, ring, exchange, halving-doubling or recursive-doubling, found '\(v)'.")
-                }
-                o.algorithmName = v
-            default: throw BenchError("unknown argument '\(args[i])'.\n\(usage)")
-            }
-            i += 1
-        }
-        guard o.world >= 1 else { throw BenchError("'--world' must be at least 1.") }
-        return o
+        try requireAtLeast(1, "--sub-chunk", subChunkBytes)
+        try requireAtLeast(0, "--send-window", sendWindow)
+        try requireAtLeast(0, "--spin", spinMicroseconds)
+        try requireAtLeast(1, "--volume", bytesPerSize)
+        try requireAtLeast(1, "--io-threads", ioThreads)
+        if !["tcp", "ipc"].contains(transport) { throw ValidationError("Please specify '--transport' as tcp or ipc, found '\(transport)'.") }
+        try requireAtLeast(1, "--sockbuf", sockbuf)
     }
 
     func iterations(bytes: Int) -> Int { max(5, min(3000, bytesPerSize / bytes)) }
 }
+
+extension GradientCompression: ExpressibleByArgument {}
 
 struct BenchError: Error, CustomStringConvertible {
     let description: String
@@ -138,18 +91,51 @@ struct AllReduceSample: Codable {
 private struct RankHello: Codable { var rank: Int; var endpoint: String }
 private struct RankWelcome: Codable { var endpoints: [String] }
 
-/// Entry point for `allreduce` and `allreduce-rank` (args start with the subcommand).
-func allReduceBenchmarkMain(_ args: [String]) -> Int32 {
+/// `sizes` of `--sizes 4096,65536`.
+private func byteCounts(_ text: String) throws -> [Int] {
+    try text.split(separator: ",").map {
+        guard let n = Int($0), n >= 4 else { throw ValidationError("Please specify '--sizes' as byte counts of at least 4, found '\($0)'.") }
+        return n
+    }
+}
+
+struct AllReduceCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "allreduce",
+        abstract: "Time per op and bus bandwidth of RingAllReduce across W processes (loopback TCP, ipc or test hosts).")
+
+    @OptionGroup var options: AllReduceBenchOptions
+
+    func run() throws {
+        let status = allReduceBenchmarkMain("allreduce", options)
+        if status != 0 { throw ExitCode(status) }
+    }
+}
+
+/// One rank of `allreduce` (the parent starts W of them).
+struct AllReduceRankCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "allreduce-rank", abstract: "One rank of 'rnn-bench allreduce' (started by it).", shouldDisplay: false)
+
+    @OptionGroup var options: AllReduceBenchOptions
+
+    func run() throws {
+        let status = allReduceBenchmarkMain("allreduce-rank", options)
+        if status != 0 { throw ExitCode(status) }
+    }
+}
+
+/// Entry point for `allreduce` and `allreduce-rank` (`command`).
+func allReduceBenchmarkMain(_ command: String, _ opts: AllReduceBenchOptions) -> Int32 {
     do {
-        let opts = try AllReduceBenchOptions.parse(Array(args.dropFirst()))
-        if args.first == "allreduce-rank" {
+        if command == "allreduce-rank" {
             try runAllReduceRank(opts)
         } else {
             try runAllReduceParent(opts)
         }
         return 0
     } catch {
-        FileHandle.standardError.write(Data("rnn-bench \(args.first ?? ""): \(error)\n".utf8))
+        FileHandle.standardError.write(Data("rnn-bench \(command): \(error)\n".utf8))
         return 1
     }
 }

@@ -1,6 +1,7 @@
 // GEMM throughput of RNNCore's GemmEngine on square and RNN-shaped products.
 // scripts/bench_gemm_numpy.py runs the same shapes through OpenBLAS; scripts/bench_gemm.sh
 // prints both side by side.
+import ArgumentParser
 import RNNCore
 #if canImport(Glibc)
 import Glibc
@@ -41,34 +42,35 @@ let gemmBenchmarkShapes: [GemmShape] = [
 /// `rnn-bench gemm [--threads N]`, plus tuning flags for experiments:
 /// `--only NAME-PART`, `--direct-a MAX-COLUMNS`, `--mc ROWS`, `--nc COLUMNS`,
 /// `--rows-outer MAX-SLICE-FLOATS` (0: column panels outside always).
-func runGemmBenchmarkCommand(_ arguments: [String]) {
-    var values: [String: String] = [:]
-    var i = 0
-    while i < arguments.count {
-        let flag = arguments[i]
-        guard ["--threads", "--only", "--direct-a", "--mc", "--nc", "--rows-outer"].contains(flag) else {
-            benchUsage("unknown option '\(flag)' for 'gemm'")
-        }
-        guard i + 1 < arguments.count else { benchUsage("'\(flag)' expects a value, found nothing") }
-        values[flag] = arguments[i + 1]
-        i += 2
-    }
-    func positive(_ flag: String) -> Int? {
-        guard let text = values[flag] else { return nil }
-        guard let v = Int(text), v >= 1 else { benchUsage("'\(flag)' expects a positive integer, found '\(text)'") }
-        return v
-    }
+struct GemmCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gemm",
+        abstract: "GFLOP/s of RNNCore's GemmEngine on square and RNN-shaped products, packing and the recurrent loop.")
+
+    @Option(parsing: .unconditional, help: "GemmEngine threads (1: timed in thread CPU time, else wall time).") var threads = 1
+    @Option(help: ArgumentHelp("Only the shapes whose name contains this (and no packing or recurrent-sequence tables).", valueName: "name-part"))
+    var only: String?
+    @Option(parsing: .unconditional, help: ArgumentHelp("Tuning: the engine's in-place-A threshold.", valueName: "max-columns")) var directA: Int?
+    @Option(parsing: .unconditional, help: ArgumentHelp("Tuning: the engine's row block.", valueName: "rows")) var mc: Int?
+    @Option(parsing: .unconditional, help: ArgumentHelp("Tuning: the engine's column block.", valueName: "columns")) var nc: Int?
+    @Option(parsing: .unconditional, help: ArgumentHelp("Tuning: products whose packed B slice holds at most this many floats run row panels outside (0: never).", valueName: "max-slice-floats"))
     var rowsOuter: Int?
-    if let text = values["--rows-outer"] {
-        guard let v = Int(text), v >= 0 else { benchUsage("'--rows-outer' expects a non-negative integer, found '\(text)'") }
-        rowsOuter = v
+
+    func validate() throws {
+        try requireAtLeast(1, "--threads", threads)
+        try requireAtLeast(1, "--direct-a", directA)
+        try requireAtLeast(1, "--mc", mc)
+        try requireAtLeast(1, "--nc", nc)
+        try requireAtLeast(0, "--rows-outer", rowsOuter)
     }
-    runGemmBenchmark(threads: positive("--threads") ?? 1, directAMaxColumns: positive("--direct-a"),
-                     rowBlock: positive("--mc"), columnBlock: positive("--nc"), rowsOuterMaxSlice: rowsOuter,
-                     only: values["--only"])
-    if values["--only"] == nil {
-        runPackBenchmark(threads: positive("--threads") ?? 1)
-        runRecurrentSequenceBenchmark(threads: positive("--threads") ?? 1)
+
+    func run() {
+        runGemmBenchmark(threads: threads, directAMaxColumns: directA, rowBlock: mc, columnBlock: nc, rowsOuterMaxSlice: rowsOuter,
+                         only: only)
+        if only == nil {
+            runPackBenchmark(threads: threads)
+            runRecurrentSequenceBenchmark(threads: threads)
+        }
     }
 }
 

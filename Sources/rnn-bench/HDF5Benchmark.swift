@@ -3,69 +3,46 @@
 // moments), each side by side with h5py (scripts/bench_h5py.py) in the same run, on the same
 // files and the same row indices. Prints medians and Swift/h5py ratios (> 1 = Swift faster).
 
+import ArgumentParser
 import Foundation
 import RNNCheckpoint
 import RNNCore
 import RNNData
 import RNNHDF5
 
-struct HDF5BenchmarkOptions {
-    var directory: String?
-    var megabytes = 200
-    var gzipMegabytes = 50
-    var steps = 50
-    var features = 64
-    var batch = 64
-    var randomBatches = 200
-    var repeats = 3
-    var chunkCacheMB = 32
-    var python = "python3"
-    var script = "scripts/bench_h5py.py"
-    var keepFiles = false
+struct HDF5BenchmarkOptions: ParsableArguments {
+    @Option(name: .customLong("dir"), help: "Folder of the files (default: a temporary folder, removed afterwards).") var directory: String?
+    @Option(parsing: .unconditional, help: "Size of the chunked dataset: MB of float32 X.") var megabytes = 200
+    @Option(parsing: .unconditional, help: "Size of the shuffle+gzip dataset: MB of float32 X.") var gzipMegabytes = 50
+    @Option(parsing: .unconditional, help: "Time steps T of X (N, T, I).") var steps = 50
+    @Option(parsing: .unconditional, help: "Features I of X (N, T, I).") var features = 64
+    @Option(parsing: .unconditional, help: "Rows per random-read batch.") var batch = 64
+    @Option(parsing: .unconditional, help: "Random-read batches (the first of a shuffled epoch).") var randomBatches = 200
+    @Option(parsing: .unconditional, help: "Timed repetitions (medians are printed).") var repeats = 3
+    @Option(name: .customLong("chunk-cache-mb"), parsing: .unconditional, help: "HDF5 chunk cache of the readers, MiB.") var chunkCacheMB = 32
+    @Option(help: "Python of the h5py side.") var python = "python3"
+    @Option(help: "The h5py side.") var script = "scripts/bench_h5py.py"
+    @Flag(help: "Keep the temporary folder.") var keepFiles = false
 
-    static let usage = """
-    usage: rnn-bench hdf5 [--dir DIR] [--megabytes 200] [--gzip-megabytes 50] [--steps 50] [--features 64] [--batch 64]
-                          [--random-batches 200] [--repeats 3] [--chunk-cache-mb 32]
-                          [--python python3] [--script scripts/bench_h5py.py] [--keep-files]
-    """
-
-    init(arguments: [String]) throws {
-        var i = 0
-        func value() throws -> String {
-            i += 1
-            guard i < arguments.count else { throw BenchmarkError("missing value for '\(arguments[i - 1])'\n" + HDF5BenchmarkOptions.usage) }
-            return arguments[i]
-        }
-        func int() throws -> Int {
-            let text = try value()
-            guard let n = Int(text), n > 0 else { throw BenchmarkError("'\(arguments[i - 1])' needs a positive integer, found '\(text)'") }
-            return n
-        }
-        while i < arguments.count {
-            switch arguments[i] {
-            case "--dir": directory = try value()
-            case "--megabytes": megabytes = try int()
-            case "--gzip-megabytes": gzipMegabytes = try int()
-            case "--steps": steps = try int()
-            case "--features": features = try int()
-            case "--batch": batch = try int()
-            case "--random-batches": randomBatches = try int()
-            case "--repeats": repeats = try int()
-            case "--chunk-cache-mb": chunkCacheMB = try int()
-            case "--python": python = try value()
-            case "--script": script = try value()
-            case "--keep-files": keepFiles = true
-            case "--help", "-h": throw BenchmarkError(HDF5BenchmarkOptions.usage)
-            default: throw BenchmarkError("unknown option '\(arguments[i])'\n" + HDF5BenchmarkOptions.usage)
-            }
-            i += 1
+    func validate() throws {
+        for (flag, value) in [("--megabytes", megabytes), ("--gzip-megabytes", gzipMegabytes), ("--steps", steps), ("--features", features),
+                              ("--batch", batch), ("--random-batches", randomBatches), ("--repeats", repeats), ("--chunk-cache-mb", chunkCacheMB)] {
+            try requireAtLeast(1, flag, value)
         }
     }
 }
 
-struct BenchmarkError: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
+struct HDF5Command: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "hdf5",
+        abstract: "TensorDataset read throughput and checkpoint write time, side by side with h5py on the same files.")
+
+    @OptionGroup var options: HDF5BenchmarkOptions
+
+    func run() throws {
+        let status = runHDF5Benchmark(options)
+        if status != 0 { throw ExitCode(status) }
+    }
 }
 
 /// Median wall time of `repeats` runs of `body`, in seconds.
@@ -81,9 +58,9 @@ func medianSeconds(_ repeats: Int, _ body: () throws -> Void) rethrows -> Double
 }
 
 /// Entry point of `rnn-bench hdf5`; returns the process exit status.
-func runHDF5Benchmark(arguments: [String]) -> Int32 {
+func runHDF5Benchmark(_ options: HDF5BenchmarkOptions) -> Int32 {
     do {
-        try hdf5Benchmark(HDF5BenchmarkOptions(arguments: arguments))
+        try hdf5Benchmark(options)
         return 0
     } catch {
         FileHandle.standardError.write(Data("rnn-bench hdf5: error: \(error)\n".utf8))

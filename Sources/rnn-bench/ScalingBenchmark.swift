@@ -5,25 +5,86 @@
 // and prints predicted samples/s and efficiency for W = 1 .. 256 on 1, 10 and 25 Gbit/s links;
 // `--png FILE` draws efficiency against W. `--validate FILE` fits alpha and beta on the file's
 // W = 2 rows and prints the prediction beside every W > 2 measurement, with the error.
+import ArgumentParser
 import Foundation
 import RNNCore
 import RNNReport
 
-private struct ScalingOptions {
+struct ScalingOptions: ParsableArguments {
+    @Option(name: .customLong("config"), help: ArgumentHelp("Configurations, comma-separated (default: seed-small,lstm-med,gru-med,lstm-large).", valueName: "name[,name]"),
+            transform: { $0.split(separator: ",").map(String.init) })
     var configs = ["seed-small", "lstm-med", "gru-med", "lstm-large"]
-    var rows = 32.0
-    var overlap = 0.0
-    /// `--compress bf16`: the gradient travels as 2 bytes per parameter (the count stays float32).
-    var bf16 = false
+    @Option(parsing: .unconditional, help: "Rows per worker per step.") var rows = 32.0
+    @Option(parsing: .unconditional, help: "Fraction of the all-reduce hidden behind compute, in [0, 1].") var overlap = 0.0
+    @Option(help: "Gradients on the wire: none (float32) or bf16 (2 bytes per parameter; the count stays float32).") var compress = "none"
+    /// `--compress bf16`: the gradient travels as 2 bytes per parameter.
+    var bf16: Bool { compress == "bf16" }
+    @Option(parsing: .unconditional, help: ArgumentHelp("Worlds W of the tables (default: 1,2,4,8,16,32,64,128,256).", valueName: "w[,w]"),
+            transform: { try numberList($0, flag: "--worlds") })
     var worlds = [1, 2, 4, 8, 16, 32, 64, 128, 256]
+    @Option(name: .customLong("links"), parsing: .unconditional, help: ArgumentHelp("Link rates in Gbit/s (default: 1,10,25).", valueName: "gbit[,gbit]"),
+            transform: { try numberList($0, flag: "--links") })
     var linksGbit = [1.0, 10.0, 25.0]
+    @Option(name: .customLong("alpha-us"), parsing: .unconditional, help: ArgumentHelp("Latency alpha in microseconds (default: the --fit value, else 60).", valueName: "us"),
+            transform: { try nonNegative($0, flag: "--alpha-us") * 1e-6 })
     var alpha: Double? = nil  // seconds
+    @Option(name: .customLong("fit"), help: ArgumentHelp("Fit alpha (and the link's beta) on the W = 2 rows of this scripts/bench_netns.sh JSON-lines file.", valueName: "file"))
     var fitFile: String? = nil
-    var fitImpl = "swift-auto"
+    @Option(name: .customLong("fit-impl"), help: "The rows' impl of --fit and --validate.") var fitImpl = "swift-auto"
+    @Option(name: .customLong("validate"), help: ArgumentHelp("Fit on the W = 2 rows of this file and print the prediction beside every W > 2 row.", valueName: "file"))
     var validateFile: String? = nil
-    var png: String? = nil
-    var seconds = 2.0
-    var computeOverride: [String: Double] = [:]  // seconds per row
+    @Option(help: ArgumentHelp("Draw efficiency against W into this PNG.", valueName: "file")) var png: String? = nil
+    @Option(parsing: .unconditional, help: "Seconds of steps measuring each configuration's compute (the median counts).") var seconds = 2.0
+    @Option(name: .customLong("compute-ms"), parsing: .singleValue,
+            help: ArgumentHelp("Compute per row given instead of measured, in ms (may be repeated).", valueName: "name=ms[,name=ms]"),
+            transform: { try computeMilliseconds($0) })
+    var computeOverrides: [[String: Double]] = []
+    var computeOverride: [String: Double] { computeOverrides.reduce(into: [:]) { $0.merge($1) { $1 } } }  // seconds per row
+
+    func validate() throws {
+        try requireKnownConfigs(configs.joined(separator: ","))
+        if !(rows >= 0) { throw ValidationError("Please specify '--rows' of 0 or more, found \(rows).") }
+        if !(overlap >= 0 && overlap <= 1) { throw ValidationError("Please specify '--overlap' as a fraction in [0, 1], found \(overlap).") }
+        if !(seconds >= 0) { throw ValidationError("Please specify '--seconds' of 0 or more, found \(seconds).") }
+        if !["none", "bf16"].contains(compress) { throw ValidationError("Please specify '--compress' as none or bf16, found '\(compress)'.") }
+    }
+}
+
+/// `1,2,4` as numbers.
+private func numberList<N: LosslessStringConvertible>(_ text: String, flag: String) throws -> [N] {
+    try text.split(separator: ",").map {
+        guard let n = N(String($0)) else { throw ValidationError("Please specify '\(flag)' as comma-separated numbers, found '\($0)'.") }
+        return n
+    }
+}
+
+private func nonNegative(_ text: String, flag: String) throws -> Double {
+    guard let d = Double(text), d >= 0 else { throw ValidationError("Please specify '\(flag)' of 0 or more, found '\(text)'.") }
+    return d
+}
+
+/// `lstm-med=0.4,gru-med=0.35` (milliseconds per row) as seconds per row by name.
+private func computeMilliseconds(_ text: String) throws -> [String: Double] {
+    var result: [String: Double] = [:]
+    for part in text.split(separator: ",") {
+        let kv = part.split(separator: "=")
+        guard kv.count == 2, let ms = Double(kv[1]) else { throw ValidationError("Please specify '--compute-ms' as NAME=MS_PER_ROW[,...], found '\(part)'.") }
+        result[String(kv[0])] = ms * 1e-3
+    }
+    return result
+}
+
+struct ScalingCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "scaling",
+        abstract: "Predicted samples/s and efficiency of W workers from the alpha-beta model of docs/SCALING.md.")
+
+    @OptionGroup var options: ScalingOptions
+
+    func run() throws {
+        let status = runScalingCommand(options)
+        if status != 0 { throw ExitCode(status) }
+    }
 }
 
 private struct BenchRow: Decodable {
@@ -52,52 +113,7 @@ private func medians(_ rows: [BenchRow], impl: String) -> [Int: [Int: Double]] {
     }
 }
 
-func runScalingCommand(_ args: [String]) -> Int32 {
-    var o = ScalingOptions()
-    var i = 0
-    func value() -> String {
-        i += 1
-        guard i < args.count else { benchUsage("'\(args[i - 1])' needs a value") }
-        return args[i]
-    }
-    func number(_ flag: String) -> Double {
-        let v = value()
-        guard let d = Double(v), d >= 0 else { benchUsage("'\(flag)' expects a number >= 0, found '\(v)'") }
-        return d
-    }
-    while i < args.count {
-        let flag = args[i]
-        switch flag {
-        case "--config": o.configs = value().split(separator: ",").map(String.init)
-        case "--rows": o.rows = number(flag)
-        case "--overlap": o.overlap = number(flag)
-        case "--compress":
-            switch value() {
-            case "none": o.bf16 = false
-            case "bf16": o.bf16 = true
-            case let v: benchUsage("'--compress' is none or bf16, found '\(v)'")
-            }
-        case "--worlds": o.worlds = value().split(separator: ",").compactMap { Int($0) }
-        case "--links": o.linksGbit = value().split(separator: ",").compactMap { Double($0) }
-        case "--alpha-us": o.alpha = number(flag) * 1e-6
-        case "--fit": o.fitFile = value()
-        case "--fit-impl": o.fitImpl = value()
-        case "--validate": o.validateFile = value()
-        case "--png": o.png = value()
-        case "--seconds": o.seconds = number(flag)
-        case "--compute-ms":  // name=ms per row,...
-            for part in value().split(separator: ",") {
-                let kv = part.split(separator: "=")
-                guard kv.count == 2, let ms = Double(kv[1]) else { benchUsage("'--compute-ms' expects NAME=MS_PER_ROW[,...]") }
-                o.computeOverride[String(kv[0])] = ms * 1e-3
-            }
-        default:
-            benchUsage("'scaling' does not take '\(flag)' (options: --config, --rows, --overlap, --compress none|bf16, --worlds, --links, --alpha-us, --fit FILE, --fit-impl, --validate FILE, --png FILE, --seconds, --compute-ms)")
-        }
-        i += 1
-    }
-    guard o.overlap <= 1 else { benchUsage("'--overlap' is a fraction in [0, 1]") }
-
+func runScalingCommand(_ o: ScalingOptions) -> Int32 {
     if let file = o.validateFile {
         do { try validate(file: file, impl: o.fitImpl) } catch {
             print("rnn-bench scaling: \(error)")

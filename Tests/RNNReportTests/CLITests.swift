@@ -85,6 +85,23 @@ final class CLITests: XCTestCase {
         XCTAssertNotEqual(status, 0)
         XCTAssertTrue(err.contains("unknown key 'hiden' (did you mean 'hidden'?)"), err)
     }
+
+    func testBenchBadValuesGetOneLineAndAHint() throws {
+        let cases: [([String], String)] = [
+            (["train", "--seconds", "-1"], "a positive '--seconds', found -1.0"),
+            (["gemm", "--threads", "0"], "'--threads' of at least 1, found 0"),
+            (["allreduce", "--algorithm", "tree"], "'--algorithm' as auto, ring"),
+            (["scaling", "--overlap", "2"], "'--overlap' as a fraction in [0, 1], found 2.0"),
+            (["train", "--config", "lstm-huge"], "found 'lstm-huge'"),
+            (["probe", "--secnds", "1"], "'--secnds'"),
+            (["nosuch"], "'nosuch'"),
+        ]
+        for (args, expected) in cases {
+            let r = try runBinary("rnn-bench", args, in: dir)
+            XCTAssertEqual(r.out, "", "rnn-bench \(args)")
+            assertOneErrorLine(r, contains: expected, "rnn-bench \(args)")
+        }
+    }
 }
 
 final class LockedData: @unchecked Sendable {
