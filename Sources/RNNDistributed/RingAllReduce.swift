@@ -947,119 +947,142 @@ public final class RingAllReduce: @unchecked Sendable {
     private func receiveBytes(_ byteCount: Int, sequence: Int, _ ctx: Exchange, from peer: Int? = nil,
                               _ consume: (UnsafeRawBufferPointer) -> Void) throws(AllReduceError) {
         let expected = peer ?? leftRank
-        if !early.isEmpty {
-            let key = EarlyFrame(generation: generation, step: ctx.step, sender: UInt32(expected), sequence: UInt32(sequence))
-            if let bytes = early.removeValue(forKey: key) {
-                guard bytes.count == byteCount else {
-                    throw .protocolViolation(peerRank: expected, decoder.reject(.unexpected(
-                        "frame gen \(generation) step \(ctx.step) sender \(expected) seq \(sequence) len \(bytes.count); expected len \(byteCount)")))
-                }
-                bytes.withUnsafeBytes { consume($0) }
-                return
-            }
-        }
+        if try takeEarly(byteCount, sequence: sequence, ctx, from: expected, consume) { return }
         let started = monotonicNanoseconds()
         let deadline = Deadline(nanoseconds: started &+ UInt64(timeoutMilliseconds) &* 1_000_000)
-        func timedOut() -> AllReduceError {
-            .timeout(operation: "receive", peerRank: expected, endpoint: nil,
-                     milliseconds: Int((monotonicNanoseconds() - started) / 1_000_000), generation: generation, step: ctx.step)
-        }
         defer {
             // Release the frames now: for inproc they are the sender's memory (zero-copy).
             incomingHeader.reset()
             incomingPayload.reset()
         }
         while true {
-            do {
-                if let interruptCheck {
-                    // Wait in slices so that the caller can abandon the step between them.
-                    while true {
-                        let slice = Deadline(nanoseconds: min(deadline.nanoseconds,
-                                                              monotonicNanoseconds() &+ UInt64(interruptPollMilliseconds) &* 1_000_000))
-                        if try receiver.receive(into: incomingHeader, deadline: slice, spinMicroseconds: spinMicroseconds) { break }
-                        if deadline.hasPassed { throw timedOut() }
-                        if interruptCheck() { throw AllReduceError.interrupted(generation: generation, step: ctx.step) }
-                    }
-                } else {
-                    guard try receiver.receive(into: incomingHeader, deadline: deadline, spinMicroseconds: spinMicroseconds) else { throw timedOut() }
-                }
-                // A single-part message is a whole frame (header + copied payload); a
-                // multipart one is the header frame followed by the payload frame.
-                if incomingHeader.hasMore {
-                    guard try receiver.receive(into: incomingPayload, deadline: deadline) else { throw timedOut() }
-                    if incomingPayload.hasMore {
-                        // More parts than header + payload: drain them, count, drop.
-                        while incomingPayload.hasMore {
-                            guard try receiver.receive(into: incomingPayload, deadline: deadline) else { throw timedOut() }
-                        }
-                        _ = decoder.reject(.unexpected("multipart message with more than two parts on the data socket"))
-                        continue
-                    }
-                }
-            } catch let e as AllReduceError {
-                throw e
-            } catch let e as ZMQError {
-                throw .transport(e)
-            } catch {
-                throw .transport(ZMQError(call: "zmq_msg_recv (\(error))", endpoint: nil, errno: 0))
-            }
+            guard try receiveMessage(until: deadline, started: started, from: expected, ctx) else { continue }
             let single = !incomingHeader.hasMore
-            let payloadCount = incomingPayload.count
-            // true: this frame; false: stale, dropped; nil: early, kept aside under `earlyKey`.
-            var earlyKey: EarlyFrame?
-            let outcome: Result<Bool?, FrameError> = incomingHeader.withUnsafeBytes { headerBytes in
-                do throws(FrameError) {
-                    let h = single ? try decoder.decodeHeader(headerBytes)
-                                   : try decoder.decodeSplitHeader(headerBytes, payloadCount: payloadCount)
-                    guard h.kind == .gradientChunk else {
-                        throw decoder.reject(.unexpected("\(h.kind) on the all-reduce data socket"))
-                    }
-                    if h.generation < generation || (h.generation == generation && h.step < ctx.step) {
-                        _ = decoder.reject(.stale(kind: h.kind, generation: h.generation, step: h.step,
-                                                  expectedGeneration: generation, expectedStep: ctx.step))
-                        return .success(false)
-                    }
-                    if h.generation == generation, h.step > ctx.step
-                        || (peer != nil && h.step == ctx.step && (h.sender != UInt32(expected) || h.sequence != UInt32(sequence))),
-                       Int(h.sender) < world || hierarchy != nil {
-                        let key = EarlyFrame(generation: h.generation, step: h.step, sender: h.sender, sequence: h.sequence)
-                        if early[key] == nil && early.count < 4 * world + 64 { earlyKey = key; return .success(nil) }
-                    }
-                    guard h.generation == generation, h.step == ctx.step, h.sender == UInt32(expected),
-                          h.sequence == UInt32(sequence), h.payloadLength == UInt64(byteCount) else {
-                        throw decoder.reject(.unexpected(
-                            "frame gen \(h.generation) step \(h.step) sender \(h.sender) seq \(h.sequence) len \(h.payloadLength); "
-                            + "expected gen \(generation) step \(ctx.step) sender \(expected) seq \(sequence) len \(byteCount)"))
-                    }
-                    return .success(true)
-                } catch {
-                    return .failure(error)
-                }
-            }
-            switch outcome {
-            case .success(nil):
+            switch classifyMessage(byteCount, sequence: sequence, ctx, from: expected, anyOrder: peer != nil) {
+            case .early(let key):
                 // Kept aside: header fields were validated by the decoder.
-                func keep(_ src: UnsafeRawBufferPointer) { early[earlyKey!] = [UInt8](src) }
+                func keep(_ src: UnsafeRawBufferPointer) { early[key] = [UInt8](src) }
                 if single {
                     incomingHeader.withUnsafeBytes { keep(UnsafeRawBufferPointer(rebasing: $0[FrameHeader.size...])) }
                 } else {
                     incomingPayload.withUnsafeBytes { keep($0) }
                 }
-                continue
-            case .success(true):
+            case .expected:
                 if single {
                     incomingHeader.withUnsafeBytes { consume(UnsafeRawBufferPointer(rebasing: $0[FrameHeader.size...])) }
                 } else {
                     incomingPayload.withUnsafeBytes { consume($0) }
                 }
                 return
-            case .success(false):
+            case .stale:
                 continue
-            case .failure(let e):
+            case .rejected(let e):
                 // Garbage (bad magic, other run...) is counted and dropped; a well-formed frame
                 // of this run that does not fit the schedule breaks the exchange.
                 if case .unexpected = e { throw .protocolViolation(peerRank: expected, e) }
-                continue
+            }
+        }
+    }
+
+    /// A frame that arrived before its turn and was kept aside: consumed, true.
+    private func takeEarly(_ byteCount: Int, sequence: Int, _ ctx: Exchange, from expected: Int,
+                           _ consume: (UnsafeRawBufferPointer) -> Void) throws(AllReduceError) -> Bool {
+        guard !early.isEmpty else { return false }
+        let key = EarlyFrame(generation: generation, step: ctx.step, sender: UInt32(expected), sequence: UInt32(sequence))
+        guard let bytes = early.removeValue(forKey: key) else { return false }
+        guard bytes.count == byteCount else {
+            throw .protocolViolation(peerRank: expected, decoder.reject(.unexpected(
+                "frame gen \(generation) step \(ctx.step) sender \(expected) seq \(sequence) len \(bytes.count); expected len \(byteCount)")))
+        }
+        bytes.withUnsafeBytes { consume($0) }
+        return true
+    }
+
+    /// Receives one whole message into `incomingHeader` (and `incomingPayload` when it has two
+    /// parts) before `deadline`, in slices that let `interruptCheck` abandon the step. False for
+    /// a message of more than two parts (drained, counted, dropped).
+    private func receiveMessage(until deadline: Deadline, started: UInt64, from expected: Int, _ ctx: Exchange) throws(AllReduceError) -> Bool {
+        func timedOut() -> AllReduceError {
+            .timeout(operation: "receive", peerRank: expected, endpoint: nil,
+                     milliseconds: Int((monotonicNanoseconds() - started) / 1_000_000), generation: generation, step: ctx.step)
+        }
+        do {
+            if let interruptCheck {
+                // Wait in slices so that the caller can abandon the step between them.
+                while true {
+                    let slice = Deadline(nanoseconds: min(deadline.nanoseconds,
+                                                          monotonicNanoseconds() &+ UInt64(interruptPollMilliseconds) &* 1_000_000))
+                    if try receiver.receive(into: incomingHeader, deadline: slice, spinMicroseconds: spinMicroseconds) { break }
+                    if deadline.hasPassed { throw timedOut() }
+                    if interruptCheck() { throw AllReduceError.interrupted(generation: generation, step: ctx.step) }
+                }
+            } else {
+                guard try receiver.receive(into: incomingHeader, deadline: deadline, spinMicroseconds: spinMicroseconds) else { throw timedOut() }
+            }
+            // A single-part message is a whole frame (header + copied payload); a multipart
+            // one is the header frame followed by the payload frame.
+            guard incomingHeader.hasMore else { return true }
+            guard try receiver.receive(into: incomingPayload, deadline: deadline) else { throw timedOut() }
+            guard incomingPayload.hasMore else { return true }
+            // More parts than header + payload: drain them, count, drop.
+            while incomingPayload.hasMore {
+                guard try receiver.receive(into: incomingPayload, deadline: deadline) else { throw timedOut() }
+            }
+            _ = decoder.reject(.unexpected("multipart message with more than two parts on the data socket"))
+            return false
+        } catch let e as AllReduceError {
+            throw e
+        } catch let e as ZMQError {
+            throw .transport(e)
+        } catch {
+            throw .transport(ZMQError(call: "zmq_msg_recv (\(error))", endpoint: nil, errno: 0))
+        }
+    }
+
+    /// What the received message is to an exchange waiting for frame `sequence` of
+    /// `byteCount` bytes from `expected`.
+    private enum Received {
+        case expected
+        /// An older generation or step: dropped (counted as stale).
+        case stale
+        /// A later frame of this generation: kept aside under this key for its turn.
+        case early(EarlyFrame)
+        case rejected(FrameError)
+    }
+
+    /// Decodes the received header and places it: `anyOrder` (a partner of recursive
+    /// doubling or halving-doubling, not the ring neighbour) keeps frames of other senders or
+    /// sequences of this step aside too.
+    private func classifyMessage(_ byteCount: Int, sequence: Int, _ ctx: Exchange, from expected: Int, anyOrder: Bool) -> Received {
+        let single = !incomingHeader.hasMore
+        let payloadCount = incomingPayload.count
+        return incomingHeader.withUnsafeBytes { headerBytes -> Received in
+            do throws(FrameError) {
+                let h = single ? try decoder.decodeHeader(headerBytes)
+                               : try decoder.decodeSplitHeader(headerBytes, payloadCount: payloadCount)
+                guard h.kind == .gradientChunk else {
+                    throw decoder.reject(.unexpected("\(h.kind) on the all-reduce data socket"))
+                }
+                if h.generation < generation || (h.generation == generation && h.step < ctx.step) {
+                    _ = decoder.reject(.stale(kind: h.kind, generation: h.generation, step: h.step,
+                                              expectedGeneration: generation, expectedStep: ctx.step))
+                    return .stale
+                }
+                if h.generation == generation, h.step > ctx.step
+                    || (anyOrder && h.step == ctx.step && (h.sender != UInt32(expected) || h.sequence != UInt32(sequence))),
+                   Int(h.sender) < world || hierarchy != nil {
+                    let key = EarlyFrame(generation: h.generation, step: h.step, sender: h.sender, sequence: h.sequence)
+                    if early[key] == nil && early.count < 4 * world + 64 { return .early(key) }
+                }
+                guard h.generation == generation, h.step == ctx.step, h.sender == UInt32(expected),
+                      h.sequence == UInt32(sequence), h.payloadLength == UInt64(byteCount) else {
+                    throw decoder.reject(.unexpected(
+                        "frame gen \(h.generation) step \(h.step) sender \(h.sender) seq \(h.sequence) len \(h.payloadLength); "
+                        + "expected gen \(generation) step \(ctx.step) sender \(expected) seq \(sequence) len \(byteCount)"))
+                }
+                return .expected
+            } catch {
+                return .rejected(error)
             }
         }
     }
