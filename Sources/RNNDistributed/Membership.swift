@@ -373,21 +373,21 @@ final class Membership {
                 report(.message(.warning, "Refused a worker on \(hello.host), pid \(hello.pid): \(why.text) (\(n) refused so far)"))
             }
             // Never wait for a refused peer (one that does not read must not slow the run down).
-            try? sendRaw(ErrorMessage(text: why.text).frame(runID: 0), to: identity, deadline: .after(milliseconds: 0))
+            try? sendRaw(ErrorMessage(text: why.text, refusal: why.refusal).frame(runID: 0), to: identity, deadline: .after(milliseconds: 0))
             return
         }
         pending.append(Member(identity: identity, rank: -1, host: hello.host, pid: hello.pid))
         report(.message(.info, "Worker \(hello.host) pid \(hello.pid) joined (\(pending.count + members.count)/\(options.workers))"))
     }
 
-    /// Why a HELLO is refused (the sentence for the worker, the counter's key), or nil.
-    private func refusal(of hello: HelloMessage) -> (text: String, kind: String)? {
+    /// Why a HELLO is refused (the sentence for the worker, the counter's key, the code), or nil.
+    private func refusal(of hello: HelloMessage) -> (text: String, kind: String, refusal: ErrorMessage.Refusal)? {
         if hello.protocolVersion != protocolVersion {
-            return ("protocol version \(hello.protocolVersion) is not \(protocolVersion)", "wrong protocol version")
+            return ("protocol version \(hello.protocolVersion) is not \(protocolVersion)", "wrong protocol version", .wrongProtocolVersion)
         }
         if let token, hello.token != token {
             return (hello.token.isEmpty ? "this run needs its token (--token, RNN_TOKEN or the token file of the coordinator)"
-                                        : "wrong run token", "wrong run token")
+                                        : "wrong run token", "wrong run token", .wrongToken)
         }
         return nil
     }

@@ -579,12 +579,31 @@ struct LeaveMessage: ControlMessage, Equatable {
     init(from r: inout BinaryReader) throws(PayloadError) { reason = try r.readString("reason") }
 }
 
+/// A named failure. A refusal at the door says why in `refusal`, so that the worker need not
+/// read the sentence (a stale token file is read again, anything else ends the attempt).
 struct ErrorMessage: ControlMessage, Equatable {
+    enum Refusal: UInt8 {
+        case none = 0, wrongToken = 1, wrongProtocolVersion = 2
+    }
     static let kind = MessageKind.error
     var text: String
-    func encode(into w: inout BinaryWriter) { w.write(text) }
-    init(text: String) { self.text = text }
-    init(from r: inout BinaryReader) throws(PayloadError) { text = try r.readString("text") }
+    var refusal = Refusal.none
+    func encode(into w: inout BinaryWriter) {
+        w.write(text)
+        w.write(refusal.rawValue)
+    }
+    init(text: String, refusal: Refusal = .none) {
+        self.text = text
+        self.refusal = refusal
+    }
+    init(from r: inout BinaryReader) throws(PayloadError) {
+        text = try r.readString("text")
+        let code = try r.readUInt8("refusal")
+        guard let refusal = Refusal(rawValue: code) else {
+            throw PayloadError.invalidValue(field: "refusal", found: "\(code) (expected 0...2)")
+        }
+        self.refusal = refusal
+    }
 }
 
 extension BinaryWriter {

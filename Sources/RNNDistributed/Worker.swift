@@ -226,8 +226,9 @@ public final class Worker: @unchecked Sendable {
             }
             let frame = try sliced { slice in try control.receiveFrame(openDecoder, deadline: slice) }
             guard frame.header.kind == .error else { return frame }
-            let text = (try? ErrorMessage.decode(frame).text) ?? "unreadable error"
-            if fromFile, text.contains("token"), !deadline.hasPassed {
+            let refusal = try? ErrorMessage.decode(frame)
+            let text = refusal?.text ?? "unreadable error"
+            if fromFile, refusal?.refusal == .wrongToken, !deadline.hasPassed {
                 Thread.sleep(forTimeInterval: 0.2)
                 token = RunToken.read(RunToken.defaultPath(port: Endpoint.port(of: options.connect) ?? "")) ?? token
                 continue
