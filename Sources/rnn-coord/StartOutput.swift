@@ -109,7 +109,9 @@ struct RunOutput {
             return
         }
         if quiet { return }
-        var line = "Done: \(summary.epochsCompleted) epoch(s), \(summary.globalSteps) steps, loss \(lossText(summary.train.loss))"
+        // A resume of a finished run trains no epoch: there is no loss of this run to show.
+        let trained = summary.train.loss.isNaN ? "nothing left to train" : "loss \(lossText(summary.train.loss))"
+        var line = "Done: \(summary.epochsCompleted) epoch(s), \(summary.globalSteps) steps, \(trained)"
         if let a = summary.train.accuracy { line += ", accuracy \(String(format: "%.2f", a * 100))%" }
         if let v = summary.validation {
             line += ", val loss \(lossText(v.loss))"
