@@ -7,7 +7,10 @@
 # then per RATE the four runs {--no-overlap, overlap} x {float32, --compress bf16}, in that
 # order, all in the same round. Per run from metrics.jsonl (first 2 steps dropped, medians):
 # the step time (from samples_per_s), samples/s, scaling efficiency = step(W = 1) / step(W = 2),
-# and the slowest rank's compute_s, reduce_s, reduce_exposed_s, reduce_hidden_s. Beside each,
+# the slowest rank's compute_s, reduce_s, reduce_exposed_s, reduce_hidden_s, the two ranks'
+# compute_s difference (skew), and "idle est." = c1 / (c1 + exposed): the efficiency if each
+# worker computed as fast as the W = 1 run (c1, its compute_s) and waited the measured exposed
+# time, i.e. with the cores' contention taken out. Beside each,
 # the alpha-beta model (`rnn-bench scaling`, RNNReport/ScalingModel.swift) at W = 2 with the
 # W = 1 run's compute, alpha from FIT and beta = 8 / rate, once with the overlap fraction 0
 # and once with the run's measured hidden fraction (reduce_hidden_s / reduce_s).
@@ -68,21 +71,22 @@ for r in recs:
     prev = t
 keep = recs[2:]
 med = lambda k: statistics.median(r.get(k, 0.0) for r in keep) * 1e3
+skew = statistics.median(max(r["compute_s_by_rank"]) - min(r["compute_s_by_rank"]) for r in keep) * 1e3 if "compute_s_by_rank" in keep[0] else 0
 print(statistics.median(durations[2:]) * 1e3, med("compute_s"), med("reduce_s"), med("reduce_exposed_s"), med("reduce_hidden_s"),
-      min(durations[2:]) * 1e3, max(durations[2:]) * 1e3)
+      min(durations[2:]) * 1e3, max(durations[2:]) * 1e3, skew)
 PY
 }
 
 echo "W = 2 training of lstm-large ($rows rows per worker, global batch $((2 * rows))) on test hosts; $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); $steps steps per run, first 2 dropped"
-echo "| round | link | wire | overlap | step ms (median [min-max]) | samples/s | efficiency | model f=0 | model f=measured | compute_s ms | reduce_s ms | exposed ms | hidden ms | hidden fraction |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+echo "| round | link | wire | overlap | step ms (median [min-max]) | samples/s | efficiency | idle est. | model f=0 | model f=measured | compute_s ms | skew ms | reduce_s ms | exposed ms | hidden ms | hidden fraction |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 for round in $(seq "$rounds"); do
   scripts/netns-hosts.sh up 3 --rate "${rates%%,*}" --prefix "$prefix" --subnet "$subnet" >/dev/null
   run "w1-$round" 1 "$rows"
   scripts/netns-hosts.sh down --prefix "$prefix" >/dev/null
   read -r t1 c1 _ <<<"$(summary "$work/w1-$round" "$rows")"
   cms=$(python3 -c "print($c1 / $rows)")
-  echo "| $round | - | - | W = 1 | $(printf '%.0f' "$t1") | $(python3 -c "print(f'{$rows / $t1 * 1e3:.1f}')") | 100 % | | | $(printf '%.0f' "$c1") | | | | |"
+  echo "| $round | - | - | W = 1 | $(printf '%.0f' "$t1") | $(python3 -c "print(f'{$rows / $t1 * 1e3:.1f}')") | 100 % | | | | $(printf '%.0f' "$c1") | | | | | |"
   for rate in ${rates//,/ }; do
     scripts/netns-hosts.sh up 3 --rate "$rate" --prefix "$prefix" --subnet "$subnet" >/dev/null
     g=$(gbit "$rate")
@@ -93,18 +97,18 @@ for round in $(seq "$rounds"); do
         [ "$ov" = off ] && extra+=(--no-overlap)
         name="w2-$round-$rate-$wire-$ov"
         run "$name" 2 $((2 * rows)) "${extra[@]}"
-        read -r t2 c2 r2 e2 h2 lo hi <<<"$(summary "$work/$name" $((2 * rows)))"
+        read -r t2 c2 r2 e2 h2 lo hi sk <<<"$(summary "$work/$name" $((2 * rows)))"
         frac=$(python3 -c "print(min(1.0, max(0.0, $h2 / $r2)) if $r2 > 0 else 0)")
         compress=()
         [ "$wire" = bf16 ] && compress=(--compress bf16)
         model() { "$bin/rnn-bench" scaling --fit "$fit" --config lstm-large --rows "$rows" --worlds 2 --links "$g" \
                     --compute-ms "lstm-large=$cms" --overlap "$1" "${compress[@]}" | sed -n 's/^| 2 | .*(\([0-9.]*\) %) |$/\1 %/p'; }
-        python3 - "$round" "$rate" "$wire" "$ov" "$t1" "$t2" "$lo" "$hi" "$c2" "$r2" "$e2" "$h2" "$frac" "$(model 0)" "$(model "$frac")" "$rows" <<'PY'
+        python3 - "$round" "$rate" "$wire" "$ov" "$t1" "$t2" "$lo" "$hi" "$c2" "$r2" "$e2" "$h2" "$frac" "$(model 0)" "$(model "$frac")" "$rows" "$c1" "$sk" <<'PY'
 import sys
-(round_, rate, wire, ov, t1, t2, lo, hi, c2, r2, e2, h2, frac, m0, mf, rows) = sys.argv[1:]
-t1, t2, lo, hi, c2, r2, e2, h2, frac = map(float, (t1, t2, lo, hi, c2, r2, e2, h2, frac))
+(round_, rate, wire, ov, t1, t2, lo, hi, c2, r2, e2, h2, frac, m0, mf, rows, c1, sk) = sys.argv[1:]
+t1, t2, lo, hi, c2, r2, e2, h2, frac, c1, sk = map(float, (t1, t2, lo, hi, c2, r2, e2, h2, frac, c1, sk))
 print(f"| {round_} | {rate} | {wire} | {ov} | {t2:.0f} [{lo:.0f}-{hi:.0f}] | {2 * int(rows) / t2 * 1e3:.1f} | {100 * t1 / t2:.1f} % "
-      f"| {m0} | {mf} | {c2:.0f} | {r2:.0f} | {e2:.0f} | {h2:.0f} | {frac:.2f} |")
+      f"| {100 * c1 / (c1 + e2):.1f} % | {m0} | {mf} | {c2:.0f} | {sk:.0f} | {r2:.0f} | {e2:.0f} | {h2:.0f} | {frac:.2f} |")
 PY
       done
     done
