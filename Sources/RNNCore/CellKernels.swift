@@ -5,6 +5,9 @@
 // row-major with B rows: gates (B, G*H), states (B, H). The kernels walk each row in chunks
 // of 8 lanes; the tail of a row is loaded into a zero-padded vector so that every element
 // goes through the same vectorised activation (VectorMath) and results do not depend on H % 8.
+// Every kernel works on the hidden units `units` (a sub-range of 0 ..< H: the columns of each
+// gate block and of the states) so that the members of a thread team can each take a share;
+// every element gets the same operations whatever the range, so a split is bitwise the whole.
 
 @inline(__always)
 func loadLanes(_ p: UnsafePointer<Float>, _ i: Int, _ n: Int) -> SIMD8<Float> {
@@ -46,6 +49,17 @@ func forEachChunk(_ count: Int, _ body: (Int, Int) -> Void) {
     if j < count { body(j, count - j) }
 }
 
+/// forEachChunk over the elements of `range` (chunks start at range.lowerBound).
+@inline(__always)
+func forEachChunk(in range: Range<Int>, _ body: (Int, Int) -> Void) {
+    var j = range.lowerBound
+    while j + 8 <= range.upperBound {
+        body(j, 8)
+        j += 8
+    }
+    if j < range.upperBound { body(j, range.upperBound - j) }
+}
+
 enum CellKernels {
     // MARK: Simple RNN, h = act(pre)
 
@@ -55,7 +69,7 @@ enum CellKernels {
     /// outlined rnnBackward's closure in some builds, which cost ~2% of a seed-small step.)
     static func rnnForward(
         relu: Bool, pre: UnsafePointer<Float>, bias: UnsafePointer<Float>, h: UnsafeMutablePointer<Float>,
-        batch: Int, hidden H: Int
+        batch: Int, hidden H: Int, units: Range<Int>
     ) {
         for b in 0..<batch {
             let row = b * H
@@ -64,12 +78,12 @@ enum CellKernels {
                 let y = relu ? x.replacing(with: 0, where: x .< 0) : VectorMath.tanh(x)
                 storeLanes(y, h, row + j, w)
             }
-            var j = 0
-            while j + 8 <= H {
+            var j = units.lowerBound
+            while j + 8 <= units.upperBound {
                 chunk(j, 8)
                 j += 8
             }
-            if j < H { chunk(j, H - j) }
+            if j < units.upperBound { chunk(j, units.upperBound - j) }
         }
     }
 
@@ -78,7 +92,7 @@ enum CellKernels {
     /// dBias (H) += the column sums of dPre (the bias gradient, summed while in registers).
     static func rnnBackward(
         relu: Bool, h: UnsafePointer<Float>, dOut: UnsafePointer<Float>, carry: UnsafePointer<Float>,
-        dPre: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>, batch: Int, hidden H: Int
+        dPre: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>, batch: Int, hidden H: Int, units: Range<Int>
     ) {
         for b in 0..<batch {
             let row = b * H
@@ -95,12 +109,12 @@ enum CellKernels {
                 storeLanes(d, dPre, i, w)
                 storeLanes(loadLanes(dBias, j, w) + d, dBias, j, w)
             }
-            var j = 0
-            while j + 8 <= H {
+            var j = units.lowerBound
+            while j + 8 <= units.upperBound {
                 chunk(j, 8)
                 j += 8
             }
-            if j < H { chunk(j, H - j) }
+            if j < units.upperBound { chunk(j, units.upperBound - j) }
         }
     }
 
@@ -112,7 +126,7 @@ enum CellKernels {
     static func lstmForward(
         gates: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>, cPrev: UnsafePointer<Float>,
         c: UnsafeMutablePointer<Float>, tanhC: UnsafeMutablePointer<Float>, h: UnsafeMutablePointer<Float>,
-        batch: Int, hidden H: Int
+        batch: Int, hidden H: Int, units: Range<Int>
     ) {
         // One activation per pass over the row (the row's 4H gates stay in L1): each pass is
         // a small loop that compiles to plain 256-bit code. All five activations fused in one
@@ -120,12 +134,20 @@ enum CellKernels {
         for b in 0..<batch {
             let g = gates + b * 4 * H
             let row = b * H
-            forEachChunk(4 * H) { j, w in
-                storeLanes(loadLanes(g, j, w) + loadLanes(bias, j, w), g, j, w)
+            let lo = units.lowerBound, n = units.count
+            for gate in 0..<4 {
+                forEachChunk(in: (gate * H + lo)..<(gate * H + lo + n)) { j, w in
+                    storeLanes(loadLanes(g, j, w) + loadLanes(bias, j, w), g, j, w)
+                }
             }
-            VectorMath.sigmoid(g, count: 2 * H)
-            VectorMath.tanh(g + 2 * H, count: H)
-            VectorMath.sigmoid(g + 3 * H, count: H)
+            if n == H {
+                VectorMath.sigmoid(g, count: 2 * H)
+            } else {
+                VectorMath.sigmoid(g + lo, count: n)
+                VectorMath.sigmoid(g + H + lo, count: n)
+            }
+            VectorMath.tanh(g + 2 * H + lo, count: n)
+            VectorMath.sigmoid(g + 3 * H + lo, count: n)
             // A local function, not a `forEachChunk` closure: as a closure, tanh was called
             // out of line (0.6 % of an lstm-med step).
             @inline(__always) func chunk(_ j: Int, _ w: Int) {
@@ -136,12 +158,12 @@ enum CellKernels {
                 storeLanes(tc, tanhC, row + j, w)
                 storeLanes(loadLanes(g, 3 * H + j, w) * tc, h, row + j, w)
             }
-            var j = 0
-            while j + 8 <= H {
+            var j = units.lowerBound
+            while j + 8 <= units.upperBound {
                 chunk(j, 8)
                 j += 8
             }
-            if j < H { chunk(j, H - j) }
+            if j < units.upperBound { chunk(j, units.upperBound - j) }
         }
     }
 
@@ -152,7 +174,7 @@ enum CellKernels {
     static func lstmBackward(
         gates: UnsafePointer<Float>, cPrev: UnsafePointer<Float>, tanhC: UnsafePointer<Float>,
         dOut: UnsafePointer<Float>, dhCarry: UnsafePointer<Float>, dcCarry: UnsafeMutablePointer<Float>,
-        dGates: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>, batch: Int, hidden H: Int
+        dGates: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>, batch: Int, hidden H: Int, units: Range<Int>
     ) {
         for b in 0..<batch {
             let g = gates + b * 4 * H
@@ -180,12 +202,12 @@ enum CellKernels {
                 storeLanes(loadLanes(dBias, 2 * H + j, w) + dgg, dBias, 2 * H + j, w)
                 storeLanes(loadLanes(dBias, 3 * H + j, w) + dov, dBias, 3 * H + j, w)
             }
-            var j = 0
-            while j + 8 <= H {
+            var j = units.lowerBound
+            while j + 8 <= units.upperBound {
                 chunk(j, 8)
                 j += 8
             }
-            if j < H { chunk(j, H - j) }
+            if j < units.upperBound { chunk(j, units.upperBound - j) }
         }
     }
 
@@ -198,18 +220,26 @@ enum CellKernels {
     static func gruForward(
         gates: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>, hh: UnsafePointer<Float>,
         biasHN: UnsafePointer<Float>, hPrev: UnsafePointer<Float>, hn: UnsafeMutablePointer<Float>,
-        h: UnsafeMutablePointer<Float>, batch: Int, hidden H: Int
+        h: UnsafeMutablePointer<Float>, batch: Int, hidden H: Int, units: Range<Int>
     ) {
         // Two passes over the row (see lstmForward): r and z, then n and h.
         for b in 0..<batch {
             let g = gates + b * 3 * H
             let r3 = hh + b * 3 * H
             let row = b * H
-            forEachChunk(2 * H) { j, w in
-                storeLanes(loadLanes(g, j, w) + loadLanes(r3, j, w) + loadLanes(bias, j, w), g, j, w)
+            let lo = units.lowerBound, n = units.count
+            for gate in 0..<2 {
+                forEachChunk(in: (gate * H + lo)..<(gate * H + lo + n)) { j, w in
+                    storeLanes(loadLanes(g, j, w) + loadLanes(r3, j, w) + loadLanes(bias, j, w), g, j, w)
+                }
             }
-            VectorMath.sigmoid(g, count: 2 * H)
-            forEachChunk(H) { j, w in
+            if n == H {
+                VectorMath.sigmoid(g, count: 2 * H)
+            } else {
+                VectorMath.sigmoid(g + lo, count: n)
+                VectorMath.sigmoid(g + H + lo, count: n)
+            }
+            forEachChunk(in: units) { j, w in
                 let hnv = loadLanes(r3, 2 * H + j, w) + loadLanes(biasHN, j, w)
                 let gxn = loadLanes(g, 2 * H + j, w) + loadLanes(bias, 2 * H + j, w)
                 let nv = VectorMath.tanh(gxn.addingProduct(loadLanes(g, j, w), hnv))
@@ -232,7 +262,7 @@ enum CellKernels {
         gates: UnsafePointer<Float>, hn: UnsafePointer<Float>, hPrev: UnsafePointer<Float>,
         dOut: UnsafePointer<Float>, dhCarry: UnsafeMutablePointer<Float>,
         dGx: UnsafeMutablePointer<Float>, dGh: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>,
-        batch: Int, hidden H: Int
+        batch: Int, hidden H: Int, units: Range<Int>
     ) {
         for b in 0..<batch {
             let g = gates + b * 3 * H
@@ -261,12 +291,12 @@ enum CellKernels {
                 storeLanes(loadLanes(dBias, 2 * H + j, w) + dnPre, dBias, 2 * H + j, w)
                 storeLanes(loadLanes(dBias, 3 * H + j, w) + dnPre * rv, dBias, 3 * H + j, w)
             }
-            var j = 0
-            while j + 8 <= H {
+            var j = units.lowerBound
+            while j + 8 <= units.upperBound {
                 chunk(j, 8)
                 j += 8
             }
-            if j < H { chunk(j, H - j) }
+            if j < units.upperBound { chunk(j, units.upperBound - j) }
         }
     }
 }
