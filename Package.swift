@@ -60,7 +60,9 @@ let package = Package(
         .executableTarget(name: "rnn-bench", dependencies: ["RNNCore", "RNNData", "RNNCheckpoint", "RNNTransport", "RNNDistributed", "RNNReport", argumentParser], swiftSettings: simdFlags),
 
         // One test target per source target, plus multi-process tests.
-        .testTarget(name: "RNNCoreTests", dependencies: ["RNNCore", realModule], resources: [.copy("Fixtures")], swiftSettings: optimisedInDebug),
+        // Test only: counts the process's heap allocation calls (malloc interposed, glibc).
+        .target(name: "MallocCounter", path: "Tests/MallocCounter"),
+        .testTarget(name: "RNNCoreTests", dependencies: ["RNNCore", "MallocCounter", realModule], resources: [.copy("Fixtures")], swiftSettings: optimisedInDebug),
         .testTarget(name: "RNNHDF5Tests", dependencies: ["RNNHDF5"], swiftSettings: simdFlags),
         .testTarget(name: "RNNDataTests", dependencies: ["RNNData", "RNNHDF5", "RNNCore"], resources: [.copy("Fixtures")], swiftSettings: simdFlags),
         .testTarget(name: "RNNCheckpointTests", dependencies: ["RNNCheckpoint", "RNNHDF5", "RNNCore"], swiftSettings: simdFlags),

@@ -248,6 +248,9 @@ struct BatchLayout {
     var rowStart: [Int] = []
     /// Per-step head: the batch-first target row (caller order) of each packed row.
     var targetRow: [Int32] = []
+    /// Scratch of the counting sort by length (T + 2 each), kept so that refilling allocates nothing.
+    private var counts: [Int] = []
+    private var start: [Int] = []
 
     var total: Int { rowStart[steps] }
 
@@ -263,9 +266,11 @@ struct BatchLayout {
         if let given {
             // Stable counting sort by descending length (ties keep the caller's order, as
             // torch.sort(descending=True, stable) would; the order only affects summation).
-            var counts = [Int](repeating: 0, count: T + 2)
+            counts.removeAll(keepingCapacity: true)
+            counts.append(contentsOf: repeatElement(0, count: T + 2))
             for n in given { counts[n] += 1 }
-            var start = [Int](repeating: 0, count: T + 2)
+            start.removeAll(keepingCapacity: true)
+            start.append(contentsOf: repeatElement(0, count: T + 2))
             var acc = 0
             for n in stride(from: T, through: 1, by: -1) {
                 start[n] = acc
@@ -650,10 +655,11 @@ public final class RNNNetwork {
         }
         guard let targets else { return }
         let rows = config.head == .lastStep ? B : B * T
-        let shape = config.head == .lastStep ? "(B=\(B))" : "(B=\(B), T=\(T))"
         switch (config.loss, targets) {
         case (.crossEntropy, .classIds(let ids)):
             guard ids.count == rows else {
+                // The shape string is formed only on failure: past 15 bytes it is a heap allocation.
+                let shape = config.head == .lastStep ? "(B=\(B))" : "(B=\(B), T=\(T))"
                 throw ModelInputError("class ids must be \(shape) = \(rows) values, found \(ids.count)")
             }
             if config.head == .everyStep, let lengths {
@@ -669,8 +675,10 @@ public final class RNNNetwork {
                 }
             }
         case (.mse, .values(let values)):
-            let valueShape = config.head == .lastStep ? "(B=\(B), O=\(O))" : "(B=\(B), T=\(T), O=\(O))"
             guard values.count == rows * O else {
+                // Formed only here: the per-step shape string is too long for a small string
+                // and would be a heap allocation in every step.
+                let valueShape = config.head == .lastStep ? "(B=\(B), O=\(O))" : "(B=\(B), T=\(T), O=\(O))"
                 throw ModelInputError("float targets must be \(valueShape) = \(rows * O) values, found \(values.count)")
             }
         case (.crossEntropy, .values):
