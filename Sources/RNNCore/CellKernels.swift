@@ -61,6 +61,9 @@ func forEachChunk(in range: Range<Int>, _ body: (Int, Int) -> Void) {
 }
 
 enum CellKernels {
+    /// Rows per block of the backward kernels' bias sums (8 rows of one chunk's streams stay in L1).
+    static let biasRows = 8
+
     // MARK: Simple RNN, h = act(pre)
 
     /// h (B, H) = tanh or relu of pre (B, H) + bias (H): pre holds the two products
@@ -94,20 +97,26 @@ enum CellKernels {
         relu: Bool, h: UnsafePointer<Float>, dOut: UnsafePointer<Float>, carry: UnsafePointer<Float>,
         dPre: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>, batch: Int, hidden H: Int, units: Range<Int>
     ) {
-        for b in 0..<batch {
-            let row = b * H
+        // Rows in blocks with the bias sums in registers, as in lstmBackward.
+        var b0 = 0
+        while b0 < batch {
+            let b1 = min(batch, b0 + biasRows)
             @inline(__always) func chunk(_ j: Int, _ w: Int) {
-                let i = row + j
-                let hv = loadLanes(h, i, w)
-                let dh = loadLanes(dOut, i, w) + loadLanes(carry, i, w)
-                let d: SIMD8<Float>
-                if relu {
-                    d = SIMD8<Float>(repeating: 0).replacing(with: dh, where: hv .> 0)
-                } else {
-                    d = dh * (1 - hv * hv)
+                var sum = loadLanes(dBias, j, w)
+                for b in b0..<b1 {
+                    let i = b * H + j
+                    let hv = loadLanes(h, i, w)
+                    let dh = loadLanes(dOut, i, w) + loadLanes(carry, i, w)
+                    let d: SIMD8<Float>
+                    if relu {
+                        d = SIMD8<Float>(repeating: 0).replacing(with: dh, where: hv .> 0)
+                    } else {
+                        d = dh * (1 - hv * hv)
+                    }
+                    storeLanes(d, dPre, i, w)
+                    sum = sum + d
                 }
-                storeLanes(d, dPre, i, w)
-                storeLanes(loadLanes(dBias, j, w) + d, dBias, j, w)
+                storeLanes(sum, dBias, j, w)
             }
             var j = units.lowerBound
             while j + 8 <= units.upperBound {
@@ -115,6 +124,7 @@ enum CellKernels {
                 j += 8
             }
             if j < units.upperBound { chunk(j, units.upperBound - j) }
+            b0 = b1
         }
     }
 
@@ -130,24 +140,32 @@ enum CellKernels {
     ) {
         // One activation per pass over the row (the row's 4H gates stay in L1): each pass is
         // a small loop that compiles to plain 256-bit code. All five activations fused in one
-        // loop body were split by LLVM into 128-bit halves with spills (3x slower).
+        // loop body were split by LLVM into 128-bit halves with spills (3x slower). The bias is
+        // added in the activation's pass (the same additions as a pass of its own before it).
+        let lo = units.lowerBound, n = units.count
         for b in 0..<batch {
             let g = gates + b * 4 * H
             let row = b * H
-            let lo = units.lowerBound, n = units.count
-            for gate in 0..<4 {
-                forEachChunk(in: (gate * H + lo)..<(gate * H + lo + n)) { j, w in
-                    storeLanes(loadLanes(g, j, w) + loadLanes(bias, j, w), g, j, w)
+            @inline(__always) func sigmoidChunk(_ j: Int, _ w: Int) {
+                storeLanes(VectorMath.sigmoid(loadLanes(g, j, w) + loadLanes(bias, j, w)), g, j, w)
+            }
+            @inline(__always) func tanhChunk(_ j: Int, _ w: Int) {
+                storeLanes(VectorMath.tanh(loadLanes(g, j, w) + loadLanes(bias, j, w)), g, j, w)
+            }
+            for gate in 0..<4 where gate != 2 {
+                var j = gate * H + lo
+                while j + 8 <= gate * H + lo + n {
+                    sigmoidChunk(j, 8)
+                    j += 8
                 }
+                if j < gate * H + lo + n { sigmoidChunk(j, gate * H + lo + n - j) }
             }
-            if n == H {
-                VectorMath.sigmoid(g, count: 2 * H)
-            } else {
-                VectorMath.sigmoid(g + lo, count: n)
-                VectorMath.sigmoid(g + H + lo, count: n)
+            var k = 2 * H + lo
+            while k + 8 <= 2 * H + lo + n {
+                tanhChunk(k, 8)
+                k += 8
             }
-            VectorMath.tanh(g + 2 * H + lo, count: n)
-            VectorMath.sigmoid(g + 3 * H + lo, count: n)
+            if k < 2 * H + lo + n { tanhChunk(k, 2 * H + lo + n - k) }
             // A local function, not a `forEachChunk` closure: as a closure, tanh was called
             // out of line (0.6 % of an lstm-med step).
             @inline(__always) func chunk(_ j: Int, _ w: Int) {
@@ -176,31 +194,43 @@ enum CellKernels {
         dOut: UnsafePointer<Float>, dhCarry: UnsafePointer<Float>, dcCarry: UnsafeMutablePointer<Float>,
         dGates: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>, batch: Int, hidden H: Int, units: Range<Int>
     ) {
-        for b in 0..<batch {
-            let g = gates + b * 4 * H
-            let dg = dGates + b * 4 * H
-            let row = b * H
+        // Rows in blocks of `biasRows`, each chunk of columns down the block's rows: the bias sums
+        // stay in registers for the block (added in row order, as a per-row update would).
+        var b0 = 0
+        while b0 < batch {
+            let b1 = min(batch, b0 + biasRows)
             @inline(__always) func chunk(_ j: Int, _ w: Int) {
-                let iv = loadLanes(g, j, w)
-                let fv = loadLanes(g, H + j, w)
-                let gv = loadLanes(g, 2 * H + j, w)
-                let ov = loadLanes(g, 3 * H + j, w)
-                let tc = loadLanes(tanhC, row + j, w)
-                let dh = loadLanes(dOut, row + j, w) + loadLanes(dhCarry, row + j, w)
-                let dc = loadLanes(dcCarry, row + j, w) + dh * ov * (1 - tc * tc)
-                let di = dc * gv * iv * (1 - iv)
-                let df = dc * loadLanes(cPrev, row + j, w) * fv * (1 - fv)
-                let dgg = dc * iv * (1 - gv * gv)
-                let dov = dh * tc * ov * (1 - ov)
-                storeLanes(di, dg, j, w)
-                storeLanes(df, dg, H + j, w)
-                storeLanes(dgg, dg, 2 * H + j, w)
-                storeLanes(dov, dg, 3 * H + j, w)
-                storeLanes(dc * fv, dcCarry, row + j, w)
-                storeLanes(loadLanes(dBias, j, w) + di, dBias, j, w)
-                storeLanes(loadLanes(dBias, H + j, w) + df, dBias, H + j, w)
-                storeLanes(loadLanes(dBias, 2 * H + j, w) + dgg, dBias, 2 * H + j, w)
-                storeLanes(loadLanes(dBias, 3 * H + j, w) + dov, dBias, 3 * H + j, w)
+                var s0 = loadLanes(dBias, j, w), s1 = loadLanes(dBias, H + j, w)
+                var s2 = loadLanes(dBias, 2 * H + j, w), s3 = loadLanes(dBias, 3 * H + j, w)
+                for b in b0..<b1 {
+                    let g = gates + b * 4 * H
+                    let dg = dGates + b * 4 * H
+                    let row = b * H
+                    let iv = loadLanes(g, j, w)
+                    let fv = loadLanes(g, H + j, w)
+                    let gv = loadLanes(g, 2 * H + j, w)
+                    let ov = loadLanes(g, 3 * H + j, w)
+                    let tc = loadLanes(tanhC, row + j, w)
+                    let dh = loadLanes(dOut, row + j, w) + loadLanes(dhCarry, row + j, w)
+                    let dc = loadLanes(dcCarry, row + j, w) + dh * ov * (1 - tc * tc)
+                    let di = dc * gv * iv * (1 - iv)
+                    let df = dc * loadLanes(cPrev, row + j, w) * fv * (1 - fv)
+                    let dgg = dc * iv * (1 - gv * gv)
+                    let dov = dh * tc * ov * (1 - ov)
+                    storeLanes(di, dg, j, w)
+                    storeLanes(df, dg, H + j, w)
+                    storeLanes(dgg, dg, 2 * H + j, w)
+                    storeLanes(dov, dg, 3 * H + j, w)
+                    storeLanes(dc * fv, dcCarry, row + j, w)
+                    s0 = s0 + di
+                    s1 = s1 + df
+                    s2 = s2 + dgg
+                    s3 = s3 + dov
+                }
+                storeLanes(s0, dBias, j, w)
+                storeLanes(s1, dBias, H + j, w)
+                storeLanes(s2, dBias, 2 * H + j, w)
+                storeLanes(s3, dBias, 3 * H + j, w)
             }
             var j = units.lowerBound
             while j + 8 <= units.upperBound {
@@ -208,6 +238,7 @@ enum CellKernels {
                 j += 8
             }
             if j < units.upperBound { chunk(j, units.upperBound - j) }
+            b0 = b1
         }
     }
 
@@ -264,32 +295,44 @@ enum CellKernels {
         dGx: UnsafeMutablePointer<Float>, dGh: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>,
         batch: Int, hidden H: Int, units: Range<Int>
     ) {
-        for b in 0..<batch {
-            let g = gates + b * 3 * H
-            let dx = dGx + b * 3 * H
-            let dhh = dGh + b * 3 * H
-            let row = b * H
+        // Rows in blocks with the bias sums in registers, as in lstmBackward.
+        var b0 = 0
+        while b0 < batch {
+            let b1 = min(batch, b0 + biasRows)
             @inline(__always) func chunk(_ j: Int, _ w: Int) {
-                let rv = loadLanes(g, j, w)
-                let zv = loadLanes(g, H + j, w)
-                let nv = loadLanes(g, 2 * H + j, w)
-                let hnv = loadLanes(hn, row + j, w)
-                let hp = loadLanes(hPrev, row + j, w)
-                let dh = loadLanes(dOut, row + j, w) + loadLanes(dhCarry, row + j, w)
-                let dnPre = dh * (1 - zv) * (1 - nv * nv)
-                let dzPre = dh * (hp - nv) * zv * (1 - zv)
-                let drPre = dnPre * hnv * rv * (1 - rv)
-                storeLanes(drPre, dx, j, w)
-                storeLanes(dzPre, dx, H + j, w)
-                storeLanes(dnPre, dx, 2 * H + j, w)
-                storeLanes(drPre, dhh, j, w)
-                storeLanes(dzPre, dhh, H + j, w)
-                storeLanes(dnPre * rv, dhh, 2 * H + j, w)
-                storeLanes(dh * zv, dhCarry, row + j, w)
-                storeLanes(loadLanes(dBias, j, w) + drPre, dBias, j, w)
-                storeLanes(loadLanes(dBias, H + j, w) + dzPre, dBias, H + j, w)
-                storeLanes(loadLanes(dBias, 2 * H + j, w) + dnPre, dBias, 2 * H + j, w)
-                storeLanes(loadLanes(dBias, 3 * H + j, w) + dnPre * rv, dBias, 3 * H + j, w)
+                var s0 = loadLanes(dBias, j, w), s1 = loadLanes(dBias, H + j, w)
+                var s2 = loadLanes(dBias, 2 * H + j, w), s3 = loadLanes(dBias, 3 * H + j, w)
+                for b in b0..<b1 {
+                    let g = gates + b * 3 * H
+                    let dx = dGx + b * 3 * H
+                    let dhh = dGh + b * 3 * H
+                    let row = b * H
+                    let rv = loadLanes(g, j, w)
+                    let zv = loadLanes(g, H + j, w)
+                    let nv = loadLanes(g, 2 * H + j, w)
+                    let hnv = loadLanes(hn, row + j, w)
+                    let hp = loadLanes(hPrev, row + j, w)
+                    let dh = loadLanes(dOut, row + j, w) + loadLanes(dhCarry, row + j, w)
+                    let dnPre = dh * (1 - zv) * (1 - nv * nv)
+                    let dzPre = dh * (hp - nv) * zv * (1 - zv)
+                    let drPre = dnPre * hnv * rv * (1 - rv)
+                    let dhn = dnPre * rv
+                    storeLanes(drPre, dx, j, w)
+                    storeLanes(dzPre, dx, H + j, w)
+                    storeLanes(dnPre, dx, 2 * H + j, w)
+                    storeLanes(drPre, dhh, j, w)
+                    storeLanes(dzPre, dhh, H + j, w)
+                    storeLanes(dhn, dhh, 2 * H + j, w)
+                    storeLanes(dh * zv, dhCarry, row + j, w)
+                    s0 = s0 + drPre
+                    s1 = s1 + dzPre
+                    s2 = s2 + dnPre
+                    s3 = s3 + dhn
+                }
+                storeLanes(s0, dBias, j, w)
+                storeLanes(s1, dBias, H + j, w)
+                storeLanes(s2, dBias, 2 * H + j, w)
+                storeLanes(s3, dBias, 3 * H + j, w)
             }
             var j = units.lowerBound
             while j + 8 <= units.upperBound {
@@ -297,6 +340,7 @@ enum CellKernels {
                 j += 8
             }
             if j < units.upperBound { chunk(j, units.upperBound - j) }
+            b0 = b1
         }
     }
 }
