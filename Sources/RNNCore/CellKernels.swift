@@ -140,32 +140,26 @@ enum CellKernels {
     ) {
         // One activation per pass over the row (the row's 4H gates stay in L1): each pass is
         // a small loop that compiles to plain 256-bit code. All five activations fused in one
-        // loop body were split by LLVM into 128-bit halves with spills (3x slower). The bias is
-        // added in the activation's pass (the same additions as a pass of its own before it).
-        let lo = units.lowerBound, n = units.count
+        // loop body were split by LLVM into 128-bit halves with spills (3x slower); the bias
+        // added inside each activation's pass (local chunk functions) was outlined by LLVM and
+        // took 2.8x the instructions of these passes (callgrind, lstm-med at batch 16).
         for b in 0..<batch {
             let g = gates + b * 4 * H
             let row = b * H
-            @inline(__always) func sigmoidChunk(_ j: Int, _ w: Int) {
-                storeLanes(VectorMath.sigmoid(loadLanes(g, j, w) + loadLanes(bias, j, w)), g, j, w)
-            }
-            @inline(__always) func tanhChunk(_ j: Int, _ w: Int) {
-                storeLanes(VectorMath.tanh(loadLanes(g, j, w) + loadLanes(bias, j, w)), g, j, w)
-            }
-            for gate in 0..<4 where gate != 2 {
-                var j = gate * H + lo
-                while j + 8 <= gate * H + lo + n {
-                    sigmoidChunk(j, 8)
-                    j += 8
+            let lo = units.lowerBound, n = units.count
+            for gate in 0..<4 {
+                forEachChunk(in: (gate * H + lo)..<(gate * H + lo + n)) { j, w in
+                    storeLanes(loadLanes(g, j, w) + loadLanes(bias, j, w), g, j, w)
                 }
-                if j < gate * H + lo + n { sigmoidChunk(j, gate * H + lo + n - j) }
             }
-            var k = 2 * H + lo
-            while k + 8 <= 2 * H + lo + n {
-                tanhChunk(k, 8)
-                k += 8
+            if n == H {
+                VectorMath.sigmoid(g, count: 2 * H)
+            } else {
+                VectorMath.sigmoid(g + lo, count: n)
+                VectorMath.sigmoid(g + H + lo, count: n)
             }
-            if k < 2 * H + lo + n { tanhChunk(k, 2 * H + lo + n - k) }
+            VectorMath.tanh(g + 2 * H + lo, count: n)
+            VectorMath.sigmoid(g + 3 * H + lo, count: n)
             // A local function, not a `forEachChunk` closure: as a closure, tanh was called
             // out of line (0.6 % of an lstm-med step).
             @inline(__always) func chunk(_ j: Int, _ w: Int) {
