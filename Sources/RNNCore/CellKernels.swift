@@ -5,6 +5,9 @@
 // row-major with B rows: gates (B, G*H), states (B, H). The kernels walk each row in chunks
 // of 8 lanes; the tail of a row is loaded into a zero-padded vector so that every element
 // goes through the same vectorised activation (VectorMath) and results do not depend on H % 8.
+// Every kernel works on the hidden units `units` (a sub-range of 0 ..< H: the columns of each
+// gate block and of the states) so that the members of a thread team can each take a share;
+// every element gets the same operations whatever the range, so a split is bitwise the whole.
 
 @inline(__always)
 func loadLanes(_ p: UnsafePointer<Float>, _ i: Int, _ n: Int) -> SIMD8<Float> {
@@ -46,7 +49,21 @@ func forEachChunk(_ count: Int, _ body: (Int, Int) -> Void) {
     if j < count { body(j, count - j) }
 }
 
+/// forEachChunk over the elements of `range` (chunks start at range.lowerBound).
+@inline(__always)
+func forEachChunk(in range: Range<Int>, _ body: (Int, Int) -> Void) {
+    var j = range.lowerBound
+    while j + 8 <= range.upperBound {
+        body(j, 8)
+        j += 8
+    }
+    if j < range.upperBound { body(j, range.upperBound - j) }
+}
+
 enum CellKernels {
+    /// Rows per block of the backward kernels' bias sums (8 rows of one chunk's streams stay in L1).
+    static let biasRows = 8
+
     // MARK: Simple RNN, h = act(pre)
 
     /// h (B, H) = tanh or relu of pre (B, H) + bias (H): pre holds the two products
@@ -55,7 +72,7 @@ enum CellKernels {
     /// outlined rnnBackward's closure in some builds, which cost ~2% of a seed-small step.)
     static func rnnForward(
         relu: Bool, pre: UnsafePointer<Float>, bias: UnsafePointer<Float>, h: UnsafeMutablePointer<Float>,
-        batch: Int, hidden H: Int
+        batch: Int, hidden H: Int, units: Range<Int>
     ) {
         for b in 0..<batch {
             let row = b * H
@@ -64,12 +81,12 @@ enum CellKernels {
                 let y = relu ? x.replacing(with: 0, where: x .< 0) : VectorMath.tanh(x)
                 storeLanes(y, h, row + j, w)
             }
-            var j = 0
-            while j + 8 <= H {
+            var j = units.lowerBound
+            while j + 8 <= units.upperBound {
                 chunk(j, 8)
                 j += 8
             }
-            if j < H { chunk(j, H - j) }
+            if j < units.upperBound { chunk(j, units.upperBound - j) }
         }
     }
 
@@ -78,29 +95,36 @@ enum CellKernels {
     /// dBias (H) += the column sums of dPre (the bias gradient, summed while in registers).
     static func rnnBackward(
         relu: Bool, h: UnsafePointer<Float>, dOut: UnsafePointer<Float>, carry: UnsafePointer<Float>,
-        dPre: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>, batch: Int, hidden H: Int
+        dPre: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>, batch: Int, hidden H: Int, units: Range<Int>
     ) {
-        for b in 0..<batch {
-            let row = b * H
+        // Rows in blocks with the bias sums in registers, as in lstmBackward.
+        var b0 = 0
+        while b0 < batch {
+            let b1 = min(batch, b0 + biasRows)
             @inline(__always) func chunk(_ j: Int, _ w: Int) {
-                let i = row + j
-                let hv = loadLanes(h, i, w)
-                let dh = loadLanes(dOut, i, w) + loadLanes(carry, i, w)
-                let d: SIMD8<Float>
-                if relu {
-                    d = SIMD8<Float>(repeating: 0).replacing(with: dh, where: hv .> 0)
-                } else {
-                    d = dh * (1 - hv * hv)
+                var sum = loadLanes(dBias, j, w)
+                for b in b0..<b1 {
+                    let i = b * H + j
+                    let hv = loadLanes(h, i, w)
+                    let dh = loadLanes(dOut, i, w) + loadLanes(carry, i, w)
+                    let d: SIMD8<Float>
+                    if relu {
+                        d = SIMD8<Float>(repeating: 0).replacing(with: dh, where: hv .> 0)
+                    } else {
+                        d = dh * (1 - hv * hv)
+                    }
+                    storeLanes(d, dPre, i, w)
+                    sum = sum + d
                 }
-                storeLanes(d, dPre, i, w)
-                storeLanes(loadLanes(dBias, j, w) + d, dBias, j, w)
+                storeLanes(sum, dBias, j, w)
             }
-            var j = 0
-            while j + 8 <= H {
+            var j = units.lowerBound
+            while j + 8 <= units.upperBound {
                 chunk(j, 8)
                 j += 8
             }
-            if j < H { chunk(j, H - j) }
+            if j < units.upperBound { chunk(j, units.upperBound - j) }
+            b0 = b1
         }
     }
 
@@ -112,20 +136,30 @@ enum CellKernels {
     static func lstmForward(
         gates: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>, cPrev: UnsafePointer<Float>,
         c: UnsafeMutablePointer<Float>, tanhC: UnsafeMutablePointer<Float>, h: UnsafeMutablePointer<Float>,
-        batch: Int, hidden H: Int
+        batch: Int, hidden H: Int, units: Range<Int>
     ) {
         // One activation per pass over the row (the row's 4H gates stay in L1): each pass is
         // a small loop that compiles to plain 256-bit code. All five activations fused in one
-        // loop body were split by LLVM into 128-bit halves with spills (3x slower).
+        // loop body were split by LLVM into 128-bit halves with spills (3x slower); the bias
+        // added inside each activation's pass (local chunk functions) was outlined by LLVM and
+        // took 2.8x the instructions of these passes (callgrind, lstm-med at batch 16).
         for b in 0..<batch {
             let g = gates + b * 4 * H
             let row = b * H
-            forEachChunk(4 * H) { j, w in
-                storeLanes(loadLanes(g, j, w) + loadLanes(bias, j, w), g, j, w)
+            let lo = units.lowerBound, n = units.count
+            for gate in 0..<4 {
+                forEachChunk(in: (gate * H + lo)..<(gate * H + lo + n)) { j, w in
+                    storeLanes(loadLanes(g, j, w) + loadLanes(bias, j, w), g, j, w)
+                }
             }
-            VectorMath.sigmoid(g, count: 2 * H)
-            VectorMath.tanh(g + 2 * H, count: H)
-            VectorMath.sigmoid(g + 3 * H, count: H)
+            if n == H {
+                VectorMath.sigmoid(g, count: 2 * H)
+            } else {
+                VectorMath.sigmoid(g + lo, count: n)
+                VectorMath.sigmoid(g + H + lo, count: n)
+            }
+            VectorMath.tanh(g + 2 * H + lo, count: n)
+            VectorMath.sigmoid(g + 3 * H + lo, count: n)
             // A local function, not a `forEachChunk` closure: as a closure, tanh was called
             // out of line (0.6 % of an lstm-med step).
             @inline(__always) func chunk(_ j: Int, _ w: Int) {
@@ -136,12 +170,12 @@ enum CellKernels {
                 storeLanes(tc, tanhC, row + j, w)
                 storeLanes(loadLanes(g, 3 * H + j, w) * tc, h, row + j, w)
             }
-            var j = 0
-            while j + 8 <= H {
+            var j = units.lowerBound
+            while j + 8 <= units.upperBound {
                 chunk(j, 8)
                 j += 8
             }
-            if j < H { chunk(j, H - j) }
+            if j < units.upperBound { chunk(j, units.upperBound - j) }
         }
     }
 
@@ -152,40 +186,53 @@ enum CellKernels {
     static func lstmBackward(
         gates: UnsafePointer<Float>, cPrev: UnsafePointer<Float>, tanhC: UnsafePointer<Float>,
         dOut: UnsafePointer<Float>, dhCarry: UnsafePointer<Float>, dcCarry: UnsafeMutablePointer<Float>,
-        dGates: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>, batch: Int, hidden H: Int
+        dGates: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>, batch: Int, hidden H: Int, units: Range<Int>
     ) {
-        for b in 0..<batch {
-            let g = gates + b * 4 * H
-            let dg = dGates + b * 4 * H
-            let row = b * H
+        // Rows in blocks of `biasRows`, each chunk of columns down the block's rows: the bias sums
+        // stay in registers for the block (added in row order, as a per-row update would).
+        var b0 = 0
+        while b0 < batch {
+            let b1 = min(batch, b0 + biasRows)
             @inline(__always) func chunk(_ j: Int, _ w: Int) {
-                let iv = loadLanes(g, j, w)
-                let fv = loadLanes(g, H + j, w)
-                let gv = loadLanes(g, 2 * H + j, w)
-                let ov = loadLanes(g, 3 * H + j, w)
-                let tc = loadLanes(tanhC, row + j, w)
-                let dh = loadLanes(dOut, row + j, w) + loadLanes(dhCarry, row + j, w)
-                let dc = loadLanes(dcCarry, row + j, w) + dh * ov * (1 - tc * tc)
-                let di = dc * gv * iv * (1 - iv)
-                let df = dc * loadLanes(cPrev, row + j, w) * fv * (1 - fv)
-                let dgg = dc * iv * (1 - gv * gv)
-                let dov = dh * tc * ov * (1 - ov)
-                storeLanes(di, dg, j, w)
-                storeLanes(df, dg, H + j, w)
-                storeLanes(dgg, dg, 2 * H + j, w)
-                storeLanes(dov, dg, 3 * H + j, w)
-                storeLanes(dc * fv, dcCarry, row + j, w)
-                storeLanes(loadLanes(dBias, j, w) + di, dBias, j, w)
-                storeLanes(loadLanes(dBias, H + j, w) + df, dBias, H + j, w)
-                storeLanes(loadLanes(dBias, 2 * H + j, w) + dgg, dBias, 2 * H + j, w)
-                storeLanes(loadLanes(dBias, 3 * H + j, w) + dov, dBias, 3 * H + j, w)
+                var s0 = loadLanes(dBias, j, w), s1 = loadLanes(dBias, H + j, w)
+                var s2 = loadLanes(dBias, 2 * H + j, w), s3 = loadLanes(dBias, 3 * H + j, w)
+                for b in b0..<b1 {
+                    let g = gates + b * 4 * H
+                    let dg = dGates + b * 4 * H
+                    let row = b * H
+                    let iv = loadLanes(g, j, w)
+                    let fv = loadLanes(g, H + j, w)
+                    let gv = loadLanes(g, 2 * H + j, w)
+                    let ov = loadLanes(g, 3 * H + j, w)
+                    let tc = loadLanes(tanhC, row + j, w)
+                    let dh = loadLanes(dOut, row + j, w) + loadLanes(dhCarry, row + j, w)
+                    let dc = loadLanes(dcCarry, row + j, w) + dh * ov * (1 - tc * tc)
+                    let di = dc * gv * iv * (1 - iv)
+                    let df = dc * loadLanes(cPrev, row + j, w) * fv * (1 - fv)
+                    let dgg = dc * iv * (1 - gv * gv)
+                    let dov = dh * tc * ov * (1 - ov)
+                    storeLanes(di, dg, j, w)
+                    storeLanes(df, dg, H + j, w)
+                    storeLanes(dgg, dg, 2 * H + j, w)
+                    storeLanes(dov, dg, 3 * H + j, w)
+                    storeLanes(dc * fv, dcCarry, row + j, w)
+                    s0 = s0 + di
+                    s1 = s1 + df
+                    s2 = s2 + dgg
+                    s3 = s3 + dov
+                }
+                storeLanes(s0, dBias, j, w)
+                storeLanes(s1, dBias, H + j, w)
+                storeLanes(s2, dBias, 2 * H + j, w)
+                storeLanes(s3, dBias, 3 * H + j, w)
             }
-            var j = 0
-            while j + 8 <= H {
+            var j = units.lowerBound
+            while j + 8 <= units.upperBound {
                 chunk(j, 8)
                 j += 8
             }
-            if j < H { chunk(j, H - j) }
+            if j < units.upperBound { chunk(j, units.upperBound - j) }
+            b0 = b1
         }
     }
 
@@ -198,18 +245,26 @@ enum CellKernels {
     static func gruForward(
         gates: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>, hh: UnsafePointer<Float>,
         biasHN: UnsafePointer<Float>, hPrev: UnsafePointer<Float>, hn: UnsafeMutablePointer<Float>,
-        h: UnsafeMutablePointer<Float>, batch: Int, hidden H: Int
+        h: UnsafeMutablePointer<Float>, batch: Int, hidden H: Int, units: Range<Int>
     ) {
         // Two passes over the row (see lstmForward): r and z, then n and h.
         for b in 0..<batch {
             let g = gates + b * 3 * H
             let r3 = hh + b * 3 * H
             let row = b * H
-            forEachChunk(2 * H) { j, w in
-                storeLanes(loadLanes(g, j, w) + loadLanes(r3, j, w) + loadLanes(bias, j, w), g, j, w)
+            let lo = units.lowerBound, n = units.count
+            for gate in 0..<2 {
+                forEachChunk(in: (gate * H + lo)..<(gate * H + lo + n)) { j, w in
+                    storeLanes(loadLanes(g, j, w) + loadLanes(r3, j, w) + loadLanes(bias, j, w), g, j, w)
+                }
             }
-            VectorMath.sigmoid(g, count: 2 * H)
-            forEachChunk(H) { j, w in
+            if n == H {
+                VectorMath.sigmoid(g, count: 2 * H)
+            } else {
+                VectorMath.sigmoid(g + lo, count: n)
+                VectorMath.sigmoid(g + H + lo, count: n)
+            }
+            forEachChunk(in: units) { j, w in
                 let hnv = loadLanes(r3, 2 * H + j, w) + loadLanes(biasHN, j, w)
                 let gxn = loadLanes(g, 2 * H + j, w) + loadLanes(bias, 2 * H + j, w)
                 let nv = VectorMath.tanh(gxn.addingProduct(loadLanes(g, j, w), hnv))
@@ -232,41 +287,54 @@ enum CellKernels {
         gates: UnsafePointer<Float>, hn: UnsafePointer<Float>, hPrev: UnsafePointer<Float>,
         dOut: UnsafePointer<Float>, dhCarry: UnsafeMutablePointer<Float>,
         dGx: UnsafeMutablePointer<Float>, dGh: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>,
-        batch: Int, hidden H: Int
+        batch: Int, hidden H: Int, units: Range<Int>
     ) {
-        for b in 0..<batch {
-            let g = gates + b * 3 * H
-            let dx = dGx + b * 3 * H
-            let dhh = dGh + b * 3 * H
-            let row = b * H
+        // Rows in blocks with the bias sums in registers, as in lstmBackward.
+        var b0 = 0
+        while b0 < batch {
+            let b1 = min(batch, b0 + biasRows)
             @inline(__always) func chunk(_ j: Int, _ w: Int) {
-                let rv = loadLanes(g, j, w)
-                let zv = loadLanes(g, H + j, w)
-                let nv = loadLanes(g, 2 * H + j, w)
-                let hnv = loadLanes(hn, row + j, w)
-                let hp = loadLanes(hPrev, row + j, w)
-                let dh = loadLanes(dOut, row + j, w) + loadLanes(dhCarry, row + j, w)
-                let dnPre = dh * (1 - zv) * (1 - nv * nv)
-                let dzPre = dh * (hp - nv) * zv * (1 - zv)
-                let drPre = dnPre * hnv * rv * (1 - rv)
-                storeLanes(drPre, dx, j, w)
-                storeLanes(dzPre, dx, H + j, w)
-                storeLanes(dnPre, dx, 2 * H + j, w)
-                storeLanes(drPre, dhh, j, w)
-                storeLanes(dzPre, dhh, H + j, w)
-                storeLanes(dnPre * rv, dhh, 2 * H + j, w)
-                storeLanes(dh * zv, dhCarry, row + j, w)
-                storeLanes(loadLanes(dBias, j, w) + drPre, dBias, j, w)
-                storeLanes(loadLanes(dBias, H + j, w) + dzPre, dBias, H + j, w)
-                storeLanes(loadLanes(dBias, 2 * H + j, w) + dnPre, dBias, 2 * H + j, w)
-                storeLanes(loadLanes(dBias, 3 * H + j, w) + dnPre * rv, dBias, 3 * H + j, w)
+                var s0 = loadLanes(dBias, j, w), s1 = loadLanes(dBias, H + j, w)
+                var s2 = loadLanes(dBias, 2 * H + j, w), s3 = loadLanes(dBias, 3 * H + j, w)
+                for b in b0..<b1 {
+                    let g = gates + b * 3 * H
+                    let dx = dGx + b * 3 * H
+                    let dhh = dGh + b * 3 * H
+                    let row = b * H
+                    let rv = loadLanes(g, j, w)
+                    let zv = loadLanes(g, H + j, w)
+                    let nv = loadLanes(g, 2 * H + j, w)
+                    let hnv = loadLanes(hn, row + j, w)
+                    let hp = loadLanes(hPrev, row + j, w)
+                    let dh = loadLanes(dOut, row + j, w) + loadLanes(dhCarry, row + j, w)
+                    let dnPre = dh * (1 - zv) * (1 - nv * nv)
+                    let dzPre = dh * (hp - nv) * zv * (1 - zv)
+                    let drPre = dnPre * hnv * rv * (1 - rv)
+                    let dhn = dnPre * rv
+                    storeLanes(drPre, dx, j, w)
+                    storeLanes(dzPre, dx, H + j, w)
+                    storeLanes(dnPre, dx, 2 * H + j, w)
+                    storeLanes(drPre, dhh, j, w)
+                    storeLanes(dzPre, dhh, H + j, w)
+                    storeLanes(dhn, dhh, 2 * H + j, w)
+                    storeLanes(dh * zv, dhCarry, row + j, w)
+                    s0 = s0 + drPre
+                    s1 = s1 + dzPre
+                    s2 = s2 + dnPre
+                    s3 = s3 + dhn
+                }
+                storeLanes(s0, dBias, j, w)
+                storeLanes(s1, dBias, H + j, w)
+                storeLanes(s2, dBias, 2 * H + j, w)
+                storeLanes(s3, dBias, 3 * H + j, w)
             }
-            var j = 0
-            while j + 8 <= H {
+            var j = units.lowerBound
+            while j + 8 <= units.upperBound {
                 chunk(j, 8)
                 j += 8
             }
-            if j < H { chunk(j, H - j) }
+            if j < units.upperBound { chunk(j, units.upperBound - j) }
+            b0 = b1
         }
     }
 }

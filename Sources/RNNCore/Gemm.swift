@@ -371,11 +371,18 @@ public final class GemmEngine {
         job.bBudget = packedBBudget
         job.rowsOuterSlice = rowsOuterMaxSlice
         job.directBMaxRows = directBMaxRows
-        let job = self.job
-        DispatchQueue.concurrentPerform(iterations: t) { i in
-            job.run(i)
-        }
+        team.run(job)
     }
+
+    /// The threads split products run on (and RNNNetwork's split recurrent steps): `threads`
+    /// members, the caller first; rebuilt when `threads` changes.
+    var team: ThreadTeam {
+        if let existing = teamStorage, existing.size == threads { return existing }
+        let made = ThreadTeam(size: threads)
+        teamStorage = made
+        return made
+    }
+    private var teamStorage: ThreadTeam?
 }
 
 /// One of the two products of `GemmEngine.multiply(transA:m:k:alpha:a:lda:_:_:beta:)`:
@@ -426,14 +433,18 @@ struct GemmPart {
     let c: UnsafeMutablePointer<Float>
 }
 
-/// A split product handed to `concurrentPerform` (one per engine, reused). Each part writes a
-/// disjoint block of C and owns its workspace, so sharing it across the fork/join is race free.
-final class GemmJob: @unchecked Sendable {
+/// A split product handed to the engine's `ThreadTeam` (one per engine, reused). Each part writes
+/// a disjoint block of C and owns its workspace, so sharing it across the fork/join is race free.
+final class GemmJob: TeamTask, @unchecked Sendable {
     var parts: [GemmPart] = []
     var transA = false, k = 0, alpha: Float = 1, lda = 1, beta: Float = 0, ldc = 1, directAMaxColumns = 0
     var mcBlock = GemmBlocking.mc, ncBlock = GemmBlocking.nc, bBudget = GemmBlocking.packedBBudget
     var rowsOuterSlice = GemmBlocking.rowsOuterMaxSlice
     var directBMaxRows = GemmBlocking.mr
+
+    func run(member: Int) {
+        if member < parts.count { run(member) }
+    }
 
     func run(_ i: Int) {
         let p = parts[i]

@@ -248,6 +248,9 @@ struct BatchLayout {
     var rowStart: [Int] = []
     /// Per-step head: the batch-first target row (caller order) of each packed row.
     var targetRow: [Int32] = []
+    /// Scratch of the counting sort by length (T + 2 each), kept so that refilling allocates nothing.
+    private var counts: [Int] = []
+    private var start: [Int] = []
 
     var total: Int { rowStart[steps] }
 
@@ -263,9 +266,11 @@ struct BatchLayout {
         if let given {
             // Stable counting sort by descending length (ties keep the caller's order, as
             // torch.sort(descending=True, stable) would; the order only affects summation).
-            var counts = [Int](repeating: 0, count: T + 2)
+            counts.removeAll(keepingCapacity: true)
+            counts.append(contentsOf: repeatElement(0, count: T + 2))
             for n in given { counts[n] += 1 }
-            var start = [Int](repeating: 0, count: T + 2)
+            start.removeAll(keepingCapacity: true)
+            start.append(contentsOf: repeatElement(0, count: T + 2))
             var acc = 0
             for n in stride(from: T, through: 1, by: -1) {
                 start[n] = acc
@@ -331,8 +336,14 @@ struct BatchLayout {
 ///
 /// Buffers: the workspace is allocated on the first call and whenever a larger (batch, steps)
 /// arrives; the packed recurrent weights and the GEMM packing buffers likewise grow once. A
-/// steady-state training step allocates nothing (checked under valgrind with
-/// `rnn-bench train --steps N`: the heap allocation count does not depend on N).
+/// steady-state training step allocates nothing: AllocationTests counts the process's malloc
+/// calls over steady-state steps (this call plus Adam) for every cell and option, 1 and 2
+/// threads (valgrind on a `strip -g` copy of rnn-bench, `train --steps N`, shows the same:
+/// the heap allocation count does not depend on N).
+///
+/// Threads: with `threads` > 1, large GEMMs are split by rows or columns and each unit's
+/// recurrent steps by hidden units across one `ThreadTeam` (see `recurrentMembers`); every
+/// element gets the same operations in the same order, so results are bitwise those of 1 thread.
 public final class RNNNetwork {
     public let config: ModelConfig
     public let table: ParameterTable
@@ -347,6 +358,16 @@ public final class RNNNetwork {
     /// op(B) = W_hh^T (H, G*H), backward as op(B) = W_hh (G*H, H).
     private let packedRecurrent: [PackedMatrix]
     private let packedRecurrentBackward: [PackedMatrix]
+    /// With a split recurrent pass (`recurrentMembers`): per team member its engine, its
+    /// columns of W_hh^T per unit and gate ([u * G + gate]) and of W_hh per unit (backward).
+    private var memberEngines: [GemmEngine] = []
+    private var memberPacked: [[PackedMatrix]] = []
+    private var memberPackedBackward: [[PackedMatrix]] = []
+    private let recurrentTask = RecurrentPassTask()
+    /// A unit's recurrent steps are split across the threads only when one step's recurrent
+    /// product (2 B H G*H flops) gives each thread at least this many flops (2 MFLOP is ~20 µs
+    /// of one core, against a few µs per step for the barrier); tests lower it to split small models.
+    var recurrentSplitMinFlops = 2_000_000
     private let layerOffsets: [LayerOffsets]
     private let headWeight: Int
     private let headBias: Int
@@ -654,10 +675,11 @@ public final class RNNNetwork {
         }
         guard let targets else { return }
         let rows = config.head == .lastStep ? B : B * T
-        let shape = config.head == .lastStep ? "(B=\(B))" : "(B=\(B), T=\(T))"
         switch (config.loss, targets) {
         case (.crossEntropy, .classIds(let ids)):
             guard ids.count == rows else {
+                // The shape string is formed only on failure: past 15 bytes it is a heap allocation.
+                let shape = config.head == .lastStep ? "(B=\(B))" : "(B=\(B), T=\(T))"
                 throw ModelInputError("class ids must be \(shape) = \(rows) values, found \(ids.count)")
             }
             if config.head == .everyStep, let lengths {
@@ -673,8 +695,10 @@ public final class RNNNetwork {
                 }
             }
         case (.mse, .values(let values)):
-            let valueShape = config.head == .lastStep ? "(B=\(B), O=\(O))" : "(B=\(B), T=\(T), O=\(O))"
             guard values.count == rows * O else {
+                // Formed only here: the per-step shape string is too long for a small string
+                // and would be a heap allocation in every step.
+                let valueShape = config.head == .lastStep ? "(B=\(B), O=\(O))" : "(B=\(B), T=\(T), O=\(O))"
                 throw ModelInputError("float targets must be \(valueShape) = \(rows * O) values, found \(values.count)")
             }
         case (.crossEntropy, .values):
@@ -896,7 +920,7 @@ public final class RNNNetwork {
     /// head outputs in `logits` (R, O), packed time-major rows for a per-step head.
     private func forward(_ p: UnsafePointer<Float>, _ x: UnsafePointer<Float>, dropout: DropoutKey?) {
         let ws = workspace!
-        let H = config.hiddenSize, O = config.outputSize, D = config.directions, T = layout.steps, B = layout.batch
+        let H = config.hiddenSize, O = config.outputSize, D = config.directions, B = layout.batch
         let GH = config.cell.gateCount * H
         let Np = layout.total
         dropoutActive = dropout != nil && config.dropout > 0 && config.layers > 1
@@ -905,7 +929,6 @@ public final class RNNNetwork {
             let l = u / D, d = u % D
             let o = layerOffsets[u]
             let gates = ws.gates[u].pointer
-            let hs = ws.hs[u].pointer
             // Bias row: b_ih + b_hh, except the GRU's b_hn, which sits inside r * (W_hn h + b_hn).
             // The cell kernels add it to the gates as they read them.
             let bias = ws.biasRow.pointer
@@ -923,60 +946,7 @@ public final class RNNNetwork {
                          e == 0 ? 0 : 1, gates, GH)
                 }
             }
-            let packed = packedRecurrent[u]
-            packed.pack(transB: true, k: H, n: GH, b: p + o.weightHH, ldb: H)
-            let h0 = hs + initialRow(unit: u, row: 0) * H
-            let c0 = config.cell == .lstm ? ws.cs[u].pointer + initialRow(unit: u, row: 0) * H : h0
-            for s in 0..<T {
-                let t = d == 0 ? s : T - 1 - s
-                let rows = layout.rowsAt[t]
-                let (slot, fromSlot) = previous(unit: u, step: t)
-                let hSlot = UnsafePointer(hs + slot * H)
-                let hInit = UnsafePointer(h0 + fromSlot * H)
-                let rest = rows - fromSlot
-                let out = outputRow(unit: u, step: t, row: 0)
-                let hOut = hs + out * H
-                let g = gates + layout.rowStart[t] * GH
-                let gRest = g + fromSlot * GH
-                switch config.cell {
-                case .rnnTanh, .rnnRelu, .lstm:
-                    if fromSlot > 0 { engine.multiply(transA: false, m: fromSlot, a: hSlot, lda: H, packedB: packed, beta: 1, c: g, ldc: GH) }
-                    if rest > 0 && hasInitialState { engine.multiply(transA: false, m: rest, a: hInit, lda: H, packedB: packed, beta: 1, c: gRest, ldc: GH) }
-                    if config.cell == .lstm {
-                        let cs = ws.cs[u].pointer
-                        let tanhC = ws.tanhC[u].pointer + layout.rowStart[t] * H
-                        if fromSlot > 0 {
-                            CellKernels.lstmForward(gates: g, bias: bias, cPrev: cs + slot * H, c: cs + out * H,
-                                                    tanhC: tanhC, h: hOut, batch: fromSlot, hidden: H)
-                        }
-                        if rest > 0 {
-                            CellKernels.lstmForward(gates: gRest, bias: bias, cPrev: c0 + fromSlot * H, c: cs + (out + fromSlot) * H,
-                                                    tanhC: tanhC + fromSlot * H, h: hOut + fromSlot * H, batch: rest, hidden: H)
-                        }
-                    } else {
-                        CellKernels.rnnForward(relu: config.cell == .rnnRelu, pre: g, bias: bias, h: hOut, batch: rows, hidden: H)
-                    }
-                case .gru:
-                    let hh = ws.hh.pointer
-                    if fromSlot > 0 { engine.multiply(transA: false, m: fromSlot, a: hSlot, lda: H, packedB: packed, beta: 0, c: hh, ldc: GH) }
-                    if rest > 0 {
-                        if hasInitialState {
-                            engine.multiply(transA: false, m: rest, a: hInit, lda: H, packedB: packed, beta: 0, c: hh + fromSlot * GH, ldc: GH)
-                        } else {
-                            (hh + fromSlot * GH).update(repeating: 0, count: rest * GH)
-                        }
-                    }
-                    let hn = ws.hn[u].pointer + layout.rowStart[t] * H
-                    if fromSlot > 0 {
-                        CellKernels.gruForward(gates: g, bias: bias, hh: hh, biasHN: p + o.biasHH + 2 * H, hPrev: hSlot,
-                                               hn: hn, h: hOut, batch: fromSlot, hidden: H)
-                    }
-                    if rest > 0 {
-                        CellKernels.gruForward(gates: gRest, bias: bias, hh: hh + fromSlot * GH, biasHN: p + o.biasHH + 2 * H,
-                                               hPrev: hInit, hn: hn + fromSlot * H, h: hOut + fromSlot * H, batch: rest, hidden: H)
-                    }
-                }
-            }
+            recurrentPass(p, unit: u, backward: false)
             if dropoutActive && d == D - 1 && l < config.layers - 1, let dropout { applyDropout(layer: l, key: dropout) }
         }
         // Head: logits (R, O) = out (R, D*H) fc.weight^T + fc.bias, one product per direction.
@@ -1012,7 +982,7 @@ public final class RNNNetwork {
     private func backward(_ p: UnsafePointer<Float>, _ g: UnsafeMutablePointer<Float>, ready: ((Range<Int>) -> Void)? = nil) {
         let ws = workspace!
         let H = config.hiddenSize, O = config.outputSize, L = config.layers, D = config.directions
-        let T = layout.steps, B = layout.batch
+        let B = layout.batch
         let GH = config.cell.gateCount * H
         let Np = layout.total
         let BH = B * H
@@ -1041,85 +1011,12 @@ public final class RNNNetwork {
         for l in stride(from: L - 1, through: 0, by: -1) {
             for d in 0..<D {
                 let u = l * D + d
-                let o = layerOffsets[u]
-                let hs = UnsafePointer(ws.hs[u].pointer)
-                let gates = UnsafePointer(ws.gates[u].pointer)
-                // The gate gradients dGx (Np, GH) overwrite the gate activations step by step: the
-                // backward kernels read each chunk of step t's gates before writing its gradient,
-                // and nothing reads the activations afterwards.
-                let dGx = ws.gates[u].pointer
-                let packed = packedRecurrentBackward[u]
-                packed.pack(transB: false, k: GH, n: H, b: p + o.weightHH, ldb: H)
                 dhCarry.update(repeating: 0, count: BH)
                 dcCarry.update(repeating: 0, count: BH)
-                let dBias = ws.dBias.pointer
-                dBias.update(repeating: 0, count: ws.dBias.count)
-                let injected = lastStep && l == L - 1
+                ws.dBias.pointer.update(repeating: 0, count: ws.dBias.count)
                 // Reverse direction: its final state is step 0's output, the first step of backward.
-                if injected && d == 1 { dhCarry.update(from: ws.dHead[1].pointer, count: BH) }
-                let h0 = hs + initialRow(unit: u, row: 0) * H
-                let c0 = config.cell == .lstm ? UnsafePointer(ws.cs[u].pointer + initialRow(unit: u, row: 0) * H) : h0
-                for s in 0..<T {
-                    let t = d == 0 ? T - 1 - s : s
-                    let rowsT = layout.rowsAt[t]
-                    if injected && d == 0 {
-                        // Forward direction: rows whose sequence ends at step t start with the
-                        // head's gradient (their carry is still zero).
-                        let from = layout.rowsAt[t + 1]
-                        if rowsT > from { (dhCarry + from * H).update(from: ws.dHead[0].pointer + from * H, count: (rowsT - from) * H) }
-                    }
-                    let dOutT = injected ? UnsafePointer(ws.zeroRows.pointer) : UnsafePointer(dOut[d].pointer + layout.rowStart[t] * H)
-                    let dG = dGx + layout.rowStart[t] * GH
-                    let gT = gates + layout.rowStart[t] * GH
-                    let (slot, fromSlot) = previous(unit: u, step: t)
-                    // Rows whose gradient towards the previous state is needed (towards h0 only
-                    // for a caller-given initial state).
-                    let needed = hasInitialState ? rowsT : fromSlot
-                    let rest = rowsT - fromSlot
-                    let out = outputRow(unit: u, step: t, row: 0)
-                    switch config.cell {
-                    case .rnnTanh, .rnnRelu:
-                        CellKernels.rnnBackward(relu: config.cell == .rnnRelu, h: hs + out * H, dOut: dOutT,
-                                                carry: dhCarry, dPre: dG, dBias: dBias, batch: rowsT, hidden: H)
-                        if needed > 0 { engine.multiply(transA: false, m: needed, a: dG, lda: GH, packedB: packed, beta: 0, c: dhCarry, ldc: H) }
-                    case .lstm:
-                        let cs = UnsafePointer(ws.cs[u].pointer)
-                        let tanhC = UnsafePointer(ws.tanhC[u].pointer + layout.rowStart[t] * H)
-                        if fromSlot > 0 {
-                            CellKernels.lstmBackward(gates: gT, cPrev: cs + slot * H, tanhC: tanhC, dOut: dOutT,
-                                                     dhCarry: dhCarry, dcCarry: dcCarry, dGates: dG, dBias: dBias,
-                                                     batch: fromSlot, hidden: H)
-                        }
-                        if rest > 0 {
-                            CellKernels.lstmBackward(gates: gT + fromSlot * GH, cPrev: c0 + fromSlot * H, tanhC: tanhC + fromSlot * H,
-                                                     dOut: dOutT + fromSlot * H, dhCarry: dhCarry + fromSlot * H,
-                                                     dcCarry: dcCarry + fromSlot * H, dGates: dG + fromSlot * GH, dBias: dBias,
-                                                     batch: rest, hidden: H)
-                        }
-                        if needed > 0 { engine.multiply(transA: false, m: needed, a: dG, lda: GH, packedB: packed, beta: 0, c: dhCarry, ldc: H) }
-                    case .gru:
-                        let dGhT = ws.dGh.pointer + layout.rowStart[t] * GH
-                        let hn = UnsafePointer(ws.hn[u].pointer + layout.rowStart[t] * H)
-                        if fromSlot > 0 {
-                            CellKernels.gruBackward(gates: gT, hn: hn, hPrev: hs + slot * H, dOut: dOutT, dhCarry: dhCarry,
-                                                    dGx: dG, dGh: dGhT, dBias: dBias, batch: fromSlot, hidden: H)
-                        }
-                        if rest > 0 {
-                            CellKernels.gruBackward(gates: gT + fromSlot * GH, hn: hn + fromSlot * H, hPrev: h0 + fromSlot * H,
-                                                    dOut: dOutT + fromSlot * H, dhCarry: dhCarry + fromSlot * H,
-                                                    dGx: dG + fromSlot * GH, dGh: dGhT + fromSlot * GH, dBias: dBias,
-                                                    batch: rest, hidden: H)
-                        }
-                        if needed > 0 { engine.multiply(transA: false, m: needed, a: dGhT, lda: GH, packedB: packed, beta: 1, c: dhCarry, ldc: H) }
-                    }
-                    if hasInitialState && rest > 0 {
-                        // Rows that started from the initial state at this step.
-                        (ws.dh0.pointer + (u * B + fromSlot) * H).update(from: dhCarry + fromSlot * H, count: rest * H)
-                        if config.cell == .lstm {
-                            (ws.dc0.pointer + (u * B + fromSlot) * H).update(from: dcCarry + fromSlot * H, count: rest * H)
-                        }
-                    }
-                }
+                if lastStep && l == L - 1 && d == 1 { dhCarry.update(from: ws.dHead[1].pointer, count: BH) }
+                recurrentPass(p, unit: u, backward: true, dOut: UnsafePointer(dOut[d].pointer))
                 weightGradients(p, g, unit: u)
             }
             ready?(gradientSegments[L - l])
@@ -1152,6 +1049,249 @@ public final class RNNNetwork {
                     for k in 0..<E { row[k] += src[k] }
                 }
                 ready?(gradientSegments[L + 1])
+            }
+        }
+    }
+
+    // MARK: Recurrent steps (one unit, optionally split across the thread team)
+
+    /// Members of the engine's thread team the recurrent steps of unit passes run on: 1, or
+    /// `threads` when one step's recurrent product gives every member at least
+    /// `recurrentSplitMinFlops` (each member then owns a range of hidden units: its columns
+    /// of every gate block, of h and c and of the backward product).
+    private func recurrentMembers() -> Int {
+        let n = engine.threads
+        let H = config.hiddenSize, GH = config.cell.gateCount * H
+        guard n > 1, H >= 8 * n, 2 * layout.batch * H * GH / n >= recurrentSplitMinFlops else { return 1 }
+        while memberEngines.count < n {
+            memberEngines.append(GemmEngine(threads: 1))
+            memberPacked.append((0..<(packedRecurrent.count * config.cell.gateCount)).map { _ in PackedMatrix() })
+            memberPackedBackward.append(packedRecurrent.map { _ in PackedMatrix() })
+        }
+        return n
+    }
+
+    /// Hidden units of member i of n: boundaries rounded to multiples of 8 (whole SIMD chunks).
+    @inline(__always)
+    private func memberUnits(_ i: Int, of n: Int) -> Range<Int> {
+        let H = config.hiddenSize
+        @inline(__always) func bound(_ k: Int) -> Int { k == n ? H : min(H, (H * k / n + 4) / 8 * 8) }
+        return bound(i)..<bound(i + 1)
+    }
+
+    /// Runs unit u's T recurrent steps, forward or backward, on one thread or split by hidden
+    /// units across the team (bitwise the same: every element gets the same operations).
+    /// dOut: backward only, the (Np, H) gradient of the unit's outputs from above.
+    private func recurrentPass(_ p: UnsafePointer<Float>, unit u: Int, backward: Bool, dOut: UnsafePointer<Float>? = nil) {
+        let members = recurrentMembers()
+        if members == 1 {
+            if backward { backwardSteps(p, unit: u, dOut: dOut!, member: 0, of: 1) } else { forwardSteps(p, unit: u, member: 0, of: 1) }
+            return
+        }
+        let pass = recurrentTask
+        pass.dOut = dOut
+        pass.network = self
+        pass.parameters = p
+        pass.unit = u
+        pass.backward = backward
+        pass.members = members
+        engine.team.run(pass)
+        pass.network = nil
+    }
+
+    /// The forward steps of unit u for member `member` of `members` (its hidden units only).
+    fileprivate func forwardSteps(_ p: UnsafePointer<Float>, unit u: Int, member: Int, of members: Int) {
+        let ws = workspace!
+        let H = config.hiddenSize, D = config.directions, T = layout.steps
+        let G = config.cell.gateCount, GH = G * H
+        let d = u % D
+        let o = layerOffsets[u]
+        let units = memberUnits(member, of: members)
+        let lo = units.lowerBound, width = units.count
+        let gates = ws.gates[u].pointer
+        let hs = ws.hs[u].pointer
+        let bias = UnsafePointer(ws.biasRow.pointer)
+        let team = members > 1 ? engine.team : nil
+        let engine = members > 1 ? memberEngines[member] : self.engine
+        // W_hh^T packed: whole (H, GH) on one thread; else this member's columns of each gate block.
+        if members == 1 {
+            packedRecurrent[u].pack(transB: true, k: H, n: GH, b: p + o.weightHH, ldb: H)
+        } else {
+            for gate in 0..<G {
+                memberPacked[member][u * G + gate].pack(transB: true, k: H, n: width, b: p + o.weightHH + (gate * H + lo) * H, ldb: H)
+            }
+        }
+        /// c (m, this member's columns of GH) = beta * c + a (m, H) W_hh^T.
+        @inline(__always) func product(_ m: Int, _ a: UnsafePointer<Float>, beta: Float, _ c: UnsafeMutablePointer<Float>) {
+            if members == 1 {
+                engine.multiply(transA: false, m: m, a: a, lda: H, packedB: packedRecurrent[u], beta: beta, c: c, ldc: GH)
+                return
+            }
+            for gate in 0..<G {
+                engine.multiply(transA: false, m: m, a: a, lda: H, packedB: memberPacked[member][u * G + gate], beta: beta,
+                                c: c + gate * H + lo, ldc: GH)
+            }
+        }
+        let h0 = hs + initialRow(unit: u, row: 0) * H
+        let c0 = config.cell == .lstm ? ws.cs[u].pointer + initialRow(unit: u, row: 0) * H : h0
+        for s in 0..<T {
+            let t = d == 0 ? s : T - 1 - s
+            let rows = layout.rowsAt[t]
+            let (slot, fromSlot) = previous(unit: u, step: t)
+            let hSlot = UnsafePointer(hs + slot * H)
+            let hInit = UnsafePointer(h0 + fromSlot * H)
+            let rest = rows - fromSlot
+            let out = outputRow(unit: u, step: t, row: 0)
+            let hOut = hs + out * H
+            let g = gates + layout.rowStart[t] * GH
+            let gRest = g + fromSlot * GH
+            switch config.cell {
+            case .rnnTanh, .rnnRelu, .lstm:
+                if fromSlot > 0 { product(fromSlot, hSlot, beta: 1, g) }
+                if rest > 0 && hasInitialState { product(rest, hInit, beta: 1, gRest) }
+                if config.cell == .lstm {
+                    let cs = ws.cs[u].pointer
+                    let tanhC = ws.tanhC[u].pointer + layout.rowStart[t] * H
+                    if fromSlot > 0 {
+                        CellKernels.lstmForward(gates: g, bias: bias, cPrev: cs + slot * H, c: cs + out * H,
+                                                tanhC: tanhC, h: hOut, batch: fromSlot, hidden: H, units: units)
+                    }
+                    if rest > 0 {
+                        CellKernels.lstmForward(gates: gRest, bias: bias, cPrev: c0 + fromSlot * H, c: cs + (out + fromSlot) * H,
+                                                tanhC: tanhC + fromSlot * H, h: hOut + fromSlot * H, batch: rest, hidden: H,
+                                                units: units)
+                    }
+                } else {
+                    CellKernels.rnnForward(relu: config.cell == .rnnRelu, pre: g, bias: bias, h: hOut, batch: rows, hidden: H,
+                                           units: units)
+                }
+            case .gru:
+                let hh = ws.hh.pointer
+                if fromSlot > 0 { product(fromSlot, hSlot, beta: 0, hh) }
+                if rest > 0 {
+                    if hasInitialState {
+                        product(rest, hInit, beta: 0, hh + fromSlot * GH)
+                    } else {
+                        for r in fromSlot..<rows {
+                            for gate in 0..<G { (hh + r * GH + gate * H + lo).update(repeating: 0, count: width) }
+                        }
+                    }
+                }
+                let hn = ws.hn[u].pointer + layout.rowStart[t] * H
+                if fromSlot > 0 {
+                    CellKernels.gruForward(gates: g, bias: bias, hh: hh, biasHN: p + o.biasHH + 2 * H, hPrev: hSlot,
+                                           hn: hn, h: hOut, batch: fromSlot, hidden: H, units: units)
+                }
+                if rest > 0 {
+                    CellKernels.gruForward(gates: gRest, bias: bias, hh: hh + fromSlot * GH, biasHN: p + o.biasHH + 2 * H,
+                                           hPrev: hInit, hn: hn + fromSlot * H, h: hOut + fromSlot * H, batch: rest, hidden: H,
+                                           units: units)
+                }
+            }
+            // The next step's product reads every member's columns of this step's h.
+            team?.barrier(member: member)
+        }
+    }
+
+    /// The backward steps of unit u for member `member` of `members`: its hidden units of the
+    /// gate gradients, the carries, the bias sums and the initial-state gradients. The caller
+    /// has zeroed the carries and the bias sums (and injected the reverse direction's head
+    /// gradient).
+    fileprivate func backwardSteps(_ p: UnsafePointer<Float>, unit u: Int, dOut: UnsafePointer<Float>, member: Int, of members: Int) {
+        let ws = workspace!
+        let H = config.hiddenSize, D = config.directions, L = config.layers
+        let T = layout.steps, B = layout.batch
+        let GH = config.cell.gateCount * H
+        let l = u / D, d = u % D
+        let o = layerOffsets[u]
+        let units = memberUnits(member, of: members)
+        let lo = units.lowerBound, width = units.count
+        let hs = UnsafePointer(ws.hs[u].pointer)
+        let gates = UnsafePointer(ws.gates[u].pointer)
+        // The gate gradients dGx (Np, GH) overwrite the gate activations step by step: the
+        // backward kernels read each chunk of step t's gates before writing its gradient,
+        // and nothing reads the activations afterwards.
+        let dGx = ws.gates[u].pointer
+        let dhCarry = ws.dhCarry.pointer
+        let dcCarry = ws.dcCarry.pointer
+        let dBias = ws.dBias.pointer
+        let team = members > 1 ? engine.team : nil
+        let engine = members > 1 ? memberEngines[member] : self.engine
+        // W_hh (GH, H) packed as op(B): whole on one thread, else this member's H columns.
+        let packed = members > 1 ? memberPackedBackward[member][u] : packedRecurrentBackward[u]
+        packed.pack(transB: false, k: GH, n: width, b: p + o.weightHH + lo, ldb: H)
+        /// rows [from, to) of dst (ldd H) = the same rows of src, this member's columns.
+        @inline(__always) func copyRows(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ from: Int, _ to: Int) {
+            if members == 1 {
+                (dst + from * H).update(from: src + from * H, count: (to - from) * H)
+                return
+            }
+            for r in from..<to { (dst + r * H + lo).update(from: src + r * H + lo, count: width) }
+        }
+        let injected = config.head == .lastStep && l == L - 1
+        let h0 = hs + initialRow(unit: u, row: 0) * H
+        let c0 = config.cell == .lstm ? UnsafePointer(ws.cs[u].pointer + initialRow(unit: u, row: 0) * H) : h0
+        for s in 0..<T {
+            let t = d == 0 ? T - 1 - s : s
+            let rowsT = layout.rowsAt[t]
+            if injected && d == 0 {
+                // Forward direction: rows whose sequence ends at step t start with the
+                // head's gradient (their carry is still zero).
+                let from = layout.rowsAt[t + 1]
+                if rowsT > from { copyRows(dhCarry, ws.dHead[0].pointer, from, rowsT) }
+            }
+            let dOutT = injected ? UnsafePointer(ws.zeroRows.pointer) : dOut + layout.rowStart[t] * H
+            let dG = dGx + layout.rowStart[t] * GH
+            let gT = gates + layout.rowStart[t] * GH
+            let (slot, fromSlot) = previous(unit: u, step: t)
+            // Rows whose gradient towards the previous state is needed (towards h0 only
+            // for a caller-given initial state).
+            let needed = hasInitialState ? rowsT : fromSlot
+            let rest = rowsT - fromSlot
+            let out = outputRow(unit: u, step: t, row: 0)
+            // The product below reads every member's columns of this step's gate gradients.
+            switch config.cell {
+            case .rnnTanh, .rnnRelu:
+                CellKernels.rnnBackward(relu: config.cell == .rnnRelu, h: hs + out * H, dOut: dOutT,
+                                        carry: dhCarry, dPre: dG, dBias: dBias, batch: rowsT, hidden: H, units: units)
+                team?.barrier(member: member)
+                if needed > 0 { engine.multiply(transA: false, m: needed, a: dG, lda: GH, packedB: packed, beta: 0, c: dhCarry + lo, ldc: H) }
+            case .lstm:
+                let cs = UnsafePointer(ws.cs[u].pointer)
+                let tanhC = UnsafePointer(ws.tanhC[u].pointer + layout.rowStart[t] * H)
+                if fromSlot > 0 {
+                    CellKernels.lstmBackward(gates: gT, cPrev: cs + slot * H, tanhC: tanhC, dOut: dOutT,
+                                             dhCarry: dhCarry, dcCarry: dcCarry, dGates: dG, dBias: dBias,
+                                             batch: fromSlot, hidden: H, units: units)
+                }
+                if rest > 0 {
+                    CellKernels.lstmBackward(gates: gT + fromSlot * GH, cPrev: c0 + fromSlot * H, tanhC: tanhC + fromSlot * H,
+                                             dOut: dOutT + fromSlot * H, dhCarry: dhCarry + fromSlot * H,
+                                             dcCarry: dcCarry + fromSlot * H, dGates: dG + fromSlot * GH, dBias: dBias,
+                                             batch: rest, hidden: H, units: units)
+                }
+                team?.barrier(member: member)
+                if needed > 0 { engine.multiply(transA: false, m: needed, a: dG, lda: GH, packedB: packed, beta: 0, c: dhCarry + lo, ldc: H) }
+            case .gru:
+                let dGhT = ws.dGh.pointer + layout.rowStart[t] * GH
+                let hn = UnsafePointer(ws.hn[u].pointer + layout.rowStart[t] * H)
+                if fromSlot > 0 {
+                    CellKernels.gruBackward(gates: gT, hn: hn, hPrev: hs + slot * H, dOut: dOutT, dhCarry: dhCarry,
+                                            dGx: dG, dGh: dGhT, dBias: dBias, batch: fromSlot, hidden: H, units: units)
+                }
+                if rest > 0 {
+                    CellKernels.gruBackward(gates: gT + fromSlot * GH, hn: hn + fromSlot * H, hPrev: h0 + fromSlot * H,
+                                            dOut: dOutT + fromSlot * H, dhCarry: dhCarry + fromSlot * H,
+                                            dGx: dG + fromSlot * GH, dGh: dGhT + fromSlot * GH, dBias: dBias,
+                                            batch: rest, hidden: H, units: units)
+                }
+                team?.barrier(member: member)
+                if needed > 0 { engine.multiply(transA: false, m: needed, a: dGhT, lda: GH, packedB: packed, beta: 1, c: dhCarry + lo, ldc: H) }
+            }
+            if hasInitialState && rest > 0 {
+                // Rows that started from the initial state at this step.
+                copyRows(ws.dh0.pointer + u * B * H, dhCarry, fromSlot, rowsT)
+                if config.cell == .lstm { copyRows(ws.dc0.pointer + u * B * H, dcCarry, fromSlot, rowsT) }
             }
         }
     }
@@ -1334,6 +1474,25 @@ public final class RNNNetwork {
             // version put its context on the heap, 14 allocations per seed-small step.
             Self.addLanes(s0, s1, s2, s3, width: w, to: out + c)
             c += w
+        }
+    }
+}
+
+/// The recurrent steps of one unit as a `ThreadTeam` task (one per network, reused).
+final class RecurrentPassTask: TeamTask, @unchecked Sendable {
+    unowned(unsafe) var network: RNNNetwork?
+    var parameters: UnsafePointer<Float>?
+    var dOut: UnsafePointer<Float>?
+    var unit = 0
+    var backward = false
+    var members = 1
+
+    func run(member: Int) {
+        guard let network, let p = parameters else { return }
+        if backward {
+            network.backwardSteps(p, unit: unit, dOut: dOut!, member: member, of: members)
+        } else {
+            network.forwardSteps(p, unit: unit, member: member, of: members)
         }
     }
 }

@@ -29,7 +29,7 @@ public struct WorkerOptions: Sendable {
     public var dataBind: String?
     /// The host name or address announced to peers for the data socket (overrides the derived one).
     public var advertiseHost: String?
-    /// GEMM threads for this worker (nil: the run's configured value).
+    /// Compute threads for this worker (GEMMs and the recurrent steps; nil: the run's configured value).
     public var threads: Int?
     /// Seconds to wait for the coordinator's WELCOME after HELLO.
     public var joinTimeout: Double

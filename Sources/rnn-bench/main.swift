@@ -16,7 +16,7 @@ struct TrainCommand: ParsableCommand {
         commandName: "train",
         abstract: "Samples/s and GFLOP/s of a full training step (forward, loss, backward, Adam) per configuration.")
 
-    @Option(parsing: .unconditional, help: "GEMM threads.") var threads = 1
+    @Option(parsing: .unconditional, help: "Compute threads (GEMMs and the recurrent steps).") var threads = 1
     @Option(help: ArgumentHelp("Configurations, comma-separated (default: all): \(trainBenchConfigNames()).", valueName: "name[,name]"))
     var config: String?
     @Option(parsing: .unconditional, help: "Seconds per configuration, after a warm-up step.") var seconds = 3.0

@@ -121,7 +121,7 @@ struct NetworkFlags: ParsableArguments {
     var workers: Int?
     @Option(name: .customLong("local-workers"), parsing: .unconditional, help: "Start this many rnn-worker processes on this machine.")
     var localWorkers = 0
-    @Option(parsing: .unconditional, help: "GEMM threads per worker.")
+    @Option(parsing: .unconditional, help: "Compute threads per worker: GEMMs and the recurrent steps (split by hidden units); the results do not depend on it.")
     var threads = 1
     @Option(help: "Control endpoint to bind (port * picks a free one).")
     var bind = "tcp://127.0.0.1:5555"

@@ -29,7 +29,7 @@ struct RNNWorkerCommand: ParsableCommand {
     var dataBind: String?
     @Option(name: .customLong("advertise-host"), help: "Host or address the other workers use to reach this one.")
     var advertiseHost: String?
-    @Option(parsing: .unconditional, help: "GEMM threads (default: the run's --threads).")
+    @Option(parsing: .unconditional, help: "Compute threads: GEMMs and the recurrent steps (default: the run's --threads); the results do not depend on it.")
     var threads: Int?
     @Option(name: .customLong("join-timeout"), parsing: .unconditional, help: "Seconds to wait for the coordinator to welcome this worker.")
     var joinTimeout: Double = 120

@@ -118,6 +118,64 @@ final class NetworkTests: XCTestCase {
         print("threads 2 vs 1: gradients \(results[1] == results[0] ? "bitwise equal" : "max abs diff \(r.maxAbs)")")
     }
 
+    /// Issue 18 item 3: with 2 threads the recurrent steps are split by hidden units across the
+    /// thread team (and big GEMMs by rows or columns); parameters after 3 Adam steps, the loss
+    /// and the initial-state gradients must be bitwise those of 1 thread, for every cell, a
+    /// bidirectional 2-layer model, lengths, an initial state and a per-step head, at sizes
+    /// whose unit split is uneven (H = 40: 16 + 24 units) and at the split's size threshold.
+    func testTwoThreadsAreBitwiseOneThreadAfterTrainingSteps() throws {
+        struct Case { var config: ModelConfig; var lengths = false; var state = false; var minFlops = 0 }
+        let cases: [Case] = [
+            Case(config: ModelConfig(cell: .lstm, inputSize: 12, hiddenSize: 40, layers: 2, outputSize: 3)),
+            Case(config: ModelConfig(cell: .gru, inputSize: 12, hiddenSize: 40, layers: 2, outputSize: 3, head: .everyStep), state: true),
+            Case(config: ModelConfig(cell: .rnnTanh, inputSize: 5, hiddenSize: 64, outputSize: 2)),
+            Case(config: ModelConfig(cell: .rnnRelu, inputSize: 6, hiddenSize: 33, outputSize: 4, head: .everyStep, loss: .mse), lengths: true),
+            Case(config: ModelConfig(cell: .lstm, inputSize: 10, hiddenSize: 48, layers: 2, outputSize: 3, bidirectional: true),
+                 lengths: true, state: true),
+            Case(config: ModelConfig(cell: .gru, inputSize: 10, hiddenSize: 32, layers: 2, outputSize: 3, bidirectional: true), lengths: true),
+            // The default threshold: a step of H = 128, B = 24 (3.1 MFLOP per thread) is split.
+            Case(config: ModelConfig(cell: .lstm, inputSize: 32, hiddenSize: 128, outputSize: 5), minFlops: 2_000_000),
+        ]
+        let B = 24, T = 9
+        for c in cases {
+            let config = c.config
+            var rng = SeededGenerator(seed: 17)
+            let x = (0..<(B * T * config.inputSize)).map { _ in rng.nextFloat(in: -1, 1) }
+            let rows = config.head == .lastStep ? B : B * T
+            let targets: Targets = config.loss == .crossEntropy
+                ? .classIds((0..<rows).map { _ in Int32(rng.next() % UInt64(config.outputSize)) })
+                : .values((0..<(rows * config.outputSize)).map { _ in rng.nextFloat(in: -1, 1) })
+            let lengths: [Int]? = c.lengths ? (0..<B).map { b in 1 + (b * 5) % T } : nil
+            let n = config.layers * config.directions * B * config.hiddenSize
+            let state: RecurrentState? = c.state
+                ? RecurrentState(h: (0..<n).map { _ in rng.nextFloat(in: -0.5, 0.5) },
+                                 c: config.cell == .lstm ? (0..<n).map { _ in rng.nextFloat(in: -0.5, 0.5) } : nil)
+                : nil
+            var finals: [[Float]] = [], losses: [[Double]] = [], initialGradients: [[Float]] = []
+            for threads in [1, 2] {
+                let network = try RNNNetwork(config: config, threads: threads)
+                network.recurrentSplitMinFlops = c.minFlops
+                var parameters = ParameterTable.initialParameters(config: config, seed: 23)
+                var optimizer = AdamOptimizer(config: OptimizerConfig(kind: .adam, lr: 1e-2), parameterCount: parameters.count)
+                var lossSums: [Double] = []
+                for _ in 0..<3 {
+                    var (stats, gradient) = try network.meanLossAndGradient(parameters: parameters, input: x, batch: B, steps: T,
+                                                                            targets: targets, initialState: state, lengths: lengths)
+                    lossSums.append(stats.lossSum)
+                    _ = optimizer.step(parameters: &parameters, gradient: &gradient)
+                }
+                finals.append(parameters)
+                losses.append(lossSums)
+                initialGradients.append(network.initialStateGradient().h + (network.initialStateGradient().c ?? []))
+            }
+            let name = "\(config.cell) H=\(config.hiddenSize) L=\(config.layers) D=\(config.directions)"
+            XCTAssertEqual(losses[1], losses[0], "\(name): losses")
+            let firstDiff = zip(finals[1], finals[0]).enumerated().first { $0.element.0.bitPattern != $0.element.1.bitPattern }
+            XCTAssertNil(firstDiff, "\(name): parameter \(firstDiff?.offset ?? -1) differs after 3 steps: threads 2 \(firstDiff?.element.0 ?? 0), threads 1 \(firstDiff?.element.1 ?? 0)")
+            XCTAssertEqual(initialGradients[1], initialGradients[0], "\(name): initial-state gradients")
+        }
+    }
+
     /// The input projection runs in row chunks on one thread once the gates outgrow L2 (here
     /// N x 4H = 1400 x 256 floats, chunks of 510 rows, the last one partial) and as one product
     /// with two threads (a chunk is too small to split): every element gets the same
