@@ -165,14 +165,6 @@ final class TrainingRun {
         schedulerAtState = scheduler
     }
 
-    /// A state fetched from the replicas after `step` (< `globalStep`) steps: the survivors
-    /// rolled back (below --min-workers).
-    func adopt(_ fetched: TrainingState, atStep step: Int) {
-        state = fetched
-        stateStep = step
-        schedulerAtState = scheduler
-    }
-
     /// The learning rate of the step `ahead` steps after the next one (nil: the optimizer's own).
     func lr(ahead: Int) -> Double? { scheduler?.lr(ahead: ahead) }
 

@@ -117,7 +117,7 @@ struct FaultInjection: Sendable {
 /// One worker process (or thread, in tests). Use from one thread.
 public final class Worker: @unchecked Sendable {
     public let options: WorkerOptions
-    private let log: @Sendable (String) -> Void
+    let log: @Sendable (String) -> Void
     /// Tells this worker's IPC ring sockets apart from other workers' (also in one process).
     private let instance = String(UInt64.random(in: 1...UInt64.max), radix: 36)
 
@@ -176,7 +176,7 @@ public final class Worker: @unchecked Sendable {
 
     /// Throws when this worker must stop: a signal (`Interrupted`), or the process that started
     /// it is gone. Called between frames and while waiting.
-    private func checkLocalStop(rank: Int?, appliedSteps: Int = 0) throws {
+    func checkLocalStop(rank: Int?, appliedSteps: Int = 0) throws {
         let who = rank.map { "rank \($0)" } ?? "worker"
         if let sig = options.stop?.requested {
             throw Interrupted(signal: sig, checkpoint: nil, globalStep: appliedSteps,
@@ -187,7 +187,7 @@ public final class Worker: @unchecked Sendable {
         }
     }
 
-    private var parentIsGone: Bool { options.parentPID.map { getppid() != $0 } ?? false }
+    var parentIsGone: Bool { options.parentPID.map { getppid() != $0 } ?? false }
 
     /// HELLO until WELCOME: waits in slices, checking for a signal, a refused CURVE handshake
     /// (the monitor says why) and the deadline; a refusal over a token read from the file is
@@ -263,15 +263,6 @@ public final class Worker: @unchecked Sendable {
         return try session.run()
     }
 
-    /// Throws `Interrupted` on a signal or `WorkerError` when the parent is gone (see checkLocalStop).
-    func checkStop(rank: Int, appliedSteps: Int) throws {
-        try checkLocalStop(rank: rank, appliedSteps: appliedSteps)
-    }
-
-    var parentGone: Bool { parentIsGone }
-
-    var logger: @Sendable (String) -> Void { log }
-
     /// The coordinator's heartbeat endpoint as this machine reaches it: the port it announced
     /// at the host this worker dialled.
     func heartbeatEndpoint(_ announced: String) -> String {
@@ -327,6 +318,8 @@ final class Replica {
     let overlap: Bool
     /// The communication thread of the overlapped path (started on first use).
     private let reducer = BucketReducer()
+    /// Backward's `onGradientReady` on the overlapped path, made once (not a closure per step).
+    private lazy var reportSegment: (Range<Int>) -> Void = { [reducer] _ in reducer.segmentReady() }
     /// The gradient part of `reduceBuffer` is all zero: the last update cleared it as it read
     /// it, so the next step needs no zeroing pass (20 MB for a 20,000-word one-hot W_ih). False
     /// from the moment a step starts adding into it until an update completes.
@@ -465,7 +458,7 @@ final class Replica {
                         if overlapped {
                             reducer.begin(ring: ring, buffer: reduceBuffer, plan: buckets, step: UInt64(step.globalStep), failAt: failAt)
                             handedOver = true
-                            ready = { [reducer] _ in reducer.segmentReady() }
+                            ready = reportSegment
                         }
                     }
                     stats = stats + (try parameters.withUnsafeBufferPointer { p in

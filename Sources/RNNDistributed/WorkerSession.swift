@@ -20,7 +20,7 @@ final class WorkerSession {
     private(set) var phase = Phase.joining
     private let worker: Worker
     private var options: WorkerOptions { worker.options }
-    private var log: @Sendable (String) -> Void { worker.logger }
+    private var log: @Sendable (String) -> Void { worker.log }
     private let context: ZMQContext
     private let control: ZMQSocket
     private let heartbeat: HeartbeatLink
@@ -76,13 +76,13 @@ final class WorkerSession {
             heartbeatTimeout = Double(welcome.heartbeatTimeoutMilliseconds) / 1000
             ringTimeoutMilliseconds = welcome.ringTimeoutMilliseconds
             decoder = FrameDecoder(expectedRunID: runID)
-            worker.logger("worker: joined run \(String(runID, radix: 16)) at \(worker.options.connect) as rank \(rank) of \(world) at global step \(welcome.completedSteps)")
+            worker.log("worker: joined run \(String(runID, radix: 16)) at \(worker.options.connect) as rank \(rank) of \(world) at global step \(welcome.completedSteps)")
             heartbeat.update(rank: rank, appliedSteps: welcome.completedSteps)
             replica = try Self.makeReplica(worker: worker, config: config, welcome: welcome, control: control, runID: runID)
             ringGate = try worker.options.curve.map { _ in
                 try ZAPAuthenticator(context: context, allowed: [], rejections: PeerRejections(),
                                      holdSeconds: min(10, Double(welcome.ringTimeoutMilliseconds) / 1000),
-                                     log: { [log = worker.logger] in log("worker: \($0)") })
+                                     log: { [log = worker.log] in log("worker: \($0)") })
             }
         } catch {
             heartbeat.stop()
@@ -346,7 +346,7 @@ final class WorkerSession {
     /// coordinator, or a message of the coordinator other than the next step's assignment
     /// (which the coordinator sends ahead and which waits in the inbox).
     private func interruptsStep() -> Bool {
-        if heartbeat.status != .alive || options.stop?.requested != nil || worker.parentGone { return true }
+        if heartbeat.status != .alive || options.stop?.requested != nil || worker.parentIsGone { return true }
         func stops(_ f: Frame) -> Bool { f.header.kind != .stepAssignment && f.header.kind != .heartbeat }
         if inbox.contains(where: stops) { return true }
         while let f = try? control.receiveFrame(decoder, deadline: .now()) {
@@ -361,7 +361,7 @@ final class WorkerSession {
     /// A signal: LEAVE, so the coordinator re-forms the ring without this worker at once.
     private func leaveIfAsked() throws {
         do {
-            try worker.checkStop(rank: rank, appliedSteps: replica.appliedSteps)
+            try worker.checkLocalStop(rank: rank, appliedSteps: replica.appliedSteps)
         } catch let interrupted as Interrupted {
             log("worker: rank \(rank) received \(StopRequest.name(of: interrupted.signal)); leaving the run")
             try? control.send(frame: LeaveMessage(reason: "rank \(rank) received \(StopRequest.name(of: interrupted.signal))")
