@@ -459,6 +459,7 @@ public final class Coordinator: @unchecked Sendable {
                 next.append((rank, frame))
             } else if m.records[0].globalStep == globalStep, m.records.count == count, results[rank] == nil {
                 results[rank] = m.records
+                if let c = m.records[0].measuredCrossover { membership.record(c) }
                 missing -= 1
             } else {
                 membership.rejects.record(.unexpected)

@@ -11,9 +11,11 @@
 // (`RNNNetwork.scoredCount`), so every bucket stays one contiguous range. The plan depends only
 // on the model, so every rank cuts the same buckets.
 //
-// Bucket k of global step s is all-reduced as its own `allReduceSum` call, tagged s * 65536 + k
-// in the frame header's step field (`tag`): frames of the next bucket that arrive early are
-// kept aside like frames of the next step, and stale ones are dropped as before.
+// Bucket k of global step s is all-reduced as its own `allReduceSum` call, tagged
+// (s + 1) * 65536 + k in the frame header's step field (`tag`): frames of the next bucket that
+// arrive early are kept aside like frames of the next step, and stale ones are dropped as
+// before. Tags below 65536 belong to the crossover measurement a new ring runs before its
+// first step (AllReduceCrossover.swift).
 //
 // Bitwise equality: with overlap the buckets are reduced by `BucketReducer`'s thread as they
 // become ready, without it by the calling thread after backward, but in both cases the same
@@ -75,8 +77,9 @@ public struct GradientBuckets: Equatable, Sendable {
 
     public var count: Int { buckets.count }
 
-    /// The frame-header step of bucket `k` of global step `step`.
-    public static func tag(step: UInt64, bucket k: Int) -> UInt64 { step &* tagsPerStep &+ UInt64(k) }
+    /// The frame-header step of bucket `k` of global step `step` (tags below `tagsPerStep` are
+    /// the crossover measurement's).
+    public static func tag(step: UInt64, bucket k: Int) -> UInt64 { (step &+ 1) &* tagsPerStep &+ UInt64(k) }
 }
 
 extension AllReduceError {

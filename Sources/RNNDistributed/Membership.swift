@@ -77,6 +77,8 @@ final class Membership {
     var spinMicroseconds: Int
     /// Called with the new world size whenever a ring is formed (ranks change).
     var onRingFormed: (Int) -> Void = { _ in }
+    /// The all-reduce crossovers measured in this run, one per (leader) world; every RING carries them.
+    private(set) var crossovers: [CrossoverThresholds] = []
 
     init(options: CoordinatorOptions, events: @escaping @Sendable (TrainingEvent) -> Void) throws {
         self.options = options
@@ -222,7 +224,8 @@ final class Membership {
                 drop(lost)
                 continue
             }
-            let ring = RingMessage(generation: generation, endpoints: members.map(\.dataEndpoint), publicKeys: members.map(\.publicKey))
+            let ring = RingMessage(generation: generation, endpoints: members.map(\.dataEndpoint), publicKeys: members.map(\.publicKey),
+                                   crossovers: crossovers)
             for m in members { send(ring, to: m) }
             if generation > 1 {
                 report(.message(.info, "Ring generation \(generation): \(members.count) worker(s) (\(reason))"))
@@ -232,6 +235,12 @@ final class Membership {
     }
 
     /// WELCOME to each new member, REFORM to the others, with its rank in the new ring.
+    /// A crossover rank 0 measured (METRICS): later rings of its world use it.
+    func record(_ crossover: CrossoverThresholds) {
+        crossovers.removeAll { $0.world == crossover.world }
+        crossovers.append(crossover)
+    }
+
     private func sendMembership(state: TrainingState, completed: Int, reason: String) {
         let world = members.count
         let configJSON = options.config.jsonString()

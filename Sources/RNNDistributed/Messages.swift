@@ -279,18 +279,24 @@ struct RingMessage: ControlMessage, Equatable {
     var endpoints: [String]
     /// With CURVE: publicKeys[k] is rank k's ring server key (empty strings otherwise).
     var publicKeys: [String]
+    /// The all-reduce crossovers this run measured so far, one per (leader) world
+    /// (AllReduceCrossover.swift): a ring of one of these worlds uses them instead of measuring.
+    var crossovers: [CrossoverThresholds]
 
     func encode(into w: inout BinaryWriter) {
         w.write(generation)
         w.write(endpoints.count)
         for e in endpoints { w.write(e) }
         for k in publicKeys { w.write(k) }
+        w.write(crossovers.count)
+        for c in crossovers { c.encode(into: &w) }
     }
 
-    init(generation: UInt32, endpoints: [String], publicKeys: [String]? = nil) {
+    init(generation: UInt32, endpoints: [String], publicKeys: [String]? = nil, crossovers: [CrossoverThresholds] = []) {
         self.generation = generation
         self.endpoints = endpoints
         self.publicKeys = publicKeys ?? endpoints.map { _ in "" }
+        self.crossovers = crossovers
         precondition(self.publicKeys.count == endpoints.count)
     }
 
@@ -302,6 +308,27 @@ struct RingMessage: ControlMessage, Equatable {
         for _ in 0..<n { endpoints.append(try r.readString("endpoint")) }
         publicKeys = []
         for _ in 0..<n { publicKeys.append(try r.readString("public key")) }
+        let c = try r.readInt("crossover count")
+        guard c >= 0 && c <= 65_536 else { throw PayloadError.invalidValue(field: "crossover count", found: "\(c) (expected 0...65536)") }
+        crossovers = []
+        for _ in 0..<c { crossovers.append(try CrossoverThresholds(from: &r)) }
+    }
+}
+
+extension CrossoverThresholds {
+    func encode(into w: inout BinaryWriter) {
+        w.write(world)
+        w.write(recursiveDoublingMaxBytes)
+        w.write(halvingDoublingMaxBytes)
+    }
+
+    init(from r: inout BinaryReader) throws(PayloadError) {
+        world = try r.readInt("crossover world")
+        recursiveDoublingMaxBytes = try r.readInt("recursive doubling bytes")
+        halvingDoublingMaxBytes = try r.readInt("halving-doubling bytes")
+        guard world >= 1, recursiveDoublingMaxBytes >= 0, halvingDoublingMaxBytes >= recursiveDoublingMaxBytes else {
+            throw PayloadError.invalidValue(field: "crossover", found: "W \(world), \(recursiveDoublingMaxBytes), \(halvingDoublingMaxBytes)")
+        }
     }
 }
 
@@ -423,6 +450,8 @@ struct MetricsMessage: StepRecord {
     /// Every element of the reduced gradient and of the updated parameters was finite; false:
     /// training diverged at this step.
     var gradientFinite = true
+    /// Rank 0, on the first step of a ring that measured its all-reduce crossover: the result.
+    var measuredCrossover: CrossoverThresholds?
 
     func encode(into w: inout BinaryWriter) {
         w.write(globalStep)
@@ -437,6 +466,8 @@ struct MetricsMessage: StepRecord {
         w.write(reduceExposedSeconds)
         w.write(reduceHiddenSeconds)
         w.write(gradientFinite)
+        w.write(measuredCrossover != nil)
+        measuredCrossover?.encode(into: &w)
     }
 
     init(globalStep: Int, lossSum: Double, scored: Int, correct: Int, samples: Int, globalScored: Int,
@@ -469,6 +500,7 @@ struct MetricsMessage: StepRecord {
         reduceExposedSeconds = try r.readDouble("exposed reduce seconds")
         reduceHiddenSeconds = try r.readDouble("hidden reduce seconds")
         gradientFinite = try r.readBool("gradient finite")
+        measuredCrossover = try r.readBool("measured crossover") ? try CrossoverThresholds(from: &r) : nil
     }
 }
 

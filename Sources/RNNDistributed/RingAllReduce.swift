@@ -1160,17 +1160,3 @@ public final class AllReduceBuffer: @unchecked Sendable {
         try ring.allReduceSum(UnsafeMutableBufferPointer(start: storage.base, count: count), step: step, compressedCount: gradientCount)
     }
 }
-
-/// The sizes at which the automatic choice for W >= 3 switches algorithm (bytes of the
-/// buffer, gradients and scalars together), from `scripts/bench_allreduce_algorithms.sh 3`
-/// (`rnn-bench allreduce`, loopback TCP, 2-core Zen 1 VM under load 4-5, 2026-12-04; medians,
-/// README "All-reduce by size"). Recursive doubling beat the ring at every size from 4 KiB to
-/// 256 KiB at both W = 4 (1.18x-2.05x) and W = 8 (1.76x-2.74x) and beat halving-doubling there
-/// too; from 1 MiB the ring won at W = 4 (halving-doubling 0.50x-1.00x) and tied at W = 8
-/// (1.05x-1.08x). So automatic runs recursive doubling up to 256 KiB and the ring above, and
-/// halving-doubling only when asked for (`algorithm = .halvingDoubling`): on real links, where
-/// bandwidth rather than per-message CPU cost limits, it may pay between the two.
-public enum AllReduceCrossover {
-    public static let recursiveDoublingMaxBytes = 256 * 1024
-    public static let halvingDoublingMaxBytes = 256 * 1024
-}

@@ -59,6 +59,9 @@ public struct TrainingConfig: Codable, Sendable, Equatable {
     /// All-reduce each gradient bucket while backward computes the layers below (nil: on;
     /// false: the same buckets after backward, the same bits; absent from older configs).
     public var overlapBackward: Bool? = nil
+    /// Where the automatic all-reduce switches algorithm at W >= 3 (nil: measured over each new
+    /// ring; absent from older configs). See AllReduceCrossover.swift.
+    public var allReduceCrossover: CrossoverChoice? = nil
 
     public init(
         model: ModelConfig, optimizer: OptimizerConfig, dataFiles: [String], valFiles: [String] = [],

@@ -53,6 +53,10 @@ final class WorkerSession {
     private var generations = 1, rolledBack = 0, abandoned = 0, stepMessages = 0
     /// All-reduce bytes sent by rings of earlier generations.
     private var endpointBytes = 0, localBytes = 0
+    /// This generation's ring still has to measure its all-reduce crossover (before its first step).
+    private var crossoverPending = false
+    /// Rank 0: the measurement to report with the next step's METRICS.
+    private var crossoverToReport: CrossoverThresholds?
 
     init(worker: Worker, context: ZMQContext, control: ZMQSocket, identity: [UInt8], welcome welcomeFrame: Frame) throws {
         self.worker = worker
@@ -173,6 +177,16 @@ final class WorkerSession {
             log("worker: hierarchical all-reduce: rank \(rank) is " + (h.leader == rank ? "the leader" : "a member (leader rank \(h.leader))")
                 + " of host group \(h.leaders.firstIndex(of: h.leader)! + 1) of \(groups) (\(h.members.count) rank(s) on this host)")
         }
+        crossoverPending = false
+        if (config.allReduceCrossover ?? .measured) == .measured && (config.gradientCompression ?? .none) == .none {
+            // A world this run has measured before keeps its thresholds (the same sums as then).
+            if let known = update.crossovers.first(where: { $0.world == ring.algorithmWorld }) {
+                ring.recursiveDoublingMaxBytes = known.recursiveDoublingMaxBytes
+                ring.halvingDoublingMaxBytes = known.halvingDoublingMaxBytes
+            } else {
+                crossoverPending = ring.algorithmWorld >= 3
+            }
+        }
         phase = .training
     }
 
@@ -217,12 +231,13 @@ final class WorkerSession {
     /// One step; nil when its exchange was abandoned (the coordinator's message that stopped it
     /// is in the inbox, or STEP_FAILED went out and a REFORM will follow).
     private func runStep(_ step: StepMessage) throws -> MetricsMessage? {
-        let metrics: MetricsMessage
+        var metrics: MetricsMessage
         do {
             if faults.failExchangeAtGlobalStep == step.globalStep {
                 faults.failExchangeAtGlobalStep = nil
                 throw AllReduceError.transport(ZMQError(call: "test: exchange failure injected at global step \(step.globalStep)", endpoint: nil, errno: 0))
             }
+            if crossoverPending { try measureCrossover() }
             metrics = try replica.step(step, ring: ring)
         } catch let e as AllReduceError {
             abandoned += 1
@@ -241,9 +256,25 @@ final class WorkerSession {
             try? control.send(frame: ErrorMessage(text: text).frame(runID: runID, sender: UInt32(rank)), deadline: .after(seconds: 2))
             throw WorkerError(text)
         }
+        metrics.measuredCrossover = crossoverToReport
+        crossoverToReport = nil
         if faults.corruptAfterGlobalStep == step.globalStep { replica.flipLowestBitOfFirstParameter() }
         heartbeat.update(rank: rank, appliedSteps: replica.appliedSteps)
         return metrics
+    }
+
+    /// Before the first step of a ring: every rank times the all-reduce algorithms on the sizes
+    /// this run's buckets need and all agree the crossover (AllReduceCrossover.swift). A failure
+    /// is the step's: STEP_FAILED, then a REFORM and a new ring that measures again.
+    private func measureCrossover() throws(AllReduceError) {
+        let largest = replica.buckets.buckets.map { $0.range.count * 4 }.max() ?? 0
+        var tag: UInt64 = 0
+        let started = monotonicNanoseconds()
+        if let m = try ring.measureCrossover(sizes: AllReduceCrossover.sizes(upTo: largest), tag: &tag), rank == 0 {
+            log("worker: all-reduce crossover measured in \(String(format: "%.2f", Double(monotonicNanoseconds() - started) / 1e9)) s: \(m.summary)")
+            crossoverToReport = m.thresholds
+        }
+        crossoverPending = false
     }
 
     /// EVALUATE: the loss sums of each batch of the given rows, with the current parameters.
@@ -318,6 +349,10 @@ final class WorkerSession {
                 ring.spinMicroseconds = options.spinMicroseconds
                 ring.compression = config.gradientCompression ?? .none
                 ring.hierarchical = config.hierarchicalAllReduce ?? true
+                if case .thresholds(let a, let b) = config.allReduceCrossover ?? .measured {
+                    ring.recursiveDoublingMaxBytes = a
+                    ring.halvingDoublingMaxBytes = b
+                }
                 ring.interruptCheck = { [unowned self] in interruptsStep() }
                 return ring
             } catch {

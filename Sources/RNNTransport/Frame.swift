@@ -21,7 +21,7 @@
 // flags and exact length are checked; every rejection is a typed `FrameError` and is counted.
 import Foundation
 
-/// Closed set of message kinds of protocol version 4 (who sends each, and who handles it:
+/// Closed set of message kinds of protocol version 5 (who sends each, and who handles it:
 /// docs/ARCHITECTURE.md's message table).
 public enum MessageKind: UInt16, CaseIterable, Sendable, CustomStringConvertible {
     /// Worker -> coordinator: protocol version, host, pid, run token.
@@ -89,7 +89,7 @@ public struct FrameHeader: Sendable, Equatable {
     /// 2: STEP and METRICS carry a group of consecutive steps (1 held exactly one). 3: LEAVE.
     /// 4: REFORM and STEP_FAILED are kinds of their own, EVALUATE/EVALUATION, HELLO without
     /// capabilities, WELCOME without the coordinator timeout, no PARAMETER_HASH kind.
-    public static let currentVersion: UInt16 = 4
+    public static let currentVersion: UInt16 = 5
     public static let size = 48
     /// `sender` of frames that come from the coordinator or an unranked worker.
     public static let noRank: UInt32 = 0xFFFF_FFFF

@@ -21,6 +21,14 @@ struct AllReduceBenchOptions: ParsableArguments {
     var algorithmName = "auto"
     var algorithm: AllReduceAlgorithm { Self.algorithms[algorithmName] ?? .automatic }
     @Option(help: "Gradient compression on the wire.") var compress: GradientCompression = .none
+    @Option(name: .customLong("crossover"), help: ArgumentHelp("With --algorithm auto and W >= 3: measured (timed over the ring first, as a training run does), fixed (the documented constants) or RD,HD in bytes.", valueName: "measured|fixed|RD,HD"),
+            transform: { text in
+                guard let c = CrossoverChoice(argument: text) else {
+                    throw ValidationError("expected measured, fixed or two byte counts RD,HD with RD <= HD, found '\(text)'")
+                }
+                return c
+            })
+    var crossover: CrossoverChoice = .measured
     @Flag(help: "One JSON line per size (scripts/bench_allreduce.sh, bench_netns.sh).") var json = false
     @Option(name: .customLong("sub-chunk"), parsing: .unconditional, help: ArgumentHelp("RingAllReduce's sub-chunk size (default: its own).", valueName: "bytes"))
     var subChunkBytes: Int?  // nil: RingAllReduce's default
@@ -164,7 +172,7 @@ private func runAllReduceParent(_ o: AllReduceBenchOptions) throws {
             a = ["allreduce-rank"]
         }
         a += [ "--rank", "\(r)", "--world", "\(o.world)", "--control", controlEndpoint]
-        a += ["--algorithm", o.algorithmName, "--volume", "\(o.bytesPerSize)", "--compress", o.compress.rawValue]
+        a += ["--algorithm", o.algorithmName, "--volume", "\(o.bytesPerSize)", "--compress", o.compress.rawValue, "--crossover", o.crossover.description]
         if let b = o.subChunkBytes { a += ["--sub-chunk", "\(b)"] }
         if let b = o.copyFrameBytes { a += ["--copy-frame", "\(b)"] }
         if let b = o.sendWindow { a += ["--send-window", "\(b)"] }
@@ -225,7 +233,7 @@ private func runAllReduceParent(_ o: AllReduceBenchOptions) throws {
                 // CPU time of all ranks together per op (robust against other load).
                 let cpuPerOp = all.map { $0.cpuSeconds / Double($0.iterations) }.reduce(0, +)
                 if o.json {
-                    print("{\"impl\":\"swift-\(o.algorithmName)\(o.compress == .bf16 ? "-bf16" : "")\(o.transport == "ipc" ? "-ipc" : "")\",\"world\":\(o.world),\"bytes\":\(s.bytes),\"iters\":\(s.iterations),\"us_per_op\":\(perOp * 1e6),\"cpu_us_per_op\":\(cpuPerOp * 1e6),\"busbw_gbps\":\(busBW),\"verified\":\(ok)}")
+                    print("{\"impl\":\"swift-\(o.algorithmName)\(o.algorithm == .automatic && o.crossover != .measured ? "-" + (o.crossover == .fixed ? "fixed" : o.crossover.description) : "")\(o.compress == .bf16 ? "-bf16" : "")\(o.transport == "ipc" ? "-ipc" : "")\",\"world\":\(o.world),\"bytes\":\(s.bytes),\"iters\":\(s.iterations),\"us_per_op\":\(perOp * 1e6),\"cpu_us_per_op\":\(cpuPerOp * 1e6),\"busbw_gbps\":\(busBW),\"verified\":\(ok)}")
                 } else {
                     print(String(format: "%10d %8d %10.1f %12.3f %12.1f%@", s.bytes, s.iterations, perOp * 1e6, busBW, cpuPerOp * 1e6, ok ? "" : "  WRONG RESULT"))
                 }
@@ -284,6 +292,18 @@ private func runAllReduceRank(_ o: AllReduceBenchOptions) throws {
         let welcome = try JSONPayload.decode(RankWelcome.self, from: w.payload)
         try ring.connect(peerEndpoints: welcome.endpoints)
         var step: UInt64 = 0
+        switch o.crossover {
+        case .measured:
+            // As a training run does before its first step (AllReduceCrossover.swift).
+            let started = monotonicNanoseconds()
+            if let m = try ring.measureCrossover(sizes: AllReduceCrossover.sizes(upTo: o.sizes.max() ?? 0), tag: &step), rank == 0 {
+                let seconds = String(format: "%.2f", Double(monotonicNanoseconds() - started) / 1e9)
+                FileHandle.standardError.write(Data("crossover measured in \(seconds) s: \(m.summary)\n".utf8))
+            }
+        case .thresholds(let a, let b):
+            ring.recursiveDoublingMaxBytes = a
+            ring.halvingDoublingMaxBytes = b
+        }
         let barrier = AllReduceBuffer(gradientCount: 1, scalarCount: 0)
         for bytes in o.sizes {
             let n = bytes / 4

@@ -67,6 +67,7 @@ struct Start: ParsableCommand {
             if network.compress != .none { config.gradientCompression = network.compress }
             if network.flatAllreduce { config.hierarchicalAllReduce = false }
             if network.noOverlap { config.overlapBackward = false }
+            if network.allreduceCrossover != .measured { config.allReduceCrossover = network.allreduceCrossover }
             schedule.apply(to: &config)
             try selection.apply(to: &config, checkpointDir: training.checkpointDir)
             var options = CoordinatorOptions(

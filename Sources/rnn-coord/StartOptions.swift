@@ -141,6 +141,8 @@ struct NetworkFlags: ParsableArguments {
     var flatAllreduce = false
     @Flag(name: .customLong("no-overlap"), help: "All-reduce the gradient buckets only after the whole backward (default: each layer's bucket, the head first, leaves as soon as its backward is done, while the layers below still compute; the same bits either way).")
     var noOverlap = false
+    @Option(name: .customLong("allreduce-crossover"), help: ArgumentHelp("Where the all-reduce of 3 or more workers switches from recursive doubling to halving-doubling to the ring: measured (over each new ring, before its first step), fixed (the documented constants), or RD,HD in bytes (as the workers' log line of a measured run names them, to repeat its bits).", valueName: "measured|fixed|RD,HD"), transform: parseCrossover)
+    var allreduceCrossover: CrossoverChoice = .measured
     // Fault tolerance (see Heartbeat.swift in RNNDistributed).
     @Option(name: .customLong("heartbeat-interval"), parsing: .unconditional, help: "Seconds between heartbeats, both ways.")
     var heartbeatInterval: Double = 1
@@ -155,6 +157,13 @@ struct NetworkFlags: ParsableArguments {
         if let w = workers, w >= 1, localWorkers > w { throw ValidationError("'--local-workers' (\(localWorkers)) cannot exceed '--workers' (\(w)).") }
         if threads < 1 { throw ValidationError("Please specify '--threads' of at least 1.") }
     }
+}
+
+func parseCrossover(_ text: String) throws -> CrossoverChoice {
+    guard let choice = CrossoverChoice(argument: text) else {
+        throw ValidationError("expected measured, fixed or two byte counts RD,HD with RD <= HD (such as 65536,1048576), found '\(text)'")
+    }
+    return choice
 }
 
 struct SecurityFlags: ParsableArguments {

@@ -181,6 +181,7 @@ extension Start {
             ("resume", s(t.resume)), ("log-every", s(out.logEvery)), ("join-timeout", s(n.joinTimeout)), ("step-timeout", s(n.stepTimeout)),
             ("spin", s(n.spin)), ("steps-per-message", s(n.stepsPerMessage)), ("balance", .flag(n.balance)), ("compress", s(n.compress.rawValue)),
             ("flat-allreduce", .flag(n.flatAllreduce)), ("no-overlap", .flag(n.noOverlap)),
+            ("allreduce-crossover", s(n.allreduceCrossover.description)),
             ("quiet", .flag(out.quiet)), ("log-format", s(out.logFormat.rawValue)), ("log-level", s(out.logLevel.rawValue)), ("no-plot", .flag(out.noPlot)),
             ("heartbeat-interval", s(n.heartbeatInterval)), ("heartbeat-timeout", s(n.heartbeatTimeout)), ("min-workers", s(n.minWorkers)),
             // Paths, not secrets: a resumed run (`--resume DIR` reads this file) keeps its encryption.

@@ -71,6 +71,8 @@ final class CLITests: XCTestCase {
             ("rnn-coord", ["start", "--data", "x.h5", "--local-workers", "1", "--spin=-5"], "'--spin' of 0 or more microseconds, found -5"),
             ("rnn-worker", ["--connect", "tcp://127.0.0.1:1", "--spin=-1"], "'--spin' of 0 or more microseconds, found -1"),
             ("rnn-coord", ["start", "--data", "x.h5", "--local-workers", "1", "--steps-per-message", "65"], "'--steps-per-message' from 1 to 64, found 65"),
+            ("rnn-coord", ["start", "--data", "x.h5", "--local-workers", "1", "--allreduce-crossover", "2,1"],
+             "expected measured, fixed or two byte counts RD,HD with RD <= HD (such as 65536,1048576), found '2,1'"),
         ]
         for (name, args, expected) in cases {
             let (status, out, err) = try run(name, args)
@@ -91,6 +93,7 @@ final class CLITests: XCTestCase {
             (["train", "--seconds", "-1"], "a positive '--seconds', found -1.0"),
             (["gemm", "--threads", "0"], "'--threads' of at least 1, found 0"),
             (["allreduce", "--algorithm", "tree"], "'--algorithm' as auto, ring"),
+            (["allreduce", "--crossover", "fast"], "expected measured, fixed or two byte counts RD,HD with RD <= HD, found 'fast'"),
             (["scaling", "--overlap", "2"], "'--overlap' as a fraction in [0, 1], found 2.0"),
             (["train", "--config", "lstm-huge"], "found 'lstm-huge'"),
             (["probe", "--secnds", "1"], "'--secnds'"),

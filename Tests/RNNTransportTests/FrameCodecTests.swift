@@ -49,7 +49,7 @@ final class FrameCodecTests: XCTestCase {
         let b = h.encoded
         XCTAssertEqual(b.count, 48)
         XCTAssertEqual(Array(b[0..<4]), Array("RNNT".utf8))
-        XCTAssertEqual(Array(b[4..<6]), [4, 0])  // protocol version 4 (REFORM and STEP_FAILED kinds, EVALUATE/EVALUATION)
+        XCTAssertEqual(Array(b[4..<6]), [5, 0])  // protocol version 5 (RING and METRICS carry the measured all-reduce crossover)
         XCTAssertEqual(Array(b[6..<8]), [7, 0])
         XCTAssertEqual(Array(b[8..<16]), [8, 7, 6, 5, 4, 3, 2, 1])
         XCTAssertEqual(b[16], 3)
