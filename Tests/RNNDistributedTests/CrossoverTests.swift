@@ -44,6 +44,7 @@ final class CrossoverTests: XCTestCase {
         XCTAssertEqual(AllReduceCrossover.sizes(upTo: 70_000), [4 << 10, 16 << 10, 64 << 10, 256 << 10])
         XCTAssertEqual(AllReduceCrossover.sizes(upTo: 100), [4 << 10])
         XCTAssertEqual(AllReduceCrossover.sizes(upTo: 9 << 20), grid)
+        XCTAssertEqual(grid.map { AllReduceCrossover.operationsPerBlock(bytes: $0, blockBytes: 1 << 20) }, [32, 32, 16, 4, 2])
     }
 
     func testArgument() {
@@ -88,7 +89,7 @@ final class CrossoverTests: XCTestCase {
             XCTAssertTrue(runOnThreads(world, timeoutSeconds: 60) { rank in
                 do {
                     var tag: UInt64 = 0
-                    guard let m = try rings[rank].measureCrossover(sizes: AllReduceCrossover.sizes(upTo: 1 << 20), tag: &tag, repetitions: 2) else {
+                    guard let m = try rings[rank].measureCrossover(sizes: AllReduceCrossover.sizes(upTo: 1 << 20), tag: &tag, blockBytes: 0) else {
                         return errors.update { $0.append("rank \(rank): nothing measured") }
                     }
                     measured.update { $0[rank] = m }
@@ -107,7 +108,9 @@ final class CrossoverTests: XCTestCase {
             XCTAssertEqual(errors.get, [])
             let all = measured.get
             XCTAssertEqual(all.count, world)
-            XCTAssertEqual(Set(tags.get.values), [UInt64(5 * 3 * 3 + 1)], "warm-up + 2 timed per size and algorithm, and the agreement")
+            let perCandidate = 1 + 2 * 2  // a warm-up and two blocks of 2
+            let expectedTags = UInt64(5 * 3 * perCandidate + 1)  // 5 sizes, 3 algorithms, and the agreement
+            XCTAssertEqual(Set(tags.get.values), [expectedTags])
             for (r, m) in all {
                 XCTAssertEqual(m, all[0], "W=\(world) rank \(r) measured otherwise than rank 0")
                 XCTAssertEqual(rings[r].recursiveDoublingMaxBytes, m.recursiveDoublingMaxBytes)
