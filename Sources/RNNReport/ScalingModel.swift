@@ -2,8 +2,13 @@
 //
 // All-reduce of S bytes over W ranks:
 //   ring:               2(W-1) * alpha + 2(W-1)/W * S * beta
-//   recursive doubling: ceil(log2 W) * (alpha + S * beta)  (whole buffers each round; what
-//                       RingAllReduce runs up to 256 KiB for W >= 3)
+//   recursive doubling: ceil(log2 W) * (alpha + S * beta)  (whole buffers each round)
+//   halving-doubling:   2 log2 P * alpha + 2(P-1)/P * S * beta, P the largest power of two
+//                       <= W, plus 2 (alpha + S * beta) for the hand-over and hand-back when W > P
+//   automatic:          the least of the three for W >= 3 (RingAllReduce measures its
+//                       crossover over each new ring and so runs the fastest); the ring at W = 2
+//   fixed:              recursive doubling up to 256 KiB for W >= 3, the ring above
+//                       (`--allreduce-crossover fixed`)
 // A data-parallel step with b rows per worker, compute c seconds per row and an overlap
 // fraction f of the all-reduce hidden behind backward:
 //   step(W) = b * c + (1 - f) * allReduce(W, S)
@@ -47,8 +52,12 @@ public struct AlphaBeta: Sendable, Equatable {
 public enum AllReduceShape: String, Sendable {
     case ring
     case recursiveDoubling = "recursive-doubling"
-    /// RingAllReduce's automatic choice: recursive doubling up to `automaticCrossoverBytes` for W >= 3.
+    case halvingDoubling = "halving-doubling"
+    /// RingAllReduce's automatic choice with a measured crossover: the fastest of the three for W >= 3.
     case automatic = "auto"
+    /// The documented constants (`--allreduce-crossover fixed`): recursive doubling up to
+    /// `automaticCrossoverBytes` for W >= 3, the ring above.
+    case fixedCrossover = "fixed"
 }
 
 public enum ScalingModel {
@@ -65,7 +74,17 @@ public enum ScalingModel {
         case .recursiveDoubling:
             let rounds = Double(Int.bitWidth - (world - 1).leadingZeroBitCount)  // ceil(log2 W)
             return rounds * (cost.alpha + bytes * cost.beta)
+        case .halvingDoubling:
+            guard world >= 3 else { return allReduceSeconds(world: world, bytes: bytes, cost: cost, shape: .ring) }
+            let log2P = Int.bitWidth - 1 - world.leadingZeroBitCount
+            let p = Double(1 << log2P)
+            let extra = world > 1 << log2P ? 2 * (cost.alpha + bytes * cost.beta) : 0
+            return extra + 2 * Double(log2P) * cost.alpha + 2 * (p - 1) / p * bytes * cost.beta
         case .automatic:
+            guard world >= 3 else { return allReduceSeconds(world: world, bytes: bytes, cost: cost, shape: .ring) }
+            return [AllReduceShape.recursiveDoubling, .halvingDoubling, .ring]
+                .map { allReduceSeconds(world: world, bytes: bytes, cost: cost, shape: $0) }.min()!
+        case .fixedCrossover:
             let rd = world >= 3 && bytes <= Double(automaticCrossoverBytes)
             return allReduceSeconds(world: world, bytes: bytes, cost: cost, shape: rd ? .recursiveDoubling : .ring)
         }

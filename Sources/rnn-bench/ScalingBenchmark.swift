@@ -205,8 +205,9 @@ func runScalingCommand(_ o: ScalingOptions) -> Int32 {
 }
 
 /// Fits alpha and beta on the W = 2 medians of `impl` and prints measured against predicted for
-/// every W > 2 (the automatic shape: recursive doubling up to 256 KiB for W >= 3, else the ring;
-/// `swift-ring` rows with the ring formula).
+/// every W > 2 (`swift-auto` rows with the automatic shape, the fastest of recursive doubling,
+/// halving-doubling and the ring for W >= 3; `swift-auto-fixed` with the fixed crossover,
+/// recursive doubling up to 256 KiB; `swift-ring` rows and gloo with the ring formula).
 private func validate(file: String, impl: String) throws {
     let rows = try readRows(file)
     let m = medians(rows, impl: impl)
@@ -219,7 +220,8 @@ private func validate(file: String, impl: String) throws {
     print("|---|---|---|---|---|")
     for w in m.keys.sorted() {
         for (bytes, t) in m[w]!.sorted(by: { $0.key < $1.key }) {
-            let shape: AllReduceShape = impl.hasPrefix("swift-ring") ? .ring : (impl.hasPrefix("swift") ? .automatic : .ring)
+            let shape: AllReduceShape = impl.hasPrefix("swift-ring") ? .ring
+                : impl.hasPrefix("swift-auto-fixed") ? .fixedCrossover : impl.hasPrefix("swift-auto") ? .automatic : .ring
             let p = ScalingModel.allReduceSeconds(world: w, bytes: Double(bytes), cost: cost, shape: shape)
             print(String(format: "| %d | %@ | %.3f | %.3f | %+.1f %% |", w, sizeLabel(bytes), t * 1e3, p * 1e3, 100 * (p - t) / t))
         }

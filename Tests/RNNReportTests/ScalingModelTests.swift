@@ -25,12 +25,24 @@ final class ScalingModelTests: XCTestCase {
         XCTAssertEqual(ScalingModel.allReduceSeconds(world: 8, bytes: 1000, cost: cost, shape: .recursiveDoubling), 3 * 18e-6, accuracy: 1e-15)
         XCTAssertEqual(ScalingModel.allReduceSeconds(world: 5, bytes: 1000, cost: cost, shape: .recursiveDoubling), 3 * 18e-6, accuracy: 1e-15)
         XCTAssertEqual(ScalingModel.allReduceSeconds(world: 4, bytes: 1000, cost: cost, shape: .recursiveDoubling), 2 * 18e-6, accuracy: 1e-15)
-        // automatic: recursive doubling up to 256 KiB for W >= 3, the ring above and at W = 2.
+        // fixed: recursive doubling up to 256 KiB for W >= 3, the ring above and at W = 2.
         let s = 262_144.0
-        XCTAssertEqual(ScalingModel.allReduceSeconds(world: 4, bytes: s, cost: cost, shape: .automatic), 2 * (10e-6 + s * 8e-9), accuracy: 1e-15)
-        XCTAssertEqual(ScalingModel.allReduceSeconds(world: 4, bytes: s + 4, cost: cost, shape: .automatic),
+        XCTAssertEqual(ScalingModel.allReduceSeconds(world: 4, bytes: s, cost: cost, shape: .fixedCrossover), 2 * (10e-6 + s * 8e-9), accuracy: 1e-15)
+        XCTAssertEqual(ScalingModel.allReduceSeconds(world: 4, bytes: s + 4, cost: cost, shape: .fixedCrossover),
                        6 * 10e-6 + 1.5 * (s + 4) * 8e-9, accuracy: 1e-15)
-        XCTAssertEqual(ScalingModel.allReduceSeconds(world: 2, bytes: 4096, cost: cost, shape: .automatic), 2 * 10e-6 + 4096 * 8e-9, accuracy: 1e-15)
+        XCTAssertEqual(ScalingModel.allReduceSeconds(world: 2, bytes: 4096, cost: cost, shape: .fixedCrossover), 2 * 10e-6 + 4096 * 8e-9, accuracy: 1e-15)
+        // halving-doubling: W = 8: 6 alpha + 1.75 S beta; W = 6 (P = 4): 2 (alpha + S beta) + 4 alpha + 1.5 S beta.
+        XCTAssertEqual(ScalingModel.allReduceSeconds(world: 8, bytes: 1000, cost: cost, shape: .halvingDoubling), 6 * 10e-6 + 1.75 * 1000 * 8e-9, accuracy: 1e-15)
+        XCTAssertEqual(ScalingModel.allReduceSeconds(world: 6, bytes: 1000, cost: cost, shape: .halvingDoubling),
+                       2 * (10e-6 + 1000 * 8e-9) + 4 * 10e-6 + 1.5 * 1000 * 8e-9, accuracy: 1e-15)
+        // automatic (a measured crossover): the least of the three. W = 8, 1000 bytes: recursive
+        // doubling 3 * 18 us = 54 us against halving-doubling 74 us and the ring 154 us.
+        XCTAssertEqual(ScalingModel.allReduceSeconds(world: 8, bytes: 1000, cost: cost, shape: .automatic), 3 * 18e-6, accuracy: 1e-15)
+        // W = 8, 1 MB: halving-doubling (6 alpha) beats the ring (14 alpha) and recursive doubling (3 S beta).
+        XCTAssertEqual(ScalingModel.allReduceSeconds(world: 8, bytes: 1e6, cost: cost, shape: .automatic), 6 * 10e-6 + 1.75 * 1e6 * 8e-9, accuracy: 1e-12)
+        // W = 6, 1 MB: the ring (10 alpha + 1.667 S beta) beats halving-doubling's hand-over (+2 S beta).
+        XCTAssertEqual(ScalingModel.allReduceSeconds(world: 6, bytes: 1e6, cost: cost, shape: .automatic), 10 * 10e-6 + 10.0 / 6 * 1e6 * 8e-9, accuracy: 1e-12)
+        XCTAssertEqual(ScalingModel.allReduceSeconds(world: 2, bytes: 1e6, cost: cost, shape: .automatic), 2 * 10e-6 + 1e6 * 8e-9, accuracy: 1e-12)
     }
 
     func testBound() {
